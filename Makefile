@@ -1,0 +1,62 @@
+# jincai: the two commands are `make site` (lab WAN up + provision + verify) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap systemd-container \
+	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping
+
+.PHONY: help deps apt venv lint unit lab-up lab-down lab-test site test clean bench
+
+help:
+	@echo "make site   - bring up the lab WAN, provision it end to end, verify, print a summary"
+	@echo "make test   - install deps, lint, unit tests, lab integration tests (what CI runs)"
+	@echo "make lab-down - remove the lab completely"
+
+deps: apt venv
+
+apt: .stamp-apt
+.stamp-apt:
+	@if [ "$$(id -u)" != 0 ]; then echo "jincai: run as root (the lab needs namespaces and systemd-nspawn)" >&2; exit 1; fi
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "== apt: installing $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: requirements.txt pyproject.toml
+	@echo "== virtualenv $(VENV) from requirements.txt"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip==24.3.1
+	@$(PY) -m pip install -q -r requirements.txt
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+lint: venv
+	@echo "== yamllint"; yamllint -s .
+	@echo "== ansible-lint (production profile)"; ansible-lint --offline -q
+	@echo "== syntax check"; for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null || exit 1; done; echo "playbooks OK"
+
+unit: venv
+	@echo "== unit tests"; $(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+lab-up: deps
+	jincai lab up
+
+lab-down: venv
+	jincai lab down
+
+lab-test: lab-up
+	@echo "== lab integration tests"; $(PY) -m pytest -q -p no:cacheprovider -m lab tests/lab
+
+site: deps
+	$(PY) -m jincai.site_run
+
+test: deps lint unit lab-test
+
+bench: venv
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: lab-down
+	rm -rf $(VENV) .stamp-apt

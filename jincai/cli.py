@@ -1,0 +1,94 @@
+"""The ``jincai`` console command.
+
+Each sub-command lives in its own module and is imported lazily, so ``jincai validate`` does not pay
+for the lab code and vice versa. Every handler returns a process exit code.
+"""
+
+import argparse
+import os
+import sys
+
+from jincai import ROOT
+
+DEFAULT_INVENTORY = os.path.join(ROOT, "inventories", "jilin")
+LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
+
+
+def _validate(args):
+    from jincai import validate
+
+    return validate.run(args.inventory, quiet=args.quiet)
+
+
+def _site(args):
+    from jincai import sitecmd
+
+    if args.site_cmd == "add":
+        return sitecmd.add(args.inventory, args.code, write=args.write)
+    return sitecmd.show(args.inventory, args.code)
+
+
+def _lab(args):
+    from jincai.lab import cli as labcli
+
+    return labcli.run(args)
+
+
+def _inventory(args):
+    from jincai import inventory
+
+    return inventory.main(args.inventory)
+
+
+def build_parser():
+    """Return the argument parser for every sub-command."""
+    p = argparse.ArgumentParser(prog="jincai", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    v = sub.add_parser("validate", help="check a source of truth before any host is contacted")
+    v.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    v.add_argument("-q", "--quiet", action="store_true", help="print nothing when valid")
+    v.set_defaults(func=_validate)
+
+    s = sub.add_parser("site", help="add a site or show its plan")
+    ssub = s.add_subparsers(dest="site_cmd", required=True)
+    sa = ssub.add_parser("add", help="allocate and add a city or county by its GB/T 2260 code")
+    sa.add_argument("code")
+    sa.add_argument("--write", action="store_true", help="write the change (default: show it only)")
+    sa.add_argument("-i", "--inventory", default=DEFAULT_INVENTORY)
+    ss = ssub.add_parser("show", help="print a site's plan: addresses, links, hosts, apps")
+    ss.add_argument("code")
+    ss.add_argument("-i", "--inventory", default=DEFAULT_INVENTORY)
+    s.set_defaults(func=_site)
+
+    lab = sub.add_parser("lab", help="the lab WAN on this machine (systemd-nspawn + netns)")
+    lsub = lab.add_subparsers(dest="lab_cmd", required=True)
+    for name, hlp in (("up", "build the image if needed and boot the lab (idempotent)"),
+                      ("down", "remove every container, namespace, link and mount of the lab"),
+                      ("status", "show hosts, PIDs and SSH readiness")):
+        lp = lsub.add_parser(name, help=hlp)
+        lp.add_argument("-i", "--inventory", default=LAB_INVENTORY)
+    lssh = lsub.add_parser("ssh", help="open a shell on a lab host")
+    lssh.add_argument("host")
+    lssh.add_argument("command", nargs=argparse.REMAINDER)
+    lssh.add_argument("-i", "--inventory", default=LAB_INVENTORY)
+    lab.set_defaults(func=_lab)
+
+    inv = sub.add_parser("inventory", help="print the Ansible inventory JSON derived from a source")
+    inv.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
+    inv.set_defaults(func=_inventory)
+    return p
+
+
+def main(argv=None):
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("jincai: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
