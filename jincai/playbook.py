@@ -47,7 +47,8 @@ def parse_recap(text):
             m = RECAP_RE.match(line.strip())
             if m:
                 d = m.groupdict()
-                recap[d.pop("host")] = {k: int(v) for k, v in d.items()}
+                host = d.pop("host")
+                recap[host] = {k: int(v) for k, v in d.items()}
     return recap
 
 
