@@ -1,0 +1,67 @@
+"""``make site``: bring the lab WAN up, provision it end to end, verify it, print a summary.
+
+Steps: ``jincai lab up`` (builds the image on first use), ``playbooks/site.yml`` against the lab
+inventory, then the verification suite (the lab tests that check a provisioned lab). Re-running is
+safe: the lab is left as it is when already up and the playbooks are idempotent.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+from jincai import ROOT
+from jincai.playbook import run as run_playbook
+
+LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
+VERIFY_MARKERS = "lab and not fresh and not lifecycle and not slow"
+
+
+def _step(title):
+    print(f"\n==== jincai site: {title} ====", flush=True)
+
+
+def _bin(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def _pytest_counts(output):
+    """Return (passed, failed) from pytest's closing line."""
+    counts = {}
+    for n, word in re.findall(r"(\d+) (passed|failed|errors?)", output):
+        counts[word.rstrip("s")] = counts.get(word.rstrip("s"), 0) + int(n)
+    return counts.get("passed", 0), counts.get("failed", 0) + counts.get("error", 0)
+
+
+def main():
+    """Run the main job; exit 0 only when provisioning and verification both succeeded."""
+    t0 = time.monotonic()
+    _step("lab up")
+    rc = subprocess.call([_bin("jincai"), "lab", "up"], cwd=ROOT)
+    if rc:
+        print("jincai site: the lab did not come up; see the messages above", file=sys.stderr)
+        return rc
+    _step("provision (playbooks/site.yml)")
+    res = run_playbook("playbooks/site.yml", inventory=LAB_INVENTORY, echo=True)
+    _step("verify (lab test suite)")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-m", VERIFY_MARKERS, "tests/lab"], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sys.stdout.write(proc.stdout[-4000:])
+    passed, failed = _pytest_counts(proc.stdout.splitlines()[-1] if proc.stdout else "")
+    elapsed = time.monotonic() - t0
+    print("\n==== jincai site: summary ====")
+    print(f"hosts:        {len(res.recap)}")
+    print(f"changed:      {res.total('changed')} (on {len(res.hosts_with('changed'))} hosts)")
+    print(f"failed:       {res.total('failed')} {' '.join(res.hosts_with('failed'))}")
+    print(f"unreachable:  {res.total('unreachable')} {' '.join(res.hosts_with('unreachable'))}")
+    print(f"tests:        {passed} passed, {failed} failed")
+    print(f"elapsed:      {elapsed:.0f} s")
+    ok = res.rc == 0 and proc.returncode == 0
+    print("result:       " + ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
