@@ -1,0 +1,68 @@
+"""Build the Ansible inventory (groups and host vars) from a source of truth.
+
+:func:`build` returns the JSON shape of ``ansible-inventory --list``; the inventory plugin
+(``plugins/inventory/jincai.py``) feeds the same data to Ansible. Invalid sources are refused with
+the validator's messages (:class:`InvalidSource`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from jincai import model, validate
+
+#: Group order in the output: tiers, functions, then per-platform and per-site groups.
+FIXED_GROUPS = ("province", "city", "county", "routers", "vpn_concentrators", "app_servers", "services",
+                "machine_room", "budget_unit_clients", "external_parties")
+
+
+class InvalidSource(Exception):
+    """The source has validation errors; ``findings`` holds them (str() is one per line)."""
+
+    def __init__(self, findings):
+        self.findings = findings
+        super().__init__("\n".join(str(f) for f in findings))
+
+
+def derive_checked(inventory_dir):
+    """Load, validate and derive; raise :class:`InvalidSource` on errors. Returns (derived, warnings)."""
+    src = model.load(inventory_dir)
+    findings = validate.check(src)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise InvalidSource(errors)
+    return model.derive(src), [f for f in findings if f.severity != "error"]
+
+
+def group_names(derived):
+    """All group names in a stable order."""
+    rest = sorted(g for g in derived.groups if g not in FIXED_GROUPS)
+    return [g for g in FIXED_GROUPS if g in derived.groups] + rest
+
+
+def build(inventory_dir):
+    """Return the inventory as ``ansible-inventory --list`` JSON (a dict)."""
+    derived, _ = derive_checked(inventory_dir)
+    out = {"_meta": {"hostvars": derived.hosts}}
+    names = group_names(derived)
+    out["all"] = {"children": ["ungrouped"] + names}
+    out["ungrouped"] = {"hosts": []}
+    for g in names:
+        out[g] = {"hosts": list(derived.groups[g])}
+    return out
+
+
+def main(inventory_dir):
+    """Print the inventory JSON; on an invalid source print the errors to stderr and return 1."""
+    try:
+        data = build(inventory_dir)
+    except InvalidSource as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except model.SourceError as exc:
+        print(f"jincai: {exc}", file=sys.stderr)
+        return 1
+    json.dump(data, sys.stdout, indent=1, ensure_ascii=False, sort_keys=False)
+    sys.stdout.write("\n")
+    return 0
