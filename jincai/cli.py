@@ -40,6 +40,15 @@ def _inventory(args):
     return inventory.main(args.inventory)
 
 
+# Sub-commands whose module owns its own argument parser: ``jincai NAME ARGS...`` calls
+# ``jincai.<module>.main(ARGS)``.
+DELEGATED = {
+    "compliance": ("jincai.compliance", "nightly drift and MLPS compliance report (changes nothing)"),
+    "bootstrap": ("jincai.bootstrap", "bring a new county site onto the WAN in one command"),
+    "pki": ("jincai.pki_cli", "the province CA: budget-unit certificates, revocation, CRL"),
+}
+
+
 def build_parser():
     """Return the argument parser for every sub-command."""
     p = argparse.ArgumentParser(prog="jincai", description=__doc__.splitlines()[0])
@@ -74,6 +83,9 @@ def build_parser():
     lssh.add_argument("-i", "--inventory", default=LAB_INVENTORY)
     lab.set_defaults(func=_lab)
 
+    for name, (_module, hlp) in DELEGATED.items():
+        sub.add_parser(name, help=hlp, add_help=False)
+
     inv = sub.add_parser("inventory", help="print the Ansible inventory JSON derived from a source")
     inv.add_argument("inventory", nargs="?", default=DEFAULT_INVENTORY)
     inv.set_defaults(func=_inventory)
@@ -82,6 +94,16 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of the console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        try:
+            return module.main(argv[1:])
+        except KeyboardInterrupt:
+            print("jincai: interrupted", file=sys.stderr)
+            return 130
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
