@@ -30,7 +30,7 @@ $(VENV)/.stamp: requirements.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip==24.3.1
 	@$(PY) -m pip install -q -r requirements.txt
-	@$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@$(PY) -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	@touch $@
 
 lint: venv
