@@ -1,31 +1,50 @@
 """A small province certificate authority (the control node's CA) and certificates it issues.
 
-One CA serves every part of jincai (nginx TLS on app servers, strongSwan peers, ...). The CA key and
-issued keys are written with mode 0600 into a directory that is not committed: by default
-``<repo>/build/pki`` (``/build/`` is gitignored); set ``JINCAI_PKI_DIR`` to move it, e.g. into a
-vault-backed location in production.
+One CA serves every part of jincai (nginx TLS on app servers, the VPN concentrator, the 1,040
+budget units' VPN certificates). State lives in a directory that is never committed: by default
+``<repo>/build/pki`` (``/build/`` is gitignored); ``JINCAI_PKI_DIR`` moves it (e.g.
+``/var/lib/jincai/pki/jilin`` in production).
 
 Layout of the PKI directory::
 
-    ca.crt  ca.key                 the province CA (EC P-256, 10 years)
+    ca.crt  ca.key.vault            the province CA (EC P-256, 10 years); key ansible-vault encrypted
     issued/<name>/cert.pem key.pem  a leaf per name (EC P-256, ~2 years), SANs: DNS names and IPs
+    crl.pem crl.der                 the published CRL (crlNumber grows at each publication)
+    db.json                         serials issued through the registry below, their status
+    vpn/units.json                  the budget-unit registry: code, name, site, virtual IP, identity, status
+    vpn/units/<code>.crt .key.vault one certificate and vaulted key per budget unit
+    vpn/bundles/<code>.tar.gz       the unit technician's client bundle (mode 0600)
+
+The CA key is encrypted with the Ansible vault password (``$ANSIBLE_VAULT_PASSWORD_FILE``, else
+``vault_password_file`` of ansible.cfg, i.e. ``inventories/lab/vault-pass.sh`` in the lab); a
+plaintext ``ca.key`` left by an older version is encrypted and removed on first use. Unit keys are
+vaulted too: Ansible's copy module decrypts them on deployment.
 
 Everything is idempotent: an existing CA is kept; a leaf is re-issued only when it is missing, was
-signed by another CA, has other SANs or usage, or expires within 30 days.
+signed by another CA, has other SANs or usage, or expires within 30 days; an active unit is never
+re-issued by ``add``/``sync``.
 
-Command line (prints one JSON object; ``changed`` tells whether anything was written)::
+Command line (``python -m jincai.pki ...`` or ``jincai pki ...``)::
 
-    python -m jincai.pki ca [--dir DIR]
-    python -m jincai.pki issue NAME --san DNS_OR_IP ... [--client] [--dir DIR] [--check]
-    python -m jincai.pki issue-many SPEC.json [--dir DIR] [--check]   # [{"name":..,"sans":[..]}, ...]
+    ca | issue NAME --san X [--client] | issue-many SPEC.json   (JSON output; --dir, --check)
+    init | sync | add CODE NAME | add --csv F | revoke CODE.. | revoke --csv F | renew [CODE..]
+    crl | bundle CODE | list                                        (-i INVENTORY)
 """
 
 import argparse
+import configparser
+import contextlib
+import csv
 import datetime
+import fcntl
+import io
 import ipaddress
 import json
 import os
+import re
+import subprocess
 import sys
+import tarfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,6 +58,15 @@ ORG = "Jilin Provincial Department of Finance"
 CA_DAYS = 3650
 LEAF_DAYS = 825
 RENEW_BEFORE = datetime.timedelta(days=30)
+CRL_DAYS = 30
+CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.ReasonFlags.key_compromise,
+           "superseded": x509.ReasonFlags.superseded, "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+           "cessationOfOperation": x509.ReasonFlags.cessation_of_operation}
+
+
+class PkiError(Exception):
+    """A PKI operation failed; the message says what to fix."""
 
 
 def default_dir():
@@ -47,16 +75,17 @@ def default_dir():
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
 def _write(path, data, mode):
     """Write bytes atomically with the given mode."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
 
 
@@ -65,19 +94,93 @@ def _key_pem(key):
                              serialization.NoEncryption())
 
 
-def _load_ca(pki_dir):
-    with open(os.path.join(pki_dir, "ca.crt"), "rb") as fh:
-        cert = x509.load_pem_x509_certificate(fh.read())
-    with open(os.path.join(pki_dir, "ca.key"), "rb") as fh:
-        key = serialization.load_pem_private_key(fh.read(), password=None)
-    return cert, key
+def _cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
 
+
+# --------------------------------------------------------------------------------------------
+# the vault: the CA key (and unit keys) are ansible-vault encrypted at rest
+# --------------------------------------------------------------------------------------------
+
+def vault_password_file():
+    """Return the vault password file: ``$ANSIBLE_VAULT_PASSWORD_FILE`` or ansible.cfg's."""
+    path = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+    if not path:
+        cfg = configparser.ConfigParser(interpolation=None)
+        cfg.read(os.environ.get("ANSIBLE_CONFIG") or os.path.join(ROOT, "ansible.cfg"))
+        path = cfg.get("defaults", "vault_password_file", fallback=None)
+    if not path:
+        raise PkiError("no vault password file: set ANSIBLE_VAULT_PASSWORD_FILE or vault_password_file "
+                       "in ansible.cfg (the CA key is ansible-vault encrypted)")
+    return path if os.path.isabs(path) else os.path.join(ROOT, path)
+
+
+def vault_password(path=None):
+    """Read the vault password (an executable file is run, as ansible does)."""
+    path = path or vault_password_file()
+    if not os.path.exists(path):
+        raise PkiError(f"{path}: vault password file missing (fix: create it or set ANSIBLE_VAULT_PASSWORD_FILE)")
+    if os.access(path, os.X_OK):
+        out = subprocess.run([path], check=True, capture_output=True).stdout
+    else:
+        with open(path, "rb") as fh:
+            out = fh.read()
+    secret = out.strip().splitlines()[0].strip() if out.strip() else b""
+    if not secret:
+        raise PkiError(f"{path}: the vault password is empty")
+    return secret
+
+
+class Vault:
+    """ansible-vault (format 1.1, AES256) with one password; what ``ansible-vault encrypt`` writes."""
+
+    def __init__(self, password=None):
+        from ansible.parsing.vault import VaultLib, VaultSecret
+
+        self._lib = VaultLib([("default", VaultSecret(password or vault_password()))])
+
+    def encrypt(self, data):
+        """Return the vault text of ``data`` (bytes)."""
+        return self._lib.encrypt(data)
+
+    def decrypt(self, data, where="vault"):
+        """Return the plaintext of a vault text; errors name ``where``."""
+        try:
+            return self._lib.decrypt(data)
+        except Exception as exc:  # noqa: BLE001 - ansible raises AnsibleError subclasses
+            raise PkiError(f"{where}: cannot decrypt with the vault password ({exc})") from exc
+
+
+_VAULTS = {}
+
+
+def _vault():
+    path = vault_password_file()
+    if path not in _VAULTS:
+        _VAULTS[path] = Vault(vault_password(path))
+    return _VAULTS[path]
+
+
+# --------------------------------------------------------------------------------------------
+# the CA and leaves (API used by the apps role for nginx TLS)
+# --------------------------------------------------------------------------------------------
 
 def ensure_ca(pki_dir=None, check=False):
-    """Create the CA in *pki_dir* unless it exists. Return ``(ca_cert_path, changed)``."""
+    """Create the CA in *pki_dir* unless it exists. Return ``(ca_cert_path, changed)``.
+
+    A plaintext ``ca.key`` (older layout) is vault-encrypted into ``ca.key.vault`` and removed.
+    """
     pki_dir = pki_dir or default_dir()
     crt = os.path.join(pki_dir, "ca.crt")
-    if os.path.exists(crt) and os.path.exists(os.path.join(pki_dir, "ca.key")):
+    vaulted, plain = os.path.join(pki_dir, "ca.key.vault"), os.path.join(pki_dir, "ca.key")
+    if os.path.exists(crt) and os.path.exists(plain) and not os.path.exists(vaulted):
+        if check:
+            return crt, True
+        with open(plain, "rb") as fh:
+            _write(vaulted, _vault().encrypt(fh.read()), 0o600)
+        os.unlink(plain)
+        return crt, True
+    if os.path.exists(crt) and os.path.exists(vaulted):
         return crt, False
     if check:
         return crt, True
@@ -97,9 +200,18 @@ def ensure_ca(pki_dir=None, check=False):
                                          encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
-    _write(os.path.join(pki_dir, "ca.key"), _key_pem(key), 0o600)
-    _write(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(vaulted, _vault().encrypt(_key_pem(key)), 0o600)
+    _write(crt, _cert_pem(cert), 0o644)
     return crt, True
+
+
+def _load_ca(pki_dir):
+    with open(os.path.join(pki_dir, "ca.crt"), "rb") as fh:
+        cert = x509.load_pem_x509_certificate(fh.read())
+    path = os.path.join(pki_dir, "ca.key.vault")
+    with open(path, "rb") as fh:
+        key = serialization.load_pem_private_key(_vault().decrypt(fh.read(), path), password=None)
+    return cert, key
 
 
 def _general_names(sans):
@@ -130,8 +242,41 @@ def _leaf_ok(path, ca_cert, sans, client):
             and cert.not_valid_after_utc - _now() > RENEW_BEFORE)
 
 
+def _sign_leaf(ca_cert, ca_key, name, sans, client, key=None, ou=None, days=LEAF_DAYS):
+    """Return ``(cert, key)``: a leaf for *name* with *sans*, a new P-256 key unless *key* is given."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    eku = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG)]
+    if ou:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, name))
+    not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectAlternativeName(_general_names(sans)), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
 def issue(name, sans, pki_dir=None, client=False, check=False):
-    """Issue (or keep) the leaf *name* with *sans*. Return ``(dict of paths, changed)``."""
+    """Issue (or keep) the leaf *name* with *sans*. Return ``(dict of paths, changed)``.
+
+    For a TLS server (nginx): ``issue("220000-app1", ["220000-app1.example", "198.18.0.10"])`` gives
+    ``issued/220000-app1/cert.pem`` and ``key.pem`` (0600) plus the CA path.
+    """
     pki_dir = pki_dir or default_dir()
     _, ca_changed = ensure_ca(pki_dir, check=check)
     path = os.path.join(pki_dir, "issued", name)
@@ -145,63 +290,482 @@ def issue(name, sans, pki_dir=None, client=False, check=False):
         return paths, ca_changed
     if check:
         return paths, True
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    eku = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(_general_names(sans)), critical=False)
-            .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert, key = _sign_leaf(ca_cert, ca_key, name, sans, client)
     _write(paths["key"], _key_pem(key), 0o600)
-    _write(paths["cert"], cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _write(paths["cert"], _cert_pem(cert), 0o644)
     return paths, True
 
 
-def main(argv=None):
-    """Command line entry point; prints a JSON result and returns an exit code."""
-    p = argparse.ArgumentParser(prog="python -m jincai.pki", description=__doc__.splitlines()[0])
+# --------------------------------------------------------------------------------------------
+# budget units: registry, onboarding, offboarding, renewal, CRL, bundles
+# --------------------------------------------------------------------------------------------
+
+class UnitRegistry:
+    """The budget-unit registry of the province on top of the CA.
+
+    A unit's virtual IP comes from the plan's budget-unit pool: given by the source of truth or the
+    lowest free host address, recorded at onboarding and never renumbered (a revoked unit keeps its
+    address so it can never be handed to another unit by accident).
+    """
+
+    def __init__(self, vpn_plan, pki_dir=None):
+        self.dir = pki_dir or default_dir()
+        self.plan = vpn_plan
+        self.pool = ipaddress.ip_network(vpn_plan["pool"])
+        ensure_ca(self.dir)
+        self.ca_cert, self._ca_key = _load_ca(self.dir)
+        self.vault = _vault()
+        self.db = self._read_json(os.path.join(self.dir, "db.json"), {"crl_number": 0, "certs": {}})
+        doc = self._read_json(self.path("units.json"), {"units": []})
+        self.units = {u["code"]: u for u in doc["units"]}
+        self._taken = {u["address"] for u in self.units.values()}
+
+    @staticmethod
+    def _read_json(path, default):
+        if not os.path.exists(path):
+            return default
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def path(self, *parts):
+        """A path under ``<pki>/vpn/``."""
+        return os.path.join(self.dir, "vpn", *parts)
+
+    # ---- identities and addresses
+    def identity(self, code):
+        """The IKE identity of a unit (also its certificate's DNS SAN)."""
+        return f"{code}.bu.{self.plan['domain']}"
+
+    def server_identity(self):
+        """The IKE identity of the concentrator."""
+        return f"{self.plan['concentrator']['name']}.{self.plan['domain']}"
+
+    def _allocate(self, wanted, where):
+        hosts = (self.pool.network_address, self.pool.broadcast_address)
+        if wanted:
+            try:
+                addr = ipaddress.ip_address(wanted)
+            except ValueError as exc:
+                raise PkiError(f"{where}: address: {exc}") from exc
+            if addr not in self.pool or addr in hosts:
+                raise PkiError(f"{where}: address: {wanted} is not a host address of the pool {self.pool}")
+            if str(addr) in self._taken:
+                raise PkiError(f"{where}: address: {wanted} is already used by another unit")
+            self._taken.add(str(addr))
+            return str(addr)
+        for addr in self.pool.hosts():
+            if str(addr) not in self._taken:
+                self._taken.add(str(addr))
+                return str(addr)
+        raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
+
+    def _issue_unit(self, code, key=None):
+        cert, key = _sign_leaf(self.ca_cert, self._ca_key, code, [self.identity(code)], client=True,
+                               key=key, ou="budget unit")
+        serial = format(cert.serial_number, "x")
+        self.db["certs"][serial] = {"cn": code, "kind": "budget unit", "status": "valid",
+                                    "not_after": cert.not_valid_after_utc.isoformat()}
+        _write(self.path("units", f"{code}.crt"), _cert_pem(cert), 0o644)
+        return serial, key
+
+    # ---- onboarding / offboarding
+    def add(self, code, name, address=None, apps=None, where=None):
+        """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
+
+        An active unit is left untouched; a revoked unit gets a new key and certificate and keeps its
+        address.
+        """
+        where = where or f"unit {code}"
+        if not CODE_RE.match(code or ""):
+            raise PkiError(f"{where}: code: {code!r} is not valid (fix: letters, digits and '-', at most 63)")
+        entry = self.units.get(code)
+        if entry and entry["status"] == "active":
+            return False
+        addr = entry["address"] if entry else self._allocate(address, where)
+        serial, key = self._issue_unit(code)
+        _write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(_key_pem(key)), 0o600)
+        self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "address": addr,
+                            "identity": self.identity(code), "serial": serial, "status": "active",
+                            "apps": sorted(apps or self.plan["apps"])}
+        return True
+
+    def revoke(self, code, reason="cessationOfOperation"):
+        """Offboard a unit: its certificate goes on the next CRL; True if it changed."""
+        entry = self.units.get(code)
+        if entry is None:
+            raise PkiError(f"unit {code}: not onboarded (see `jincai pki list`)")
+        if entry["status"] == "revoked":
+            return False
+        cert = self.db["certs"].setdefault(entry["serial"], {"cn": code, "kind": "budget unit"})
+        cert.update(status="revoked", revoked=_now().isoformat(), reason=reason)
+        entry["status"] = "revoked"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path("bundles", f"{code}.tar.gz"))
+        return True
+
+    def renew(self, codes=None, within=RENEW_BEFORE, rekey=False):
+        """Re-issue certificates of active units expiring within *within* (or exactly *codes*).
+
+        The key is kept unless *rekey*; the old serial is marked superseded (it simply expires).
+        Returns the renewed codes.
+        """
+        done = []
+        for code in sorted(codes or self.units):
+            entry = self.units.get(code)
+            if entry is None:
+                raise PkiError(f"unit {code}: not onboarded")
+            if entry["status"] != "active":
+                continue
+            if codes is None:
+                with open(self.path("units", f"{code}.crt"), "rb") as fh:
+                    cert = x509.load_pem_x509_certificate(fh.read())
+                if cert.not_valid_after_utc - _now() > within:
+                    continue
+            key = None
+            kpath = self.path("units", f"{code}.key.vault")
+            if not rekey:
+                with open(kpath, "rb") as fh:
+                    key = serialization.load_pem_private_key(self.vault.decrypt(fh.read(), kpath), None)
+            old = entry["serial"]
+            entry["serial"], key = self._issue_unit(code, key)
+            if rekey:
+                _write(kpath, self.vault.encrypt(_key_pem(key)), 0o600)
+            if old in self.db["certs"]:
+                self.db["certs"][old]["status"] = "superseded"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path("bundles", f"{code}.tar.gz"))
+            done.append(code)
+        return done
+
+    # ---- publication
+    def publish_crl(self, days=CRL_DAYS, force=False):
+        """Write ``crl.pem``/``crl.der`` when the revoked set changed, the CRL is older than a day or
+        reaches half its lifetime, or *force*.  Returns True when a new CRL was written."""
+        revoked = sorted((s, e) for s, e in self.db["certs"].items() if e.get("status") == "revoked")
+        pem = os.path.join(self.dir, "crl.pem")
+        if not force and os.path.exists(pem):
+            with open(pem, "rb") as fh:
+                old = x509.load_pem_x509_crl(fh.read())
+            same = sorted(format(r.serial_number, "x") for r in old) == [s for s, _ in revoked]
+            fresh = old.next_update_utc - _now() > datetime.timedelta(days=days / 2)
+            if same and fresh:
+                return False
+        self.db["crl_number"] = self.db.get("crl_number", 0) + 1
+        now = _now()
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.ca_cert.subject)
+                   .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=days))
+                   .add_extension(x509.CRLNumber(self.db["crl_number"]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key()),
+                                  critical=False))
+        for serial, entry in revoked:
+            rb = (x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
+                  .revocation_date(datetime.datetime.fromisoformat(entry["revoked"])))
+            if entry.get("reason") in REASONS and entry["reason"] != "unspecified":
+                rb = rb.add_extension(x509.CRLReason(REASONS[entry["reason"]]), critical=False)
+            builder = builder.add_revoked_certificate(rb.build())
+        crl = builder.sign(self._ca_key, hashes.SHA256())
+        _write(pem, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(os.path.join(self.dir, "crl.der"), crl.public_bytes(serialization.Encoding.DER), 0o644)
+        self._save_db()
+        return True
+
+    def _save_db(self):
+        _write(os.path.join(self.dir, "db.json"), json.dumps(self.db, indent=1, sort_keys=True).encode(), 0o600)
+
+    def save(self):
+        """Persist the certificate database and publish ``vpn/units.json`` (only if it changed)."""
+        self._save_db()
+        doc = {"pool": str(self.pool), "domain": self.plan["domain"], "server_identity": self.server_identity(),
+               "units": [self.units[c] for c in sorted(self.units)]}
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        path = self.path("units.json")
+        if not os.path.exists(path) or open(path, "rb").read() != data:  # noqa: SIM115
+            _write(path, data, 0o644)
+
+    def bundle(self, code, force=False):
+        """Write ``vpn/bundles/<code>.tar.gz`` (certificate, key, CA, swanctl config, README).
+
+        Kept as it is when it exists (re-running changes nothing) unless *force*; returns its path.
+        """
+        entry = self.units.get(code)
+        if entry is None or entry["status"] != "active":
+            raise PkiError(f"unit {code}: not an active unit, no bundle")
+        out = self.path("bundles", f"{code}.tar.gz")
+        if os.path.exists(out) and not force:
+            return out
+        kpath = self.path("units", f"{code}.key.vault")
+        with open(kpath, "rb") as fh:
+            key = self.vault.decrypt(fh.read(), kpath)
+        with open(self.path("units", f"{code}.crt"), "rb") as fh:
+            cert = fh.read()
+        c = self.plan["concentrator"]
+        conf = client_conf(code, entry["identity"], self.server_identity(), c["address"], self.plan["lan"])
+        readme = README.format(code=code, name=entry["name"], address=entry["address"], server=c["address"],
+                               apps=", ".join(entry["apps"]))
+        files = [(f"{code}/swanctl/conf.d/province.conf", conf.encode(), 0o644),
+                 (f"{code}/swanctl/private/{code}.key", key, 0o600),
+                 (f"{code}/swanctl/x509/{code}.crt", cert, 0o644),
+                 (f"{code}/swanctl/x509ca/province-ca.crt", _cert_pem(self.ca_cert), 0o644),
+                 (f"{code}/README.txt", readme.encode(), 0o644)]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, data, mode in files:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), mode, 0
+                tar.addfile(info, io.BytesIO(data))
+        os.makedirs(os.path.dirname(out), mode=0o700, exist_ok=True)
+        _write(out, buf.getvalue(), 0o600)
+        return out
+
+
+README = """Budget unit {code} ({name}): VPN to the province (strongSwan, IKEv2, certificate)
+
+1. On the unit's gateway (Debian 12): apt-get install charon-systemd strongswan-swanctl
+   libstrongswan-standard-plugins
+2. Copy swanctl/ of this bundle over /etc/swanctl/ (the key stays mode 0600, owner root), then
+   systemctl enable --now strongswan && swanctl --load-all
+3. Check: swanctl --list-sas shows "province" ESTABLISHED with virtual IP {address}.
+   The concentrator is {server}: allow UDP 500 and 4500 outbound to it.
+4. Reachable at the province through the tunnel: {apps}; nothing else.
+Keep the key secret. A lost or leaked key must be reported to the province at once: the certificate
+is then revoked and a new bundle issued.
+"""
+
+
+def client_conf(code, identity, server_identity, server_address, remote_ts):
+    """Return the reference swanctl.conf of one budget unit (roles/vpn_client renders the same)."""
+    return f"""# Budget unit {code} -> province VPN concentrator (jincai pki bundle)
+connections {{
+  province {{
+    version = 2
+    remote_addrs = {server_address}
+    vips = 0.0.0.0
+    proposals = aes256gcm16-prfsha384-ecp384
+    dpd_delay = 30s
+    keyingtries = 0
+    local {{
+      auth = pubkey
+      certs = {code}.crt
+      id = {identity}
+    }}
+    remote {{
+      auth = pubkey
+      id = {server_identity}
+      cacerts = province-ca.crt
+    }}
+    children {{
+      province {{
+        remote_ts = {remote_ts}
+        esp_proposals = aes256gcm16-ecp384
+        start_action = start
+        dpd_action = restart
+        close_action = start
+      }}
+    }}
+  }}
+}}
+"""
+
+
+def read_csv(path):
+    """Read ``code,name`` rows (a ``code,name`` header is optional); every error names file, line, field."""
+    rows, errors, seen = [], [], set()
+    try:
+        fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise PkiError(f"{path}: {exc.strerror}") from exc
+    with fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            code, name = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
+            if lineno == 1 and code.lower() == "code":
+                continue
+            if not CODE_RE.match(code):
+                errors.append(f"{path}: line {lineno}: code: {code!r} is not a valid unit code "
+                              "(fix: letters, digits and '-', at most 63)")
+            elif code in seen:
+                errors.append(f"{path}: line {lineno}: code: {code} is listed twice (fix: one line per unit)")
+            if not name:
+                errors.append(f"{path}: line {lineno}: name: missing (fix: the unit's name as 2nd column)")
+            seen.add(code)
+            rows.append({"code": code, "name": name})
+    if errors:
+        raise PkiError("\n".join(errors))
+    return rows
+
+
+def plan(inventory_dir):
+    """The VPN plan of an inventory, from the source of truth (``jincai_vpn`` of the province
+    concentrator): pool, apps, LAN, concentrator name/address, domain, site, lab client units."""
+    from jincai import inventory
+
+    inv = inventory.build(inventory_dir)
+    hv = inv["_meta"]["hostvars"]
+    vpns = sorted(h for h in inv.get("vpn_concentrators", {}).get("hosts", [])
+                  if hv[h].get("jincai_tier") == "province")
+    if not vpns:
+        raise PkiError(f"{inventory_dir}: no province host in group vpn_concentrators")
+    v = hv[vpns[0]]
+    vpn = v.get("jincai_vpn") or {}
+    if not vpn.get("pool"):
+        raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
+                       "(fix: give the province its budget-unit VPN pool)")
+    site = v.get("jincai_site") or {}
+    return {"pool": vpn["pool"], "apps": vpn.get("apps") or ["budget", "treasury"], "lan": vpn.get("lan"),
+            "site": v.get("jincai_site_code"), "domain": site.get("domain") or v.get("jincai_domain") or "jincai.lan",
+            "concentrator": {"name": vpns[0], "address": vpn.get("access_address")},
+            "clients": list(vpn.get("clients") or [])}
+
+
+@contextlib.contextmanager
+def _locked(directory):
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    with open(os.path.join(directory, ".lock"), "w", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def sync(reg, bundles=True):
+    """Bring the PKI in line with the plan: the concentrator's certificate, every unit the plan names
+    (the lab's client hosts) onboarded, expiring certificates renewed, CRL fresh, registry and missing
+    bundles written. Returns a summary dict; a second run changes nothing."""
+    c = reg.plan["concentrator"]
+    _, server_changed = issue(c["name"], [reg.server_identity(), c["address"]], reg.dir)
+    # only units never onboarded: a revoked unit stays revoked until an explicit `add`
+    added = [code for code in reg.plan["clients"] if code not in reg.units and reg.add(code, code)]
+    renewed = reg.renew()
+    crl = reg.publish_crl()
+    reg.save()
+    made = 0
+    if bundles:
+        for code, entry in sorted(reg.units.items()):
+            if entry["status"] == "active" and not os.path.exists(reg.path("bundles", f"{code}.tar.gz")):
+                reg.bundle(code)
+                made += 1
+    return {"server": server_changed, "added": added, "renewed": renewed, "crl": crl, "bundles": made}
+
+
+def build_parser(prog="jincai pki"):
+    """Return the ``jincai pki`` argument parser (also ``python -m jincai.pki``)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--dir", default=None, help="PKI directory (default: $JINCAI_PKI_DIR or build/pki)")
-    p.add_argument("--check", action="store_true", help="report what would change, write nothing")
+    p.add_argument("--check", action="store_true", help="ca/issue: report what would change, write nothing")
+    p.add_argument("-i", "--inventory", default=os.path.join(ROOT, "inventories", "lab"),
+                   help="source of truth for the VPN plan (default: the lab)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("ca", help="create the CA unless it exists")
-    one = sub.add_parser("issue", help="issue or keep one leaf certificate")
+    one = sub.add_parser("issue", help="issue or keep one leaf certificate (e.g. nginx TLS)")
     one.add_argument("name")
     one.add_argument("--san", action="append", default=[])
     one.add_argument("--client", action="store_true", help="client certificate (default: server)")
     many = sub.add_parser("issue-many", help='issue from a JSON list of {"name", "sans", "client"}')
     many.add_argument("spec", help="JSON file, or - for stdin")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "ca":
-            crt, changed = ensure_ca(args.dir, check=args.check)
-            result = {"changed": changed, "ca": crt}
-        elif args.cmd == "issue":
-            paths, changed = issue(args.name, args.san, args.dir, client=args.client, check=args.check)
-            result = dict(paths, changed=changed)
-        else:
-            with (sys.stdin if args.spec == "-" else open(args.spec, encoding="utf-8")) as fh:
-                spec = json.load(fh)
-            result = {"changed": False, "issued": {}}
-            for item in spec:
-                paths, changed = issue(item["name"], item.get("sans") or [], args.dir,
-                                       client=bool(item.get("client")), check=args.check)
-                result["issued"][item["name"]] = dict(paths, changed=changed)
-                result["changed"] = result["changed"] or changed
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(json.dumps({"failed": True, "msg": f"jincai.pki: {exc}"}))
-        return 1
-    print(json.dumps(result, sort_keys=True))
+    sub.add_parser("init", help="create the CA and the concentrator certificate, onboard the plan's units")
+    sub.add_parser("sync", help="same as init: onboard, renew expiring, refresh CRL, write missing bundles")
+    a = sub.add_parser("add", help="onboard one unit (CODE NAME) or a batch (--csv FILE: code,name)")
+    a.add_argument("code", nargs="?")
+    a.add_argument("name", nargs="?")
+    a.add_argument("--csv")
+    r = sub.add_parser("revoke", help="offboard units (CODE... or --csv FILE) and publish the CRL")
+    r.add_argument("codes", nargs="*")
+    r.add_argument("--csv")
+    r.add_argument("--reason", default="cessationOfOperation", choices=sorted(REASONS))
+    n = sub.add_parser("renew", help="re-issue unit certificates expiring soon, or the named ones")
+    n.add_argument("codes", nargs="*")
+    n.add_argument("--within-days", type=int, default=RENEW_BEFORE.days)
+    n.add_argument("--rekey", action="store_true", help="generate a new key pair too")
+    sub.add_parser("crl", help="publish a fresh CRL now")
+    b = sub.add_parser("bundle", help="rewrite a unit's client bundle and print its path")
+    b.add_argument("code")
+    sub.add_parser("list", help="list onboarded units: code, address, status, serial, name")
+    return p
+
+
+def _leaf_commands(args):
+    if args.cmd == "ca":
+        crt, changed = ensure_ca(args.dir, check=args.check)
+        return {"changed": changed, "ca": crt}
+    if args.cmd == "issue":
+        paths, changed = issue(args.name, args.san, args.dir, client=args.client, check=args.check)
+        return dict(paths, changed=changed)
+    with (sys.stdin if args.spec == "-" else open(args.spec, encoding="utf-8")) as fh:
+        spec = json.load(fh)
+    result = {"changed": False, "issued": {}}
+    for item in spec:
+        paths, changed = issue(item["name"], item.get("sans") or [], args.dir,
+                               client=bool(item.get("client")), check=args.check)
+        result["issued"][item["name"]] = dict(paths, changed=changed)
+        result["changed"] = result["changed"] or changed
+    return result
+
+
+def _unit_commands(args):
+    rows = read_csv(args.csv) if getattr(args, "csv", None) else None  # bad input fails before any change
+    if args.cmd == "add" and bool(rows is not None) == bool(args.code):
+        raise PkiError("add: give CODE NAME, or --csv FILE")
+    pki_dir = args.dir or default_dir()
+    vpn_plan = plan(args.inventory)
+    with _locked(pki_dir):
+        reg = UnitRegistry(vpn_plan, pki_dir)
+        if args.cmd in ("init", "sync"):
+            s = sync(reg)
+            print(f"{len(reg.units)} units ({len(s['added'])} added, {len(s['renewed'])} renewed); "
+                  f"CRL {'published' if s['crl'] else 'unchanged'}; {s['bundles']} new bundles; state in {pki_dir}")
+        elif args.cmd == "list":
+            for code, e in sorted(reg.units.items()):
+                print(f"{code}\t{e['address']}\t{e['status']}\t{e['serial']}\t{e['name']}")
+        elif args.cmd == "add":
+            rows = rows or [{"code": args.code, "name": args.name or args.code}]
+            added = [r["code"] for r in rows if reg.add(r["code"], r["name"])]
+            reg.save()
+            for code in added:
+                reg.bundle(code)
+            print(f"{len(added)} onboarded, {len(rows) - len(added)} already active; bundles in {reg.path('bundles')}")
+        elif args.cmd == "revoke":
+            codes = [r["code"] for r in rows] if rows else args.codes
+            if not codes:
+                raise PkiError("revoke: give CODE..., or --csv FILE")
+            unknown = [c for c in codes if c not in reg.units]
+            if unknown:
+                raise PkiError(f"revoke: not onboarded: {', '.join(unknown)} (nothing changed)")
+            done = [c for c in codes if reg.revoke(c, args.reason)]
+            reg.publish_crl(force=bool(done))
+            reg.save()
+            print(f"{len(done)} revoked (CRL number {reg.db['crl_number']}); deploy it with "
+                  "`ansible-playbook playbooks/vpn.yml --tags vpn_crl`")
+        elif args.cmd == "renew":
+            done = reg.renew(args.codes or None, datetime.timedelta(days=args.within_days), args.rekey)
+            reg.save()
+            for code in done:
+                reg.bundle(code)
+            print(f"{len(done)} renewed")
+        elif args.cmd == "crl":
+            reg.publish_crl(force=True)
+            reg.save()
+            print(os.path.join(pki_dir, "crl.pem"))
+        elif args.cmd == "bundle":
+            print(reg.bundle(args.code, force=True))
     return 0
 
 
+def main(argv=None, prog="jincai pki"):
+    """Command line entry point; returns an exit code. ca/issue/issue-many print one JSON object."""
+    args = build_parser(prog).parse_args(argv)
+    if args.cmd in ("ca", "issue", "issue-many"):
+        try:
+            result = _leaf_commands(args)
+        except (OSError, ValueError, KeyError, TypeError, PkiError) as exc:
+            print(json.dumps({"failed": True, "msg": f"jincai.pki: {exc}"}))
+            return 1
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    try:
+        return _unit_commands(args)
+    except (PkiError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"jincai pki: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m jincai.pki"))
