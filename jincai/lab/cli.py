@@ -1,0 +1,160 @@
+"""``jincai lab up | down | status | ssh HOST [CMD]``.
+
+Every check that can fail (root, tools, kernel features, the topology itself) runs before anything
+is created, and fails with one line.
+"""
+
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+from jincai.lab import image as imagemod
+from jincai.lab import lab, net, topology
+
+TOOLS = ("systemd-nspawn", "ip", "bridge", "mount", "umount", "chroot", "nsenter", "ssh", "ssh-keygen",
+         "sysctl", "unshare")
+
+
+class PreflightError(RuntimeError):
+    """The machine cannot run the lab; one line says why."""
+
+
+def _say(msg):
+    print(f"jincai lab: {msg}", flush=True)
+
+
+def check_root(euid=None):
+    """Refuse to run without root."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        raise PreflightError("must run as root (network namespaces, mounts and systemd-nspawn need it)")
+
+
+def check_tools(need_debootstrap, which=shutil.which):
+    """Refuse to run when a command the lab needs is missing (naming its Debian package)."""
+    packages = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2",
+                "bridge": "iproute2", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+                "nsenter": "util-linux", "unshare": "util-linux", "sysctl": "procps"}
+    tools = TOOLS + (("debootstrap",) if need_debootstrap else ())
+    for tool in tools:
+        if not which(tool):
+            raise PreflightError(f"command {tool!r} not found: apt-get install "
+                                 f"{packages.get(tool, tool)}")
+
+
+def check_kernel(filesystems="/proc/filesystems"):
+    """Refuse to run without overlayfs, network/PID namespaces, veth and bridges."""
+    with open(filesystems, encoding="ascii") as fh:
+        have_overlay = any(line.split()[-1] == "overlay" for line in fh if line.strip())
+    if not have_overlay:
+        subprocess.run(["modprobe", "overlay"], capture_output=True, check=False)
+        with open(filesystems, encoding="ascii") as fh:
+            have_overlay = any(line.split()[-1] == "overlay" for line in fh if line.strip())
+    if not have_overlay:
+        raise PreflightError("kernel feature missing: overlayfs (modprobe overlay)")
+    for ns in ("net", "pid", "mnt", "uts", "ipc"):
+        if not os.path.exists(f"/proc/self/ns/{ns}"):
+            raise PreflightError(f"kernel feature missing: {ns} namespaces")
+    # veth and bridge, probed in a throwaway namespace that dies with the command.
+    probe = subprocess.run(["unshare", "--net", "sh", "-c",
+                            "ip link add jp0 type veth peer name jp1 && ip link add jpb type bridge"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        raise PreflightError(f"kernel feature missing: veth or bridge links ({probe.stderr.strip()})")
+
+
+def check_mgmt_free():
+    """Refuse to run when the control node already uses the management subnet elsewhere."""
+    res = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True)
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        dev, addr = parts[1], ipaddress.ip_interface(parts[3])
+        if dev != net.HOST_LINK and addr.network.overlaps(topology.MGMT_NETWORK):
+            raise PreflightError(f"{addr} on {dev} overlaps the lab management network "
+                                 f"{topology.MGMT_NETWORK}; remove it first")
+
+
+def load_plan(inventory):
+    """Load and validate the topology (raises TopologyError with one line)."""
+    return topology.plan(topology.load(inventory), source=inventory)
+
+
+def cmd_up(args):
+    """Build the image if needed and bring the lab up (no-op when already up)."""
+    check_root()
+    plan = load_plan(args.inventory)
+    cached = os.path.isfile(os.path.join(imagemod.image_path(), ".jincai-image"))
+    check_tools(need_debootstrap=not cached)
+    check_kernel()
+    check_mgmt_free()
+    lab.up(plan, log=_say)
+    return 0
+
+
+def cmd_down(args):
+    """Remove every container, namespace, link, mount and directory the lab made."""
+    check_root()
+    had = lab.teardown(log=_say)
+    _say("lab down" if had else "lab down (nothing was running)")
+    return 0
+
+
+def cmd_status(args):
+    """Print one line per host: PID, management address, SSH readiness."""
+    state = lab.load_state()
+    hosts = state.get("hosts") or {}
+    if not hosts:
+        _say("lab is down")
+        return 3
+    print(f"{'host':14} {'pid':>8} {'mgmt':15} {'process':8} ssh")
+    alive = ok = 0
+    for name, rec in sorted(hosts.items()):
+        mine = lab.is_ours(rec)
+        ready = mine and lab.ssh_ready(name, rec)
+        alive += mine
+        ok += ready
+        print(f"{name:14} {rec['pid']:>8} {rec['mgmt']:15} {'running' if mine else 'GONE':8} "
+              f"{'ready' if ready else 'no'}")
+    print(f"{alive}/{len(hosts)} running, {ok}/{len(hosts)} SSH ready; image {state.get('image')}")
+    return 0 if ok == len(hosts) else 1
+
+
+def cmd_ssh(args):
+    """Open a shell (or run a command) on a lab host: SSH as jincai, nsenter if SSH is not up."""
+    state = lab.load_state()
+    rec = (state.get("hosts") or {}).get(args.host)
+    if rec is None:
+        raise PreflightError(f"no lab host {args.host!r} (see `jincai lab status`)")
+    command = [c for c in args.command if c != "--"] if args.command else []
+    try:
+        with socket.create_connection((rec["mgmt"], 22), timeout=2):
+            reachable = True
+    except OSError:
+        reachable = False
+    if reachable:
+        argv = lab.ssh_base(rec["mgmt"], batch=False)
+        if not command and sys.stdin.isatty():
+            argv.insert(1, "-t")
+        os.execvp("ssh", argv + command)
+    check_root()
+    leader = lab.leader_pid(rec["pid"]) if lab.is_ours(rec) else None
+    if not leader:
+        raise PreflightError(f"{args.host}: container is not running")
+    _say(f"{args.host}: SSH not reachable, entering the container with nsenter")
+    os.execvp("nsenter", ["nsenter", "-t", str(leader), "-a", "--"] + (command or ["/bin/bash", "-l"]))
+    return 1
+
+
+def run(args):
+    """Dispatch ``jincai lab <cmd>``; returns the exit code."""
+    handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "ssh": cmd_ssh}
+    try:
+        return handlers[args.lab_cmd](args)
+    except (PreflightError, topology.TopologyError) as exc:
+        print(f"jincai lab: {exc}", file=sys.stderr)
+        return 2
+    except (lab.LabError, net.NetError, subprocess.CalledProcessError) as exc:
+        print(f"jincai lab: {args.lab_cmd} failed: {exc}", file=sys.stderr)
+        return 1

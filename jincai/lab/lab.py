@@ -1,0 +1,448 @@
+"""Lab bring-up and tear-down: overlay roots, per-host customisation, systemd-nspawn containers.
+
+Everything the lab creates is recorded in ``/var/lib/jincai-lab/state.json`` as it is created
+(namespaces, mounts, container PIDs with their kernel start time), so ``down`` and the clean-up
+that ``up`` does first remove exactly what a previous run made, even after a crash. Processes are
+stopped by the PIDs recorded there (SIGTERM to systemd-nspawn, which powers the container off);
+they are never looked up by a process name.
+"""
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from jincai.lab import image as imagemod
+from jincai.lab import net
+from jincai.lab.topology import CONTROL_ADDRESS
+
+LAB_DIR = "/var/lib/jincai-lab"
+HOSTS_DIR = os.path.join(LAB_DIR, "hosts")
+SSH_DIR = os.path.join(LAB_DIR, "ssh")
+KEYS_DIR = os.path.join(LAB_DIR, "keys")
+LAB_KEY = os.path.join(SSH_DIR, "id_ed25519")
+KNOWN_HOSTS = os.path.join(SSH_DIR, "known_hosts")
+STATE_FILE = os.path.join(LAB_DIR, "state.json")
+CAPABILITIES = "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN"
+BOOT_TIMEOUT = 240
+STOP_TIMEOUT = 30
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message is meant for the operator."""
+
+
+# ---------------------------------------------------------------- state and process identity
+
+
+def load_state():
+    """Return the recorded state (empty dict when the lab was never brought up)."""
+    try:
+        with open(STATE_FILE, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        return {"corrupt": True}
+
+
+def save_state(state):
+    """Write the state atomically."""
+    os.makedirs(LAB_DIR, exist_ok=True)
+    tmp = STATE_FILE + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=1, sort_keys=True)
+    os.replace(tmp, STATE_FILE)
+
+
+def proc_start_time(pid):
+    """Return the kernel start time (clock ticks since boot) of ``pid``, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_ours(rec):
+    """True when the recorded process still runs and is the very process we started."""
+    pid = rec.get("pid")
+    if not pid or proc_start_time(pid) != rec.get("start"):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except FileNotFoundError:
+        return False
+    return bool(argv) and argv[0].endswith(b"systemd-nspawn") and \
+        b"--directory=" + rec["root"].encode() in argv
+
+
+def leader_pid(nspawn_pid):
+    """Return the PID of the container's init (the child of systemd-nspawn), or None."""
+    try:
+        for task in os.listdir(f"/proc/{nspawn_pid}/task"):
+            with open(f"/proc/{nspawn_pid}/task/{task}/children", encoding="ascii") as fh:
+                kids = fh.read().split()
+            if kids:
+                return int(kids[0])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def pss_kib(pids):
+    """Return the summed proportional set size (KiB) of ``pids`` (from smaps_rollup)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def pid_namespace_members(leader):
+    """Return every PID in the PID namespace whose init is ``leader`` (the container's processes)."""
+    try:
+        target = os.readlink(f"/proc/{leader}/ns/pid")
+    except FileNotFoundError:
+        return []
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == target:
+                    members.append(int(entry))
+            except (FileNotFoundError, PermissionError):
+                continue
+    return members
+
+
+# ---------------------------------------------------------------- keys
+
+
+def ensure_keys(plan, log=print):
+    """Create the lab key pair and one key pair per technician that lists ``key_file``."""
+    os.makedirs(SSH_DIR, mode=0o700, exist_ok=True)
+    os.makedirs(KEYS_DIR, mode=0o700, exist_ok=True)
+    pairs = [(LAB_KEY, "jincai-lab")]
+    for user, key_file in plan.technicians:
+        base = key_file[:-4] if key_file.endswith(".pub") else key_file
+        if not os.path.isabs(base) or os.path.dirname(base) != KEYS_DIR:
+            base = os.path.join(KEYS_DIR, user)
+        pairs.append((base, f"{user}@jincai-lab"))
+    for path, comment in pairs:
+        if not os.path.exists(path):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
+                           check=True)
+            log(f"keys: generated {path}")
+    with open(LAB_KEY + ".pub", encoding="ascii") as fh:
+        return fh.read().strip()
+
+
+# ---------------------------------------------------------------- host roots
+
+
+def host_dir(name):
+    """Return the directory holding a host's overlay (upper, work, root) and console log."""
+    return os.path.join(HOSTS_DIR, name)
+
+
+def _passwd_ids(root, user):
+    with open(os.path.join(root, "etc/passwd"), encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split(":")
+            if parts[0] == user:
+                return int(parts[2]), int(parts[3])
+    raise LabError(f"user {user} missing from the image")
+
+
+def _authorize(root, user, home, pubkey):
+    uid, gid = _passwd_ids(root, user)
+    ssh = os.path.join(root, home.lstrip("/"), ".ssh")
+    os.makedirs(ssh, mode=0o700, exist_ok=True)
+    path = os.path.join(ssh, "authorized_keys")
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(pubkey + "\n")
+    os.chmod(path, 0o600)
+    for p in (ssh, path):
+        os.chown(p, uid, gid)
+
+
+def prepare_root(host, image, pubkey):
+    """Mount the host's overlay root and customise it (hostname, keys, router bits) once."""
+    hdir = host_dir(host.name)
+    upper, work, root = (os.path.join(hdir, d) for d in ("upper", "work", "root"))
+    for d in (upper, work, root):
+        os.makedirs(d, exist_ok=True)
+    if not os.path.ismount(root):
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={image},upperdir={upper},workdir={work}", root], check=True)
+    marker = os.path.join(root, "etc/jincai-lab-host")
+    if os.path.exists(marker):
+        return root
+    with open(os.path.join(root, "etc/hostname"), "w", encoding="ascii") as fh:
+        fh.write(host.name + "\n")
+    with open(os.path.join(root, "etc/hosts"), "w", encoding="ascii") as fh:
+        fh.write(f"127.0.0.1\tlocalhost\n127.0.1.1\t{host.name}\n{CONTROL_ADDRESS.ip}\tjincai-control\n")
+    _authorize(root, "jincai", "/home/jincai", pubkey)
+    if host.is_router:
+        subprocess.run(["chroot", root, "useradd", "--create-home", "--shell", "/usr/bin/vtysh",
+                        "--groups", "frr,frrvty", "--comment", "jincai netmiko (vtysh)", "netops"],
+                       check=True)
+        with open(os.path.join(root, "etc/shells"), "a", encoding="ascii") as fh:
+            fh.write("/usr/bin/vtysh\n")
+        _authorize(root, "netops", "/home/netops", pubkey)
+        daemons = os.path.join(root, "etc/frr/daemons")
+        with open(daemons, encoding="utf-8") as fh:
+            text = fh.read()
+        with open(daemons, "w", encoding="utf-8") as fh:
+            fh.write(text.replace("ospfd=no", "ospfd=yes"))
+        with open(os.path.join(root, "etc/sysctl.d/90-jincai-lab-router.conf"), "w", encoding="ascii") as fh:
+            fh.write("# jincai lab: a router forwards packets\nnet.ipv4.ip_forward = 1\n")
+        subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", "frr.service"], check=True)
+    with open(marker, "w", encoding="ascii") as fh:
+        fh.write(f"{host.name}\n")
+    return root
+
+
+def start_container(host, root):
+    """Start systemd-nspawn for ``host`` in the background; return its state record."""
+    log = open(os.path.join(host_dir(host.name), "console.log"), "ab")  # noqa: SIM115 (kept by child)
+    cmd = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
+           f"--directory={root}", f"--machine={host.name}",
+           f"--network-namespace-path={net.NETNS_DIR}/{host.netns}",
+           f"--capability={CAPABILITIES}", "--resolv-conf=off", "--timezone=off",
+           "--link-journal=no", "--console=read-only"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, close_fds=True)
+    log.close()
+    start = None
+    for _ in range(50):
+        start = proc_start_time(proc.pid)
+        if start is not None:
+            break
+        time.sleep(0.01)
+    return {"pid": proc.pid, "start": start, "root": root, "netns": host.netns,
+            "mgmt": str(host.mgmt.address.ip), "router": host.is_router}
+
+
+# ---------------------------------------------------------------- SSH
+
+
+def ssh_base(address, user="jincai", batch=True):
+    """Return the ssh argv prefix for a lab host (lab key, lab known_hosts, strict checking)."""
+    argv = ["ssh", "-i", LAB_KEY, "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"]
+    if batch:
+        argv += ["-o", "BatchMode=yes"]
+    return argv + [f"{user}@{address}"]
+
+
+def host_keys(root):
+    """Return the host's public SSH host keys as ``type base64`` strings (empty until generated)."""
+    keys = []
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        path = os.path.join(root, f"etc/ssh/ssh_host_{kind}_key.pub")
+        try:
+            with open(path, encoding="ascii") as fh:
+                keys.append(" ".join(fh.read().split()[:2]))
+        except FileNotFoundError:
+            return []
+    return keys
+
+
+def write_known_hosts(records):
+    """Record every host's keys (read from its own root, not over the network) in KNOWN_HOSTS."""
+    lines = []
+    for name, rec in sorted(records.items()):
+        for key in host_keys(rec["root"]):
+            lines.append(f"{name},{rec['mgmt']} {key}\n")
+    tmp = KNOWN_HOSTS + ".tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.writelines(lines)
+    os.replace(tmp, KNOWN_HOSTS)
+
+
+def ssh_ready(name, rec):
+    """True when the host answers SSH as jincai with its own hostname."""
+    try:
+        with socket.create_connection((rec["mgmt"], 22), timeout=1):
+            pass
+    except OSError:
+        return False
+    res = subprocess.run(ssh_base(rec["mgmt"]) + ["hostname"], capture_output=True, text=True,
+                         timeout=15, check=False)
+    return res.returncode == 0 and res.stdout.strip() == name
+
+
+def wait_ready(records, log=print, timeout=BOOT_TIMEOUT):
+    """Wait until every host generated its keys (booted) and answers SSH; print N/M progress."""
+    total = len(records)
+    deadline = time.monotonic() + timeout
+    booted, last = set(), -1
+    while len(booted) < total:
+        for name, rec in records.items():
+            if name not in booted and host_keys(rec["root"]):
+                booted.add(name)
+            if not is_ours(rec):
+                raise LabError(f"{name}: systemd-nspawn exited; see {host_dir(name)}/console.log")
+        if len(booted) != last:
+            log(f"hosts booted {len(booted)}/{total}")
+            last = len(booted)
+        if time.monotonic() > deadline:
+            raise LabError(f"hosts not booted after {timeout} s: {sorted(set(records) - booted)}")
+        time.sleep(0.5)
+    write_known_hosts(records)
+    ready, last = set(), -1
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        while len(ready) < total:
+            todo = [n for n in records if n not in ready]
+            for name, ok in zip(todo, pool.map(lambda n: ssh_ready(n, records[n]), todo)):
+                if ok:
+                    ready.add(name)
+            if len(ready) != last:
+                log(f"SSH ready {len(ready)}/{total}")
+                last = len(ready)
+            if len(ready) < total:
+                if time.monotonic() > deadline:
+                    raise LabError(f"no SSH after {timeout} s: {sorted(set(records) - ready)}")
+                time.sleep(1)
+
+
+# ---------------------------------------------------------------- up / down
+
+
+def stray_nspawn_pids():
+    """Return PIDs of systemd-nspawn processes running one of OUR host roots (crash leftovers).
+
+    Only processes whose command line names a directory under HOSTS_DIR qualify: this finds the
+    lab's own containers when the state file is lost, never anything else.
+    """
+    found = []
+    marker = (HOSTS_DIR + "/").encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if argv and argv[0].endswith(b"systemd-nspawn") and any(
+                a.startswith(b"--directory=" + marker) for a in argv):
+            found.append(int(entry))
+    return found
+
+
+def _stop_processes(records, log=print):
+    """SIGTERM our systemd-nspawn processes, wait, then kill what is left (by recorded PID)."""
+    live = {}
+    for name, rec in records.items():
+        if is_ours(rec):
+            live[name] = (rec["pid"], leader_pid(rec["pid"]))
+    for pid in stray_nspawn_pids():
+        if pid not in {p for p, _ in live.values()}:
+            live[f"pid {pid}"] = (pid, leader_pid(pid))
+    for pid, _ in live.values():
+        os.kill(pid, signal.SIGTERM)
+    if live:
+        log(f"stopping {len(live)} containers")
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and any(proc_start_time(p) for p, _ in live.values()):
+        time.sleep(0.3)
+    for name, (pid, leader) in live.items():
+        if proc_start_time(pid) is not None:
+            log(f"{name}: did not power off in {STOP_TIMEOUT} s, killing its container")
+            if leader:
+                try:
+                    os.kill(leader, signal.SIGKILL)  # init of the PID namespace: takes it all down
+                except ProcessLookupError:
+                    pass
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    # Reap our own children, if this process started them.
+    for pid, _ in live.values():
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(proc_start_time(p) for p, _ in live.values()):
+        time.sleep(0.2)
+
+
+def teardown(log=print):
+    """Remove everything a (possibly crashed) earlier run made: processes, mounts, links, dirs."""
+    state = load_state()
+    records = state.get("hosts", {}) if isinstance(state.get("hosts"), dict) else {}
+    _stop_processes(records, log)
+    mounts = imagemod.mounts_under(HOSTS_DIR) if os.path.isdir(HOSTS_DIR) else []
+    for point in mounts:
+        subprocess.run(["umount", point], check=False, capture_output=True)
+    for point in imagemod.mounts_under(HOSTS_DIR) if os.path.isdir(HOSTS_DIR) else []:
+        subprocess.run(["umount", "-l", point], check=False)
+    net.teardown(state.get("netns"))
+    if os.path.isdir(HOSTS_DIR):
+        imagemod.remove_tree(HOSTS_DIR)
+    if os.path.exists(STATE_FILE):
+        os.unlink(STATE_FILE)
+    return bool(records or mounts)
+
+
+def running(state, plan, image):
+    """True when the recorded lab is up, built from this plan and image, and all containers live."""
+    hosts = state.get("hosts") or {}
+    return (state.get("complete") and state.get("fingerprint") == plan.fingerprint()
+            and state.get("image") == image and set(hosts) == set(plan.hosts)
+            and all(is_ours(r) for r in hosts.values())
+            and all(os.path.exists(os.path.join(net.NETNS_DIR, r["netns"])) for r in hosts.values())
+            and net.host_link_exists())
+
+
+def up(plan, log=print):
+    """Bring the lab up for ``plan``; a no-op when it is already up and unchanged."""
+    image = imagemod.ensure(log=log)
+    state = load_state()
+    if running(state, plan, image):
+        log(f"lab already up: {len(plan.hosts)} hosts, nothing changed")
+        wait_ready(state["hosts"], log=log)
+        return state
+    if state or net.lab_namespaces() or net.host_link_exists() or stray_nspawn_pids() or (
+            os.path.isdir(HOSTS_DIR) and os.listdir(HOSTS_DIR)):
+        log("clearing the previous lab (stale, changed or crashed)")
+        teardown(log)
+    pubkey = ensure_keys(plan, log)
+    t0 = time.monotonic()
+    state = {"version": 1, "image": image, "fingerprint": plan.fingerprint(), "source": plan.source,
+             "netns": [net.SWITCH_NS] + [h.netns for h in plan.hosts.values()], "hosts": {},
+             "complete": False}
+    save_state(state)  # before anything exists: a crash from here on is cleaned by the next run
+    net.build(plan, log)
+    roots = {}
+    for host in plan.hosts.values():
+        roots[host.name] = prepare_root(host, image, pubkey)
+    log(f"roots: {len(roots)} overlays on {os.path.basename(image)}")
+    for idx, host in enumerate(plan.hosts.values(), 1):
+        state["hosts"][host.name] = start_container(host, roots[host.name])
+        save_state(state)
+    log(f"containers: {len(plan.hosts)} started in {time.monotonic() - t0:.1f} s")
+    wait_ready(state["hosts"], log=log)
+    state["complete"] = True
+    state["ready_seconds"] = round(time.monotonic() - t0, 1)
+    save_state(state)
+    log(f"lab up: {len(plan.hosts)} hosts, all SSH-ready in {state['ready_seconds']} s; "
+        f"key {LAB_KEY}, known_hosts {KNOWN_HOSTS}")
+    return state
+
