@@ -48,8 +48,18 @@ lab-up: deps
 lab-down: venv
 	jincai lab down
 
-lab-test: lab-up
-	@echo "== lab integration tests"; $(PY) -m pytest -q -p no:cacheprovider -m lab tests/lab
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfE
+# The lab suite runs in phases on a freshly booted lab:
+#   1. fresh:     the bare lab (links, isolation) before anything is provisioned;
+#   2. provision: tests/lab/test_00_site.py runs site.yml, then proves changed=0 and a clean --check;
+#   3. the role, routing, VPN, app, compliance and bootstrap tests on the provisioned lab;
+#   4. lifecycle: down/up leave nothing behind (last, it reboots the lab).
+lab-test: deps
+	jincai lab down
+	jincai lab up
+	@echo "== lab phase 1: fresh lab"; $(PYTEST) -m "lab and fresh" tests/lab || test $$? = 5
+	@echo "== lab phase 2+3: provision and verify"; $(PYTEST) -m "lab and not fresh and not lifecycle" tests/lab
+	@echo "== lab phase 4: lifecycle"; $(PYTEST) -m "lab and lifecycle" tests/lab || test $$? = 5
 
 site: deps
 	$(PY) -m jincai.site_run
