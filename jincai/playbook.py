@@ -83,3 +83,24 @@ def run(playbook, inventory=None, args=(), check=False, diff=False, echo=False, 
     rc = proc.wait()
     out = "".join(lines)
     return RunResult(rc=rc, recap=parse_recap(out), output=out)
+
+
+TASK_RE = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*)\]")
+CHANGED_RE = re.compile(r"^changed: \[(?P<host>[^\]]+)\]")
+
+
+def changed_tasks(text):
+    """Return [(task name, host)] for every 'changed' line of an ansible-playbook output.
+
+    Used to say *which* task broke idempotency, not only that one did.
+    """
+    found, task = [], None
+    for line in text.splitlines():
+        m = TASK_RE.match(line)
+        if m:
+            task = m.group("task")
+            continue
+        m = CHANGED_RE.match(line)
+        if m:
+            found.append((task, m.group("host").split(" -> ")[0]))
+    return found

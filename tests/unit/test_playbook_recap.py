@@ -34,3 +34,22 @@ def test_run_result_totals_and_offenders():
 
 def test_parse_recap_ignores_text_before_the_recap():
     assert parse_recap("220000-app1 : ok=1 changed=1 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0") == {}
+
+
+def test_changed_tasks_names_the_task_and_host():
+    from jincai.playbook import changed_tasks
+
+    out = (
+        "TASK [sshd : Render sshd_config] ***\n"
+        "ok: [220000-app1]\n"
+        "changed: [220102-app1]\n"
+        "TASK [chrony : Start chrony] ***\n"
+        "changed: [220103-app1 -> localhost]\n"
+        "RUNNING HANDLER [sshd : Reload sshd] ***\n"
+        "changed: [220102-app1]\n"
+    )
+    assert changed_tasks(out) == [
+        ("sshd : Render sshd_config", "220102-app1"),
+        ("chrony : Start chrony", "220103-app1"),
+        ("sshd : Reload sshd", "220102-app1"),
+    ]

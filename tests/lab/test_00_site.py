@@ -1,0 +1,49 @@
+"""Provision the whole lab with playbooks/site.yml, then prove the standards on it.
+
+Runs first among the lab tests (file name): the role, routing, VPN and app tests that follow check
+the lab this file provisioned. Idempotency and check mode are proven here once for every play.
+"""
+
+import os
+
+import pytest
+
+from jincai import ROOT
+from jincai.playbook import changed_tasks, run
+
+pytestmark = pytest.mark.lab
+
+LAB = os.path.join(ROOT, "inventories", "lab")
+
+
+def _tail(res, n=60):
+    return "\n".join(res.output.splitlines()[-n:])
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    """The converging run of site.yml (whatever state the lab was in)."""
+    return run("playbooks/site.yml", inventory=LAB)
+
+
+def test_site_playbook_provisions_every_lab_host(first_run, lab_inventory):
+    assert first_run.rc == 0, _tail(first_run)
+    assert first_run.hosts_with("failed") == []
+    assert first_run.hosts_with("unreachable") == []
+    managed = set(lab_inventory["_meta"]["hostvars"])
+    missing = managed - set(first_run.recap)
+    assert not missing, f"site.yml never touched: {sorted(missing)}"
+
+
+def test_second_run_changes_nothing(first_run):
+    assert first_run.rc == 0, "the first run failed; idempotency is meaningless"
+    second = run("playbooks/site.yml", inventory=LAB)
+    assert second.rc == 0, _tail(second)
+    assert second.total("changed") == 0, f"not idempotent: {changed_tasks(second.output)}"
+
+
+def test_check_mode_with_diff_is_clean_and_changes_nothing(first_run):
+    assert first_run.rc == 0, "the first run failed"
+    check = run("playbooks/site.yml", inventory=LAB, check=True, diff=True)
+    assert check.rc == 0, _tail(check)
+    assert check.total("changed") == 0, f"check mode reports drift: {changed_tasks(check.output)}"
