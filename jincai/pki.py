@@ -59,6 +59,9 @@ CA_DAYS = 3650
 LEAF_DAYS = 825
 RENEW_BEFORE = datetime.timedelta(days=30)
 CRL_DAYS = 30
+#: What a budget unit may reach at the province through the VPN (issue 6): budget preparation and
+#: treasury payment; the plan's list is intersected with this.
+UNIT_APPS = ("budget", "treasury")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.ReasonFlags.key_compromise,
            "superseded": x509.ReasonFlags.superseded, "affiliationChanged": x509.ReasonFlags.affiliation_changed,
@@ -611,11 +614,26 @@ def plan(inventory_dir):
     if not vpn.get("pool"):
         raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
                        "(fix: give the province its budget-unit VPN pool)")
-    site = v.get("jincai_site") or {}
-    return {"pool": vpn["pool"], "apps": vpn.get("apps") or ["budget", "treasury"], "lan": vpn.get("lan"),
-            "site": v.get("jincai_site_code"), "domain": site.get("domain") or v.get("jincai_domain") or "jincai.lan",
+    apps = [a for a in vpn.get("apps") or UNIT_APPS if a in UNIT_APPS] or list(UNIT_APPS)
+    return {"pool": vpn["pool"], "apps": apps, "lan": vpn.get("lan"), "site": v.get("jincai_site_code"),
+            "domain": v.get("jincai_domain") or _network_domain(inventory_dir),
             "concentrator": {"name": vpns[0], "address": vpn.get("access_address")},
             "clients": list(vpn.get("clients") or [])}
+
+
+def _network_domain(inventory_dir):
+    """``network.domain`` of the source of truth (``<inventory>/source/network.yml``)."""
+    import yaml
+
+    path = os.path.join(inventory_dir, "source", "network.yml")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            domain = ((yaml.safe_load(fh) or {}).get("network") or {}).get("domain")
+    except OSError:
+        domain = None
+    if not domain:
+        raise PkiError(f"{path}: network: domain: missing (fix: the IKE identities are <unit>.bu.<domain>)")
+    return domain
 
 
 @contextlib.contextmanager
