@@ -679,8 +679,10 @@ def build_parser(prog="jincai pki"):
     one.add_argument("--client", action="store_true", help="client certificate (default: server)")
     many = sub.add_parser("issue-many", help='issue from a JSON list of {"name", "sans", "client"}')
     many.add_argument("spec", help="JSON file, or - for stdin")
-    sub.add_parser("init", help="create the CA and the concentrator certificate, onboard the plan's units")
-    sub.add_parser("sync", help="same as init: onboard, renew expiring, refresh CRL, write missing bundles")
+    for name in ("init", "sync"):
+        sp = sub.add_parser(name, help="create the CA and the concentrator certificate, onboard the plan's "
+                            "units, renew expiring certificates, refresh the CRL, write missing bundles")
+        sp.add_argument("--json", action="store_true", help="print a JSON summary with `changed`")
     a = sub.add_parser("add", help="onboard one unit (CODE NAME) or a batch (--csv FILE: code,name)")
     a.add_argument("code", nargs="?")
     a.add_argument("name", nargs="?")
@@ -728,6 +730,10 @@ def _unit_commands(args):
         reg = UnitRegistry(vpn_plan, pki_dir)
         if args.cmd in ("init", "sync"):
             s = sync(reg)
+            if args.json:
+                s["changed"] = bool(s["server"] or s["added"] or s["renewed"] or s["crl"] or s["bundles"])
+                print(json.dumps(s, sort_keys=True))
+                return 0
             print(f"{len(reg.units)} units ({len(s['added'])} added, {len(s['renewed'])} renewed); "
                   f"CRL {'published' if s['crl'] else 'unchanged'}; {s['bundles']} new bundles; state in {pki_dir}")
         elif args.cmd == "list":
