@@ -429,6 +429,10 @@ def derive(src):
                                   f"wan-{code}-{child['code']}{suffix}", router_name(child), link_area,
                                   LINK_COST[up["role"]], False))
         r_ifaces.append(iface("lan", _prefixed(gateway, lan), f"lan-{code}", None, area, 10, True))
+        if not lab and tier == "province" and mgmt_net:
+            # in-band management: the management zone is a segment of the province router
+            mgw = str(next(net(mgmt_net).hosts()))
+            r_ifaces.append(iface("mgmt", _prefixed(mgw, mgmt_net), f"mgmt-{code}", None, area, 10, True))
         metro_gw = None
         if site.get("metro"):
             metro_gw = str(next(net(site["metro"]).hosts()))

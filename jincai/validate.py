@@ -475,6 +475,9 @@ def _claims(ctx, usable):
     oob = mg.get("mode") == "out_of_band"
     for file, site in usable:
         code = site["code"]
+        if mg.get("mode") == "inband" and site["tier"] == "province" and _kind_ok(mg.get("network"), "cidr"):
+            prefixes.append((model.net(mg["network"]), ("mgmt", code), ctx.src.network_file, code,
+                             "plan.management.network"))
         for key in ("block", "lan", "metro", "vpn_pool"):
             if _kind_ok(site.get(key), "cidr"):
                 prefixes.append((model.net(site[key]), (key, code), file, code, key))
@@ -542,7 +545,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
     for n, owner, file, code, field in prefixes:
         site = by_code[code]
         kind = owner[0]
-        if kind in ("lan", "metro") and _kind_ok(site.get("block"), "cidr"):
+        if kind in ("lan", "metro", "mgmt") and _kind_ok(site.get("block"), "cidr"):
             blk = model.net(site["block"])
             if not n.subnet_of(blk):
                 ctx.err(file, code, field, f"{n} is outside the site's block {blk}",
@@ -572,7 +575,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
     allowed = {}
     for n, owner, file, code, field in prefixes:
         site = by_code[code]
-        if owner[0] in ("lan", "metro"):
+        if owner[0] in ("lan", "metro", "mgmt"):
             allowed[owner] = {("block", code)}
         elif owner[0] == "block":
             allowed[owner] = {("block", site.get("parent"))} if site["tier"] == "county" else {("plan", "supernet")}
@@ -584,7 +587,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
     for it in items:
         allowed[it[1]] = {("plan", "supernet")}
     items += prefixes
-    rank = {"plan": 0, "block": 1, "lan": 2, "metro": 3, "vpn_pool": 2, "wan": 2}
+    rank = {"plan": 0, "block": 1, "lan": 2, "metro": 3, "mgmt": 3, "vpn_pool": 2, "wan": 2}
     items.sort(key=lambda it: (int(it[0].network_address), it[0].prefixlen, rank[it[1][0]]))
     stack = [(sup, ("plan", "supernet"), ctx.src.network_file, None, "plan.supernet")]
     reported = set()  # one message per pair of owners (site or plan), not one per nested prefix

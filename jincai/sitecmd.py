@@ -1,0 +1,180 @@
+"""``jincai site add CODE [--write]`` and ``jincai site show CODE``.
+
+``add`` allocates the next free blocks for a city or county (see :mod:`jincai.allocate`), shows the
+YAML it would append and writes it only with ``--write``, after validating the whole source *with*
+the new site. ``show`` prints a site's plan: addresses, links, hosts, applications.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import yaml
+
+from jincai import allocate, model, validate
+
+SITE_KEY_ORDER = ("code", "tier", "parent", "name_zh", "pinyin", "block", "lan", "metro", "vpn_pool", "router",
+                  "uplinks", "hosts", "parties", "budget_units", "vpn_clients", "technicians", "notes")
+MAX_FLOW = 130
+
+
+def _flow(value):
+    """One-line YAML for a scalar, list or mapping (keys kept in order)."""
+    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False,
+                          width=10_000).strip().removesuffix("...").strip()
+
+
+def render_site(site, indent=2):
+    """YAML text of one site as a list item, in the style of the hand-written source files."""
+    pad = " " * indent
+    lines = []
+    first = True
+    for key in SITE_KEY_ORDER:
+        if key not in site:
+            continue
+        value = site[key]
+        lead = f"{pad}- " if first else f"{pad}  "
+        first = False
+        if isinstance(value, list) and value:
+            lines.append(f"{lead}{key}:")
+            for item in value:
+                text = _flow(item)
+                if len(text) + indent + 6 <= MAX_FLOW:
+                    lines.append(f"{pad}    - {text}")
+                else:
+                    block = yaml.safe_dump(item, allow_unicode=True, sort_keys=False, width=10_000).splitlines()
+                    lines.append(f"{pad}    - {block[0]}")
+                    lines.extend(f"{pad}      {b}" for b in block[1:])
+        else:
+            lines.append(f"{lead}{key}: {_flow(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def site_file(src, site):
+    """The sites/*.yml file that holds (or would hold) a site: the city's file for a county."""
+    sitedir = os.path.join(src.source_dir, "sites")
+    city = site["code"] if site["tier"] == "city" else site["parent"]
+    for file, s in src.sites:
+        if isinstance(s, dict) and s.get("code") == city:
+            return os.path.abspath(file)
+    return os.path.join(sitedir, f"{city}.yml")
+
+
+def plan_add(inventory_dir, code):
+    """Return ``(path, old_text, new_text, site)`` for adding ``code``; raise ValueError with the reason."""
+    src = model.load(inventory_dir)
+    errors = [f for f in validate.check(src) if f.severity == "error"]
+    if errors:
+        raise ValueError("the source has errors; fix them first:\n" + "\n".join(str(f) for f in errors))
+    code = str(code)
+    div = src.divisions().get(code)
+    if div is None:
+        raise ValueError(f"{code} is not a Jilin division (GB/T 2260); see jincai/data/jilin-divisions.tsv")
+    if code in src.site_map():
+        raise ValueError(f"site {code} ({div.name_zh}) is already present")
+    if div.level == "province":
+        raise ValueError(f"{code} is the province; only cities and counties can be added")
+    if div.parent not in src.site_map():
+        raise ValueError(f"the parent {div.parent} of {code} ({div.name_zh}) is not in the source; "
+                         f"add it first: jincai site add {div.parent}")
+    try:
+        site = allocate.Allocator(src).new_site(div)
+    except allocate.AllocationError as exc:
+        raise ValueError(str(exc)) from None
+    path = site_file(src, site)
+    old = ""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        new = old + ("" if old.endswith("\n") else "\n") + render_site(site)
+    else:
+        new = f"---\n# City {div.name_zh} and its counties.\nsites:\n" + render_site(site)
+    check = model.load(inventory_dir, overrides={path: new})
+    errors = [f for f in validate.check(check) if f.severity == "error"]
+    if errors:
+        raise ValueError("the allocation would not validate (a bug or a full pool):\n" +
+                         "\n".join(str(f) for f in errors))
+    return path, old, new, site
+
+
+def add(inventory_dir, code, write=False):
+    """Show (and with ``write`` append) the new site; 0 on success, 1 when refused."""
+    try:
+        path, old, new, site = plan_add(inventory_dir, code)
+    except (ValueError, model.SourceError) as exc:
+        print(f"jincai site add: {exc}", file=sys.stderr)
+        return 1
+    shown = model.display_path(path)
+    added = new[len(old):]
+    verb = "appending to" if old else "creating"
+    print(f"# {verb} {shown}:")
+    for line in added.splitlines():
+        print(f"+ {line}")
+    if not write:
+        print(f"# dry run: nothing written; run again with --write to add site {site['code']}")
+        return 0
+    tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(new)
+    os.replace(tmp, path)
+    print(f"# wrote {shown}; technicians still to be listed (jincai validate warns until they are)")
+    return 0
+
+
+def describe(src, code):
+    """Lines describing one site's plan."""
+    derived = model.derive(src)
+    site = src.site_map()[code]
+    out = [f"site {code} {site['name_zh']} ({site['pinyin']}), {site['tier']}"
+           + (f", parent {site['parent']}" if site.get("parent") else "")]
+    out.append(f"  block {site['block']}  lan {site['lan']}" + (f"  metro {site['metro']}" if site.get("metro") else "")
+               + (f"  vpn pool {site['vpn_pool']}" if site.get("vpn_pool") else ""))
+    out.append(f"  router {site['router']['platform']}  loopback {site['router']['loopback']}")
+    out.append("  links:")
+    for name, hv in derived.hosts.items():
+        if hv["jincai_site_code"] == code and "router" in hv["jincai_functions"]:
+            for i in hv["jincai_interfaces"]:
+                if i["role"] in ("uplink", "downlink"):
+                    out.append(f"    {i['name']:<24} {i['role']:<8} {i['address']:<18} -> {i['peer']} "
+                               f"(cost {i['ospf_cost']}, area {i['ospf_area']})")
+    out.append("  hosts:")
+    for name, hv in derived.hosts.items():
+        if hv["jincai_site_code"] != code:
+            continue
+        extra = ""
+        if "app_server" in hv["jincai_functions"]:
+            extra = "  apps: " + ", ".join(hv["jincai_apps"])
+        out.append(f"    {name:<14} {','.join(hv['jincai_functions']):<18} {hv['jincai_address']:<15} "
+                   f"mgmt {hv['jincai_mgmt_address']}{extra}")
+    for p in site.get("parties") or []:
+        out.append(f"    party {code}-{p['name']:<8} {p['kind']:<16} {p.get('address', '-'):<15} {p.get('org', '')} "
+                   f"-> {', '.join(p.get('apps') or [])}")
+    bu = site.get("budget_units")
+    if bu:
+        out.append(f"  budget units: {bu['count']} -> {', '.join(bu['apps'])}")
+    apps = (src.network.get("tiers") or {}).get(site["tier"], [])
+    out.append(f"  applications ({site['tier']}): {', '.join(apps)}")
+    techs = site.get("technicians") or []
+    out.append(f"  technicians: {len(techs)}" + ("  " + ", ".join(f"{t['user']} {t.get('name', '')}"
+                                                                    for t in techs) if techs else ""))
+    return out
+
+
+def show(inventory_dir, code):
+    """Print a site's plan; 1 when the code is unknown or the source invalid."""
+    try:
+        src = model.load(inventory_dir)
+    except model.SourceError as exc:
+        print(f"jincai site show: {exc}", file=sys.stderr)
+        return 1
+    errors = [f for f in validate.check(src) if f.severity == "error"]
+    if errors:
+        print("jincai site show: the source has errors (run jincai validate)", file=sys.stderr)
+        return 1
+    if str(code) not in src.site_map():
+        print(f"jincai site show: no site {code} in {model.display_path(src.inv_dir)}", file=sys.stderr)
+        return 1
+    print("\n".join(describe(src, str(code))))
+    return 0
