@@ -1,0 +1,209 @@
+"""Unit tests of the province PKI (jincai.pki): CA key vaulted, units, revocation, CRL, bundles, CLI."""
+
+import datetime
+import io
+import json
+import os
+import tarfile
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from jincai import pki
+
+PLAN = {"pool": "198.18.160.0/29", "apps": ["budget", "treasury"], "lan": "198.18.0.0/24", "site": "220000",
+        "domain": "lab.jincai.test", "concentrator": {"name": "220000-vpn", "address": "198.18.232.1"},
+        "clients": ["bu0001", "bu0002"]}
+
+
+@pytest.fixture()
+def pkidir(tmp_path, monkeypatch):
+    """A fresh PKI directory and a vault password file of its own."""
+    pw = tmp_path / "vault-pass"
+    pw.write_text("unit-test-password\n")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
+    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
+    pki._VAULTS.clear()
+    return tmp_path / "pki"
+
+
+def _cert(path):
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_ca_key_is_vault_encrypted_and_never_plaintext(pkidir):
+    crt, changed = pki.ensure_ca()
+    assert changed and os.path.exists(crt)
+    key = (pkidir / "ca.key.vault").read_bytes()
+    assert key.startswith(b"$ANSIBLE_VAULT;1.1;AES256")
+    assert b"PRIVATE KEY" not in key
+    assert not (pkidir / "ca.key").exists()
+    assert oct((pkidir / "ca.key.vault").stat().st_mode & 0o777) == "0o600"
+    assert pki.ensure_ca() == (crt, False)
+
+
+def test_plaintext_ca_key_of_older_layout_is_migrated(pkidir):
+    pki.ensure_ca()
+    plain = pki.Vault().decrypt((pkidir / "ca.key.vault").read_bytes())
+    (pkidir / "ca.key.vault").unlink()
+    (pkidir / "ca.key").write_bytes(plain)
+    assert pki.ensure_ca()[1] is True
+    assert not (pkidir / "ca.key").exists()
+    assert pki.Vault().decrypt((pkidir / "ca.key.vault").read_bytes()) == plain
+
+
+def test_wrong_vault_password_is_a_clear_error(pkidir, tmp_path, monkeypatch):
+    pki.ensure_ca()
+    other = tmp_path / "other"
+    other.write_text("not-the-password\n")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(other))
+    pki._VAULTS.clear()
+    with pytest.raises(pki.PkiError, match="ca.key.vault: cannot decrypt"):
+        pki.issue("220000-app1", ["198.18.0.12"])
+
+
+def test_server_certificate_for_nginx_is_reusable_and_idempotent(pkidir):
+    paths, changed = pki.issue("220000-app1", ["app1.lab.jincai.test", "198.18.0.12"])
+    assert changed
+    cert = _cert(pkidir / "issued" / "220000-app1" / "cert.pem")
+    cert.verify_directly_issued_by(_cert(pkidir / "ca.crt"))
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["app1.lab.jincai.test"]
+    assert pki.issue("220000-app1", ["app1.lab.jincai.test", "198.18.0.12"])[1] is False
+    assert pki.issue("220000-app1", ["app1.lab.jincai.test"])[1] is True  # SANs changed: re-issued
+
+
+def test_units_get_fixed_addresses_from_the_pool_and_rerun_changes_nothing(pkidir):
+    reg = pki.UnitRegistry(PLAN)
+    first = pki.sync(reg)
+    assert first["added"] == ["bu0001", "bu0002"] and first["bundles"] == 2
+    assert [reg.units[c]["address"] for c in ("bu0001", "bu0002")] == ["198.18.160.1", "198.18.160.2"]
+    before = {p: p.read_bytes() for p in (pkidir / "vpn").rglob("*") if p.is_file()}
+    again = pki.sync(pki.UnitRegistry(PLAN))
+    assert again == {"server": False, "added": [], "renewed": [], "crl": False, "bundles": 0}
+    after = {p: p.read_bytes() for p in (pkidir / "vpn").rglob("*") if p.is_file()}
+    assert before == after
+    cert = _cert(pkidir / "vpn" / "units" / "bu0001.crt")
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["bu0001.bu.lab.jincai.test"]
+    assert (pkidir / "vpn" / "units" / "bu0001.key.vault").read_bytes().startswith(b"$ANSIBLE_VAULT")
+
+
+def test_pool_exhaustion_and_bad_addresses_are_refused(pkidir):
+    reg = pki.UnitRegistry(PLAN)  # a /29: six host addresses
+    for i in range(6):
+        reg.add(f"u{i}", f"unit {i}")
+    with pytest.raises(pki.PkiError, match="pool 198.18.160.0/29 is full"):
+        reg.add("u6", "one too many")
+    reg2 = pki.UnitRegistry(dict(PLAN, pool="198.18.168.0/24"))
+    with pytest.raises(pki.PkiError, match="not a host address of the pool"):
+        reg2.add("x1", "x", address="198.18.160.9")
+    with pytest.raises(pki.PkiError, match="code: 'bad code' is not valid"):
+        reg2.add("bad code", "x")
+
+
+def test_revocation_reaches_the_crl_and_the_unit_stays_revoked(pkidir):
+    reg = pki.UnitRegistry(PLAN)
+    pki.sync(reg)
+    serial = int(reg.units["bu0002"]["serial"], 16)
+    assert reg.revoke("bu0002") is True
+    assert reg.revoke("bu0002") is False
+    assert reg.publish_crl(force=True)
+    reg.save()
+    crl = x509.load_pem_x509_crl((pkidir / "crl.pem").read_bytes())
+    assert crl.is_signature_valid(_cert(pkidir / "ca.crt").public_key())
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert not (pkidir / "vpn" / "bundles" / "bu0002.tar.gz").exists()
+    # sync does not bring a revoked unit back; an explicit add does, with a new key but the same address
+    reg = pki.UnitRegistry(PLAN)
+    assert pki.sync(reg)["added"] == []
+    assert reg.units["bu0002"]["status"] == "revoked"
+    assert reg.add("bu0002", "bu0002") is True
+    assert reg.units["bu0002"]["address"] == "198.18.160.2"
+    assert int(reg.units["bu0002"]["serial"], 16) != serial
+    reg.publish_crl(force=True)
+    crl2 = x509.load_pem_x509_crl((pkidir / "crl.pem").read_bytes())
+    assert crl2.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == number + 1
+    assert crl2.get_revoked_certificate_by_serial_number(serial) is not None  # old cert stays revoked
+
+
+def test_renewal_keeps_the_key_unless_rekey(pkidir):
+    reg = pki.UnitRegistry(PLAN)
+    pki.sync(reg)
+    old = _cert(pkidir / "vpn" / "units" / "bu0001.crt")
+    assert reg.renew() == []  # nothing expires within 30 days
+    assert reg.renew(within=datetime.timedelta(days=10000)) == ["bu0001", "bu0002"]
+    new = _cert(pkidir / "vpn" / "units" / "bu0001.crt")
+    assert new.serial_number != old.serial_number
+    pub = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert new.public_key().public_bytes(*pub) == old.public_key().public_bytes(*pub)
+    reg.renew(["bu0001"], rekey=True)
+    assert _cert(pkidir / "vpn" / "units" / "bu0001.crt").public_key().public_bytes(*pub) != \
+        old.public_key().public_bytes(*pub)
+
+
+def test_bundle_holds_cert_key_ca_config_and_instructions(pkidir):
+    reg = pki.UnitRegistry(PLAN)
+    pki.sync(reg)
+    path = pkidir / "vpn" / "bundles" / "bu0001.tar.gz"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    with tarfile.open(path) as tar:
+        names = sorted(tar.getnames())
+        conf = tar.extractfile("bu0001/swanctl/conf.d/province.conf").read().decode()
+        key = tar.extractfile("bu0001/swanctl/private/bu0001.key").read()
+        assert tar.getmember("bu0001/swanctl/private/bu0001.key").mode == 0o600
+    assert names == ["bu0001/README.txt", "bu0001/swanctl/conf.d/province.conf", "bu0001/swanctl/private/bu0001.key",
+                     "bu0001/swanctl/x509/bu0001.crt", "bu0001/swanctl/x509ca/province-ca.crt"]
+    assert "remote_addrs = 198.18.232.1" in conf and "id = bu0001.bu.lab.jincai.test" in conf
+    assert "id = 220000-vpn.lab.jincai.test" in conf and "remote_ts = 198.18.0.0/24" in conf
+    private = serialization.load_pem_private_key(key, None)
+    cert = _cert(pkidir / "vpn" / "units" / "bu0001.crt")
+    pub = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert private.public_key().public_bytes(*pub) == cert.public_key().public_bytes(*pub)
+
+
+def test_csv_errors_name_file_line_and_field(tmp_path):
+    f = tmp_path / "units.csv"
+    f.write_text("code,name\nbu0100,Finance office\nbad code,x\nbu0100,again\nbu0101,\n", encoding="utf-8")
+    with pytest.raises(pki.PkiError) as err:
+        pki.read_csv(str(f))
+    lines = str(err.value).splitlines()
+    assert lines == [f"{f}: line 3: code: 'bad code' is not a valid unit code (fix: letters, digits and '-', at most 63)",
+                     f"{f}: line 4: code: bu0100 is listed twice (fix: one line per unit)",
+                     f"{f}: line 5: name: missing (fix: the unit's name as 2nd column)"]
+
+
+def test_csv_batch_onboarding_via_cli_is_idempotent(pkidir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pki, "plan", lambda inv: dict(PLAN, pool="198.18.160.0/24"))
+    f = tmp_path / "units.csv"
+    f.write_text("code,name\n" + "".join(f"bu{i:04d},单位{i}\n" for i in range(100, 150)), encoding="utf-8")
+    assert pki.main(["add", "--csv", str(f)]) == 0
+    assert "50 onboarded, 0 already active" in capsys.readouterr().out
+    assert pki.main(["add", "--csv", str(f)]) == 0
+    assert "0 onboarded, 50 already active" in capsys.readouterr().out
+    assert pki.main(["revoke", "bu0100", "nosuch"]) == 1
+    assert "not onboarded: nosuch (nothing changed)" in capsys.readouterr().err
+    assert pki.main(["revoke", "bu0100"]) == 0
+    doc = json.loads((pkidir / "vpn" / "units.json").read_text())
+    status = {u["code"]: u["status"] for u in doc["units"]}
+    assert status["bu0100"] == "revoked" and status["bu0101"] == "active" and len(status) == 50
+    assert len(list((pkidir / "vpn" / "bundles").glob("*.tar.gz"))) == 49
+
+
+def test_leaf_cli_keeps_its_json_contract(pkidir, capsys):
+    assert pki.main(["issue", "220000-app1", "--san", "198.18.0.12"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] is True and out["cert"].endswith("issued/220000-app1/cert.pem")
+    assert pki.main(["--check", "issue", "220000-app1", "--san", "198.18.0.12"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+
+
+def test_bundle_tar_is_readable_from_bytes(pkidir):
+    reg = pki.UnitRegistry(PLAN)
+    pki.sync(reg)
+    data = (pkidir / "vpn" / "bundles" / "bu0002.tar.gz").read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        readme = tar.extractfile("bu0002/README.txt").read().decode()
+    assert "198.18.160.2" in readme and "budget, treasury" in readme
