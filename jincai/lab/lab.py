@@ -116,6 +116,8 @@ def pid_namespace_members(leader):
         target = os.readlink(f"/proc/{leader}/ns/pid")
     except FileNotFoundError:
         return []
+    if target == os.readlink("/proc/self/ns/pid"):
+        return [leader]  # not yet in its own PID namespace (container still starting)
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
