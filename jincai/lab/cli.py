@@ -4,6 +4,7 @@ Every check that can fail (root, tools, kernel features, the topology itself) ru
 is created, and fails with one line.
 """
 
+import concurrent.futures
 import ipaddress
 import os
 import shutil
@@ -89,14 +90,16 @@ def cmd_up(args):
     check_tools(need_debootstrap=not cached)
     check_kernel()
     check_mgmt_free()
-    lab.up(plan, log=_say)
+    with lab.locked(log=_say):
+        lab.up(plan, log=_say)
     return 0
 
 
 def cmd_down(args):
     """Remove every container, namespace, link, mount and directory the lab made."""
     check_root()
-    had = lab.teardown(log=_say)
+    with lab.locked(log=_say):
+        had = lab.teardown(log=_say)
     _say("lab down" if had else "lab down (nothing was running)")
     return 0
 
@@ -108,16 +111,22 @@ def cmd_status(args):
     if not hosts:
         _say("lab is down")
         return 3
-    print(f"{'host':14} {'pid':>8} {'mgmt':15} {'process':8} ssh")
-    alive = ok = 0
-    for name, rec in sorted(hosts.items()):
+    print(f"{'host':14} {'pid':>8} {'mgmt':15} {'process':8} {'ssh':5} {'PSS MiB':>7}")
+    names = sorted(hosts)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        ready = dict(zip(names, pool.map(lambda n: lab.is_ours(hosts[n]) and lab.ssh_ready(n, hosts[n]),
+                                         names)))
+    alive = ok = total = 0
+    for name in names:
+        rec = hosts[name]
         mine = lab.is_ours(rec)
-        ready = mine and lab.ssh_ready(name, rec)
-        alive += mine
-        ok += ready
+        mem = lab.host_memory_kib(rec) / 1024
+        alive, ok, total = alive + mine, ok + ready[name], total + mem
         print(f"{name:14} {rec['pid']:>8} {rec['mgmt']:15} {'running' if mine else 'GONE':8} "
-              f"{'ready' if ready else 'no'}")
-    print(f"{alive}/{len(hosts)} running, {ok}/{len(hosts)} SSH ready; image {state.get('image')}")
+              f"{'ready' if ready[name] else 'no':5} {mem:7.1f}")
+    print(f"{alive}/{len(hosts)} running, {ok}/{len(hosts)} SSH ready, {total:.0f} MiB PSS in all; "
+          f"{'complete' if state.get('complete') else 'INCOMPLETE (run `jincai lab up`)'}; "
+          f"image {state.get('image')}")
     return 0 if ok == len(hosts) else 1
 
 

@@ -8,6 +8,8 @@ they are never looked up by a process name.
 """
 
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -26,6 +28,7 @@ KEYS_DIR = os.path.join(LAB_DIR, "keys")
 LAB_KEY = os.path.join(SSH_DIR, "id_ed25519")
 KNOWN_HOSTS = os.path.join(SSH_DIR, "known_hosts")
 STATE_FILE = os.path.join(LAB_DIR, "state.json")
+LOCK_FILE = "/run/jincai-lab.lock"
 CAPABILITIES = "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN"
 BOOT_TIMEOUT = 240
 STOP_TIMEOUT = 30
@@ -36,6 +39,18 @@ class LabError(RuntimeError):
 
 
 # ---------------------------------------------------------------- state and process identity
+
+
+@contextlib.contextmanager
+def locked(log=print):
+    """Serialise ``up``/``down`` between engineers sharing the machine (flock on LOCK_FILE)."""
+    with open(LOCK_FILE, "a", encoding="ascii") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("waiting for another `jincai lab` command to finish")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def load_state():
@@ -127,6 +142,14 @@ def pid_namespace_members(leader):
             except (FileNotFoundError, PermissionError):
                 continue
     return members
+
+
+def host_memory_kib(rec):
+    """Return the PSS (KiB) of a host: systemd-nspawn plus every process in the container."""
+    leader = leader_pid(rec["pid"]) if is_ours(rec) else None
+    if not leader:
+        return 0
+    return pss_kib(pid_namespace_members(leader) + [rec["pid"]])
 
 
 # ---------------------------------------------------------------- keys
@@ -444,6 +467,9 @@ def up(plan, log=print):
     state["complete"] = True
     state["ready_seconds"] = round(time.monotonic() - t0, 1)
     save_state(state)
+    for old in imagemod.stale_images():
+        imagemod.remove_tree(old)
+        log(f"image: removed the superseded {old}")
     log(f"lab up: {len(plan.hosts)} hosts, all SSH-ready in {state['ready_seconds']} s; "
         f"key {LAB_KEY}, known_hosts {KNOWN_HOSTS}")
     return state
