@@ -123,7 +123,8 @@ class Source:
     @property
     def plan(self):
         """The network's address plan dict."""
-        return (self.network or {}).get("plan") or {}
+        plan = (self.network or {}).get("plan")
+        return plan if isinstance(plan, dict) else {}
 
     def divisions(self):
         """The division table this source is checked against (``network.divisions_file`` or Jilin's)."""

@@ -8,6 +8,7 @@ fail validation.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import sys
@@ -46,6 +47,16 @@ class _Ctx:
 
     def warn(self, file, site, field, message, fix=""):
         self.err(file, site, field, message, fix, "warning")
+
+
+def _list(value):
+    """``value`` when it is a list, else an empty list (its type is reported elsewhere)."""
+    return value if isinstance(value, list) else []
+
+
+def _dict(value):
+    """``value`` when it is a mapping, else an empty mapping (its type is reported elsewhere)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _kind_ok(value, kind):
@@ -119,11 +130,14 @@ def _check_network(ctx):
     for key in PLAN_POOLS:
         if not _typed(ctx, nf, None, f"plan.{key}", plan.get(key), "cidr", required=key != "city_vpn_pools"):
             ok = ok and key == "city_vpn_pools" and plan.get(key) is None
+    prefixes_ok = True
     for key, lo, hi in (("city_block_prefix", 8, 28), ("county_block_prefix", 16, 30), ("wan_link_prefix", 30, 31)):
-        if _typed(ctx, nf, None, f"plan.{key}", plan.get(key), "int") and not lo <= plan[key] <= hi:
+        if not _typed(ctx, nf, None, f"plan.{key}", plan.get(key), "int"):
+            ok = prefixes_ok = False
+        elif not lo <= plan[key] <= hi:
             ctx.err(nf, None, f"plan.{key}", f"{plan[key]} is out of range", f"use a prefix length {lo}..{hi}")
-            ok = False
-    if ok and plan["city_block_prefix"] >= plan["county_block_prefix"]:
+            ok = prefixes_ok = False
+    if prefixes_ok and plan["city_block_prefix"] >= plan["county_block_prefix"]:
         ctx.err(nf, None, "plan.county_block_prefix", "county blocks must be smaller than city blocks",
                 "make county_block_prefix larger than city_block_prefix")
     mg = plan.get("management")
@@ -131,7 +145,9 @@ def _check_network(ctx):
         mode = mg.get("mode")
         if mode not in ("out_of_band", "inband"):
             ctx.err(nf, None, "plan.management.mode", f"unknown mode {mode!r}", "use 'out_of_band' or 'inband'")
-        if _typed(ctx, nf, None, "plan.management.network", mg.get("network"), "cidr") and mode == "out_of_band":
+        if not _typed(ctx, nf, None, "plan.management.network", mg.get("network"), "cidr"):
+            ok = False
+        elif mode == "out_of_band":
             if _typed(ctx, nf, None, "plan.management.control_node", mg.get("control_node"), "ip"):
                 if ipaddress.ip_address(mg["control_node"]) not in model.net(mg["network"]):
                     ctx.err(nf, None, "plan.management.control_node", "not inside the management network",
@@ -167,7 +183,13 @@ def _check_network(ctx):
         if _typed(ctx, nf, None, f"plan.{key}", val, "dict"):
             for tier in model.TIERS:
                 _typed(ctx, nf, None, f"plan.{key}.{tier}", val.get(tier), "int")
-    ospf = netw.get("ospf") or {}
+    for key, kind in (("domain", "str"), ("keys_dir", "str"), ("ospf", "dict"), ("ntp_upstream", "list"),
+                      ("admins", "list"), ("defaults", "dict"), ("divisions_file", "str")):
+        if key in netw:
+            _typed(ctx, nf, None, key, netw[key], kind)
+    for i, addr in enumerate(_list(netw.get("ntp_upstream"))):
+        _typed(ctx, nf, None, f"ntp_upstream[{i}]", addr, "ip")
+    ospf = _dict(netw.get("ospf"))
     if ospf.get("areas", "single") not in ("single", "per_city"):
         ctx.err(nf, None, "ospf.areas", f"unknown OSPF area design {ospf.get('areas')!r}",
                 "use 'single' or 'per_city'")
@@ -193,7 +215,7 @@ def _check_network(ctx):
                     if a == "township" and tier != "county":
                         ctx.err(nf, None, f"tiers.{tier}", "township (乡财县管) runs at counties only",
                                 f"remove township from tiers.{tier}")
-    for i, adm in enumerate(netw.get("admins") or []):
+    for i, adm in enumerate(_list(netw.get("admins"))):
         _check_person(ctx, nf, None, f"admins[{i}]", adm)
     counts = netw.get("technician_counts")
     if counts is not None and _typed(ctx, nf, None, "technician_counts", counts, "dict"):
@@ -240,13 +262,14 @@ def _check_site_shape(ctx, file, site):
     ok = True  # only fields later checks and derive() rely on clear it
     for key in site:
         if key not in SITE_FIELDS:
-            close = [k for k in SITE_FIELDS if k[:3] == str(key)[:3]]
+            close = difflib.get_close_matches(str(key), SITE_FIELDS, n=1)
             ctx.err(file, shown, str(key), "unknown field",
                     f"did you mean {close[0]}?" if close else f"remove it; known fields: {', '.join(SITE_FIELDS)}")
     for key, kind in SITE_FIELDS.items():
         required = key in SITE_REQUIRED or (key == "parent" and site.get("tier") in ("city", "county"))
         if not _typed(ctx, file, shown, key, site.get(key), kind, required):
-            if key in ("tier", "block", "lan", "router", "hosts") or (key == "code" and not isinstance(code, int)):
+            core = key in ("tier", "parent", "block", "lan", "router", "hosts") or (key == "code" and not isinstance(code, int))
+            if core and (required or site.get(key) is not None):
                 ok = False
     if isinstance(code, str) and not CODE_RE.match(code):
         ctx.err(file, shown, "code", f"{code!r} is not a 6-digit GB/T 2260 code", "write the 6-digit code")
@@ -307,8 +330,8 @@ def _check_hosts(ctx, file, code, site, oob):
 
 
 def _check_parties(ctx, file, code, site, oob, apps):
-    tier_apps = (ctx.src.network.get("tiers") or {}).get(site.get("tier")) or []
-    parties = site.get("parties") or []
+    tier_apps = _list(_dict(ctx.src.network.get("tiers")).get(site.get("tier")))
+    parties = _list(site.get("parties"))
     if parties and not site.get("metro"):
         ctx.err(file, code, "metro", "site has external parties but no metro segment",
                 "allocate a metro prefix inside the site's block (jincai site add does)")
@@ -343,7 +366,7 @@ def _check_parties(ctx, file, code, site, oob, apps):
                 if a not in tier_apps:
                     ctx.err(file, code, "budget_units.apps", f"{a!r} does not run at a {site.get('tier')}",
                             f"use one of {', '.join(tier_apps)}")
-    for i, c in enumerate(site.get("vpn_clients") or []):
+    for i, c in enumerate(_list(site.get("vpn_clients"))):
         f = f"vpn_clients[{i}]"
         if not _typed(ctx, file, code, f, c, "dict"):
             continue
@@ -355,12 +378,12 @@ def _check_parties(ctx, file, code, site, oob, apps):
 
 
 def _check_people(ctx, file, code, site):
-    techs = site.get("technicians") or []
+    techs = _list(site.get("technicians"))
     for i, t in enumerate(techs):
         _check_person(ctx, file, code, f"technicians[{i}]", t)
     tier = site.get("tier")
     counts = dict(DEFAULT_TECH_COUNTS)
-    counts.update({k: tuple(v) for k, v in (ctx.src.network.get("technician_counts") or {}).items()
+    counts.update({k: tuple(v) for k, v in _dict(ctx.src.network.get("technician_counts")).items()
                    if isinstance(v, list) and len(v) == 2})
     if tier in counts:
         lo, hi = counts[tier]
@@ -390,10 +413,10 @@ def _check_divisions(ctx, usable, by_code):
         if site["tier"] != div.level:
             ctx.err(file, code, "tier", f"{code} ({div.name_zh}) is a {div.level}, not a {site['tier']}",
                     f"set tier: {div.level}")
-        if site["name_zh"] != div.name_zh:
+        if isinstance(site.get("name_zh"), str) and site["name_zh"] != div.name_zh:
             ctx.err(file, code, "name_zh", f"{site['name_zh']!r} is not the GB/T 2260 name of {code}",
                     f"write name_zh: {div.name_zh}")
-        if site["pinyin"] != div.pinyin:
+        if isinstance(site.get("pinyin"), str) and site["pinyin"] != div.pinyin:
             ctx.err(file, code, "pinyin", f"{site['pinyin']!r} does not match {code}",
                     f"write pinyin: {div.pinyin}")
         parent = site.get("parent")
@@ -414,7 +437,7 @@ def _check_links(ctx, usable, by_code):
     plan = ctx.src.plan
     for file, site in usable:
         code, tier = site["code"], site["tier"]
-        ups = site.get("uplinks") or []
+        ups = _list(site.get("uplinks"))
         if tier != "province" and not ups:
             ctx.err(file, code, "uplinks", "a city or county needs a primary uplink",
                     "add {peer: <parent>, subnet: <free /30>, role: primary}")
@@ -471,7 +494,7 @@ def _claims(ctx, usable):
     """Every prefix and address the sites claim, with who claims it."""
     plan = ctx.src.plan
     prefixes, addresses = [], []  # (network, owner_key, file, code, field)
-    mg = plan.get("management") or {}
+    mg = _dict(plan.get("management"))
     oob = mg.get("mode") == "out_of_band"
     for file, site in usable:
         code = site["code"]
@@ -481,14 +504,14 @@ def _claims(ctx, usable):
         for key in ("block", "lan", "metro", "vpn_pool"):
             if _kind_ok(site.get(key), "cidr"):
                 prefixes.append((model.net(site[key]), (key, code), file, code, key))
-        for i, up in enumerate(site.get("uplinks") or []):
+        for i, up in enumerate(_list(site.get("uplinks"))):
             if isinstance(up, dict) and _kind_ok(up.get("subnet"), "cidr"):
                 prefixes.append((model.net(up["subnet"]), ("wan", code, i), file, code, f"uplinks[{i}].subnet"))
-        rtr = site.get("router") or {}
+        rtr = _dict(site.get("router"))
         if _kind_ok(rtr.get("loopback"), "ip"):
             addresses.append((rtr["loopback"], "loopback", file, code, "router.loopback"))
         for lst, area in (("hosts", "lan"), ("parties", "metro"), ("vpn_clients", "vpn_access")):
-            for i, h in enumerate(site.get(lst) or []):
+            for i, h in enumerate(_list(site.get(lst))):
                 if not isinstance(h, dict):
                     continue
                 if _kind_ok(h.get("address"), "ip"):
@@ -504,7 +527,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
     """Duplicates, overlaps, and addresses outside their site's block or pool."""
     plan = ctx.src.plan
     prefixes, addresses = _claims(ctx, usable)
-    mg = plan.get("management") or {}
+    mg = _dict(plan.get("management"))
     # duplicates of single addresses
     seen = {}
     if mg.get("mode") == "out_of_band" and _kind_ok(mg.get("control_node"), "ip"):
@@ -614,13 +637,13 @@ def _check_pools(ctx, usable, by_code):
     """Budget-unit VPN pools are large enough for the units they serve."""
     for file, site in usable:
         code, tier = site["code"], site["tier"]
-        has_vpn = any(isinstance(h, dict) and h.get("function") == "vpn_concentrator" for h in site.get("hosts") or [])
+        has_vpn = any(isinstance(h, dict) and h.get("function") == "vpn_concentrator" for h in _list(site.get("hosts")))
         if tier == "county":
             continue
         served = [site] + ([s for _, s in usable if s.get("parent") == code and s["tier"] == "county"]
                            if tier == "city" else [])
-        count = sum((s.get("budget_units") or {}).get("count", 0) for s in served
-                    if isinstance((s.get("budget_units") or {}).get("count", 0), int))
+        count = sum(_dict(s.get("budget_units")).get("count", 0) for s in served
+                    if isinstance(_dict(s.get("budget_units")).get("count", 0), int))
         if has_vpn and not _kind_ok(site.get("vpn_pool"), "cidr"):
             ctx.err(file, code, "vpn_pool", "site has a VPN concentrator but no budget-unit pool",
                     "allocate vpn_pool (jincai site add does)")
@@ -637,7 +660,7 @@ def _check_pools(ctx, usable, by_code):
                         "allocate a larger pool (a /21 holds 2,046)")
     for file, site in usable:
         if site.get("vpn_clients") and not any(isinstance(h, dict) and h.get("function") == "vpn_concentrator"
-                                               for h in site.get("hosts") or []):
+                                               for h in _list(site.get("hosts"))):
             ctx.err(file, site["code"], "vpn_clients", "VPN clients but no VPN concentrator at this site",
                     "add a vpn_concentrator host or move the clients")
 
@@ -646,7 +669,7 @@ def _check_duplicates(ctx, usable_all):
     """Duplicate site codes, names, host names and technician users."""
     codes, names, hostnames, users = {}, {}, {}, {}
     nf = ctx.src.network_file
-    for i, adm in enumerate(ctx.src.network.get("admins") or []):
+    for i, adm in enumerate(_list(ctx.src.network.get("admins"))):
         if isinstance(adm, dict) and isinstance(adm.get("user"), str):
             users[adm["user"]] = (nf, None)
     for file, site in usable_all:
@@ -665,7 +688,7 @@ def _check_duplicates(ctx, usable_all):
             else:
                 names[nm] = (file, code)
         for lst, prefix in (("hosts", True), ("parties", True), ("vpn_clients", False)):
-            for i, h in enumerate(site.get(lst) or []):
+            for i, h in enumerate(_list(site.get(lst))):
                 if isinstance(h, dict) and isinstance(h.get("name"), str):
                     hn = f"{code}-{h['name']}" if prefix else h["name"]
                     if hn in hostnames:
@@ -673,7 +696,7 @@ def _check_duplicates(ctx, usable_all):
                                 "rename one of them")
                     else:
                         hostnames[hn] = file
-        for i, t in enumerate(site.get("technicians") or []):
+        for i, t in enumerate(_list(site.get("technicians"))):
             if isinstance(t, dict) and isinstance(t.get("user"), str):
                 u = t["user"]
                 if u in users:

@@ -110,7 +110,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.jincai_netconfig import (
-    NetconfigError, Device, connect, get_platform, normalize, parse, plan, render,
+    NetconfigError, Device, connect, get_platform, normalize, parse, plan, render, same,
 )
 
 
@@ -171,7 +171,7 @@ def run(module):
         except NetconfigError as exc:
             _fail_and_roll_back(module, dev, running_text, exc, result)
         timings["apply"] = round(time.monotonic() - t0, 3)
-        result["changed"] = normalize(new_text, platform) != before_text
+        result["changed"] = not same(parse(new_text, platform), parse(running_text, platform))
         if result["changed"] and p["save"]:
             t0 = time.monotonic()
             try:

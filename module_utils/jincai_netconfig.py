@@ -49,6 +49,8 @@ class Platform:
     replace_whole_res: tuple = ()  # sections re-sent whole when their body differs
     negate_rewrites: tuple = ()  # (regex, replacement) applied to a line before negating it
     secret_res: tuple = ()  # regexes with a group "secret": compared and shown as <secret>
+    # lines that open a sub-mode even when they have no children (left with exit_section)
+    section_res: tuple = (r"^interface ", r"^router ", r"^ip access-list ", r"^line ", r"^route-map ")
     confirm_re: str = r"\[(?:Y/N|y/n|yes/no|Y\(yes\)/N\(no\)(?:/C\(cancel\))?)\]\s*:?\s*\Z"
     save_command: str = "write memory"
     save_confirm: bool = False
@@ -59,6 +61,7 @@ class Platform:
 
 
 _CISCO_PROMPT = r"(?m)^[\w.\-]+(?:\([\w.\-/ ]+\))?[#>] ?\Z"
+_HUAWEI_SECTIONS = (r"^interface ", r"^ospf ", r"^area ", r"^acl ", r"^user-interface ", r"^line ", r"^aaa$")
 _HUAWEI_PROMPT = r"(?m)^(?:<[~*]?[\w.\-/:]+>|\[[~*]?[\w.\-/:]+\]) ?\Z"
 
 PLATFORMS = {
@@ -133,6 +136,7 @@ PLATFORMS = {
         ),
         ignore_res=(r"^!Software Version", r"^!Last configuration was", r"^!Time:"),
         replace_whole_res=(r"^acl (?:number|name) ",),
+        section_res=_HUAWEI_SECTIONS,
         negate_rewrites=(
             (r"^description .*", "description"),
             (r"^sysname .*", "sysname"),
@@ -162,6 +166,7 @@ PLATFORMS = {
         ),
         ignore_res=(r"^!Software Version", r"^!Last configuration was", r"^!Time:"),
         replace_whole_res=(r"^acl (?:number|name) ",),
+        section_res=_HUAWEI_SECTIONS,
         negate_rewrites=(
             (r"^description .*", "description"),
             (r"^sysname .*", "sysname"),
@@ -192,6 +197,7 @@ PLATFORMS = {
         ),
         ignore_res=(r"^ ?version \d", r"^#?\s*$"),
         replace_whole_res=(r"^acl (?:advanced|basic|number|name) ",),
+        section_res=_HUAWEI_SECTIONS,
         negate_rewrites=(
             (r"^description .*", "description"),
             (r"^sysname .*", "sysname"),
@@ -311,7 +317,7 @@ def _subtree_lines(node, platform):
     cmds = [node.text]
     for child in node.children.values():
         cmds.extend(_subtree_lines(child, platform))
-    if node.children:
+    if node.children or any(re.match(r, node.text) for r in platform.section_res):
         cmds.append(platform.exit_section)
     return cmds
 
@@ -510,5 +516,5 @@ class Device:
         cmds = plan(current, target, self.platform)
         if cmds:
             self.apply(cmds)
-        after = normalize(self.running(), self.platform)
-        return unified_diff(after, render(target))
+        after = parse(self.running(), self.platform)
+        return "" if same(after, target) else unified_diff(render(after), render(target))

@@ -1,0 +1,509 @@
+"""``jincai bootstrap CODE``: bring a new county (or city) site onto the WAN in one command.
+
+Run after ``jincai site add CODE --write``. The steps (see docs/runbook.en.md):
+
+1. validate   the source of truth, the site is added (no host is contacted before this passes);
+2. reach      every host answers on SSH over the management network;
+3. hostkeys   SSH host keys are recorded at first contact (``reports/bootstrap/CODE/known_hosts``),
+              their fingerprints shown for the technician to confirm; a later mismatch stops;
+4. router     first login (root password, asked for and never stored), automation accounts and key,
+              key login proven before password and root login are turned off; then the router's
+              uplink and routing config (``playbooks/routers.yml``), the uplink and the way to the
+              province checked;
+5. servers    the same first login, then the baseline and the tier's applications;
+6. verify     end-to-end checks: the province answers, logs arrive, the clock follows the city,
+              applications are healthy and reachable from the province;
+7. a checklist for the technician: each step passed or failed, and what to do next.
+
+Every step is idempotent; ``reports/bootstrap/CODE/state.json`` only lets a resumed run skip the
+expensive steps that already passed for the same site plan (``--full`` repeats them all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import getpass
+import json
+import os
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from jincai import ROOT
+from jincai.bootstrap_preflight import (PASSWORD_ENV, BootstrapError, check_reachable, check_root_password,
+                                        compare_keys, key_login_works, merge_known_hosts, parse_known_hosts,
+                                        resolve_site, scan_host_keys, write_known_hosts)
+from jincai.bootstrap_state import STEPS, State, checklist
+from jincai.playbook import parse_recap
+
+PLAYBOOK = "playbooks/bootstrap.yml"
+DEFAULT_INVENTORY = os.path.join(ROOT, "inventories", "jilin")
+ROOT_KEY_ENV = "JINCAI_BOOTSTRAP_ROOT_KEY"
+CONTACTS = ["province network team / 省财政厅信息中心网络组 (see docs/runbook.en.md, 'Who to call')"]
+_PR_SET_PDEATHSIG = 1
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived; the current step is recorded as not finished."""
+
+
+def _say(msg=""):
+    print(msg, flush=True)
+
+
+def _die_with_parent():
+    """In the child: receive SIGTERM when the bootstrap process dies (even by SIGKILL)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- ansible runs
+
+
+class Runner:
+    """Runs ansible-playbook for one site and keeps each run's full output in the site's dir."""
+
+    def __init__(self, site, state, verbose=False):
+        self.site = site
+        self.state = state
+        self.verbose = verbose
+        self.proc = None
+
+    def run(self, step, tags, limit, password=None, root_key=None, extra=None):
+        """Run the bootstrap playbook with ``tags`` on ``limit``; return ``(rc, recap, failures)``."""
+        argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), PLAYBOOK,
+                "-i", self.site.inventory, "--tags", ",".join(tags), "--limit", limit,
+                "-e", f"jincai_bootstrap_site={self.site.code}"]
+        login = "key"
+        env = dict(os.environ)
+        env.pop(PASSWORD_ENV, None)
+        env.pop(ROOT_KEY_ENV, None)
+        if password is not None:
+            env[PASSWORD_ENV] = password
+            login = "password"
+        elif root_key:
+            env[ROOT_KEY_ENV] = root_key
+        argv += ["-e", f"jincai_bootstrap_login={login}"]
+        for key, value in (extra or {}).items():
+            argv += ["-e", f"{key}={value}"]
+        env.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env["ANSIBLE_NOCOLOR"] = "1"
+        env["ANSIBLE_FORCE_COLOR"] = "0"
+        env["ANSIBLE_CALLBACKS_ENABLED"] = ""  # no per-task timing noise for technicians
+        log_path = os.path.join(self.state.dir, f"{step}.log")
+        os.makedirs(self.state.dir, exist_ok=True)
+        with open(log_path, "w", encoding="utf-8") as log:
+            log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
+            log.flush()
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
+            lines = []
+            for line in self.proc.stdout:
+                log.write(line)
+                lines.append(line)
+                self._echo(line)
+            rc = self.proc.wait()
+            self.proc = None
+        out = "".join(lines)
+        return rc, parse_recap(out), failures(out)
+
+    def _echo(self, line):
+        if self.verbose:
+            sys.stdout.write(line)
+            return
+        if line.startswith("TASK ["):
+            name = line[6:].split("]", 1)[0]
+            _say(f"      - {name}")
+        elif line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line:
+            _say("      " + line.rstrip()[:400])
+
+    def stop(self):
+        """Terminate a running ansible-playbook (its hosts keep what it finished)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+
+
+FATAL_RE = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: => \(item=[^)]*\))?: (?P<kind>FAILED!|UNREACHABLE!) => (?P<json>\{.*\})\s*$")
+
+
+def failures(output):
+    """Return ``[(host, message)]`` for every failed or unreachable host in an ansible output."""
+    found = []
+    for line in output.splitlines():
+        m = FATAL_RE.match(line.strip())
+        if not m:
+            continue
+        try:
+            data = json.loads(m.group("json"))
+            msg = data.get("msg") or data.get("stderr") or data.get("stdout") or m.group("json")
+        except ValueError:
+            msg = m.group("json")
+        if m.group("kind") == "UNREACHABLE!":
+            msg = f"unreachable: {msg}"
+        found.append((m.group("host"), " ".join(str(msg).split())))
+    return found
+
+
+# ---------------------------------------------------------------- the bootstrap
+
+
+class Bootstrap:
+    """One ``jincai bootstrap`` run for one site."""
+
+    def __init__(self, args, site, state):
+        self.args = args
+        self.site = site
+        self.state = state
+        self.current = {}
+        self.runner = Runner(site, state, verbose=args.verbose)
+        self.known_hosts = os.path.join(state.dir, "known_hosts")
+        self._password = None
+        self.conn = None
+
+    # ------------------------------------------------------------ helpers
+
+    def _step(self, key):
+        step = next(s for s in STEPS if s.key == key)
+        _say(f"\n== {STEPS.index(step) + 1}. {step.title} / {step.title_zh}")
+        return time.monotonic()
+
+    def _pass(self, key, t0, detail="", changed=None):
+        self.current[key] = "passed"
+        self.state.record(key, "passed", detail, time.monotonic() - t0, changed)
+        _say(f"   PASS ({time.monotonic() - t0:.0f} s){': ' + detail if detail else ''}")
+
+    def _fail(self, key, t0, detail):
+        self.current[key] = "failed"
+        self.state.record(key, "failed", detail, time.monotonic() - t0)
+        _say(f"   FAIL: {detail}")
+        return False
+
+    def connection(self):
+        """The automation user, key and the inventory's known_hosts file (from ansible-inventory)."""
+        if self.conn:
+            return self.conn
+        name = self.site.hosts[0].name
+        res = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i",
+                              self.site.inventory, "--host", name], capture_output=True, text=True, cwd=ROOT,
+                             check=False, env={**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")})
+        if res.returncode != 0:
+            raise BootstrapError(f"ansible-inventory cannot read {self.site.inventory}: {res.stderr.strip()[-300:]}",
+                                 "fix the inventory, then re-run")
+        hv = json.loads(res.stdout)
+        # The router's group may say "local" (netmiko); servers and the first login use ssh as this user.
+        servers = [h for h in self.site.hosts if not h.is_router]
+        if servers:
+            res2 = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i",
+                                   self.site.inventory, "--host", servers[0].name], capture_output=True, text=True,
+                                  cwd=ROOT, check=False,
+                                  env={**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")})
+            if res2.returncode == 0:
+                hv = {**hv, **json.loads(res2.stdout)}
+        args = str(hv.get("ansible_ssh_common_args", ""))
+        m = re.search(r"UserKnownHostsFile=(\S+)", args)
+        key = hv.get("ansible_ssh_private_key_file")
+        if not key or not os.path.isfile(key):
+            raise BootstrapError(f"the automation key {key!r} (ansible_ssh_private_key_file) does not exist on this "
+                                 "control node", "install the province's automation key pair, then re-run")
+        if not os.path.isfile(key + ".pub"):
+            raise BootstrapError(f"{key}.pub is missing (bootstrap installs this public key on the new hosts)",
+                                 f"recreate it: ssh-keygen -y -f {key} > {key}.pub")
+        self.conn = {"user": hv.get("ansible_user", "jincai"), "key": key,
+                     "known_hosts": os.path.expanduser(m.group(1)) if m else os.path.expanduser("~/.ssh/known_hosts"),
+                     "netops": hv.get("jincai_netmiko_user", "netops")}
+        return self.conn
+
+    def password(self):
+        """The first-login password: env, stdin or prompt; kept in memory only."""
+        if self._password is not None:
+            return self._password
+        pw = os.environ.get(PASSWORD_ENV)
+        if pw is None and self.args.password_stdin:
+            pw = sys.stdin.readline().rstrip("\n")
+        if pw is None:
+            if not sys.stdin.isatty():
+                raise BootstrapError("the hosts need their first login and no root password was given",
+                                     f"run in a terminal (it asks), or set {PASSWORD_ENV}, or use --password-stdin, "
+                                     "or --root-key FILE")
+            pw = getpass.getpass(f"Root password of the new hosts at site {self.site.code} (not stored): ")
+        if not pw:
+            raise BootstrapError("empty root password", "type the password the installer set for root")
+        self._password = pw
+        return pw
+
+    def logged_in(self, host):
+        """True when the automation account (and on a Linux router, netops) logs in with the key."""
+        c = self.connection()
+        if not key_login_works(host, c["user"], c["key"], self.known_hosts, "sudo -n true"):
+            return False
+        if host.is_router and host.platform == "frr":
+            return key_login_works(host, c["netops"], c["key"], self.known_hosts, "show version")
+        return True
+
+    # ------------------------------------------------------------ steps
+
+    def reach(self):
+        """Step 2: every host answers on SSH."""
+        t0 = self._step("reach")
+        problems = check_reachable(self.site, timeout=self.args.timeout)
+        if problems:
+            return self._fail("reach", t0, "\n".join(p.text() for p in problems.values()))
+        self._pass("reach", t0, f"{len(self.site.hosts)} hosts answer")
+        return True
+
+    def hostkeys(self):
+        """Step 3: record host keys at first contact, confirm new ones, stop on a mismatch."""
+        t0 = self._step("hostkeys")
+        try:
+            with open(self.known_hosts, encoding="ascii") as fh:
+                recorded = parse_known_hosts(fh.read())
+        except FileNotFoundError:
+            recorded = {}
+        checks, errors = [], []
+        for host in self.site.hosts:
+            try:
+                checks.append(compare_keys(host, scan_host_keys(host.address, timeout=int(self.args.timeout)),
+                                           recorded.get(host.name, {})))
+            except BootstrapError as exc:
+                errors.append(exc)
+        if errors:
+            return self._fail("hostkeys", t0, "\n".join(e.text() for e in errors))
+        new = [c for c in checks if c.new]
+        if new:
+            _say("   First contact: compare these fingerprints with each host's console")
+            _say("   首次连接：请在各主机控制台核对以下指纹 (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)")
+            for c in new:
+                _say(f"     {c.host.name} ({c.host.address})")
+                for line in c.lines():
+                    _say(f"       {line}")
+            if not self._confirm():
+                return self._fail("hostkeys", t0, "fingerprints not confirmed; nothing was changed on the hosts")
+        write_known_hosts(self.known_hosts, {c.host.name: (c.host, {**c.recorded, **c.scanned}) for c in checks})
+        handed = merge_known_hosts(self.connection()["known_hosts"], [(c.host, c.scanned) for c in checks])
+        detail = f"{len(new)} recorded now, {len(checks) - len(new)} match the record"
+        if handed:
+            detail += f"; added to {self.connection()['known_hosts']}"
+        self._pass("hostkeys", t0, detail)
+        return True
+
+    def _confirm(self):
+        if self.args.accept_host_keys:
+            _say("   accepted (--accept-host-keys)")
+            return True
+        if not sys.stdin.isatty():
+            raise BootstrapError("new host keys need the technician's confirmation and this is not a terminal",
+                                 "compare the fingerprints above with the consoles, then re-run with --accept-host-keys")
+        answer = input("   Do they match the consoles? 是否一致？ [yes/no] ").strip().lower()
+        return answer in ("y", "yes", "是")
+
+    def access(self, key, hosts):
+        """Steps 4a/5a: first login where the key does not work yet, then lock down every host."""
+        t0 = self._step(key)
+        if not hosts:
+            self._pass(key, t0, "no hosts")
+            return True
+        need = [h for h in hosts if not self.logged_in(h)]
+        if not need and self.state.passed(key) and not self.args.full:
+            self.current[key] = "resumed"
+            _say("   key login works and the lock-down passed earlier: not repeated")
+            return True
+        changed = 0
+        if need:
+            _say(f"   first login on {', '.join(h.name for h in need)}")
+            password = None
+            if not self.args.root_key:
+                password = self.password()
+                for host in need:
+                    try:
+                        check_root_password(host, password, self.known_hosts)
+                    except BootstrapError as exc:
+                        return self._fail(key, t0, exc.text())
+            rc, recap, fails = self.runner.run(key, ["first_login"], ",".join(h.name for h in need),
+                                               password=password, root_key=self.args.root_key)
+            changed += sum(r["changed"] for r in recap.values())
+            if rc != 0:
+                return self._fail(key, t0, self._fail_text(fails, rc))
+            still = [h.name for h in need if not self.logged_in(h)]
+            if still:
+                return self._fail(key, t0, f"{', '.join(still)}: key login still refused after the first login; "
+                                  "password login stays on (nothing locked). fix: check /home/jincai/.ssh on the host")
+        rc, recap, fails = self.runner.run(key, ["lockdown"], ",".join(h.name for h in hosts))
+        changed += sum(r["changed"] for r in recap.values())
+        if rc != 0:
+            return self._fail(key, t0, self._fail_text(fails, rc))
+        self._pass(key, t0, f"changed={changed}", changed)
+        return True
+
+    def playbook_step(self, key, tags, limit, extra=None):
+        """Run one tagged part of the bootstrap playbook as a step (skipped when resumed)."""
+        t0 = self._step(key)
+        if self.state.passed(key) and not self.args.full and key in self.resumable:
+            self.current[key] = "resumed"
+            _say("   passed earlier for this site plan: not repeated (--full repeats it)")
+            return True
+        rc, recap, fails = self.runner.run(key, tags, limit, extra=extra)
+        changed = sum(r["changed"] for r in recap.values())
+        if rc != 0:
+            return self._fail(key, t0, self._fail_text(fails, rc))
+        self._pass(key, t0, f"changed={changed} on {len(recap)} hosts", changed)
+        return True
+
+    @property
+    def resumable(self):
+        """Steps a resumed run may skip when they passed (the expensive ones)."""
+        return {"router_config", "baseline", "apps"}
+
+    def _fail_text(self, fails, rc):
+        if not fails:
+            return f"ansible-playbook exited {rc}; see {os.path.join(self.state.dir, '*.log')}"
+        lines = []
+        for host, msg in fails[:6]:
+            lines.append(f"{host}: {msg[:600]}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------ the whole run
+
+    def run(self):
+        """Run every step in order; stop at the first failure. Returns the exit code."""
+        site = self.site
+        router = site.router
+        servers = site.servers
+        if not self.reach() or not self.hostkeys():
+            return 3
+        if router and not self.access("router_access", [router]):
+            return 4
+        router_limit = ",".join([f"site_{site.code}:&routers"] + ([site.parent_router] if site.parent_router else []))
+        if router and not self.playbook_step("router_config", ["router"], router_limit):
+            return 4
+        if not self.access("server_access", servers):
+            return 5
+        server_limit = f"site_{site.code}:&machine_room"
+        if not self.playbook_step("baseline", ["baseline"], server_limit):
+            return 5
+        if not self.playbook_step("apps", ["apps"], server_limit):
+            return 5
+        nonce = secrets.token_hex(6)
+        if not self.playbook_step("verify", ["verify"], f"site_{site.code}",
+                                  extra={"bootstrap_verify_nonce": nonce}):
+            return 6
+        return 0
+
+
+def build_parser():
+    """The argument parser of ``jincai bootstrap``."""
+    p = argparse.ArgumentParser(prog="jincai bootstrap", description=__doc__.splitlines()[0],
+                                epilog="Runbook: docs/runbook.en.md (中文: docs/runbook.zh.md)")
+    p.add_argument("code", help="the site's GB/T 2260 code, e.g. 220104 (add it first: jincai site add CODE --write)")
+    p.add_argument("-i", "--inventory", default=DEFAULT_INVENTORY, help="inventory directory (default: %(default)s)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help=f"read the root password from the first line of stdin (or set {PASSWORD_ENV})")
+    p.add_argument("--root-key", metavar="FILE", help="first login as root with this private key instead of a password")
+    p.add_argument("-y", "--accept-host-keys", action="store_true",
+                   help="accept new host keys without asking (only after comparing the fingerprints)")
+    p.add_argument("--full", action="store_true", help="repeat every step, even those that passed before")
+    p.add_argument("--preflight", action="store_true", help="only validate, probe and record host keys; change nothing")
+    p.add_argument("--forget-host", metavar="HOST", action="append", default=[],
+                   help="drop HOST's recorded host keys (after a verified reinstall), then continue")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each host to answer")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the full Ansible output")
+    p.add_argument("--reports-dir", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def _lock(state):
+    os.makedirs(state.dir, mode=0o700, exist_ok=True)
+    fh = open(os.path.join(state.dir, ".lock"), "a+", encoding="ascii")  # noqa: SIM115 (held for the run)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        raise BootstrapError(f"another jincai bootstrap {state.code} is running (pid {fh.read().strip() or '?'})",
+                             "wait for it to finish, or stop it, then re-run") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+def _forget(state, names):
+    path = os.path.join(state.dir, "known_hosts")
+    try:
+        with open(path, encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return
+    kept = [ln for ln in lines if not set(ln.split()[0].split(",")) & set(names)]
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write("".join(ln + "\n" for ln in kept))
+    _say(f"forgot the recorded host keys of {', '.join(names)}")
+
+
+def main(argv=None):
+    """Entry point of ``jincai bootstrap``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.root_key and not os.path.isfile(args.root_key):
+        print(f"jincai bootstrap: --root-key {args.root_key}: no such file", file=sys.stderr)
+        return 2
+    _say(f"== 1. Source of truth valid, site added / 数据源有效、站点已添加 ({args.inventory})")
+    t0 = time.monotonic()
+    try:
+        site = resolve_site(args.inventory, args.code)
+    except BootstrapError as exc:
+        print(f"jincai bootstrap: {exc.text()}", file=sys.stderr)
+        _say("   FAIL: nothing was contacted and nothing changed")
+        return 2
+    state = State(site.code, args.reports_dir)
+    try:
+        lock = _lock(state)
+    except BootstrapError as exc:
+        print(f"jincai bootstrap: {exc.text()}", file=sys.stderr)
+        return 2
+    state.set_plan(site.fingerprint)
+    if args.forget_host:
+        unknown = sorted(set(args.forget_host) - {h.name for h in site.hosts})
+        if unknown:
+            print(f"jincai bootstrap: --forget-host {', '.join(unknown)}: not a host of site {site.code} "
+                  f"({', '.join(h.name for h in site.hosts)})", file=sys.stderr)
+            return 2
+        _forget(state, args.forget_host)
+    run = Bootstrap(args, site, state)
+    run._pass("validate", t0, f"site {site.code} {site.name_zh} ({site.tier}): "
+              f"{', '.join(h.name for h in site.hosts)}")
+
+    def _on_signal(signum, _frame):
+        run.runner.stop()
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.preflight:
+            rc = 0 if (run.reach() and run.hostkeys()) else 3
+        else:
+            rc = run.run()
+    except BootstrapError as exc:
+        print(f"jincai bootstrap: {exc.text()}", file=sys.stderr)
+        rc = 2
+    except Interrupted as exc:
+        _say(f"\njincai bootstrap: interrupted ({exc}); run the same command again to continue")
+        rc = 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        lock.close()
+    _say("")
+    _say(checklist(state, run.current, CONTACTS))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""``jincai compliance``: nightly drift and MLPS level-3 compliance report, changing nothing.
+
+Two read-only Ansible runs, side by side: ``playbooks/site.yml --check --diff`` (drift: every task
+that would change something, recorded with its diff by the jincai_drift callback) and
+``playbooks/compliance.yml`` (one round trip per host collecting the facts the checks judge). The
+checks run on the control node (jincai/compliance/checks.py); findings carry the MLPS control ID
+and clause (jincai/data/mlps_controls.yml). Reports: report.json, junit.xml, report.html in
+``reports/compliance/<run id>/`` plus ``history.json``. Exit 0 clean, 1 findings, 2 the run failed.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import threading
+import time
+
+from jincai import ROOT
+
+LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
+REPORTS = os.path.join(ROOT, "reports", "compliance")
+SCOPE_GROUPS = ("routers", "machine_room")
+TIERS = ("province", "city", "county")
+CALLBACKS = "ansible.builtin.profile_tasks,jincai_drift"
+RUN_OK = (0, 2, 4)  # ansible-playbook: ok, some host failed, some host unreachable
+
+
+class UsageError(Exception):
+    """Bad input, found before any host is contacted."""
+
+
+def build_parser():
+    """The command line of ``jincai compliance``."""
+    p = argparse.ArgumentParser(prog="jincai compliance", description=__doc__.splitlines()[0])
+    p.add_argument("-i", "--inventory", default=os.environ.get("JINCAI_INVENTORY", LAB_INVENTORY),
+                   help="inventory directory (default: inventories/lab or $JINCAI_INVENTORY)")
+    p.add_argument("-l", "--limit", help="tier (province|city|county), site code, group or host; comma-separated")
+    p.add_argument("-o", "--output", help="report directory (default: reports/compliance/<run id>)")
+    p.add_argument("--history", help="history file (default: history.json beside the report directory)")
+    p.add_argument("--skip-drift", action="store_true", help="only the compliance checks (no site.yml --check)")
+    p.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to both ansible-playbook runs")
+    p.add_argument("--keep-days", type=int, default=0, help="delete run directories older than this (0: keep all)")
+    p.add_argument("--from", dest="from_dir", help="re-evaluate the raw data of an earlier run (contacts nothing)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the one-line result")
+    return p
+
+
+def resolve_scope(inventory, limit):
+    """Return (sorted host list in scope, ansible --limit string or None); raise UsageError on bad input."""
+    groups = {k: v.get("hosts", []) for k, v in inventory.items() if k != "_meta" and isinstance(v, dict)}
+    managed = set()
+    for g in SCOPE_GROUPS:
+        managed |= set(groups.get(g, []))
+    if not limit:
+        return sorted(managed), None
+    chosen = set()
+    for token in [t.strip() for t in limit.split(",") if t.strip()]:
+        if token in TIERS or token in groups:
+            chosen |= set(groups.get(token, []))
+        elif f"site_{token}" in groups:
+            chosen |= set(groups[f"site_{token}"])
+        elif token in inventory["_meta"]["hostvars"]:
+            chosen.add(token)
+        else:
+            raise UsageError(f"--limit {token}: not a tier ({'|'.join(TIERS)}), site code, group or host "
+                             f"of the inventory")
+    scope = sorted(chosen & managed)
+    if not scope and not chosen:
+        raise UsageError(f"--limit {limit}: matches no host")
+    return scope, ",".join(sorted(chosen))
+
+
+def _load_json(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def _load_facts(facts_dir):
+    out = {}
+    if os.path.isdir(facts_dir):
+        for name in sorted(os.listdir(facts_dir)):
+            if name.endswith(".json"):
+                doc = _load_json(os.path.join(facts_dir, name))
+                if doc and doc.get("host"):
+                    out[doc["host"]] = doc
+    return out
+
+
+def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, timings, key):
+    """Run one playbook with the jincai_drift callback; store (rc, output tail) in ``timings``."""
+    from jincai.playbook import run as run_playbook
+
+    args = []
+    if limit:
+        args += ["--limit", limit]
+    for ev in extra_vars:
+        args += ["-e", ev]
+    t0 = time.monotonic()
+    res = run_playbook(playbook, inventory=inventory, args=args, check=check, diff=check,
+                       env={"ANSIBLE_CALLBACKS_ENABLED": CALLBACKS, "JINCAI_DRIFT_FILE": record_file})
+    timings[key] = {"rc": res.rc, "seconds": round(time.monotonic() - t0, 2), "recap": res.recap}
+    with open(log_file, "w", encoding="utf-8") as fh:
+        fh.write(res.output)
+    timings[key]["tail"] = "\n".join(res.output.splitlines()[-15:])
+
+
+def collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False):
+    """Run drift (site.yml --check --diff) and collection (compliance.yml) in parallel into ``raw_dir``."""
+    facts_dir = os.path.join(raw_dir, "facts")
+    os.makedirs(facts_dir, exist_ok=True)
+    timings = {}
+    jobs = [("collect", "playbooks/compliance.yml", False, [f"compliance_facts_dir={facts_dir}"])]
+    if not skip_drift:
+        jobs.append(("drift", "playbooks/site.yml", True, []))
+    threads = []
+    for key, playbook, check, extra in jobs:
+        t = threading.Thread(target=_play, args=(playbook, inventory_dir, limit, list(extra_vars) + extra,
+                                                 os.path.join(raw_dir, f"{key}.json"), check,
+                                                 os.path.join(raw_dir, f"{key}.log"), timings, key))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
+        json.dump(timings, fh, indent=1)
+    return timings
+
+
+def evaluate(raw_dir, inventory, scope, catalogue, meta):
+    """Build the report from a raw directory (facts/, drift.json, collect.json, runs.json)."""
+    from jincai.compliance import model
+
+    runs = _load_json(os.path.join(raw_dir, "runs.json")) or {}
+    errors = list(meta.get("errors") or [])
+    drift = None
+    for key, playbook in (("collect", "playbooks/compliance.yml"), ("drift", "playbooks/site.yml")):
+        info = runs.get(key)
+        if info is None:
+            continue
+        doc = _load_json(os.path.join(raw_dir, f"{key}.json"))
+        if info["rc"] not in RUN_OK or doc is None:
+            errors.append(f"{playbook} failed to run (rc {info['rc']}): {info.get('tail', '')[-1500:]}")
+        if key == "drift":
+            drift = doc
+        else:
+            meta["collect_records"] = doc
+    meta["drift_checked"] = "drift" in runs
+    meta["errors"] = errors
+    host_seconds = {}
+    for key in ("collect", "drift"):
+        doc = _load_json(os.path.join(raw_dir, f"{key}.json")) or {}
+        for h, sec in (doc.get("host_seconds") or {}).items():
+            host_seconds.setdefault(h, {})[key] = sec
+    meta["timing"] = {"runs": {k: v.get("seconds") for k, v in runs.items()}, "host_seconds": host_seconds}
+    return model.build_report(inventory, scope, _load_facts(os.path.join(raw_dir, "facts")), drift, catalogue,
+                              meta)
+
+
+def main(argv=None):
+    """Entry point (``jincai compliance ARGS``); returns 0 clean, 1 findings, 2 the run failed."""
+    from jincai import inventory as invmod
+    from jincai.compliance import model, report
+
+    args = build_parser().parse_args(argv)
+    t0 = time.monotonic()
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ")
+    try:
+        catalogue = model.load_controls()
+        inventory = invmod.build(args.inventory)
+        scope, limit = resolve_scope(inventory, args.limit)
+    except invmod.InvalidSource as exc:
+        print(f"jincai compliance: invalid source, nothing was contacted:\n{exc}", file=sys.stderr)
+        return 2
+    except (UsageError, model.ControlsError) as exc:
+        print(f"jincai compliance: {exc} (nothing was contacted)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. a missing inventory directory
+        print(f"jincai compliance: {args.inventory}: {exc} (nothing was contacted)", file=sys.stderr)
+        return 2
+
+    out_dir = os.path.abspath(args.output or os.path.join(REPORTS, run_id))
+    history = args.history or os.path.join(os.path.dirname(out_dir), "history.json")
+    os.makedirs(out_dir, exist_ok=True)
+    if args.from_dir:
+        raw_dir = os.path.join(os.path.abspath(args.from_dir), "raw")
+        if not os.path.isdir(raw_dir):
+            print(f"jincai compliance: --from {args.from_dir}: no raw/ directory", file=sys.stderr)
+            return 2
+    else:
+        raw_dir = os.path.join(out_dir, "raw")
+        collect(args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift)
+    meta = {"run_id": run_id, "started": started.isoformat(timespec="seconds"), "inventory": args.inventory,
+            "limit": args.limit, "network": os.path.basename(os.path.normpath(args.inventory)),
+            "scope": scope}
+    rep = evaluate(raw_dir, inventory, scope, catalogue, meta)
+    rep["duration_s"] = round(time.monotonic() - t0, 1)
+    rep["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    paths = report.write_all(rep, out_dir, history)
+    if args.keep_days:
+        report.prune_runs(os.path.dirname(out_dir), args.keep_days)
+    s = rep["summary"]
+    if not args.quiet:
+        for f in rep["findings"]:
+            print(f"{f['site']} {f['host']:<14} {f['kind']:<11} {f['control']:<11} {f['title']}: {f['found'][:120]}")
+        for err in rep.get("errors") or []:
+            print(f"run error: {err}", file=sys.stderr)
+    print(f"jincai compliance: {rep['status']}: {s['hosts']} hosts in {s['sites']} sites, {s['passed']} passed, "
+          f"{s['failed']} failed, {s['drifted']} drifted, {s['unreachable']} unreachable, {s['findings']} findings "
+          f"({rep['duration_s']} s); report {paths['html']}")
+    return rep["exit_code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

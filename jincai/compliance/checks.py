@@ -1,0 +1,619 @@
+"""MLPS level-3 compliance checks, evaluated on the control node from collected facts.
+
+A server's facts come from jincai/compliance/collector.py (one JSON document per host), a router's
+from its running config (``show running-config``). Each check is a small pure function that returns
+``(passed, expected, found)`` or ``None`` when it does not apply; ``evaluate_server`` and
+``evaluate_router`` run every check and return :class:`CheckResult` records, each naming its control
+(IDs and expected values in jincai/data/mlps_controls.yml).
+"""
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass
+
+SERVER_CHECKS = []
+ROUTER_CHECKS = []
+
+
+@dataclass
+class CheckResult:
+    """One check on one host: which control, did it pass, what was expected and what was found."""
+
+    check: str
+    control: str
+    title: str
+    passed: bool
+    expected: str
+    found: str
+
+    def to_dict(self):
+        """Plain dict for the JSON report."""
+        return asdict(self)
+
+
+def check(registry, check_id, control, title):
+    """Register a check function under ``check_id`` for ``control``."""
+
+    def deco(fn):
+        registry.append((check_id, control, title, fn))
+        return fn
+
+    return deco
+
+
+# ---------------------------------------------------------------- helpers
+
+def _lines(text):
+    """Non-comment, non-empty lines of a config text, stripped."""
+    out = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def parse_keyvalue(text):
+    """Parse ``KEY VALUE`` / ``key = value`` / bare ``key`` lines into {key: value} (last one wins)."""
+    conf = {}
+    for line in _lines(text):
+        if "=" in line:
+            key, _, value = line.partition("=")
+        else:
+            key, _, value = line.partition(" ")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def _int(value, default=None):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def _in_networks(network, allowed):
+    """True when CIDR/address ``network`` lies inside one of the ``allowed`` CIDRs."""
+    try:
+        net = ipaddress.ip_network(str(network), strict=False)
+    except ValueError:
+        return False
+    for a in allowed or []:
+        try:
+            if net.subnet_of(ipaddress.ip_network(str(a), strict=False)):
+                return True
+        except (ValueError, TypeError):
+            continue
+    return False
+
+
+def _loopback(address):
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _files(facts, prefix):
+    return {p: t for p, t in (facts.get("files") or {}).items() if p.startswith(prefix)}
+
+
+def _sshd(facts):
+    return ((facts.get("sshd") or {}).get("config")) or {}
+
+
+def _sshd_one(facts, key, default=""):
+    values = _sshd(facts).get(key)
+    return values[0] if values else default
+
+
+def _active(facts, unit):
+    name = unit if "." in unit else unit + ".service"
+    return ((facts.get("services") or {}).get(name) or {}).get("active") == "active"
+
+
+def _people(ctx):
+    """(present user names, absent user names) from the inventory's admins and technicians."""
+    present, absent = set(), set()
+    for p in (ctx.get("admins") or []) + (ctx.get("technicians") or []):
+        (absent if p.get("state") == "absent" else present).add(p["user"])
+    return present, absent - present
+
+
+def _for_functions(table, functions):
+    """Merge a by-function table (``all`` plus each function) into one dict or list."""
+    keys = ["all"] + list(functions or [])
+    if isinstance(table.get("all"), dict):
+        merged = {}
+        for k in keys:
+            merged.update(table.get(k) or {})
+        return merged
+    merged = []
+    for k in keys:
+        merged += [x for x in table.get(k) or [] if x not in merged]
+    return merged
+
+
+# ---------------------------------------------------------------- servers: authentication
+
+@check(SERVER_CHECKS, "auth.uid0", "L3-CES1-01", "only root has UID 0")
+def _uid0(facts, ctx, exp):
+    uid0 = sorted(a["user"] for a in facts.get("accounts") or [] if a["uid"] == 0)
+    return uid0 == ["root"], "root", ", ".join(uid0) or "none"
+
+
+@check(SERVER_CHECKS, "auth.empty_passwords", "L3-CES1-01", "no account has an empty password")
+def _empty(facts, ctx, exp):
+    empty = sorted(a["user"] for a in facts.get("accounts") or [] if a.get("password") == "empty")
+    return not empty, "none", ", ".join(empty) or "none"
+
+
+@check(SERVER_CHECKS, "auth.password_ageing", "L3-CES1-01", "password ageing (login.defs)")
+def _ageing(facts, ctx, exp):
+    conf = parse_keyvalue((facts.get("files") or {}).get("/etc/login.defs"))
+    mx, mn, warn = (_int(conf.get(k)) for k in ("PASS_MAX_DAYS", "PASS_MIN_DAYS", "PASS_WARN_AGE"))
+    ok = (mx is not None and mx <= exp["pass_max_days"] and mn is not None and mn >= exp["pass_min_days"]
+          and warn is not None and warn >= exp["pass_warn_age"])
+    want = (f"PASS_MAX_DAYS<={exp['pass_max_days']} PASS_MIN_DAYS>={exp['pass_min_days']} "
+            f"PASS_WARN_AGE>={exp['pass_warn_age']}")
+    return ok, want, f"PASS_MAX_DAYS={mx} PASS_MIN_DAYS={mn} PASS_WARN_AGE={warn}"
+
+
+@check(SERVER_CHECKS, "auth.account_ageing", "L3-CES1-01", "every account with a password expires in time")
+def _account_ageing(facts, ctx, exp):
+    bad = sorted(f"{a['user']}(max {a.get('max_days')})" for a in facts.get("accounts") or []
+                 if a.get("password") == "set" and a["uid"] >= 1000
+                 and (_int(a.get("max_days")) is None or _int(a.get("max_days")) > exp["pass_max_days"]))
+    return not bad, f"max_days<={exp['pass_max_days']}", ", ".join(bad) or "all within"
+
+
+@check(SERVER_CHECKS, "auth.password_quality", "L3-CES1-01", "password quality (pam_pwquality)")
+def _quality(facts, ctx, exp):
+    files = facts.get("files") or {}
+    conf = parse_keyvalue(files.get("/etc/security/pwquality.conf"))
+    minlen, minclass = _int(conf.get("minlen"), 0), _int(conf.get("minclass"), 0)
+    credits = all(_int(conf.get(k), 0) <= -1 for k in ("dcredit", "ucredit", "lcredit", "ocredit"))
+    in_pam = "pam_pwquality.so" in "\n".join(_lines(files.get("/etc/pam.d/common-password")))
+    ok = in_pam and minlen >= exp["pwquality_minlen"] and (minclass >= exp["pwquality_minclass"] or credits)
+    return (ok, f"pam_pwquality in common-password, minlen>={exp['pwquality_minlen']}, 4 classes",
+            f"pam_pwquality={'yes' if in_pam else 'no'} minlen={minlen} minclass={minclass} "
+            f"credits={'all -1' if credits else 'no'}")
+
+
+@check(SERVER_CHECKS, "auth.lockout", "L3-CES1-02", "lockout after failed logins (pam_faillock)")
+def _lockout(facts, ctx, exp):
+    files = facts.get("files") or {}
+    conf = parse_keyvalue(files.get("/etc/security/faillock.conf"))
+    auth = "\n".join(_lines(files.get("/etc/pam.d/common-auth")))
+    deny, unlock = _int(conf.get("deny"), 3), _int(conf.get("unlock_time"), 600)
+    in_pam = "pam_faillock.so" in auth and "preauth" in auth
+    ok = in_pam and 0 < deny <= exp["faillock_deny"] and (unlock == 0 or unlock >= exp["faillock_unlock_time"])
+    return (ok, f"pam_faillock in common-auth, deny<={exp['faillock_deny']}, "
+                f"unlock_time>={exp['faillock_unlock_time']}",
+            f"pam_faillock={'yes' if in_pam else 'no'} deny={deny} unlock_time={unlock}")
+
+
+@check(SERVER_CHECKS, "auth.idle_timeout", "L3-CES1-02", "idle shells end (TMOUT)")
+def _tmout(facts, ctx, exp):
+    values = []
+    for path, text in (facts.get("files") or {}).items():
+        if path.startswith("/etc/profile") or path == "/etc/bash.bashrc":
+            values += [int(v) for v in re.findall(r"^\s*(?:readonly\s+|export\s+)?TMOUT=(\d+)", text or "", re.M)]
+    ok = bool(values) and 0 < min(values) <= exp["tmout_max"]
+    return ok, f"TMOUT between 1 and {exp['tmout_max']}", f"TMOUT={min(values)}" if values else "TMOUT not set"
+
+
+@check(SERVER_CHECKS, "ssh.session_limits", "L3-CES1-02", "sshd limits attempts and ends idle sessions")
+def _ssh_limits(facts, ctx, exp):
+    tries = _int(_sshd_one(facts, "maxauthtries"), 6)
+    interval = _int(_sshd_one(facts, "clientaliveinterval"), 0)
+    count = _int(_sshd_one(facts, "clientalivecountmax"), 3)
+    idle = interval * count
+    ok = tries <= exp["sshd_max_auth_tries"] and 0 < idle <= exp["sshd_idle_max"]
+    return (ok, f"MaxAuthTries<={exp['sshd_max_auth_tries']}, idle cut-off 1..{exp['sshd_idle_max']} s",
+            f"MaxAuthTries={tries} ClientAliveInterval={interval} ClientAliveCountMax={count}")
+
+
+@check(SERVER_CHECKS, "ssh.crypto", "L3-CES1-03", "SSH uses strong ciphers, MACs and key exchange only")
+def _ssh_crypto(facts, ctx, exp):
+    algos = []
+    for key in ("ciphers", "macs", "kexalgorithms"):
+        algos += ",".join(_sshd(facts).get(key) or []).split(",")
+    weak = sorted({a for a in algos if a and any(re.search(w, a) for w in exp["sshd_weak_algorithms"])})
+    ok = not weak and bool(algos)
+    return ok, "no CBC, 3DES, RC4, MD5, SHA-1 algorithms", ", ".join(weak) or "strong only"
+
+
+@check(SERVER_CHECKS, "ssh.no_plaintext", "L3-CES1-03", "no telnet, ftp, rsh, tftp on the host")
+def _plaintext(facts, ctx, exp):
+    pkgs = sorted(set(facts.get("packages") or []) & set(exp["plaintext_packages"]))
+    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    socks = sorted({f"{s['proto']}/{s['port']}" for s in facts.get("listening") or []
+                    if s["port"] in exp["plaintext_ports"] and s["port"] not in allowed
+                    and not _loopback(s["address"])})
+    ok = not pkgs and not socks
+    return ok, "no plaintext-service packages or ports", ", ".join(pkgs + socks) or "none"
+
+
+@check(SERVER_CHECKS, "ssh.two_factor", "L3-CES1-04", "key login plus sudo password for people")
+def _two_factor(facts, ctx, exp):
+    methods = ",".join(_sshd(facts).get("authenticationmethods") or ["any"])
+    pwauth = _sshd_one(facts, "passwordauthentication", "yes")
+    key_first = methods.startswith("publickey") and pwauth == "no" or methods.startswith("publickey,")
+    automation = ctx.get("automation_user") or "jincai"
+    nopasswd = []
+    for path, text in _files(facts, "/etc/sudoers").items():
+        for line in _lines(text):
+            if "NOPASSWD" in line and not line.split()[0] == automation:
+                nopasswd.append(line.split()[0])
+    ok = key_first and not nopasswd
+    return (ok, f"AuthenticationMethods publickey, no NOPASSWD sudo except {automation}",
+            f"AuthenticationMethods={methods} PasswordAuthentication={pwauth} "
+            f"NOPASSWD={','.join(sorted(set(nopasswd))) or 'none'}")
+
+
+# ---------------------------------------------------------------- servers: access control
+
+@check(SERVER_CHECKS, "access.root_login", "L3-CES1-06", "root cannot log in over SSH")
+def _root_login(facts, ctx, exp):
+    value = _sshd_one(facts, "permitrootlogin", "unknown")
+    return value == "no", "PermitRootLogin no", f"PermitRootLogin {value}"
+
+
+def _login_shell(shell):
+    return shell and not shell.endswith(("nologin", "/false", "/sync", "/halt", "/shutdown"))
+
+
+@check(SERVER_CHECKS, "access.accounts", "L3-CES1-07", "no shared, stale or unknown login accounts")
+def _accounts(facts, ctx, exp):
+    present, absent = _people(ctx)
+    automation = ctx.get("automation_user") or "jincai"
+    bad = []
+    for a in facts.get("accounts") or []:
+        if not _login_shell(a["shell"]):
+            continue
+        if a["user"] in exp["shared_account_names"]:
+            bad.append(f"{a['user']} (shared name)")
+        elif a["user"] in absent:
+            bad.append(f"{a['user']} (removed from the inventory, still has a login shell)")
+        elif 1000 <= a["uid"] < 60000 and a["user"] not in present and a["user"] != automation:
+            bad.append(f"{a['user']} (not in the inventory)")
+    return (not bad, "login accounts = inventory admins and technicians + automation user",
+            "; ".join(bad) or "as inventory")
+
+
+@check(SERVER_CHECKS, "access.sudo", "L3-CES1-08", "sudo rules per group, none for ALL users")
+def _sudo(facts, ctx, exp):
+    bad = []
+    for path, text in _files(facts, "/etc/sudoers").items():
+        for line in _lines(text):
+            if line.startswith(("Defaults", "@include", "#include", "Cmnd_Alias", "User_Alias", "Host_Alias",
+                                "Runas_Alias")):
+                continue
+            if line.split()[0] == "ALL":
+                bad.append(f"{path}: {line}")
+    return not bad, "no sudo rule for ALL users", "; ".join(bad) or "none"
+
+
+@check(SERVER_CHECKS, "access.management_sources", "L3-CES1-18", "sshd admits users only from management networks")
+def _allow_users(facts, ctx, exp):
+    nets = ctx.get("management_networks") or []
+    entries = " ".join(_sshd(facts).get("allowusers") or []).split()
+    bad = [e for e in entries if "@" not in e or not _in_networks(e.split("@", 1)[1], nets)]
+    ok = bool(entries) and not bad
+    found = ("AllowUsers not set (anyone from anywhere)" if not entries else
+             "outside " + ",".join(nets) + ": " + " ".join(bad) if bad else "all within")
+    return ok, "AllowUsers user@net, net within " + ", ".join(nets), found
+
+
+# ---------------------------------------------------------------- servers: firewall (nftables JSON)
+
+def _nft_objects(ruleset, kind):
+    return [o[kind] for o in (ruleset.get("nftables") or []) if kind in o]
+
+
+def _nft_set_elems(ruleset, name):
+    for s in _nft_objects(ruleset, "set"):
+        if s.get("name") == name:
+            return s.get("elem") or []
+    return []
+
+
+def _nft_values(right, ruleset):
+    """Flatten a match's right side into a list of strings/ints (prefixes as CIDR strings)."""
+    if isinstance(right, str) and right.startswith("@"):
+        return _nft_values({"set": _nft_set_elems(ruleset, right[1:])}, ruleset)
+    if isinstance(right, dict):
+        if "set" in right:
+            out = []
+            for e in right["set"]:
+                out += _nft_values(e, ruleset)
+            return out
+        if "prefix" in right:
+            return [f"{right['prefix']['addr']}/{right['prefix']['len']}"]
+        if "range" in right:
+            lo, hi = right["range"]
+            return list(range(lo, hi + 1)) if isinstance(lo, int) and hi - lo < 70000 else [f"{lo}-{hi}"]
+        if "elem" in right:
+            return _nft_values(right["elem"].get("val"), ruleset)
+        return []
+    if isinstance(right, list):
+        out = []
+        for e in right:
+            out += _nft_values(e, ruleset)
+        return out
+    return [right]
+
+
+def nft_rules(ruleset):
+    """Return the input-hook chains' (policy, rules); each rule: {matches: {field: values}, verdict}."""
+    chains = {}
+    for c in _nft_objects(ruleset, "chain"):
+        if c.get("hook") == "input":
+            chains[(c["family"], c["table"], c["name"])] = {"policy": c.get("policy", "accept"), "rules": []}
+    for r in _nft_objects(ruleset, "rule"):
+        key = (r["family"], r["table"], r["chain"])
+        if key not in chains:
+            continue
+        matches, verdict = {}, None
+        for e in r.get("expr") or []:
+            if "match" in e:
+                left = e["match"].get("left") or {}
+                if "payload" in left:
+                    field = f"{left['payload'].get('protocol')}.{left['payload'].get('field')}"
+                elif "meta" in left:
+                    field = f"meta.{left['meta'].get('key')}"
+                elif "ct" in left:
+                    field = f"ct.{left['ct'].get('key')}"
+                else:
+                    field = "other"
+                matches[field] = _nft_values(e["match"].get("right"), ruleset)
+            for v in ("accept", "drop", "reject", "jump", "goto", "return"):
+                if v in e:
+                    verdict = v
+        chains[key]["rules"].append({"matches": matches, "verdict": verdict, "handle": r.get("handle")})
+    return chains
+
+
+def _rule_text(rule):
+    m = " ".join(f"{k}={','.join(str(x) for x in v)}" for k, v in rule["matches"].items())
+    return f"{m or 'any'} {rule['verdict']}"
+
+
+@check(SERVER_CHECKS, "firewall.default_deny", "L3-CES1-17", "host firewall drops what is not allowed")
+def _fw_default(facts, ctx, exp):
+    ruleset = facts.get("nft") or {}
+    if "error" in ruleset:
+        return False, "input policy drop", f"nftables unreadable: {ruleset['error']}"
+    chains = nft_rules(ruleset)
+    if not chains:
+        return False, "an input chain with policy drop", "no input chain (everything accepted)"
+    bad = []
+    for (fam, table, name), c in sorted(chains.items()):
+        if c["policy"] != "drop":
+            bad.append(f"{fam} {table} {name}: policy {c['policy']}")
+        for r in c["rules"]:
+            benign = set(r["matches"]) <= {"meta.iifname", "meta.iif", "ct.state", "meta.l4proto"}
+            if r["verdict"] == "accept" and (not r["matches"] or (
+                    set(r["matches"]) == {"meta.l4proto"})):
+                bad.append(f"{fam} {table} {name}: accepts everything ({_rule_text(r)})")
+            elif r["verdict"] == "accept" and not benign and not any(
+                    k.endswith(("dport", "saddr", "type")) for k in r["matches"]):
+                bad.append(f"{fam} {table} {name}: broad accept ({_rule_text(r)})")
+    return not bad, "input policy drop, no accept-all rule", "; ".join(bad) or "default deny"
+
+
+@check(SERVER_CHECKS, "firewall.management_sources", "L3-CES1-18", "firewall admits SSH only from management networks")
+def _fw_ssh(facts, ctx, exp):
+    ruleset = facts.get("nft") or {}
+    if "error" in ruleset:
+        return False, "SSH accepted only from management networks", f"nftables unreadable: {ruleset['error']}"
+    nets = ctx.get("management_networks") or []
+    bad = []
+    for (fam, table, name), c in sorted(nft_rules(ruleset).items()):
+        for r in c["rules"]:
+            ports = r["matches"].get("tcp.dport") or r["matches"].get("th.dport")
+            if r["verdict"] != "accept" or not ports or 22 not in ports:
+                continue
+            sources = r["matches"].get("ip.saddr") or r["matches"].get("ip6.saddr")
+            if not sources:
+                bad.append(f"{name} handle {r['handle']}: tcp dport 22 accept from anywhere")
+            else:
+                outside = [s for s in sources if not _in_networks(s, nets)]
+                if outside:
+                    bad.append(f"{name} handle {r['handle']}: tcp dport 22 accept from {','.join(map(str, outside))}")
+    return not bad, "tcp/22 accepted only from " + ", ".join(nets), "; ".join(bad) or "management networks only"
+
+
+@check(SERVER_CHECKS, "ports.listening", "L3-CES1-17", "no unexpected listening ports")
+def _ports(facts, ctx, exp):
+    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    extra = sorted({f"{s['proto']}/{s['port']} ({s['process'].split(chr(34))[1] if chr(34) in s['process'] else '?'})"
+                    for s in facts.get("listening") or []
+                    if s["port"] not in allowed and not _loopback(s["address"])})
+    return not extra, "only " + ",".join(str(p) for p in sorted(allowed)), ", ".join(extra) or "as expected"
+
+
+# ---------------------------------------------------------------- servers: audit, time, integrity
+
+@check(SERVER_CHECKS, "audit.log_forwarding", "L3-SMC1-10", "logs forwarded to the province collector")
+def _forwarding(facts, ctx, exp):
+    collector = (ctx.get("province_services") or {}).get("collector")
+    text = "\n".join("\n".join(_lines(t)) for t in _files(facts, "/etc/rsyslog").values())
+    if collector and collector in (ctx.get("addresses") or []):
+        ok = bool(re.search(r"imtcp|imudp|imrelp", text))
+        return ok, "this host is the collector: receives syslog", "input module present" if ok else "no syslog input"
+    ok = bool(collector) and bool(re.search(r"(@@?|target\s*=\s*\"?)\[?" + re.escape(collector or "-"), text))
+    return ok, f"rsyslog forwards to {collector}", "forwarding found" if ok else "no forwarding to the collector"
+
+
+@check(SERVER_CHECKS, "audit.log_permissions", "L3-CES1-14", "log files are not world-readable")
+def _log_modes(facts, ctx, exp):
+    limit = int(exp["log_mode_max"], 8)
+    bad = sorted(f"{p} {s['mode']}" for p, s in (facts.get("stat") or {}).items()
+                 if p in exp["log_files"] and s and int(s["mode"], 8) & ~limit)
+    return not bad, f"mode {exp['log_mode_max']} or stricter", ", ".join(bad) or "all within"
+
+
+@check(SERVER_CHECKS, "time.sources", "L3-CES1-13", "time from the authorised NTP chain")
+def _ntp(facts, ctx, exp):
+    text = "\n".join("\n".join(_lines(t)) for t in _files(facts, "/etc/chrony").values())
+    sources = re.findall(r"^(?:server|pool|peer)\s+(\S+)", text, re.M)
+    want = [s for s in ctx.get("ntp_servers") or [] if s not in (ctx.get("addresses") or [])]
+    unknown = [s for s in sources if s not in (ctx.get("ntp_servers") or [])]
+    if not want:  # the province NTP server itself: a local reference and no unknown upstream
+        ok = not unknown and (bool(sources) or "local" in text)
+    else:
+        ok = bool(sources) and not unknown and sources[0] == want[0]
+    return ok, "sources " + (", ".join(want) or "authorised upstream or local"), ", ".join(sources) or "none"
+
+
+@check(SERVER_CHECKS, "integrity.aide", "L3-CES1-21", "file integrity database initialised (AIDE)")
+def _aide(facts, ctx, exp):
+    have = [p for p in exp["aide_databases"] if (facts.get("stat") or {}).get(p)]
+    return bool(have), "an AIDE database", ", ".join(have) or "no AIDE database"
+
+
+@check(SERVER_CHECKS, "services.running", "L3-SMC1-09", "the host runs its required services")
+def _services(facts, ctx, exp):
+    # one result per service is produced by evaluate_server(); this entry is a placeholder
+    return None
+
+
+def _service_results(facts, ctx, exp):
+    out = []
+    for svc, control in sorted(_for_functions(exp["services"], ctx.get("functions")).items()):
+        state = ((facts.get("services") or {}).get(svc + ".service") or {}).get("active", "not installed")
+        out.append(CheckResult(f"services.{svc}", control, f"{svc} is running", state == "active",
+                               "active", state))
+    return out
+
+
+def evaluate_server(facts, ctx, exp):
+    """Run every server check on one host's facts; return a list of CheckResult."""
+    results = []
+    for check_id, control, title, fn in SERVER_CHECKS:
+        if check_id == "services.running":
+            results += _service_results(facts, ctx, exp)
+            continue
+        try:
+            res = fn(facts, ctx, exp)
+        except Exception as exc:  # noqa: BLE001 - a broken fact is a failed check, not a crashed run
+            res = (False, "a readable fact", f"could not evaluate: {type(exc).__name__}: {exc}")
+        if res is not None:
+            results.append(CheckResult(check_id, control, title, bool(res[0]), str(res[1]), str(res[2])))
+    return results
+
+
+# ---------------------------------------------------------------- routers (running config text)
+
+def parse_router_config(text):
+    """Parse a running config into (top-level lines, {section header: [lines]}, {acl: [(action, match)]})."""
+    top, sections, acls = [], {}, {}
+    current = None
+    for raw in (text or "").splitlines():
+        if not raw.strip() or raw.strip() in ("!", "#", "end", "exit", "quit", "return"):
+            if raw.strip() in ("exit", "!", "#", "quit", "return") and not raw.startswith(" "):
+                current = None
+            continue
+        if raw[0] in " \t" and current is not None:
+            sections[current].append(raw.strip())
+            continue
+        line = raw.strip()
+        m = re.match(r"^(?:ip(?:v6)? )?access-list (\S+)(?: seq \d+)? (permit|deny) (.*)$", line)
+        if m:
+            acls.setdefault(m.group(1), []).append((m.group(2), m.group(3).strip()))
+            current = None
+            continue
+        m = re.match(r"^ip access-list (?:extended |standard )?(\S+)$", line)
+        if m:
+            current = line
+            sections[current] = []
+            acls.setdefault(m.group(1), [])
+            continue
+        top.append(line)
+        current = line
+        sections.setdefault(current, [])
+    for header, lines in sections.items():
+        m = re.match(r"^ip access-list (?:extended |standard )?(\S+)$", header)
+        if m:
+            for line in lines:
+                m2 = re.match(r"^(?:\d+ )?(permit|deny) (.*)$", line)
+                if m2:
+                    acls[m.group(1)].append((m2.group(1), m2.group(2).strip()))
+    return top, sections, acls
+
+
+def _any(match):
+    return re.fullmatch(r"(ip )?any( any)?( log)?|0\.0\.0\.0/0|ip 0\.0\.0\.0 255\.255\.255\.255 any", match) is not None
+
+
+def evaluate_router(config, ctx, exp):
+    """Run the router checks on a running config text; return a list of CheckResult."""
+    _top, sections, acls = parse_router_config(config)
+    platform = ctx.get("platform", "frr")
+    out = []
+    for check_id, control, title, fn in ROUTER_CHECKS:
+        try:
+            res = fn(config, sections, acls, platform, ctx, exp)
+        except Exception as exc:  # noqa: BLE001
+            res = (False, "a parsable running config", f"could not evaluate: {type(exc).__name__}: {exc}")
+        if res is not None:
+            out.append(CheckResult(check_id, control, title, bool(res[0]), str(res[1]), str(res[2])))
+    return out
+
+
+@check(ROUTER_CHECKS, "router.exec_timeout", "L3-CES1-02", "management sessions time out (exec-timeout)")
+def _r_timeout(config, sections, acls, platform, ctx, exp):
+    lo, hi = exp["router_exec_timeout_min"], exp["router_exec_timeout_max"]
+    vty = [lines for header, lines in sections.items() if header.startswith(("line vty", "user-interface vty"))]
+    values = []
+    for lines in vty:
+        for line in lines:
+            m = re.match(r"^(?:exec-timeout|idle-timeout) (\d+)(?: (\d+))?", line)
+            if m:
+                values.append(int(m.group(1)) + (int(m.group(2) or 0) / 60.0))
+    if not values:
+        # FRR omits its default (10 minutes) from the running config
+        default = 10 if platform == "frr" else None
+        ok = default is not None and lo <= default <= hi
+        return ok, f"{lo}..{hi} min", f"default ({default} min)" if default else "not set"
+    ok = all(lo <= v <= hi for v in values)
+    return ok, f"{lo}..{hi} min", ", ".join(f"{v:g} min" for v in values)
+
+
+@check(ROUTER_CHECKS, "router.acl_default_deny", "L3-ABS1-05", "every ACL ends by denying all")
+def _r_deny(config, sections, acls, platform, ctx, exp):
+    bad = sorted(name for name, rules in acls.items() if rules and not (rules[-1][0] == "deny" and _any(rules[-1][1])))
+    return not bad, "last rule deny any", ("ACLs without a final deny: " + ", ".join(bad)) if bad else (
+        f"{len(acls)} ACLs end with deny any" if acls else "no ACLs")
+
+
+@check(ROUTER_CHECKS, "router.acl_specific", "L3-ABS1-07", "no ACL rule permits any traffic")
+def _r_specific(config, sections, acls, platform, ctx, exp):
+    bad = sorted(f"{name}: permit {m}" for name, rules in acls.items() for action, m in rules
+                 if action == "permit" and _any(m))
+    return not bad, "permit rules name sources/destinations", "; ".join(bad) or "none permits any"
+
+
+@check(ROUTER_CHECKS, "router.vty_acl", "L3-CES1-18", "vty access ACL admits only management networks")
+def _r_vty(config, sections, acls, platform, ctx, exp):
+    nets = ctx.get("management_networks") or []
+    classes = [line.split()[1] for header, lines in sections.items() if header.startswith("line vty")
+               for line in lines if line.startswith("access-class ")]
+    if not classes:
+        return None if not exp.get("router_require_vty_acl") else (False, "access-class on line vty", "none")
+    bad = []
+    for name in classes:
+        for action, m in acls.get(name, []):
+            if action == "permit" and not _any(m) and not _in_networks(m.split()[0], nets):
+                bad.append(f"{name}: permit {m}")
+        if name not in acls:
+            bad.append(f"{name}: ACL missing")
+    return not bad, "permits within " + ", ".join(nets), "; ".join(bad) or "management networks only"
+
+
+@check(ROUTER_CHECKS, "router.syslog", "L3-SMC1-10", "the router logs to syslog (forwarded to the collector)")
+def _r_syslog(config, sections, acls, platform, ctx, exp):
+    found = [line for line in config.splitlines() if re.match(r"^(log syslog|logging host|info-center loghost)", line)]
+    return bool(found), "log syslog / logging host", ", ".join(found) or "no syslog logging"

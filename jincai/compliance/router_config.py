@@ -1,0 +1,55 @@
+"""Print a router's running config (read-only): ``python -m jincai.compliance.router_config``.
+
+Run by playbooks/compliance.yml on the control node for each router (netmiko, through the same
+platform table as the jincai_netconfig module in module_utils/). Only the platform's "show running"
+command is sent; nothing enters config mode.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+
+from jincai import ROOT
+
+
+def _netconfig():
+    """Import module_utils/jincai_netconfig.py (not a package on sys.path)."""
+    path = os.path.join(ROOT, "module_utils", "jincai_netconfig.py")
+    spec = importlib.util.spec_from_file_location("jincai_netconfig_utils", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def fetch(platform, host, user, key_file=None, port=22, timeout=20):
+    """Return the running config text of one router."""
+    nc = _netconfig()
+    plat = nc.get_platform(platform)
+    conn = nc.connect(plat, host, user, port=port, key_file=key_file, timeout=timeout)
+    try:
+        return nc.Device(conn, plat).running()
+    finally:
+        conn.disconnect()
+
+
+def main(argv=None):
+    """Command line: print the running config; exit 1 with a message when the router cannot be read."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--platform", required=True)
+    p.add_argument("--host", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--key-file")
+    p.add_argument("--port", type=int, default=22)
+    p.add_argument("--timeout", type=int, default=20)
+    a = p.parse_args(argv)
+    try:
+        sys.stdout.write(fetch(a.platform, a.host, a.user, a.key_file, a.port, a.timeout))
+    except Exception as exc:  # noqa: BLE001 - netmiko raises many types; all mean "not read"
+        print(f"{a.host}: cannot read the running config: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
