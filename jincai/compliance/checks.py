@@ -60,7 +60,7 @@ def parse_keyvalue(text):
         if "=" in line:
             key, _, value = line.partition("=")
         else:
-            key, _, value = line.partition(" ")
+            key, value = (re.split(r"\s+", line, maxsplit=1) + [""])[:2]
         conf[key.strip()] = value.strip()
     return conf
 
