@@ -1,0 +1,199 @@
+"""Budget-unit VPN on the live lab: fixed addresses, least access, revocation, restart, idempotency.
+
+Needs the lab (`jincai lab up`) with routing at the province (220000-rtr routes the budget-unit pool
+to the concentrator: the router role's static route from the plan). The tests run in file order.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jincai import ROOT, pki
+from jincai.playbook import changed_tasks, run
+
+from conftest import hostvars, run_on
+
+pytestmark = pytest.mark.lab
+
+LAB = os.path.join(ROOT, "inventories", "lab")
+VPN = "220000-vpn"
+APP = "220000-app1"
+UNITS = ("bu0001", "bu0002")
+JINCAI = [sys.executable, "-m", "jincai.pki", "-i", LAB]
+
+# A one-shot TCP server on the app host that answers each connection with the peer's address: proves
+# which source address the application sees (the unit's own virtual IP).
+ECHO_PEER = ("import socket,sys\n"
+             "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+             "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(16)\n"
+             "while True:\n"
+             "    c, a = s.accept(); c.sendall((a[0] + '\\n').encode()); c.close()\n")
+
+
+def _tail(res, n=40):
+    return "\n".join(res.output.splitlines()[-n:])
+
+
+def _registry():
+    with open(os.path.join(pki.default_dir(), "vpn", "units.json"), encoding="utf-8") as fh:
+        return {u["code"]: u for u in json.load(fh)["units"]}
+
+
+def _sas(host):
+    """Established IKE SAs on ``host``: {name: raw text block} from `swanctl --list-sas`."""
+    out = run_on(host, "swanctl --list-sas --noblock").stdout
+    sas, name = {}, None
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            name = line.split(":")[0]
+            sas[name] = line + "\n"
+        elif name:
+            sas[name] += line + "\n"
+    return {n: t for n, t in sas.items() if "ESTABLISHED" in t.splitlines()[0]}
+
+
+def _wait(predicate, timeout, step=1.0):
+    """Poll ``predicate`` until it is truthy or ``timeout`` seconds pass; return (value, seconds)."""
+    start = time.monotonic()
+    while True:
+        value = predicate()
+        elapsed = time.monotonic() - start
+        if value or elapsed > timeout:
+            return value, elapsed
+        time.sleep(step)
+
+
+def _all_up():
+    return all("province" in _sas(u) for u in UNITS)
+
+
+def _tcp_from(unit, address, port, timeout=3):
+    """Connect from ``unit`` to address:port; return (connected, first line received)."""
+    res = run_on(unit, f"nc -w {timeout} {address} {port} </dev/null; echo rc=$?", timeout=timeout + 30)
+    lines = res.stdout.strip().splitlines()
+    return lines[-1] == "rc=0", (lines[0] if len(lines) > 1 else "")
+
+
+@pytest.fixture(scope="module")
+def provisioned():
+    """The VPN playbook converged on the lab (PKI on the control node, concentrator, both clients)."""
+    # Stop-gap until `jincai lab up` sets ip_forward for VPN concentrators as it does for routers: a
+    # container cannot write /proc/sys, the role checks it and fails clearly when it is off.
+    ns = f"jlab-{VPN}"
+    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)
+    res = run("playbooks/vpn.yml", inventory=LAB)
+    assert res.rc == 0, _tail(res)
+    up, _ = _wait(_all_up, 60)
+    assert up, f"units not established: {run_on(VPN, 'swanctl --list-sas').stdout}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def app_ports(provisioned):
+    """Listeners on the province app host: the apps' own when deployed, else temporary echo-peer
+    servers (treasury 8102 and nontax 8103), stopped afterwards."""
+    started = []
+    for port in (8102, 8103):
+        busy = run_on(APP, f"ss -Hltn 'sport = :{port}' | grep -q LISTEN").returncode == 0
+        if not busy:
+            unit = f"jincai-vpntest-{port}"
+            run_on(APP, f"systemd-run --unit={unit} --quiet python3 -c {json.dumps(ECHO_PEER)} {port}", check=True)
+            started.append(unit)
+    _wait(lambda: all(run_on(APP, f"ss -Hltn 'sport = :{p}' | grep -q LISTEN").returncode == 0
+                      for p in (8102, 8103)), 10, 0.5)
+    yield {"temporary": [u.rsplit("-", 1)[1] for u in started]}
+    for unit in started:
+        run_on(APP, f"systemctl stop {unit}")
+
+
+def test_both_units_connect_with_their_own_fixed_addresses(provisioned):
+    reg = _registry()
+    concentrator = _sas(VPN)
+    for unit in UNITS:
+        vip = reg[unit]["address"]
+        assert f"bu-{unit}" in concentrator, f"{unit} has no IKE SA on the concentrator"
+        block = concentrator[f"bu-{unit}"]
+        assert f"{reg[unit]['identity']}" in block and vip in block, block
+        assert vip in _sas(unit)["province"], _sas(unit)
+        addrs = run_on(unit, "ip -4 -o addr show").stdout
+        assert f" {vip}/32 " in addrs, addrs
+    assert reg["bu0001"]["address"] != reg["bu0002"]["address"]
+    # fixed: a unit reconnecting gets the same address again
+    run_on("bu0001", "swanctl --terminate --ike province --timeout 10")
+    run_on("bu0001", "swanctl --initiate --child province --timeout 20")
+    assert reg["bu0001"]["address"] in _sas("bu0001").get("province", "")
+
+
+def test_units_reach_the_treasury_application_as_themselves(provisioned, app_ports):
+    reg = _registry()
+    app = hostvars(APP)["jincai_address"]
+    for unit in UNITS:
+        ok, seen = _tcp_from(unit, app, 8102)
+        assert ok, f"{unit} cannot reach treasury {app}:8102"
+        if "8102" in app_ports["temporary"]:
+            assert seen == reg[unit]["address"], f"{unit}: the app saw {seen!r}, not the unit's virtual IP"
+
+
+def test_units_reach_nothing_else(provisioned, app_ports):
+    reg = _registry()
+    app = hostvars(APP)["jincai_address"]
+    vpn_lan = hostvars(VPN)["jincai_address"]
+    for unit in UNITS:
+        other = reg["bu0002" if unit == "bu0001" else "bu0001"]["address"]
+        assert not _tcp_from(unit, app, 8103)[0], f"{unit} reached another application (nontax 8103)"
+        assert not _tcp_from(unit, app, 22)[0], f"{unit} reached SSH on the app server"
+        assert not _tcp_from(unit, vpn_lan, 22)[0], f"{unit} reached SSH on the concentrator"
+        ping = run_on(unit, f"ping -c 1 -W 2 {other}")
+        assert ping.returncode != 0, f"{unit} reached the other unit {other}"
+    # the refusals were the concentrator's firewall dropping tunnelled packets, not a missing route
+    ruleset = run_on(VPN, "nft list table ip jincai_vpn").stdout
+    drops = [line for line in ruleset.splitlines() if "counter packets" in line and line.strip().endswith("drop")]
+    assert any(int(line.split("counter packets ")[1].split()[0]) > 0 for line in drops), ruleset
+
+
+def test_revoked_unit_is_refused_on_its_next_attempt(provisioned):
+    since = run_on(VPN, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    try:
+        res = subprocess.run(JINCAI + ["revoke", "bu0002", "--reason", "keyCompromise"], capture_output=True,
+                             text=True, check=False)
+        assert res.returncode == 0, res.stderr
+        # deploy only the CRL (the connection stays configured: the refusal is revocation = strict)
+        crl = run("playbooks/vpn.yml", inventory=LAB, args=("--tags", "vpn_crl"))
+        assert crl.rc == 0, _tail(crl)
+        assert "bu-bu0002" not in _sas(VPN)
+        run_on("bu0002", "swanctl --initiate --child province --timeout 15")
+        refused, _ = _wait(lambda: "revoked" in run_on(
+            VPN, f"journalctl -u strongswan --since '{since}' --no-pager").stdout, 30)
+        assert refused, run_on(VPN, f"journalctl -u strongswan --since '{since}' --no-pager | tail -30").stdout
+        time.sleep(3)
+        assert "bu-bu0002" not in _sas(VPN)
+        assert "province" not in _sas("bu0002")
+        assert "bu-bu0001" in _sas(VPN), "revoking one unit disturbed another"
+    finally:
+        # re-onboard (new key and certificate, same address) and converge, for the tests that follow
+        subprocess.run(JINCAI + ["add", "bu0002", "bu0002"], capture_output=True, text=True, check=False)
+        again = run("playbooks/vpn.yml", inventory=LAB)
+        assert again.rc == 0, _tail(again)
+    up, _ = _wait(_all_up, 60)
+    assert up, "bu0002 did not come back after re-onboarding"
+    assert _registry()["bu0002"]["address"] in _sas("bu0002")["province"]
+
+
+def test_clients_reconnect_after_a_concentrator_restart(provisioned):
+    run_on(VPN, "systemctl restart strongswan", check=True)
+    up, seconds = _wait(_all_up, 90)
+    assert up, f"not reconnected after {seconds:.0f}s: {run_on(VPN, 'swanctl --list-sas').stdout}"
+    print(f"both units re-established {seconds:.1f}s after the concentrator restart")
+
+
+def test_vpn_playbook_is_idempotent_and_clean_in_check_mode(provisioned):
+    second = run("playbooks/vpn.yml", inventory=LAB)
+    assert second.rc == 0, _tail(second)
+    assert second.total("changed") == 0, changed_tasks(second.output)
+    check = run("playbooks/vpn.yml", inventory=LAB, check=True, diff=True)
+    assert check.rc == 0, _tail(check)
+    assert check.total("changed") == 0, changed_tasks(check.output)
