@@ -76,6 +76,7 @@ class Runner:
         self.state = state
         self.verbose = verbose
         self.proc = None
+        self.conn = None  # the automation user and key, set by Bootstrap.connection()
 
     def run(self, step, tags, limit, password=None, root_key=None, extra=None):
         """Run the bootstrap playbook with ``tags`` on ``limit``; return ``(rc, recap, failures)``."""
@@ -92,6 +93,9 @@ class Runner:
         elif root_key:
             env[ROOT_KEY_ENV] = root_key
         argv += ["-e", f"jincai_bootstrap_login={login}"]
+        if self.conn:
+            argv += ["-e", f"jincai_bootstrap_automation_user={self.conn['user']}",
+                     "-e", f"jincai_bootstrap_automation_key={self.conn['key']}"]
         for key, value in (extra or {}).items():
             argv += ["-e", f"{key}={value}"]
         env.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
@@ -220,6 +224,7 @@ class Bootstrap:
         self.conn = {"user": hv.get("ansible_user", "jincai"), "key": key,
                      "known_hosts": os.path.expanduser(m.group(1)) if m else os.path.expanduser("~/.ssh/known_hosts"),
                      "netops": hv.get("jincai_netmiko_user", "netops")}
+        self.runner.conn = self.conn
         return self.conn
 
     def password(self):
