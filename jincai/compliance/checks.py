@@ -345,34 +345,67 @@ def _nft_values(right, ruleset):
     return [right]
 
 
+def _nft_rule(r, ruleset):
+    """Reduce one nft JSON rule to {matches: {field: values}, verdict, target, handle}."""
+    matches, verdict, target = {}, None, None
+    for e in r.get("expr") or []:
+        if "match" in e:
+            left = e["match"].get("left") or {}
+            if "payload" in left:
+                field = f"{left['payload'].get('protocol')}.{left['payload'].get('field')}"
+            elif "meta" in left:
+                field = f"meta.{left['meta'].get('key')}"
+            elif "ct" in left:
+                field = f"ct.{left['ct'].get('key')}"
+            else:
+                field = "other"
+            matches[field] = _nft_values(e["match"].get("right"), ruleset)
+        for v in ("accept", "drop", "reject", "jump", "goto", "return"):
+            if v in e:
+                verdict = v
+                if v in ("jump", "goto"):
+                    target = (e[v] or {}).get("target")
+    return {"matches": matches, "verdict": verdict, "target": target, "handle": r.get("handle")}
+
+
 def nft_rules(ruleset):
-    """Return the input-hook chains' (policy, rules); each rule: {matches: {field: values}, verdict}."""
+    """Return the input-hook chains' {policy, rules}, rules of jumped-to chains included in place."""
+    by_chain = {}
+    for r in _nft_objects(ruleset, "rule"):
+        by_chain.setdefault((r["family"], r["table"], r["chain"]), []).append(_nft_rule(r, ruleset))
+
+    def flatten(key, seen):
+        out = []
+        for rule in by_chain.get(key, []):
+            if rule["target"] and (key[0], key[1], rule["target"]) not in seen:
+                sub = (key[0], key[1], rule["target"])
+                out += [dict(x, matches={**rule["matches"], **x["matches"]}) for x in flatten(sub, seen | {sub})]
+            else:
+                out.append(rule)
+        return out
+
     chains = {}
     for c in _nft_objects(ruleset, "chain"):
         if c.get("hook") == "input":
-            chains[(c["family"], c["table"], c["name"])] = {"policy": c.get("policy", "accept"), "rules": []}
-    for r in _nft_objects(ruleset, "rule"):
-        key = (r["family"], r["table"], r["chain"])
-        if key not in chains:
-            continue
-        matches, verdict = {}, None
-        for e in r.get("expr") or []:
-            if "match" in e:
-                left = e["match"].get("left") or {}
-                if "payload" in left:
-                    field = f"{left['payload'].get('protocol')}.{left['payload'].get('field')}"
-                elif "meta" in left:
-                    field = f"meta.{left['meta'].get('key')}"
-                elif "ct" in left:
-                    field = f"ct.{left['ct'].get('key')}"
-                else:
-                    field = "other"
-                matches[field] = _nft_values(e["match"].get("right"), ruleset)
-            for v in ("accept", "drop", "reject", "jump", "goto", "return"):
-                if v in e:
-                    verdict = v
-        chains[key]["rules"].append({"matches": matches, "verdict": verdict, "handle": r.get("handle")})
+            key = (c["family"], c["table"], c["name"])
+            chains[key] = {"policy": c.get("policy", "accept"), "rules": flatten(key, {key})}
     return chains
+
+
+ICMP = {"icmp", "ipv6-icmp", "icmpv6", 1, 58}
+
+
+def _broad_accept(matches):
+    """True for an accept rule that admits more than loopback, replies, ICMP or a named port/source."""
+    if not matches:
+        return True
+    if set(matches) <= {"meta.iif", "meta.iifname"}:
+        return any(v != "lo" for vs in matches.values() for v in vs)
+    if set(matches) == {"ct.state"}:
+        return not set(matches["ct.state"]) <= {"established", "related"}
+    if set(matches) <= {"ip.protocol", "meta.l4proto", "ip6.nexthdr"}:
+        return not {v for vs in matches.values() for v in vs} <= ICMP
+    return False
 
 
 def _rule_text(rule):
@@ -393,12 +426,7 @@ def _fw_default(facts, ctx, exp):
         if c["policy"] != "drop":
             bad.append(f"{fam} {table} {name}: policy {c['policy']}")
         for r in c["rules"]:
-            benign = set(r["matches"]) <= {"meta.iifname", "meta.iif", "ct.state", "meta.l4proto"}
-            if r["verdict"] == "accept" and (not r["matches"] or (
-                    set(r["matches"]) == {"meta.l4proto"})):
-                bad.append(f"{fam} {table} {name}: accepts everything ({_rule_text(r)})")
-            elif r["verdict"] == "accept" and not benign and not any(
-                    k.endswith(("dport", "saddr", "type")) for k in r["matches"]):
+            if r["verdict"] == "accept" and _broad_accept(r["matches"]):
                 bad.append(f"{fam} {table} {name}: broad accept ({_rule_text(r)})")
     return not bad, "input policy drop, no accept-all rule", "; ".join(bad) or "default deny"
 

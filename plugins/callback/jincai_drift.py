@@ -93,7 +93,7 @@ class CallbackModule(CallbackBase):
             "host": result._host.get_name(),
             "status": status,
             "play": self._play,
-            "task": task.get_name(),
+            "task": task.name or task.get_name(),
             "role": role,
             "action": task.action,
             "diff": self._diff_text(result) if status == "changed" else "",

@@ -1,0 +1,423 @@
+"""Unit tests of the compliance checks, drift mapping, report model and renderers (pure: fixture facts)."""
+
+import copy
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from jincai.compliance import checks, model, report
+
+CATALOGUE = model.load_controls()
+EXP = CATALOGUE["expected"]
+
+NFT_GOOD = {"nftables": [
+    {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+    {"table": {"family": "inet", "name": "filter", "handle": 1}},
+    {"set": {"family": "inet", "name": "mgmt", "table": "filter", "type": "ipv4_addr", "handle": 2,
+             "flags": ["interval"], "elem": [{"prefix": {"addr": "198.18.33.0", "len": 24}},
+                                             {"prefix": {"addr": "198.19.0.0", "len": 24}}]}},
+    {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1, "type": "filter",
+               "hook": "input", "prio": 0, "policy": "drop"}},
+    {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 3, "expr": [
+        {"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "lo"}}, {"accept": None}]}},
+    {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 4, "expr": [
+        {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
+        {"accept": None}]}},
+    {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 5, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@mgmt"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+        {"accept": None}]}},
+    {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 9, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                   "right": {"set": [8101, 8102, 8103, 8104]}}}, {"accept": None}]}},
+    {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 10, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "protocol"}}, "right": "icmp"}},
+        {"accept": None}]}},
+    {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 11, "expr": [
+        {"log": {"prefix": "drop "}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]}},
+]}
+
+CTX = {"site_code": "220202", "functions": ["app_server"], "addresses": ["198.18.33.10", "198.19.0.29"],
+       "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
+       "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
+       "admins": [{"user": "jcadmin", "state": "present"}],
+       "technicians": [{"user": "t220202a", "state": "present"}, {"user": "t220202b", "state": "absent"}]}
+
+SSHD = {"permitrootlogin": ["no"], "maxauthtries": ["3"], "clientaliveinterval": ["300"],
+        "clientalivecountmax": ["2"], "passwordauthentication": ["no"], "authenticationmethods": ["publickey"],
+        "ciphers": ["chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr"],
+        "macs": ["hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com"],
+        "kexalgorithms": ["sntrup761x25519-sha512@openssh.com,curve25519-sha256,diffie-hellman-group16-sha512"],
+        "allowusers": ["jincai@198.19.0.0/24", "jincai@198.18.33.0/24", "jcadmin@198.19.0.0/24",
+                       "t220202a@198.18.33.0/24"]}
+
+
+def _svc(*names):
+    return {f"{n}.service": {"load": "loaded", "active": "active", "sub": "running", "enabled": "enabled"}
+            for n in names}
+
+
+def server_facts():
+    """Facts of a compliant county app server (what the baseline roles provision)."""
+    return {
+        "schema": 1, "hostname": "220202-app1",
+        "files": {
+            "/etc/login.defs": "# x\nPASS_MAX_DAYS\t\t90\nPASS_MIN_DAYS\t\t2\nPASS_WARN_AGE\t\t7\n",
+            "/etc/security/pwquality.conf": "minlen = 8\nminclass = 4\ndcredit = -1\nucredit = -1\n",
+            "/etc/security/faillock.conf": "deny = 5\nunlock_time = 900\naudit\n",
+            "/etc/pam.d/common-auth": "auth requisite pam_faillock.so preauth\nauth [success=2 default=ignore] "
+                                      "pam_unix.so\nauth [default=die] pam_faillock.so authfail\n",
+            "/etc/pam.d/common-password": "password requisite pam_pwquality.so retry=3\n",
+            "/etc/profile.d/jincai-tmout.sh": "if [ -z \"${TMOUT:-}\" ]; then\n    TMOUT=600\n    readonly TMOUT\nfi\n",
+            "/etc/sudoers": "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
+            "/etc/sudoers.d/jincai": "%jincai-admins ALL=(ALL:ALL) ALL\n",
+            "/etc/sudoers.d/automation": "jincai ALL=(ALL) NOPASSWD: ALL\n",
+            "/etc/rsyslog.d/90-forward.conf": 'action(type="omfwd" target="198.18.0.11" port="514" protocol="tcp")\n',
+            "/etc/chrony/chrony.conf": "server 198.18.32.1 iburst\nserver 198.18.0.11 iburst\n",
+        },
+        "stat": {"/var/log/auth.log": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
+                 "/var/log/syslog": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
+                 "/var/lib/aide/aide.db": {"mode": "0600", "uid": 0, "gid": 0, "size": 1}},
+        "accounts": [
+            {"user": "root", "uid": 0, "gid": 0, "home": "/root", "shell": "/bin/bash", "password": "locked"},
+            {"user": "daemon", "uid": 1, "gid": 1, "home": "/", "shell": "/usr/sbin/nologin", "password": "locked"},
+            {"user": "jincai", "uid": 1000, "gid": 1000, "home": "/home/jincai", "shell": "/bin/bash",
+             "password": "locked"},
+            {"user": "jcadmin", "uid": 1001, "gid": 1001, "home": "/home/jcadmin", "shell": "/bin/bash",
+             "password": "set", "max_days": "90"},
+            {"user": "t220202a", "uid": 1002, "gid": 1002, "home": "/home/t220202a", "shell": "/bin/bash",
+             "password": "set", "max_days": "90"},
+            {"user": "t220202b", "uid": 1003, "gid": 1003, "home": "/home/t220202b", "shell": "/usr/sbin/nologin",
+             "password": "locked"},
+            {"user": "nobody", "uid": 65534, "gid": 65534, "home": "/", "shell": "/usr/sbin/nologin",
+             "password": "locked"},
+        ],
+        "sshd": {"rc": 0, "err": "", "config": copy.deepcopy(SSHD)},
+        "services": _svc("ssh", "rsyslog", "chrony", "nftables", "nginx", "postgresql"),
+        "listening": [{"proto": "tcp", "address": "0.0.0.0", "port": 22, "process": 'users:(("sshd",pid=1,fd=3))'},
+                      {"proto": "tcp", "address": "0.0.0.0", "port": 8101, "process": ""},
+                      {"proto": "tcp", "address": "127.0.0.1", "port": 9999, "process": ""}],
+        "nft": copy.deepcopy(NFT_GOOD),
+        "packages": ["openssh-server", "nftables"],
+    }
+
+
+ROUTER_OK = """frr version 8.4.4
+frr defaults traditional
+hostname 220202-rtr
+log syslog informational
+service integrated-vtysh-config
+!
+interface eth1
+ ip ospf area 0.0.0.0
+exit
+!
+access-list vty-mgmt seq 5 permit 198.19.0.0/24
+access-list vty-mgmt seq 10 permit 198.18.33.0/24
+access-list vty-mgmt seq 15 deny any
+!
+line vty
+ exec-timeout 10 0
+ access-class vty-mgmt
+exit
+!
+end
+"""
+ROUTER_CTX = {"site_code": "220202", "functions": ["router"], "platform": "frr",
+              "management_networks": ["198.19.0.0/24", "198.18.33.0/24"]}
+
+
+def failed(results):
+    return {(r.check, r.control) for r in results if not r.passed}
+
+
+# ---------------------------------------------------------------- server checks
+
+def test_compliant_server_passes_every_check():
+    results = checks.evaluate_server(server_facts(), CTX, EXP)
+    assert failed(results) == set(), [r for r in results if not r.passed]
+    assert len(results) > 20
+
+
+@pytest.mark.parametrize("mutate, check_id, control", [
+    (lambda f: f["sshd"]["config"].update(permitrootlogin=["yes"]), "access.root_login", "L3-CES1-06"),
+    (lambda f: f["sshd"]["config"].update(maxauthtries=["10"]), "ssh.session_limits", "L3-CES1-02"),
+    (lambda f: f["sshd"]["config"].update(clientaliveinterval=["0"]), "ssh.session_limits", "L3-CES1-02"),
+    (lambda f: f["sshd"]["config"].update(ciphers=["aes128-cbc,aes256-ctr"]), "ssh.crypto", "L3-CES1-03"),
+    (lambda f: f["sshd"]["config"].update(macs=["hmac-sha1"]), "ssh.crypto", "L3-CES1-03"),
+    (lambda f: f["sshd"]["config"].update(allowusers=["jincai"]), "access.management_sources", "L3-CES1-18"),
+    (lambda f: f["sshd"]["config"].pop("allowusers"), "access.management_sources", "L3-CES1-18"),
+    (lambda f: f["sshd"]["config"].update(allowusers=["jincai@0.0.0.0/0"]), "access.management_sources",
+     "L3-CES1-18"),
+    (lambda f: f["accounts"][3].update(password="empty"), "auth.empty_passwords", "L3-CES1-01"),
+    (lambda f: f["accounts"].append({"user": "toor", "uid": 0, "gid": 0, "home": "/", "shell": "/bin/sh",
+                                     "password": "locked"}), "auth.uid0", "L3-CES1-01"),
+    (lambda f: f["accounts"][4].update(max_days="99999"), "auth.account_ageing", "L3-CES1-01"),
+    (lambda f: f["files"].update({"/etc/login.defs": "PASS_MAX_DAYS 99999\nPASS_MIN_DAYS 0\nPASS_WARN_AGE 7\n"}),
+     "auth.password_ageing", "L3-CES1-01"),
+    (lambda f: f["files"].update({"/etc/security/pwquality.conf": "minlen = 6\n"}), "auth.password_quality",
+     "L3-CES1-01"),
+    (lambda f: f["files"].update({"/etc/security/faillock.conf": "deny = 10\n"}), "auth.lockout", "L3-CES1-02"),
+    (lambda f: f["files"].pop("/etc/profile.d/jincai-tmout.sh"), "auth.idle_timeout", "L3-CES1-02"),
+    (lambda f: f["files"].update({"/etc/sudoers.d/x": "t220202a ALL=(ALL) NOPASSWD: ALL\n"}), "ssh.two_factor",
+     "L3-CES1-04"),
+    (lambda f: f["files"].update({"/etc/sudoers.d/x": "ALL ALL=(ALL) ALL\n"}), "access.sudo", "L3-CES1-08"),
+    (lambda f: f["accounts"][5].update(shell="/bin/bash"), "access.accounts", "L3-CES1-07"),
+    (lambda f: f["accounts"].append({"user": "admin", "uid": 1010, "gid": 1010, "home": "/", "shell": "/bin/bash",
+                                     "password": "set", "max_days": "90"}), "access.accounts", "L3-CES1-07"),
+    (lambda f: f["packages"].append("telnetd"), "ssh.no_plaintext", "L3-CES1-03"),
+    (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 23, "process": ""}),
+     "ssh.no_plaintext", "L3-CES1-03"),
+    (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 3306, "process": ""}),
+     "ports.listening", "L3-CES1-17"),
+    (lambda f: f["services"]["rsyslog.service"].update(active="inactive"), "services.rsyslog", "L3-SMC1-10"),
+    (lambda f: f["services"]["chrony.service"].update(active="failed"), "services.chrony", "L3-CES1-13"),
+    (lambda f: f["services"].pop("nginx.service"), "services.nginx", "L3-SMC1-09"),
+    (lambda f: f["files"].pop("/etc/rsyslog.d/90-forward.conf"), "audit.log_forwarding", "L3-SMC1-10"),
+    (lambda f: f["stat"].update({"/var/log/auth.log": {"mode": "0644", "uid": 0, "gid": 0, "size": 1}}),
+     "audit.log_permissions", "L3-CES1-14"),
+    (lambda f: f["files"].update({"/etc/chrony/chrony.conf": "pool 2.debian.pool.ntp.org iburst\n"}),
+     "time.sources", "L3-CES1-13"),
+    (lambda f: f["stat"].pop("/var/lib/aide/aide.db"), "integrity.aide", "L3-CES1-21"),
+    (lambda f: f.update(nft={"error": "Operation not permitted"}), "firewall.default_deny", "L3-CES1-17"),
+    (lambda f: f["nft"]["nftables"][3]["chain"].update(policy="accept"), "firewall.default_deny", "L3-CES1-17"),
+    (lambda f: f["nft"]["nftables"].insert(4, {"rule": {
+        "family": "inet", "table": "filter", "chain": "input", "handle": 50,
+        "expr": [{"counter": None}, {"accept": None}]}}), "firewall.default_deny", "L3-CES1-17"),
+    (lambda f: f["nft"]["nftables"].insert(4, {"rule": {
+        "family": "inet", "table": "filter", "chain": "input", "handle": 51,
+        "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+                 {"accept": None}]}}), "firewall.management_sources", "L3-CES1-18"),
+    (lambda f: f["nft"]["nftables"].insert(4, {"rule": {
+        "family": "inet", "table": "filter", "chain": "input", "handle": 52,
+        "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                            "right": {"prefix": {"addr": "10.0.0.0", "len": 8}}}},
+                 {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                            "right": {"set": [22, 443]}}}, {"accept": None}]}}),
+     "firewall.management_sources", "L3-CES1-18"),
+])
+def test_each_violation_fails_its_check_with_its_control(mutate, check_id, control):
+    facts = server_facts()
+    mutate(facts)
+    assert (check_id, control) in failed(checks.evaluate_server(facts, CTX, EXP))
+
+
+def test_ssh_accept_hidden_in_a_jumped_to_chain_is_found():
+    facts = server_facts()
+    nft = facts["nft"]["nftables"]
+    nft.append({"chain": {"family": "inet", "table": "filter", "name": "sub", "handle": 20}})
+    nft.insert(4, {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 21,
+                            "expr": [{"jump": {"target": "sub"}}]}})
+    nft.append({"rule": {"family": "inet", "table": "filter", "chain": "sub", "handle": 22, "expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+        {"accept": None}]}})
+    assert ("firewall.management_sources", "L3-CES1-18") in failed(checks.evaluate_server(facts, CTX, EXP))
+
+
+def test_the_collector_host_is_judged_as_receiver_and_the_ntp_server_by_its_upstream():
+    facts = server_facts()
+    facts["files"]["/etc/rsyslog.d/90-forward.conf"] = 'module(load="imtcp")\ninput(type="imtcp" port="514")\n'
+    facts["files"]["/etc/chrony/chrony.conf"] = "local stratum 8\nallow 198.18.0.0/15\n"
+    ctx = dict(CTX, functions=["services"], addresses=["198.18.0.11", "198.19.0.11"], ntp_servers=["198.18.0.11"])
+    facts["services"] = _svc("ssh", "rsyslog", "chrony", "nftables", "nginx")
+    res = {r.check: r for r in checks.evaluate_server(facts, ctx, EXP)}
+    assert res["audit.log_forwarding"].passed
+    assert res["time.sources"].passed
+
+
+def test_a_broken_fact_is_a_failed_check_not_a_crash():
+    facts = server_facts()
+    facts["accounts"] = [{"user": "x"}]  # no uid: malformed
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert not res["auth.uid0"].passed and "could not evaluate" in res["auth.uid0"].found
+
+
+# ---------------------------------------------------------------- router checks
+
+def test_compliant_router_passes():
+    assert failed(checks.evaluate_router(ROUTER_OK, ROUTER_CTX, EXP)) == set()
+
+
+@pytest.mark.parametrize("edit, check_id, control", [
+    (lambda c: c.replace("access-list vty-mgmt seq 15 deny any\n",
+                         "access-list vty-mgmt seq 12 permit any\naccess-list vty-mgmt seq 15 deny any\n"),
+     "router.acl_specific", "L3-ABS1-07"),
+    (lambda c: c.replace("access-list vty-mgmt seq 15 deny any\n", ""), "router.acl_default_deny", "L3-ABS1-05"),
+    (lambda c: c.replace(" exec-timeout 10 0", " exec-timeout 0 0"), "router.exec_timeout", "L3-CES1-02"),
+    (lambda c: c.replace(" exec-timeout 10 0", " exec-timeout 30 0"), "router.exec_timeout", "L3-CES1-02"),
+    (lambda c: c.replace("seq 5 permit 198.19.0.0/24", "seq 5 permit 10.1.0.0/16"), "router.vty_acl", "L3-CES1-18"),
+    (lambda c: c.replace("log syslog informational\n", ""), "router.syslog", "L3-SMC1-10"),
+])
+def test_router_violations(edit, check_id, control):
+    assert (check_id, control) in failed(checks.evaluate_router(edit(ROUTER_OK), ROUTER_CTX, EXP))
+
+
+def test_cisco_style_named_acls_are_parsed():
+    _top, _sections, acls = checks.parse_router_config(
+        "ip access-list extended METRO\n 10 permit tcp host 1.1.1.1 any eq 8102\n 20 deny ip any any log\n!\n")
+    assert acls["METRO"] == [("permit", "tcp host 1.1.1.1 any eq 8102"), ("deny", "ip any any log")]
+
+
+# ---------------------------------------------------------------- drift mapping
+
+@pytest.mark.parametrize("record, control", [
+    ({"role": "sshd", "task": "Render sshd_config", "diff": "-PermitRootLogin no\n+PermitRootLogin yes"},
+     "L3-CES1-06"),
+    ({"role": "sshd", "task": "Render sshd_config", "diff": "-MaxAuthTries 3\n+MaxAuthTries 10"}, "L3-CES1-02"),
+    ({"role": "firewall", "task": "Render the ruleset", "diff": "+tcp dport 22 accept"}, "L3-CES1-18"),
+    ({"role": "firewall", "task": "Render the ruleset", "diff": "+tcp dport 8105 accept"}, "L3-CES1-17"),
+    ({"role": "routers", "task": "Push the router config", "diff": "+access-list metro seq 5 permit any"},
+     "L3-ABS1-07"),
+    ({"role": "apps", "task": "Render the application config", "diff": "-pool_size = 10\n+pool_size = 99"},
+     "L3-CES1-25"),
+    ({"role": "chrony", "task": "Start chrony", "diff": ""}, "L3-CES1-13"),
+    ({"role": "rsyslog", "task": "Start rsyslog", "diff": ""}, "L3-SMC1-10"),
+    ({"role": "apps", "task": "Start the application services", "diff": ""}, "L3-SMC1-09"),
+])
+def test_drift_maps_to_the_control_of_its_role_and_content(record, control):
+    assert model.drift_control(record, CATALOGUE["drift_rules"]) == control
+
+
+def test_catalogue_errors_name_file_and_field(tmp_path):
+    bad = tmp_path / "c.yml"
+    bad.write_text("controls:\n  L3-X:\n    clause: a\n    text: b\n    summary: c\n"
+                   "drift_rules:\n  - {role: x, control: L3-NOPE}\n")
+    with pytest.raises(model.ControlsError, match=r"c\.yml: drift_rules\[0\]\.control: unknown control 'L3-NOPE'"):
+        model.load_controls(str(bad))
+    bad.write_text("controls:\n  L3-X: {clause: a, text: b}\n")
+    with pytest.raises(model.ControlsError, match=r"controls\.L3-X\.summary: missing"):
+        model.load_controls(str(bad))
+
+
+# ---------------------------------------------------------------- the report model
+
+def _inventory():
+    def hv(code, tier, city, fn):
+        return {"jincai_site_code": code, "jincai_tier": tier, "jincai_functions": [fn],
+                "jincai_site": {"code": code, "tier": tier, "city_code": city, "name_zh": "站" + code,
+                                "pinyin": "Site " + code, "parent": None}}
+    return {"_meta": {"hostvars": {
+        "220000-app1": hv("220000", "province", None, "app_server"),
+        "220200-rtr": hv("220200", "city", "220200", "router"),
+        "220202-app1": hv("220202", "county", "220200", "app_server"),
+        "220202-rtr": hv("220202", "county", "220200", "router"),
+        "220203-app1": hv("220203", "county", "220200", "app_server"),
+    }}}
+
+
+def _collected(hosts):
+    out = {}
+    for h in hosts:
+        if h.endswith("rtr"):
+            out[h] = {"host": h, "kind": "router", "context": ROUTER_CTX, "config": ROUTER_OK}
+        else:
+            out[h] = {"host": h, "kind": "server", "context": CTX, "facts": server_facts()}
+    return out
+
+
+SCOPE = ["220000-app1", "220200-rtr", "220202-app1", "220202-rtr", "220203-app1"]
+
+
+def test_clean_run_is_clean():
+    rep = model.build_report(_inventory(), SCOPE, _collected(SCOPE), {"records": []}, CATALOGUE)
+    assert rep["status"] == "clean" and rep["exit_code"] == 0
+    assert rep["summary"]["passed"] == 5 and rep["summary"]["findings"] == 0
+    assert all(s["status"] == "passed" for s in rep["sites"])
+
+
+def test_unreachable_host_is_never_passed_and_drift_and_failures_land_at_their_site():
+    collected = _collected(SCOPE)
+    del collected["220203-app1"]
+    collected["220202-app1"]["facts"]["sshd"]["config"]["permitrootlogin"] = ["yes"]
+    drift = {"records": [
+        {"host": "220203-app1", "status": "unreachable", "task": "Render", "role": "sshd", "msg": "timed out"},
+        {"host": "220202-rtr", "status": "changed", "task": "Push the router config", "role": "routers",
+         "diff": "+access-list vty-mgmt seq 12 permit any\n", "play": "Routers"},
+        {"host": "220000-app1", "status": "failed", "task": "x", "role": "apps", "msg": "boom", "ignored": True},
+    ]}
+    rep = model.build_report(_inventory(), SCOPE, collected, drift, CATALOGUE)
+    assert rep["status"] == "findings" and rep["exit_code"] == 1
+    hosts = rep["hosts"]
+    assert hosts["220203-app1"]["status"] == "unreachable"
+    assert hosts["220202-rtr"]["status"] == "drifted"
+    assert hosts["220202-app1"]["status"] == "failed"
+    assert hosts["220000-app1"]["status"] == "passed"  # ignored errors are not findings
+    sites = {s["code"]: s for s in rep["sites"]}
+    assert sites["220203"]["status"] == "unreachable" and sites["220203"]["counts"]["passed"] == 0
+    assert sites["220203"]["counts"]["unreachable"] == 1
+    assert sites["220202"]["counts"] == {"passed": 0, "failed": 1, "drifted": 1, "unreachable": 0}
+    f = {(x["host"], x["kind"], x["control"]) for x in rep["findings"]}
+    assert ("220202-app1", "check", "L3-CES1-06") in f
+    assert ("220202-rtr", "drift", "L3-ABS1-07") in f
+    assert ("220203-app1", "unreachable", "L3-SMC1-09") in f
+    drift_f = next(x for x in rep["findings"] if x["kind"] == "drift")
+    assert drift_f["clause"].startswith("8.1.3.2") and "permit any" in drift_f["diff"]
+
+
+def test_a_host_without_facts_and_without_an_unreachable_record_is_failed_not_passed():
+    collected = _collected(SCOPE)
+    del collected["220000-app1"]
+    rep = model.build_report(_inventory(), SCOPE, collected, None, CATALOGUE)
+    assert rep["hosts"]["220000-app1"]["status"] == "failed"
+    assert rep["exit_code"] == 1
+
+
+def test_run_errors_make_exit_code_2():
+    rep = model.build_report(_inventory(), SCOPE, _collected(SCOPE), None, CATALOGUE,
+                             {"errors": ["playbooks/site.yml failed to run (rc 1)"]})
+    assert rep["status"] == "error" and rep["exit_code"] == 2
+
+
+# ---------------------------------------------------------------- renderers and history
+
+def _findings_report():
+    collected = _collected(SCOPE)
+    del collected["220203-app1"]
+    drift = {"records": [
+        {"host": "220203-app1", "status": "unreachable", "task": "t", "role": "", "msg": "No route"},
+        {"host": "220202-app1", "status": "changed", "task": "Render the app config", "role": "apps",
+         "diff": "-a = 1\n+a = <script>alert(1)</script>\n"}]}
+    return model.build_report(_inventory(), SCOPE, collected, drift, CATALOGUE,
+                              {"run_id": "20261125T010000Z", "started": "2026-11-25T01:00:00+00:00"})
+
+
+def test_writers_produce_json_junit_and_escaped_html(tmp_path):
+    rep = _findings_report()
+    paths = report.write_all(rep, str(tmp_path / "run"), str(tmp_path / "history.json"))
+    assert json.load(open(paths["json"], encoding="utf-8"))["summary"] == rep["summary"]
+    root = ET.parse(paths["junit"]).getroot()
+    assert int(root.get("errors")) == 1  # the unreachable host
+    assert int(root.get("failures")) == 1  # the drift
+    assert {s.get("name").split()[0] for s in root} == {"220000", "220200", "220202", "220203"}
+    page = open(paths["html"], encoding="utf-8").read()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)" in page
+    assert "L3-SMC1-09" in page and "L3-CES1-25" in page and "220203" in page
+    assert "unreachable" in page
+
+
+def test_history_keeps_runs_and_the_html_shows_the_trend(tmp_path):
+    hist_path = str(tmp_path / "history.json")
+    clean = model.build_report(_inventory(), SCOPE, _collected(SCOPE), None, CATALOGUE,
+                               {"run_id": "20261124T010000Z"})
+    report.write_all(clean, str(tmp_path / "a"), hist_path)
+    rep = _findings_report()
+    paths = report.write_all(rep, str(tmp_path / "b"), hist_path)
+    hist = report.load_history(hist_path)
+    assert [h["run_id"] for h in hist] == ["20261124T010000Z", "20261125T010000Z"]
+    assert hist[0]["findings"] == 0 and hist[1]["findings"] == rep["summary"]["findings"]
+    page = open(paths["html"], encoding="utf-8").read()
+    assert "<svg" in page and "20261124T010000Z" in page
+
+
+def test_prune_removes_only_old_run_directories(tmp_path):
+    for name in ("old", "new"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "report.json").write_text("{}")
+    (tmp_path / "keepme").mkdir()
+    old = tmp_path / "old"
+    os.utime(old, (1, 1))
+    assert report.prune_runs(str(tmp_path), keep_days=30) == ["old"]
+    assert sorted(os.listdir(tmp_path)) == ["keepme", "new"]
