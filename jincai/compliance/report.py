@@ -150,7 +150,7 @@ def _trend_svg(history, width=620, height=120):
     if not runs:
         return ""
     peak = max([r.get("findings", 0) for r in runs] + [1])
-    bw = width / max(len(runs), 1)
+    bw = min(width / max(len(runs), 1), 40.0)
     bars = []
     for i, r in enumerate(runs):
         fh = (height - 20) * r.get("findings", 0) / peak
