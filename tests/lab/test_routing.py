@@ -1,0 +1,290 @@
+"""Routing and metro policy on the live lab (FRR routers in systemd-nspawn, driven by netmiko).
+
+Proves on the real lab: playbooks/routers.yml converges and a second run changes nothing; OSPF
+adjacencies are Full; county servers reach the province through their city; a county cannot reach
+another county's routers' management plane; metro parties reach only the services the policy grants;
+a hand-made change shows in --check --diff and is reverted; a push with an invalid line fails, the
+router is rolled back and stays reachable; the FRR configs pass `vtysh --dryrun`.
+"""
+
+import json
+import os
+import re
+import shlex
+import sys
+
+import pytest
+
+from jincai import ROOT
+from jincai.playbook import changed_tasks, run
+
+from conftest import hostvars, inventory, mgmt_address, run_on
+
+sys.path.insert(0, os.path.join(ROOT, "module_utils"))
+import jincai_netconfig as nc  # noqa: E402
+
+pytestmark = pytest.mark.lab
+
+LAB = os.path.join(ROOT, "inventories", "lab")
+PLAYBOOK = "playbooks/routers.yml"
+
+
+def _tail(res, n=40):
+    return "\n".join(res.output.splitlines()[-n:])
+
+
+def routers():
+    return sorted(inventory()["routers"]["hosts"])
+
+
+def vtysh(host, command):
+    """Run one vtysh command on ``host`` as the netmiko user (vtysh is its login shell)."""
+    return run_on(host, command, sudo=False, user=hostvars(host)["jincai_netmiko_user"], check=True).stdout
+
+
+def device(host):
+    """A jincai_netconfig Device connected to ``host`` (close with .conn.disconnect())."""
+    hv = hostvars(host)
+    platform = nc.get_platform(hv["jincai_router"]["platform"])
+    conn = nc.connect(platform, mgmt_address(host), hv["jincai_netmiko_user"],
+                      key_file=hv["jincai_netmiko_key_file"])
+    return nc.Device(conn, platform)
+
+
+def reach(src, address, port, timeout=3):
+    """True when ``src`` opens a TCP connection to address:port."""
+    res = run_on(src, f"nc -z -w {timeout} {address} {port}", sudo=False, timeout=timeout + 30)
+    return res.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def converged(lab_up):
+    """routers.yml applied once (whatever the routers' state), then OSPF given time to converge."""
+    res = run(PLAYBOOK, inventory=LAB)
+    assert res.rc == 0, _tail(res)
+    _wait_for_full_adjacencies()
+    return res
+
+
+def _expected_neighbors(host):
+    hv = hostvars(host)
+    peers = [i["peer"] for i in hv["jincai_interfaces"] if i["role"] in ("uplink", "downlink") and i["peer"]]
+    return {hostvars(p)["jincai_router"]["router_id"] for p in peers}
+
+
+def _full_neighbors(host):
+    data = json.loads(vtysh(host, "show ip ospf neighbor json"))
+    full = set()
+    for rid, entries in (data.get("neighbors") or {}).items():
+        if any(str(e.get("nbrState", e.get("state", ""))).startswith("Full") for e in entries):
+            full.add(rid)
+    return full
+
+
+def _wait_for_full_adjacencies(deadline_s=60):
+    import time
+
+    end = time.monotonic() + deadline_s
+    while True:
+        missing = {h: _expected_neighbors(h) - _full_neighbors(h) for h in routers()}
+        missing = {h: m for h, m in missing.items() if m}
+        if not missing or time.monotonic() > end:
+            return missing
+        time.sleep(2)
+
+
+def test_second_run_changes_nothing(converged):
+    again = run(PLAYBOOK, inventory=LAB)
+    assert again.rc == 0, _tail(again)
+    assert again.total("changed") == 0, f"not idempotent: {changed_tasks(again.output)}"
+
+
+def test_check_mode_reports_no_drift(converged):
+    check = run(PLAYBOOK, inventory=LAB, check=True, diff=True)
+    assert check.rc == 0, _tail(check)
+    assert check.total("changed") == 0, changed_tasks(check.output)
+
+
+def test_ospf_adjacencies_are_full(converged):
+    missing = _wait_for_full_adjacencies()
+    assert not missing, f"adjacencies not Full: {missing}"
+    for host in routers():
+        assert _expected_neighbors(host), f"{host} has no WAN neighbours in the inventory"
+
+
+def _counties():
+    return sorted(h for h in inventory()["county"]["hosts"] if h in inventory()["app_servers"]["hosts"])
+
+
+def test_every_county_server_reaches_the_province_through_its_city(converged):
+    province_app = next(h for h in inventory()["province"]["hosts"] if h in inventory()["app_servers"]["hosts"])
+    target = hostvars(province_app)["jincai_address"]
+    for app in _counties():
+        hv = hostvars(app)
+        city_rtr = f"{hv['jincai_site']['parent']}-rtr"
+        city_addrs = {i["address"].split("/")[0] for i in hostvars(city_rtr)["jincai_interfaces"]}
+        ok = run_on(app, f"ping -n -c 1 -W 2 {target}", sudo=False)
+        assert ok.returncode == 0, f"{app} cannot reach {target}: {ok.stdout}{ok.stderr}"
+        # TTL 2 expires at the second hop: that router must be the county's city router
+        hop = run_on(app, f"ping -n -c 1 -W 2 -t 2 {target}", sudo=False)
+        m = re.search(r"From (\S+) .*Time to live exceeded", hop.stdout)
+        assert m, f"{app}: no time-exceeded at hop 2: {hop.stdout}"
+        assert m.group(1) in city_addrs, f"{app}: hop 2 is {m.group(1)}, not its city router {city_rtr}"
+        # and the county router's own forwarding decision points at the city
+        rtr = f"{hv['jincai_site_code']}-rtr"
+        route = run_on(rtr, f"ip route get {target}", check=True).stdout
+        uplink = next(i for i in hostvars(rtr)["jincai_interfaces"] if i["role"] == "uplink")
+        assert f"dev {uplink['name']}" in route, route
+
+
+def test_a_county_cannot_reach_another_countys_management_plane(converged):
+    counties = _counties()
+    assert len(counties) >= 2
+    for src in counties:
+        own_site = hostvars(src)["jincai_site_code"]
+        for other in counties:
+            other_site = hostvars(other)["jincai_site_code"]
+            rtr = f"{other_site}-rtr"
+            rhv = hostvars(rtr)
+            lan = next(i for i in rhv["jincai_interfaces"] if i["role"] == "lan")["address"].split("/")[0]
+            targets = [lan, rhv["jincai_router"]["loopback"]]
+            for address in targets:
+                allowed = other_site == own_site
+                assert reach(src, address, 22) is allowed, \
+                    f"{src} -> {rtr} {address}:22 should be {'open' if allowed else 'closed'}"
+
+
+@pytest.fixture(scope="module")
+def listeners(converged):
+    """Tiny TCP listeners for every app port on the province app server (stopped afterwards)."""
+    app = next(h for h in inventory()["province"]["hosts"] if h in inventory()["app_servers"]["hosts"])
+    address = hostvars(app)["jincai_address"]
+    ports = [8101, 8102, 8103, 8104]
+    started = []
+    for port in ports:
+        listening = run_on(app, f"ss -Hltn 'sport = :{port}'").stdout
+        busy = re.search(rf"(?:0\.0\.0\.0|\*|\[::\]|{re.escape(address)}):{port}\b", listening) is not None
+        if not busy:
+            unit = f"jincai-test-listen-{port}"
+            run_on(app, f"systemd-run --unit={unit} --collect python3 -m http.server {port} --bind {address}",
+                   check=True)
+            started.append(unit)
+    import time
+
+    time.sleep(1)
+    yield app, address
+    for unit in started:
+        run_on(app, f"systemctl stop {unit}")
+
+
+def _parties(kind):
+    return sorted(p["name"] for p in hostvars("220000-rtr")["jincai_parties"] if p["kind"] == kind)
+
+
+def _deny_counter(rtr):
+    out = run_on(rtr, "nft list chain inet jincai_router metro_in", check=True).stdout
+    m = re.search(r"counter packets (\d+) bytes \d+ log prefix", out)
+    assert m, out
+    return int(m.group(1))
+
+
+def test_banks_reach_treasury_payment_and_nothing_else(listeners):
+    app, address = listeners
+    banks = _parties("commercial_bank") + _parties("peoples_bank")
+    assert banks
+    before = _deny_counter("220000-rtr")
+    for bank in banks:
+        assert reach(bank, address, 8102), f"{bank} cannot reach treasury payment {address}:8102"
+        for port in (8101, 8103, 22):
+            assert not reach(bank, address, port, timeout=2), f"{bank} reaches {address}:{port}"
+        assert run_on(bank, f"ping -n -c 1 -W 2 {address}", sudo=False).returncode != 0
+    assert _deny_counter("220000-rtr") > before, "the denied attempts were not counted/logged"
+
+
+def test_tax_bureau_reaches_only_nontax_revenue(listeners):
+    app, address = listeners
+    (tax,) = _parties("tax_bureau")
+    assert reach(tax, address, 8103)
+    for port in (8101, 8102, 22):
+        assert not reach(tax, address, port, timeout=2), f"{tax} reaches {address}:{port}"
+
+
+def test_the_denied_ports_are_open_from_the_province_lan(listeners):
+    """The denials above are the metro policy, not closed ports: the province LAN reaches them all."""
+    app, address = listeners
+    for port in (8101, 8102, 8103, 22):
+        assert reach("220000-svc", address, port), f"220000-svc cannot reach {address}:{port}"
+
+
+def test_metro_parties_cannot_log_in_to_the_router(converged):
+    for party in _parties("commercial_bank") + _parties("tax_bureau"):
+        assert not reach(party, "198.18.1.1", 22, timeout=2)
+
+
+def test_hand_made_change_shows_in_check_diff_and_is_reverted(converged):
+    host = "220202-rtr"
+    uplink = next(i for i in hostvars(host)["jincai_interfaces"] if i["role"] == "uplink")["name"]
+    dev = device(host)
+    try:
+        dev.apply([f"interface {uplink}", "ip ospf cost 55", "exit"])
+    finally:
+        dev.conn.disconnect()
+    assert "ip ospf cost 55" in vtysh(host, "show running-config")
+    check = run(PLAYBOOK, inventory=LAB, check=True, diff=True, args=["--limit", host])
+    assert check.rc == 0, _tail(check)
+    assert check.recap[host]["changed"] == 1
+    assert re.search(r"^-\s*ip ospf cost 55$", check.output, re.M), _tail(check, 80)
+    assert "ip ospf cost 55" in vtysh(host, "show running-config"), "check mode changed the router"
+    backups = os.path.join(ROOT, "backups", hostvars(host)["jincai_site_code"], host)
+    known = set(os.listdir(backups)) if os.path.isdir(backups) else set()
+    fix = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+    assert fix.rc == 0 and fix.recap[host]["changed"] == 1, _tail(fix)
+    running = vtysh(host, "show running-config")
+    assert "ip ospf cost 55" not in running and "ip ospf cost 10" in running
+    new = set(os.listdir(backups)) - known
+    assert len(new) == 1, f"expected one new backup under {backups}, got {new}"
+    with open(os.path.join(backups, new.pop()), encoding="utf-8") as fh:
+        assert "ip ospf cost 55" in fh.read(), "the backup is not the pre-change running config"
+
+
+def test_invalid_line_fails_rolls_back_and_router_stays_reachable(converged):
+    host = "220103-rtr"
+    uplink = next(i for i in hostvars(host)["jincai_interfaces"] if i["role"] == "uplink")["name"]
+    before = vtysh(host, "show running-config")
+    extra = {"router_extra_lines": ["hostname must-not-stay", f"interface {uplink}", " ip ospf cost 77",
+                                    " ip ospf frobnicate 3", "exit"]}
+    res = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "-e", json.dumps(extra)])
+    assert res.rc != 0 and res.recap[host]["failed"] == 1, _tail(res)
+    assert "device refused ' ip ospf frobnicate 3'" in res.output or "frobnicate" in res.output
+    assert "rolled back to its previous config" in res.output, _tail(res)
+    after = vtysh(host, "show running-config")
+    p = nc.PLATFORMS["frr"]
+    assert nc.same(nc.parse(after, p), nc.parse(before, p)), nc.unified_diff(nc.normalize(after, p),
+                                                                              nc.normalize(before, p))
+    assert not _wait_for_full_adjacencies(30)
+    ok = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+    assert ok.rc == 0 and ok.recap[host]["changed"] == 0, _tail(ok)
+
+
+def _render(host, template):
+    """Render a router template with the lab host vars, as the role does (trim_blocks)."""
+    import jinja2
+    import yaml
+
+    with open(os.path.join(ROOT, "policy", "metro.yml"), encoding="utf-8") as fh:
+        policy = yaml.safe_load(fh)["metro_policy"]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "templates", "router")),
+                             trim_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.get_template(template).render(**hostvars(host), router_metro_policy=policy,
+                                             router_snmp={"user": "u", "auth_key": "a", "priv_key": "p"})
+
+
+def test_frr_configs_pass_vtysh_dry_run(converged):
+    """The FRR parser itself (`vtysh --dryrun`) accepts every rendered lab config, and refuses a bad one."""
+    for host in routers():
+        cfg = shlex.quote(_render(host, "frr.j2"))
+        res = run_on(host, f"printf '%s\\n' {cfg} > /tmp/jincai-dryrun.conf && vtysh -C -f /tmp/jincai-dryrun.conf")
+        assert res.returncode == 0, f"{host}: {res.stdout}{res.stderr}"
+    bad = run_on(routers()[0], "printf 'interface eth1\\n ip ospf frobnicate 3\\n' > /tmp/jincai-bad.conf && "
+                               "vtysh -C -f /tmp/jincai-bad.conf")
+    assert bad.returncode != 0
