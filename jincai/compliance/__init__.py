@@ -36,7 +36,9 @@ def build_parser():
     p.add_argument("-i", "--inventory", default=os.environ.get("JINCAI_INVENTORY", LAB_INVENTORY),
                    help="inventory directory (default: inventories/lab or $JINCAI_INVENTORY)")
     p.add_argument("-l", "--limit", help="tier (province|city|county), site code, group or host; comma-separated")
-    p.add_argument("-o", "--output", help="report directory (default: reports/compliance/<run id>)")
+    p.add_argument("--reports-dir", default=REPORTS,
+                   help="base directory: each run in <run id>/, plus history.json (default: reports/compliance)")
+    p.add_argument("-o", "--output", help="this run's report directory (default: <reports-dir>/<run id>)")
     p.add_argument("--history", help="history file (default: history.json beside the report directory)")
     p.add_argument("--skip-drift", action="store_true", help="only the compliance checks (no site.yml --check)")
     p.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to both ansible-playbook runs")
@@ -183,7 +185,7 @@ def main(argv=None):
         print(f"jincai compliance: {args.inventory}: {exc} (nothing was contacted)", file=sys.stderr)
         return 2
 
-    out_dir = os.path.abspath(args.output or os.path.join(REPORTS, run_id))
+    out_dir = os.path.abspath(args.output or os.path.join(args.reports_dir, run_id))
     history = args.history or os.path.join(os.path.dirname(out_dir), "history.json")
     os.makedirs(out_dir, exist_ok=True)
     if args.from_dir:
