@@ -7,6 +7,7 @@ is created, and fails with one line.
 import concurrent.futures
 import ipaddress
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -146,7 +147,9 @@ def cmd_ssh(args):
         argv = lab.ssh_base(rec["mgmt"], batch=False)
         if not command and sys.stdin.isatty():
             argv.insert(1, "-t")
-        os.execvp("ssh", argv + command)
+        # One argument is a shell string ('ip a; ip r'); several keep their quoting (vtysh -c 'show ...').
+        remote = command if len(command) <= 1 else [shlex.join(command)]
+        os.execvp("ssh", argv + remote)
     check_root()
     leader = lab.leader_pid(rec["pid"]) if lab.is_ours(rec) else None
     if not leader:
