@@ -91,7 +91,7 @@ def issue_and_render(workdir, units, vpn_plan, real_addresses):
         "vpn_concentrator_pool": vpn_plan["pool"], "vpn_concentrator_access_address": vpn_plan["concentrator"]["address"],
         "vpn_concentrator_local_ts": vpn_plan["lan"], "vpn_concentrator_allowed_apps": list(pki.UNIT_APPS),
         "vpn_concentrator_proposals": "aes256gcm16-prfsha384-ecp384",
-        "vpn_concentrator_esp_proposals": "aes256gcm16-ecp384", "vpn_concentrator_dpd_delay": "30s",
+        "vpn_concentrator_esp_proposals": "aes256-sha384-ecp384", "vpn_concentrator_dpd_delay": "30s",
     }
     swanctl = env.get_template("swanctl-jincai.conf.j2").render(variables)
     nft = env.get_template("jincai-vpn.nft.j2").render(variables)
@@ -210,7 +210,7 @@ class ClientNamespace:
     children {{
       {unit['code']} {{
         remote_ts = {self.remote_ts}
-        esp_proposals = aes256gcm16-ecp384
+        esp_proposals = aes256-sha384-ecp384
       }}
     }}
   }}

@@ -559,7 +559,7 @@ connections {{
     children {{
       province {{
         remote_ts = {remote_ts}
-        esp_proposals = aes256gcm16-ecp384
+        esp_proposals = aes256-sha384-ecp384
         start_action = start
         dpd_action = restart
         close_action = start
