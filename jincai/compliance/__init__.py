@@ -22,7 +22,7 @@ LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 REPORTS = os.path.join(ROOT, "reports", "compliance")
 SCOPE_GROUPS = ("routers", "machine_room")
 TIERS = ("province", "city", "county")
-CALLBACKS = "ansible.builtin.profile_tasks,jincai_drift"
+CALLBACKS = "jincai_drift"
 RUN_OK = (0, 2, 4)  # ansible-playbook: ok, some host failed, some host unreachable
 
 
@@ -92,7 +92,7 @@ def _load_facts(facts_dir):
     return out
 
 
-def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, timings, key):
+def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, timings, key, facts_dir):
     """Run one playbook with the jincai_drift callback; store (rc, output tail) in ``timings``."""
     from jincai.playbook import run as run_playbook
 
@@ -103,7 +103,8 @@ def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, 
         args += ["-e", ev]
     t0 = time.monotonic()
     res = run_playbook(playbook, inventory=inventory, args=args, check=check, diff=check,
-                       env={"ANSIBLE_CALLBACKS_ENABLED": CALLBACKS, "JINCAI_DRIFT_FILE": record_file})
+                       env={"ANSIBLE_CALLBACKS_ENABLED": CALLBACKS, "JINCAI_DRIFT_FILE": record_file,
+                            "JINCAI_FACTS_DIR": facts_dir if key == "collect" else ""})
     timings[key] = {"rc": res.rc, "seconds": round(time.monotonic() - t0, 2), "recap": res.recap}
     with open(log_file, "w", encoding="utf-8") as fh:
         fh.write(res.output)
@@ -115,14 +116,15 @@ def collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False):
     facts_dir = os.path.join(raw_dir, "facts")
     os.makedirs(facts_dir, exist_ok=True)
     timings = {}
-    jobs = [("collect", "playbooks/compliance.yml", False, [f"compliance_facts_dir={facts_dir}"])]
+    jobs = [("collect", "playbooks/compliance.yml", False, [])]
     if not skip_drift:
         jobs.append(("drift", "playbooks/site.yml", True, []))
     threads = []
     for key, playbook, check, extra in jobs:
         t = threading.Thread(target=_play, args=(playbook, inventory_dir, limit, list(extra_vars) + extra,
                                                  os.path.join(raw_dir, f"{key}.json"), check,
-                                                 os.path.join(raw_dir, f"{key}.log"), timings, key))
+                                                 os.path.join(raw_dir, f"{key}.log"), timings, key,
+                                                 facts_dir))
         t.start()
         threads.append(t)
     for t in threads:

@@ -1,7 +1,8 @@
 """Compliance fact collector, run on a managed server as root (one SSH round trip per host).
 
-Shipped as the argument of ``python3 -c`` by playbooks/compliance.yml (no file is written on the host)
-and printed as one JSON document on stdout. Standard library only; strictly read-only: it reads files
+Shipped as the argument of ``python3 -c`` by playbooks/compliance.yml (no file is written on the host),
+with the host's intended context (JSON) as its one argument; prints one JSON document on stdout,
+``{host, kind: server, context, facts}``, that the jincai_drift callback stores on the control node. Standard library only; strictly read-only: it reads files
 and runs query commands (``sshd -T``, ``systemctl list-units``, ``ss``, ``nft list``, ``dpkg-query``).
 Password hashes never leave the host: only whether an account's password is empty, locked or set.
 The checks that judge these facts live on the control node (jincai/compliance/checks.py).
@@ -13,6 +14,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 
 TEXT_FILES = [
     "/etc/login.defs", "/etc/security/pwquality.conf", "/etc/security/faillock.conf",
@@ -148,7 +150,8 @@ def packages():
 
 
 def main():
-    """Collect everything and print one JSON document."""
+    """Collect everything and print one JSON document (with the context passed as argument 1, if any)."""
+    context = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     facts = {
         "schema": 1,
         "hostname": socket.gethostname(),
@@ -161,7 +164,8 @@ def main():
         "nft": nft_ruleset(),
         "packages": packages(),
     }
-    print(json.dumps(facts, sort_keys=True))
+    print(json.dumps({"host": context.get("host") or facts["hostname"], "kind": "server", "context": context,
+                      "facts": facts}, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ command is sent; nothing enters config mode.
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 
@@ -42,9 +43,16 @@ def main(argv=None):
     p.add_argument("--key-file")
     p.add_argument("--port", type=int, default=22)
     p.add_argument("--timeout", type=int, default=20)
+    p.add_argument("--context", help="JSON context: print {host, kind, context, config} as JSON instead")
     a = p.parse_args(argv)
     try:
-        sys.stdout.write(fetch(a.platform, a.host, a.user, a.key_file, a.port, a.timeout))
+        config = fetch(a.platform, a.host, a.user, a.key_file, a.port, a.timeout)
+        if a.context:
+            ctx = json.loads(a.context)
+            print(json.dumps({"host": ctx.get("host") or a.host, "kind": "router", "context": ctx,
+                              "config": config}))
+        else:
+            sys.stdout.write(config)
     except Exception as exc:  # noqa: BLE001 - netmiko raises many types; all mean "not read"
         print(f"{a.host}: cannot read the running config: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
 """Ansible callback: record every changed, failed or unreachable task result as JSON.
 
-Enabled by ``jincai compliance`` for its check-mode runs (``ANSIBLE_CALLBACKS_ENABLED`` plus
-``JINCAI_DRIFT_FILE=/path/out.json``); silent otherwise. In check mode a *changed* task is drift: the
+Enabled by ``jincai compliance`` for its runs (``ANSIBLE_CALLBACKS_ENABLED`` plus
+``JINCAI_DRIFT_FILE=/path/out.json``); silent otherwise. With ``JINCAI_FACTS_DIR`` set, the JSON stdout
+of every task carrying the task var ``compliance_capture`` (playbooks/compliance.yml) is stored as
+``<dir>/<host>.json``. In check mode a *changed* task is drift: the
 host differs from the intended state. Each record carries host, play, task name, role, module, the
 rendered diff (``--diff``) and the message; the file also holds every host's recap counters.
 """
@@ -39,6 +41,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._path = os.environ.get("JINCAI_DRIFT_FILE")
+        self._facts_dir = os.environ.get("JINCAI_FACTS_DIR") or None
         self._records = []
         self._play = ""
         self._check_mode = None
@@ -101,9 +104,28 @@ class CallbackModule(CallbackBase):
             "ignored": bool(getattr(task, "ignore_errors", False)) if status == "failed" else False,
         })
 
+    def _capture(self, result):
+        """Store the JSON stdout of a task marked ``compliance_capture`` as <facts dir>/<host>.json."""
+        if not self._facts_dir or not (getattr(result._task, "vars", None) or {}).get("compliance_capture"):
+            return
+        host = result._host.get_name()
+        out = result._result.get("stdout") or ""
+        try:
+            json.loads(out)
+        except ValueError:
+            self._record(result, "failed")
+            self._records[-1]["msg"] = "collector output is not JSON: " + out[:500]
+            return
+        os.makedirs(self._facts_dir, exist_ok=True)
+        path = os.path.join(self._facts_dir, host + ".json")
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(out)
+        os.replace(path + ".tmp", path)
+
     def v2_runner_on_ok(self, result):
-        """A changed result in check mode is drift."""
+        """A changed result in check mode is drift; a marked collection result is stored."""
         self._account(result)
+        self._capture(result)
         if result._result.get("changed"):
             self._record(result, "changed")
 

@@ -102,10 +102,17 @@ ROLE_TASKS = """---
     content: "same\\n"
     dest: "{{ probe_same }}"
     mode: "0600"
+- name: Collect facts as JSON
+  ansible.builtin.command:
+    argv: [echo, '{"host": "localhost", "kind": "server", "facts": {"x": 1}}']
+  vars:
+    compliance_capture: server
+  changed_when: false
+  check_mode: false
 """
 
 
-def test_drift_callback_records_changed_tasks_with_role_and_diff_in_check_mode(tmp_path):
+def test_drift_callback_records_changed_tasks_with_role_and_diff_and_captures_facts(tmp_path):
     (tmp_path / "roles" / "probe" / "tasks").mkdir(parents=True)
     (tmp_path / "roles" / "probe" / "tasks" / "main.yml").write_text(ROLE_TASKS)
     (tmp_path / "pb.yml").write_text(PLAYBOOK)
@@ -117,6 +124,7 @@ def test_drift_callback_records_changed_tasks_with_role_and_diff_in_check_mode(t
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "plugins", "callback"),
                ANSIBLE_CALLBACKS_ENABLED="jincai_drift", JINCAI_DRIFT_FILE=str(out),
+               JINCAI_FACTS_DIR=str(tmp_path / "facts"),
                ANSIBLE_ROLES_PATH=str(tmp_path / "roles"), ANSIBLE_INVENTORY_ENABLED="ansible.builtin.host_list",
                ANSIBLE_LOCALHOST_WARNING="false")
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
@@ -132,3 +140,5 @@ def test_drift_callback_records_changed_tasks_with_role_and_diff_in_check_mode(t
     assert dest.read_text() == "wanted = 2\n"  # check mode changed nothing
     assert doc["stats"]["localhost"]["changed"] == 1
     assert "localhost" in doc["host_seconds"]
+    captured = json.loads((tmp_path / "facts" / "localhost.json").read_text())
+    assert captured == {"host": "localhost", "kind": "server", "facts": {"x": 1}}
