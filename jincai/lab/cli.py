@@ -167,6 +167,9 @@ def run(args):
     except (PreflightError, topology.TopologyError) as exc:
         print(f"jincai lab: {exc}", file=sys.stderr)
         return 2
-    except (lab.LabError, net.NetError, subprocess.CalledProcessError) as exc:
+    except (lab.LabError, net.NetError, subprocess.CalledProcessError, OSError) as exc:
         print(f"jincai lab: {args.lab_cmd} failed: {exc}", file=sys.stderr)
+        if args.lab_cmd == "up":
+            print("jincai lab: the next `jincai lab up` clears what this run left; "
+                  "`jincai lab down` removes it now", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ script: editing either rebuilds it. The build runs in a temporary directory that
 place only on success, so a killed build never leaves a half image behind.
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -88,17 +89,45 @@ def remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _builder_alive(name):
+    """True when the process that is building ``lab-image-<hash>.tmp<pid>`` still runs."""
+    pid = name.rsplit(".tmp", 1)[1].split(".")[0]
+    return pid.isdigit() and int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}")
+
+
 def ensure(cache_dir=CACHE_DIR, log=print):
-    """Return the path of the current image, building it first when it is not cached."""
+    """Return the path of the current image, building it first when it is not cached.
+
+    Concurrent callers (several engineers on one machine) serialise on a lock in the cache dir:
+    the second one waits and then finds the image cached.
+    """
     final = image_path(cache_dir)
-    if os.path.isfile(os.path.join(final, ".jincai-image")):
+    marker = os.path.join(final, ".jincai-image")
+    if os.path.isfile(marker):
         log(f"image: cached {final}")
         return final
     os.makedirs(cache_dir, exist_ok=True)
-    # Leftovers of a killed build (ours only: lab-image-*.tmp*).
+    with open(os.path.join(cache_dir, ".build.lock"), "a", encoding="ascii") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("image: another build is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(marker):
+            log(f"image: cached {final}")
+            return final
+        return _build(cache_dir, final, log)
+
+
+def _build(cache_dir, final, log):
+    # Leftovers of a killed build (lab-image-*.tmp<pid> whose builder is gone).
     for name in os.listdir(cache_dir):
-        if name.startswith("lab-image-") and ".tmp" in name:
-            remove_tree(os.path.join(cache_dir, name))
+        if name.startswith("lab-image-") and ".tmp" in name and not _builder_alive(name):
+            path = os.path.join(cache_dir, name)
+            if os.path.isdir(path):
+                remove_tree(path)
+            else:
+                os.unlink(path)
     tmp = f"{final}.tmp{os.getpid()}"
     main, security = mirrors()
     log(f"image: building {os.path.basename(final)} ({len(packages())} packages); takes a few minutes")
@@ -107,6 +136,8 @@ def ensure(cache_dir=CACHE_DIR, log=print):
         subprocess.run(["bash", BUILD_SCRIPT, tmp, main, security, PACKAGES_FILE], check=True)
         with open(os.path.join(tmp, ".jincai-image"), "w", encoding="utf-8") as fh:
             fh.write(f"hash={image_hash()}\nbuilt={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+        if os.path.isdir(final):  # a half image from an older jincai without the marker
+            remove_tree(final)
         os.rename(tmp, final)
     except BaseException:
         remove_tree(tmp)

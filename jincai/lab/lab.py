@@ -276,7 +276,7 @@ def ssh_base(address, user="jincai", batch=True):
 def host_keys(root):
     """Return the host's public SSH host keys as ``type base64`` strings (empty until generated)."""
     keys = []
-    for kind in ("ed25519", "ecdsa", "rsa"):
+    for kind in ("ed25519", "ecdsa"):
         path = os.path.join(root, f"etc/ssh/ssh_host_{kind}_key.pub")
         try:
             with open(path, encoding="ascii") as fh:
@@ -426,27 +426,39 @@ def teardown(log=print):
     return bool(records or mounts)
 
 
-def running(state, plan, image):
-    """True when the recorded lab is up, built from this plan and image, and all containers live."""
+def stale_reason(state, plan, image):
+    """Return why the recorded lab cannot be kept as it is, or None when it is up and unchanged."""
     hosts = state.get("hosts") or {}
-    return (state.get("complete") and state.get("fingerprint") == plan.fingerprint()
-            and state.get("image") == image and set(hosts) == set(plan.hosts)
-            and all(is_ours(r) for r in hosts.values())
-            and all(os.path.exists(os.path.join(net.NETNS_DIR, r["netns"])) for r in hosts.values())
-            and net.host_link_exists())
+    if not state:
+        return "no lab recorded"
+    if not state.get("complete"):
+        return "an earlier `up` did not finish"
+    if state.get("image") != image:
+        return "the image changed (packages.txt or build-image.sh)"
+    if state.get("fingerprint") != plan.fingerprint() or set(hosts) != set(plan.hosts):
+        return "the topology in the inventory changed"
+    dead = sorted(n for n, r in hosts.items() if not is_ours(r))
+    if dead:
+        return f"containers gone: {', '.join(dead)}"
+    missing = sorted(r["netns"] for r in hosts.values()
+                     if not os.path.exists(os.path.join(net.NETNS_DIR, r["netns"])))
+    if missing or not net.host_link_exists():
+        return "network namespaces or the management link are gone"
+    return None
 
 
 def up(plan, log=print):
     """Bring the lab up for ``plan``; a no-op when it is already up and unchanged."""
     image = imagemod.ensure(log=log)
     state = load_state()
-    if running(state, plan, image):
+    reason = stale_reason(state, plan, image)
+    if reason is None:
         log(f"lab already up: {len(plan.hosts)} hosts, nothing changed")
         wait_ready(state["hosts"], log=log)
         return state
     if state or net.lab_namespaces() or net.host_link_exists() or stray_nspawn_pids() or (
             os.path.isdir(HOSTS_DIR) and os.listdir(HOSTS_DIR)):
-        log("clearing the previous lab (stale, changed or crashed)")
+        log(f"clearing the previous lab: {reason if state else 'leftovers without a state file'}")
         teardown(log)
     pubkey = ensure_keys(plan, log)
     t0 = time.monotonic()

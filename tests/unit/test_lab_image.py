@@ -57,16 +57,25 @@ def test_failed_build_leaves_no_half_image(sandbox):
     cache = sandbox / "cache"
     with pytest.raises(Exception):
         image.ensure(cache_dir=str(cache), log=lambda m: None)
-    assert os.listdir(cache) == []
+    assert [n for n in os.listdir(cache) if n != ".build.lock"] == []
 
 
 def test_leftover_of_a_killed_build_is_removed(sandbox):
     cache = sandbox / "cache"
-    stale = cache / "lab-image-0123456789abcdef.tmp4242"
+    stale = cache / "lab-image-0123456789abcdef.tmp99999999"  # above pid_max: its builder is gone
     (stale / "etc").mkdir(parents=True)
     image.ensure(cache_dir=str(cache), log=lambda m: None)
     assert not stale.exists()
-    assert os.listdir(cache) == [os.path.basename(image.image_path(str(cache)))]
+    names = sorted(n for n in os.listdir(cache) if n != ".build.lock")
+    assert names == [os.path.basename(image.image_path(str(cache)))]
+
+
+def test_a_running_build_is_not_mistaken_for_a_leftover(sandbox):
+    cache = sandbox / "cache"
+    running = cache / f"lab-image-0123456789abcdef.tmp{os.getppid()}"
+    (running / "etc").mkdir(parents=True)
+    image.ensure(cache_dir=str(cache), log=lambda m: None)
+    assert running.exists()
 
 
 def test_mirrors_come_from_the_hosts_deb822_sources(tmp_path):

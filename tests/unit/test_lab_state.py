@@ -1,0 +1,57 @@
+"""Process identity and the decision whether `up` keeps the running lab."""
+
+import json
+import os
+
+import pytest
+
+from jincai.lab import lab, net, topology
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "lab", "fixtures", "inventory.json")
+
+
+def test_a_recorded_pid_is_ours_only_with_the_same_start_time_and_command():
+    me = os.getpid()
+    start = lab.proc_start_time(me)
+    assert isinstance(start, int)
+    rec = {"pid": me, "start": start, "root": "/var/lib/jincai-lab/hosts/x/root"}
+    assert not lab.is_ours(rec)  # this process is no systemd-nspawn
+    assert not lab.is_ours(dict(rec, start=start + 1))
+    assert lab.proc_start_time(2**22 + 7) is None
+
+
+@pytest.fixture
+def plan():
+    with open(FIXTURE, encoding="utf-8") as fh:
+        return topology.plan(json.load(fh))
+
+
+@pytest.fixture
+def healthy(plan, monkeypatch):
+    monkeypatch.setattr(lab, "is_ours", lambda rec: True)
+    monkeypatch.setattr(net, "host_link_exists", lambda: True)
+    monkeypatch.setattr(lab.os.path, "exists", lambda p: True)
+    hosts = {n: {"pid": 1, "netns": h.netns} for n, h in plan.hosts.items()}
+    return {"complete": True, "image": "/img", "fingerprint": plan.fingerprint(), "hosts": hosts}
+
+
+def test_up_keeps_a_healthy_unchanged_lab(plan, healthy):
+    assert lab.stale_reason(healthy, plan, "/img") is None
+
+
+def test_up_rebuilds_when_the_image_changed(plan, healthy):
+    assert "image changed" in lab.stale_reason(healthy, plan, "/other")
+
+
+def test_up_rebuilds_after_an_unfinished_up(plan, healthy):
+    assert "did not finish" in lab.stale_reason(dict(healthy, complete=False), plan, "/img")
+
+
+def test_up_rebuilds_when_the_topology_changed(plan, healthy):
+    del healthy["hosts"]["bu0002"]
+    assert "topology" in lab.stale_reason(healthy, plan, "/img")
+
+
+def test_up_rebuilds_when_a_container_died(plan, healthy, monkeypatch):
+    monkeypatch.setattr(lab, "is_ours", lambda rec: rec is not healthy["hosts"]["bu0001"])
+    assert lab.stale_reason(healthy, plan, "/img") == "containers gone: bu0001"
