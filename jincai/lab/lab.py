@@ -83,6 +83,19 @@ def proc_start_time(pid):
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def alive(pid):
+    """True when ``pid`` runs (a zombie counts as gone; our own zombie children are reaped)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def is_ours(rec):
     """True when the recorded process still runs and is the very process we started."""
     pid = rec.get("pid")
@@ -383,10 +396,10 @@ def _stop_processes(records, log=print):
     if live:
         log(f"stopping {len(live)} containers")
     deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline and any(proc_start_time(p) for p, _ in live.values()):
+    while time.monotonic() < deadline and any(alive(p) for p, _ in live.values()):
         time.sleep(0.3)
     for name, (pid, leader) in live.items():
-        if proc_start_time(pid) is not None:
+        if alive(pid):
             log(f"{name}: did not power off in {STOP_TIMEOUT} s, killing its container")
             if leader:
                 try:
@@ -397,14 +410,8 @@ def _stop_processes(records, log=print):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    # Reap our own children, if this process started them.
-    for pid, _ in live.values():
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(proc_start_time(p) for p, _ in live.values()):
+    while time.monotonic() < deadline and any(alive(p) for p, _ in live.values()):
         time.sleep(0.2)
 
 

@@ -55,3 +55,15 @@ def test_up_rebuilds_when_the_topology_changed(plan, healthy):
 def test_up_rebuilds_when_a_container_died(plan, healthy, monkeypatch):
     monkeypatch.setattr(lab, "is_ours", lambda rec: rec is not healthy["hosts"]["bu0001"])
     assert lab.stale_reason(healthy, plan, "/img") == "containers gone: bu0001"
+
+
+def test_alive_treats_a_dead_child_as_gone():
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "30"])
+    assert lab.alive(child.pid)
+    child.kill()
+    for _ in range(100):
+        if not lab.alive(child.pid):
+            break
+    assert not lab.alive(child.pid)
