@@ -82,13 +82,19 @@ def _load_json(path):
 
 
 def _load_facts(facts_dir):
-    out = {}
+    """{host: document}; ``<host>.nft.json`` (a router's packet filter) is attached as doc["nft"]."""
+    out, extra = {}, {}
     if os.path.isdir(facts_dir):
         for name in sorted(os.listdir(facts_dir)):
-            if name.endswith(".json"):
+            if name.endswith(".nft.json"):
+                extra[name[:-len(".nft.json")]] = _load_json(os.path.join(facts_dir, name))
+            elif name.endswith(".json"):
                 doc = _load_json(os.path.join(facts_dir, name))
                 if doc and doc.get("host"):
                     out[doc["host"]] = doc
+    for host, nft in extra.items():
+        if host in out and nft is not None:
+            out[host]["nft"] = nft
     return out
 
 

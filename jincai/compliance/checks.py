@@ -73,18 +73,18 @@ def _int(value, default=None):
 
 
 def _in_networks(network, allowed):
-    """True when CIDR/address ``network`` lies inside one of the ``allowed`` CIDRs."""
+    """True when CIDR, address or range ``a-b`` lies inside the union of the ``allowed`` CIDRs."""
     try:
-        net = ipaddress.ip_network(str(network), strict=False)
-    except ValueError:
+        if "-" in str(network):
+            lo, hi = (ipaddress.ip_address(x.strip()) for x in str(network).split("-", 1))
+            pieces = list(ipaddress.summarize_address_range(lo, hi))
+        else:
+            pieces = [ipaddress.ip_network(str(network), strict=False)]
+        union = list(ipaddress.collapse_addresses(
+            ipaddress.ip_network(str(a), strict=False) for a in allowed or [] if ":" not in str(a)))
+    except (ValueError, TypeError):
         return False
-    for a in allowed or []:
-        try:
-            if net.subnet_of(ipaddress.ip_network(str(a), strict=False)):
-                return True
-        except (ValueError, TypeError):
-            continue
-    return False
+    return all(any(p.version == u.version and p.subnet_of(u) for u in union) for p in pieces)
 
 
 def _loopback(address):
@@ -297,7 +297,7 @@ def _sudo(facts, ctx, exp):
 
 @check(SERVER_CHECKS, "access.management_sources", "L3-CES1-18", "sshd admits users only from management networks")
 def _allow_users(facts, ctx, exp):
-    nets = ctx.get("management_networks") or []
+    nets = (ctx.get("management_networks") or []) + (ctx.get("ssh_extra_sources") or [])
     entries = " ".join(_sshd(facts).get("allowusers") or []).split()
     bad = [e for e in entries if "@" not in e or not _in_networks(e.split("@", 1)[1], nets)]
     ok = bool(entries) and not bad
@@ -392,7 +392,8 @@ def nft_rules(ruleset):
     return chains
 
 
-ICMP = {"icmp", "ipv6-icmp", "icmpv6", 1, 58}
+# protocols without ports: accepting them by protocol alone is as specific as it gets
+PORTLESS = {"icmp", "ipv6-icmp", "icmpv6", "esp", "ah", "ospf", "ospfigp", "vrrp", 1, 58, 50, 51, 89, 112}
 
 
 def _broad_accept(matches):
@@ -404,7 +405,7 @@ def _broad_accept(matches):
     if set(matches) == {"ct.state"}:
         return not set(matches["ct.state"]) <= {"established", "related"}
     if set(matches) <= {"ip.protocol", "meta.l4proto", "ip6.nexthdr"}:
-        return not {v for vs in matches.values() for v in vs} <= ICMP
+        return not {v for vs in matches.values() for v in vs} <= PORTLESS
     return False
 
 
@@ -421,10 +422,13 @@ def _fw_default(facts, ctx, exp):
     chains = nft_rules(ruleset)
     if not chains:
         return False, "an input chain with policy drop", "no input chain (everything accepted)"
+    deciding = {k: c for k, c in chains.items() if c["policy"] == "drop"}
+    if not deciding:
+        return False, "an input chain with policy drop", "every input chain accepts by default: " + ", ".join(
+            f"{f} {t} {n}" for f, t, n in sorted(chains))
     bad = []
-    for (fam, table, name), c in sorted(chains.items()):
-        if c["policy"] != "drop":
-            bad.append(f"{fam} {table} {name}: policy {c['policy']}")
+    # a packet passes only if every input base chain accepts it: the drop-policy chains decide
+    for (fam, table, name), c in sorted(deciding.items()):
         for r in c["rules"]:
             if r["verdict"] == "accept" and _broad_accept(r["matches"]):
                 bad.append(f"{fam} {table} {name}: broad accept ({_rule_text(r)})")
@@ -436,14 +440,19 @@ def _fw_ssh(facts, ctx, exp):
     ruleset = facts.get("nft") or {}
     if "error" in ruleset:
         return False, "SSH accepted only from management networks", f"nftables unreadable: {ruleset['error']}"
-    nets = ctx.get("management_networks") or []
+    nets = (ctx.get("management_networks") or []) + (ctx.get("ssh_extra_sources") or [])
     bad = []
     for (fam, table, name), c in sorted(nft_rules(ruleset).items()):
+        if c["policy"] != "drop":
+            continue  # an accept here is not final: the drop-policy chains decide
         for r in c["rules"]:
             ports = r["matches"].get("tcp.dport") or r["matches"].get("th.dport")
             if r["verdict"] != "accept" or not ports or 22 not in ports:
                 continue
             sources = r["matches"].get("ip.saddr") or r["matches"].get("ip6.saddr")
+            iifs = r["matches"].get("meta.iifname") or r["matches"].get("meta.iif")
+            if not sources and iifs and set(iifs) <= set(ctx.get("mgmt_interfaces") or []):
+                continue  # the out-of-band management interface
             if not sources:
                 bad.append(f"{name} handle {r['handle']}: tcp dport 22 accept from anywhere")
             else:
@@ -463,6 +472,20 @@ def _ports(facts, ctx, exp):
 
 
 # ---------------------------------------------------------------- servers: audit, time, integrity
+
+CONTAINERS = {"systemd-nspawn", "lxc", "lxc-libvirt", "docker", "podman", "openvz", "rkt", "wsl", "proot", "container-other"}
+
+
+@check(SERVER_CHECKS, "audit.auditd", "L3-CES1-12", "auditd records every user's actions")
+def _auditd(facts, ctx, exp):
+    rules = [p for p, t in _files(facts, "/etc/audit/rules.d/").items() if _lines(t)]
+    state = ((facts.get("services") or {}).get("auditd.service") or {}).get("active", "not installed")
+    if facts.get("virt") in CONTAINERS:
+        # a container has no kernel audit of its own: the rules must be in place for the real host
+        return bool(rules), "audit rules installed (auditd runs on real hosts)", (
+            f"container ({facts.get('virt')}): {len(rules)} rule file(s), auditd {state}")
+    return state == "active" and bool(rules), "auditd active with rules", f"auditd {state}, {len(rules)} rule file(s)"
+
 
 @check(SERVER_CHECKS, "audit.log_forwarding", "L3-SMC1-10", "logs forwarded to the province collector")
 def _forwarding(facts, ctx, exp):
@@ -510,10 +533,22 @@ def _services(facts, ctx, exp):
 
 def _service_results(facts, ctx, exp):
     out = []
-    for svc, control in sorted(_for_functions(exp["services"], ctx.get("functions")).items()):
-        state = ((facts.get("services") or {}).get(svc + ".service") or {}).get("active", "not installed")
+    units = facts.get("services") or {}
+    wanted = _for_functions(exp["services"], ctx.get("functions"))
+    # the finance applications installed on this host (a unit systemd knows) must run
+    for app in ctx.get("apps") or []:
+        if f"jincai-{app}.service" in units:
+            wanted.setdefault(f"jincai-{app}", exp.get("app_service_control", "L3-SMC1-09"))
+    for svc, control in sorted(wanted.items()):
+        unit = svc if svc.endswith((".service", ".timer")) else svc + ".service"
+        state = (units.get(unit) or {}).get("active", "not installed")
         out.append(CheckResult(f"services.{svc}", control, f"{svc} is running", state == "active",
                                "active", state))
+    for svc, control in sorted(_for_functions(exp.get("enabled_services") or {"all": {}},
+                                              ctx.get("functions")).items()):
+        state = ((facts.get("services") or {}).get(svc + ".service") or {}).get("enabled", "not installed")
+        out.append(CheckResult(f"services.{svc}_enabled", control, f"{svc} starts at boot", state == "enabled",
+                               "enabled", state))
     return out
 
 
@@ -576,8 +611,50 @@ def _any(match):
     return re.fullmatch(r"(ip )?any( any)?( log)?|0\.0\.0\.0/0|ip 0\.0\.0\.0 255\.255\.255\.255 any", match) is not None
 
 
-def evaluate_router(config, ctx, exp):
-    """Run the router checks on a running config text; return a list of CheckResult."""
+def _nft_chain_rules(ruleset, prefix):
+    """{chain name: [rules]} of every chain whose name starts with ``prefix``."""
+    out = {}
+    for r in _nft_objects(ruleset, "rule"):
+        if r["chain"].startswith(prefix):
+            out.setdefault(r["chain"], []).append(_nft_rule(r, ruleset))
+    return out
+
+
+def _router_filter_results(nft, ctx, exp):
+    """Checks of a Linux (FRR) router's packet filter: management plane and metro boundary ACL."""
+    if nft is None:
+        return []
+    facts = {"nft": nft}
+    out = []
+    for check_id, control, title, fn in (("router.filter_default_deny", "L3-CES1-17",
+                                          "router packet filter drops what is not allowed", _fw_default),
+                                         ("router.filter_management", "L3-CES1-18",
+                                          "router admits SSH only from management networks", _fw_ssh)):
+        ok, want, found = fn(facts, ctx, exp)
+        out.append(CheckResult(check_id, control, title, ok, want, found))
+    if "error" in nft:
+        return out
+    metro = _nft_chain_rules(nft, "metro")
+    if metro:
+        broad, open_end = [], []
+        for name, rules in sorted(metro.items()):
+            for r in rules:
+                m = r["matches"]
+                if r["verdict"] == "accept" and set(m) != {"ct.state"} and not (
+                        ("ip.saddr" in m) and ("ip.daddr" in m) and any(k.endswith(".dport") for k in m)):
+                    broad.append(f"{name} handle {r['handle']}: {_rule_text(r)}")
+            if not rules or rules[-1]["verdict"] not in ("drop", "reject"):
+                open_end.append(name)
+        out.append(CheckResult("router.metro_specific", "L3-ABS1-07", "metro ACL rules name source, destination and port",
+                               not broad, "accept rules with saddr, daddr and dport", "; ".join(broad) or "all specific"))
+        out.append(CheckResult("router.metro_default_deny", "L3-ABS1-05", "metro ACL ends by denying all",
+                               not open_end, "last rule drop", ("no final drop: " + ", ".join(open_end)) if open_end
+                               else f"{len(metro)} chain(s) end with drop"))
+    return out
+
+
+def evaluate_router(config, ctx, exp, nft=None):
+    """Run the router checks on a running config text (and its packet filter); return CheckResults."""
     _top, sections, acls = parse_router_config(config)
     platform = ctx.get("platform", "frr")
     out = []
@@ -588,6 +665,11 @@ def evaluate_router(config, ctx, exp):
             res = (False, "a parsable running config", f"could not evaluate: {type(exc).__name__}: {exc}")
         if res is not None:
             out.append(CheckResult(check_id, control, title, bool(res[0]), str(res[1]), str(res[2])))
+    try:
+        out += _router_filter_results(nft, ctx, exp)
+    except Exception as exc:  # noqa: BLE001
+        out.append(CheckResult("router.filter", "L3-CES1-17", "router packet filter readable", False,
+                               "a parsable nft ruleset", f"could not evaluate: {type(exc).__name__}: {exc}"))
     return out
 
 

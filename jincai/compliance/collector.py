@@ -155,6 +155,7 @@ def main():
     facts = {
         "schema": 1,
         "hostname": socket.gethostname(),
+        "virt": run(["systemd-detect-virt"])["out"].strip() or "none",
         "files": text_files(),
         "stat": {p: file_stat(p) for p in STAT_FILES},
         "accounts": accounts(),

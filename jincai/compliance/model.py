@@ -42,7 +42,8 @@ def load_controls(path=CONTROLS_FILE):
                     raise ControlsError(f"{path}: drift_rules[{i}].{field}: bad regex: {exc}") from exc
     exp = data.get("expected") or {}
     used = {c for _i, c, _t, _f in checks.SERVER_CHECKS + checks.ROUTER_CHECKS}
-    used |= {c for table in (exp.get("services") or {}).values() for c in (table or {}).values()}
+    for key in ("services", "enabled_services"):
+        used |= {c for table in (exp.get(key) or {}).values() for c in (table or {}).values()}
     for cid in sorted(used - set(controls)):
         raise ControlsError(f"{path}: controls: {cid} is used by a check but not defined")
     return data
@@ -156,7 +157,7 @@ def build_report(inventory, scope, collected, drift, catalogue, meta=None):
             continue
         ctx = doc.get("context") or {}
         if doc.get("kind") == "router":
-            results = checks.evaluate_router(doc.get("config") or "", ctx, exp)
+            results = checks.evaluate_router(doc.get("config") or "", ctx, exp, doc.get("nft"))
         else:
             results = checks.evaluate_server(doc.get("facts") or {}, ctx, exp)
         h["checks"] = [r.to_dict() for r in results]

@@ -3,7 +3,7 @@
 Enabled by ``jincai compliance`` for its runs (``ANSIBLE_CALLBACKS_ENABLED`` plus
 ``JINCAI_DRIFT_FILE=/path/out.json``); silent otherwise. With ``JINCAI_FACTS_DIR`` set, the JSON stdout
 of every task carrying the task var ``compliance_capture`` (playbooks/compliance.yml) is stored as
-``<dir>/<host>.json``. In check mode a *changed* task is drift: the
+``<dir>/<host>.json`` (``<host>.<capture>.json`` for other capture kinds, e.g. ``nft``). In check mode a *changed* task is drift: the
 host differs from the intended state. Each record carries host, play, task name, role, module, the
 rendered diff (``--diff``) and the message; the file also holds every host's recap counters.
 """
@@ -106,7 +106,8 @@ class CallbackModule(CallbackBase):
 
     def _capture(self, result):
         """Store the JSON stdout of a task marked ``compliance_capture`` as <facts dir>/<host>.json."""
-        if not self._facts_dir or not (getattr(result._task, "vars", None) or {}).get("compliance_capture"):
+        capture = (getattr(result._task, "vars", None) or {}).get("compliance_capture")
+        if not self._facts_dir or not capture:
             return
         host = result._host.get_name()
         out = result._result.get("stdout") or ""
@@ -117,7 +118,8 @@ class CallbackModule(CallbackBase):
             self._records[-1]["msg"] = "collector output is not JSON: " + out[:500]
             return
         os.makedirs(self._facts_dir, exist_ok=True)
-        path = os.path.join(self._facts_dir, host + ".json")
+        suffix = "" if capture in ("server", "router") else "." + str(capture)
+        path = os.path.join(self._facts_dir, host + suffix + ".json")
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
             fh.write(out)
         os.replace(path + ".tmp", path)

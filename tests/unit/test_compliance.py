@@ -39,7 +39,7 @@ NFT_GOOD = {"nftables": [
         {"log": {"prefix": "drop "}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]}},
 ]}
 
-CTX = {"site_code": "220202", "functions": ["app_server"], "addresses": ["198.18.33.10", "198.19.0.29"],
+CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"], "addresses": ["198.18.33.10", "198.19.0.29"],
        "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
        "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
        "admins": [{"user": "jcadmin", "state": "present"}],
@@ -76,6 +76,7 @@ def server_facts():
             "/etc/sudoers.d/automation": "jincai ALL=(ALL) NOPASSWD: ALL\n",
             "/etc/rsyslog.d/90-forward.conf": 'action(type="omfwd" target="198.18.0.11" port="514" protocol="tcp")\n',
             "/etc/chrony/chrony.conf": "server 198.18.32.1 iburst\nserver 198.18.0.11 iburst\n",
+            "/etc/audit/rules.d/50-jincai.rules": "-w /etc/passwd -p wa -k identity\n",
         },
         "stat": {"/var/log/auth.log": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
                  "/var/log/syslog": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
@@ -95,7 +96,10 @@ def server_facts():
              "password": "locked"},
         ],
         "sshd": {"rc": 0, "err": "", "config": copy.deepcopy(SSHD)},
-        "services": _svc("ssh", "rsyslog", "chrony", "nftables", "nginx", "postgresql"),
+        "virt": "none",
+        "services": dict(_svc("ssh", "rsyslog", "chrony", "nftables", "nginx", "postgresql", "auditd", "jincai-budget"),
+                         **{f"{t}.timer": {"load": "loaded", "active": "active", "sub": "waiting", "enabled": "enabled"}
+                            for t in ("jincai-aide-check", "jincai-backup")}),
         "listening": [{"proto": "tcp", "address": "0.0.0.0", "port": 22, "process": 'users:(("sshd",pid=1,fd=3))'},
                       {"proto": "tcp", "address": "0.0.0.0", "port": 8101, "process": ""},
                       {"proto": "tcp", "address": "127.0.0.1", "port": 9999, "process": ""}],
@@ -175,6 +179,13 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["services"]["rsyslog.service"].update(active="inactive"), "services.rsyslog", "L3-SMC1-10"),
     (lambda f: f["services"]["chrony.service"].update(active="failed"), "services.chrony", "L3-CES1-13"),
     (lambda f: f["services"].pop("nginx.service"), "services.nginx", "L3-SMC1-09"),
+    (lambda f: f["services"]["jincai-budget.service"].update(active="inactive"), "services.jincai-budget",
+     "L3-SMC1-09"),
+    (lambda f: f["services"]["jincai-backup.timer"].update(active="inactive"), "services.jincai-backup.timer",
+     "L3-CES1-28"),
+    (lambda f: f["services"]["auditd.service"].update(active="inactive"), "audit.auditd", "L3-CES1-12"),
+    (lambda f: (f.update(virt="systemd-nspawn"), f["files"].pop("/etc/audit/rules.d/50-jincai.rules")),
+     "audit.auditd", "L3-CES1-12"),
     (lambda f: f["files"].pop("/etc/rsyslog.d/90-forward.conf"), "audit.log_forwarding", "L3-SMC1-10"),
     (lambda f: f["stat"].update({"/var/log/auth.log": {"mode": "0644", "uid": 0, "gid": 0, "size": 1}}),
      "audit.log_permissions", "L3-CES1-14"),
@@ -183,6 +194,8 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["stat"].pop("/var/lib/aide/aide.db"), "integrity.aide", "L3-CES1-21"),
     (lambda f: f.update(nft={"error": "Operation not permitted"}), "firewall.default_deny", "L3-CES1-17"),
     (lambda f: f["nft"]["nftables"][3]["chain"].update(policy="accept"), "firewall.default_deny", "L3-CES1-17"),
+    (lambda f: f["services"]["nftables.service"].update(enabled="disabled"), "services.nftables_enabled",
+     "L3-CES1-17"),
     (lambda f: f["nft"]["nftables"].insert(4, {"rule": {
         "family": "inet", "table": "filter", "chain": "input", "handle": 50,
         "expr": [{"counter": None}, {"accept": None}]}}), "firewall.default_deny", "L3-CES1-17"),
@@ -221,10 +234,23 @@ def test_the_collector_host_is_judged_as_receiver_and_the_ntp_server_by_its_upst
     facts["files"]["/etc/rsyslog.d/90-forward.conf"] = 'module(load="imtcp")\ninput(type="imtcp" port="514")\n'
     facts["files"]["/etc/chrony/chrony.conf"] = "local stratum 8\nallow 198.18.0.0/15\n"
     ctx = dict(CTX, functions=["services"], addresses=["198.18.0.11", "198.19.0.11"], ntp_servers=["198.18.0.11"])
-    facts["services"] = _svc("ssh", "rsyslog", "chrony", "nftables", "nginx")
+    facts["services"].pop("postgresql.service")
     res = {r.check: r for r in checks.evaluate_server(facts, ctx, EXP)}
     assert res["audit.log_forwarding"].passed
     assert res["time.sources"].passed
+
+
+def test_auditd_in_a_container_needs_only_its_rules():
+    facts = server_facts()
+    facts["virt"] = "systemd-nspawn"
+    facts["services"]["auditd.service"]["active"] = "inactive"
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["audit.auditd"].passed and "container" in res["audit.auditd"].found
+
+
+def test_an_app_not_installed_on_the_host_is_not_required():
+    res = {r.check for r in checks.evaluate_server(server_facts(), CTX, EXP)}
+    assert "services.jincai-budget" in res and "services.jincai-treasury" not in res
 
 
 def test_a_broken_fact_is_a_failed_check_not_a_crash():
@@ -421,3 +447,53 @@ def test_prune_removes_only_old_run_directories(tmp_path):
     os.utime(old, (1, 1))
     assert report.prune_runs(str(tmp_path), keep_days=30) == ["old"]
     assert sorted(os.listdir(tmp_path)) == ["keepme", "new"]
+
+
+# ---------------------------------------------------------------- a Linux (FRR) router's packet filter
+
+def _m(proto, field, right):
+    return {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": field}}, "right": right}}
+
+
+def _rule(chain, handle, *expr):
+    return {"rule": {"family": "inet", "table": "jincai_router", "chain": chain, "handle": handle, "expr": list(expr)}}
+
+
+def router_nft():
+    """The lab router ruleset shape (templates/router/nftables.j2): input, forward, metro_in."""
+    iif = {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}
+    est = {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}
+    return {"nftables": [
+        {"chain": {"family": "inet", "table": "jincai_router", "name": "input", "hook": "input", "policy": "drop"}},
+        {"chain": {"family": "inet", "table": "jincai_router", "name": "forward", "hook": "forward",
+                   "policy": "accept"}},
+        {"chain": {"family": "inet", "table": "jincai_router", "name": "metro_in"}},
+        _rule("input", 1, est, {"accept": None}),
+        _rule("input", 2, iif, _m("tcp", "dport", 22), {"accept": None}),
+        _rule("input", 3, _m("ip", "saddr", {"set": [{"prefix": {"addr": "198.19.0.0", "len": 24}}]}),
+              _m("tcp", "dport", 22), {"accept": None}),
+        _rule("input", 4, {"counter": None}, {"drop": None}),
+        _rule("metro_in", 5, est, {"accept": None}),
+        _rule("metro_in", 6, _m("ip", "saddr", "198.18.0.130"), _m("ip", "daddr", "198.18.0.0/24"),
+              _m("tcp", "dport", 8102), {"accept": None}),
+        _rule("metro_in", 7, {"counter": None}, {"drop": None}),
+    ]}
+
+
+RCTX = dict(ROUTER_CTX, mgmt_interfaces=["eth0"])
+
+
+def test_router_packet_filter_passes_and_each_violation_is_found():
+    assert failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, router_nft())) == set()
+    nft = router_nft()
+    nft["nftables"].insert(7, _rule("metro_in", 50, {"accept": None}))
+    assert ("router.metro_specific", "L3-ABS1-07") in failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, nft))
+    nft = router_nft()
+    nft["nftables"].pop()
+    assert ("router.metro_default_deny", "L3-ABS1-05") in failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, nft))
+    nft = router_nft()
+    nft["nftables"].insert(4, _rule("input", 51, _m("tcp", "dport", 22), {"accept": None}))
+    assert ("router.filter_management", "L3-CES1-18") in failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, nft))
+    nft = router_nft()
+    nft["nftables"][0]["chain"]["policy"] = "accept"
+    assert ("router.filter_default_deny", "L3-CES1-17") in failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, nft))
