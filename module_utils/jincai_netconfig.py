@@ -49,6 +49,9 @@ class Platform:
     replace_whole_res: tuple = ()  # sections re-sent whole when their body differs
     negate_rewrites: tuple = ()  # (regex, replacement) applied to a line before negating it
     secret_res: tuple = ()  # regexes with a group "secret": compared and shown as <secret>
+    # sections that cannot be deleted (physical interfaces): removed by negating their children;
+    # such a section with no children counts as absent
+    clear_only_res: tuple = ()
     # lines that open a sub-mode even when they have no children (left with exit_section)
     section_res: tuple = (r"^interface ", r"^router ", r"^ip access-list ", r"^line ", r"^route-map ")
     confirm_re: str = r"\[(?:Y/N|y/n|yes/no|Y\(yes\)/N\(no\)(?:/C\(cancel\))?)\]\s*:?\s*\Z"
@@ -93,6 +96,7 @@ PLATFORMS = {
             r"^frr defaults ",
         ),
         replace_whole_res=(),
+        clear_only_res=(r"^interface ",),
         silent_success=True,
     ),
     "cisco_ios": Platform(
@@ -275,7 +279,9 @@ def parse(text, platform):
             node = Node(stripped, key)
             parent.children[key] = node
         stack.append((indent, node))
-    return root.children
+    clear_only = [re.compile(r) for r in platform.clear_only_res]
+    return {k: n for k, n in root.children.items()
+            if n.children or not any(r.match(k) for r in clear_only)}
 
 
 def render(tree, indent=0):
@@ -332,9 +338,16 @@ def same(a, b):
 def _plan_level(running, intended, platform, depth):
     removals, changes, additions = [], [], []
     whole = [re.compile(r) for r in platform.replace_whole_res]
+    clear_only = [re.compile(r) for r in platform.clear_only_res]
     for key, node in running.items():
-        if key not in intended:
-            removals.append(negation(node.text, platform))
+        if key in intended:
+            continue
+        if depth == 0 and any(r.match(key) for r in clear_only):
+            if node.children:
+                removals.extend([node.text, *(negation(c.text, platform) for c in node.children.values()),
+                                 platform.exit_section])
+            continue
+        removals.append(negation(node.text, platform))
     for key, node in intended.items():
         old = running.get(key)
         if old is None:

@@ -33,21 +33,32 @@ def _tail(res, n=40):
     return "\n".join(res.output.splitlines()[-n:])
 
 
+def _router_group_vars():
+    """The lab's group_vars/routers.yml (netmiko user and key), which ansible-inventory merges in."""
+    import yaml
+
+    with open(os.path.join(LAB, "group_vars", "routers.yml"), encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+NETMIKO_USER = _router_group_vars()["jincai_netmiko_user"]
+NETMIKO_KEY = _router_group_vars()["jincai_netmiko_key_file"]
+
+
 def routers():
     return sorted(inventory()["routers"]["hosts"])
 
 
 def vtysh(host, command):
     """Run one vtysh command on ``host`` as the netmiko user (vtysh is its login shell)."""
-    return run_on(host, command, sudo=False, user=hostvars(host)["jincai_netmiko_user"], check=True).stdout
+    return run_on(host, command, sudo=False, user=NETMIKO_USER, check=True).stdout
 
 
 def device(host):
     """A jincai_netconfig Device connected to ``host`` (close with .conn.disconnect())."""
     hv = hostvars(host)
     platform = nc.get_platform(hv["jincai_router"]["platform"])
-    conn = nc.connect(platform, mgmt_address(host), hv["jincai_netmiko_user"],
-                      key_file=hv["jincai_netmiko_key_file"])
+    conn = nc.connect(platform, mgmt_address(host), NETMIKO_USER, key_file=NETMIKO_KEY)
     return nc.Device(conn, platform)
 
 

@@ -378,3 +378,10 @@ def _swallow(execute, text):
     def wrapped(line):
         return "" if line == text else execute(line)
     return wrapped
+
+
+def test_frr_interface_sections_are_cleared_not_deleted():
+    """FRR refuses `no interface eth5` for a kernel interface: its lines are negated instead."""
+    running = "hostname r1\ninterface eth5\n description lan\n ip address 198.18.16.1/24\nexit\ninterface eth6\nexit\n"
+    cmds = nc.plan(nc.parse(running, FRR), nc.parse("hostname r1\n", FRR), FRR)
+    assert cmds == ["interface eth5", "no description lan", "no ip address 198.18.16.1/24", "exit"]

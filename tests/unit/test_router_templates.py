@@ -215,11 +215,11 @@ def test_ansible_renders_like_the_tests(tmp_path):
             "dest": str(out), "mode": "0600",
             "content": "{{ _r | to_json }}"},
             "vars": {"_r": {p: "{{ lookup('ansible.builtin.template', '%s/%s.j2') }}" % (TEMPLATES, p)
-                            for p in PLATFORMS}}}]}]))
+                            for p in ("huawei_vrp",)}}}]}]))
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-    for platform in ("frr", "huawei_vrp"):
+    for platform in ("huawei_vrp",):  # one run (~5 s); FRR is rendered by Ansible in the lab tests
         hv = dict(hostvars(platform)["220100-rtr"], router_metro_policy=policy(), router_snmp=SNMP)
         extra = tmp_path / "vars.json"
         extra.write_text(json.dumps(hv))
