@@ -94,15 +94,15 @@ class Runner:
             env[ROOT_KEY_ENV] = root_key
         argv += ["-e", f"jincai_bootstrap_login={login}"]
         if self.conn:
-            argv += ["-e", f"jincai_bootstrap_automation_user={self.conn['user']}",
-                     "-e", f"jincai_bootstrap_automation_key={self.conn['key']}"]
+            argv += ["-e", json.dumps({"jincai_bootstrap_automation_user": self.conn["user"],
+                                       "jincai_bootstrap_automation_key": self.conn["key"],
+                                       "ansible_ssh_common_args": self.conn["ssh_args"]})]
         for key, value in (extra or {}).items():
             argv += ["-e", f"{key}={value}"]
         env.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env["ANSIBLE_NOCOLOR"] = "1"
         env["ANSIBLE_FORCE_COLOR"] = "0"
-        env["ANSIBLE_CALLBACKS_ENABLED"] = ""  # no per-task timing noise for technicians
         log_path = os.path.join(self.state.dir, f"{step}.log")
         os.makedirs(self.state.dir, exist_ok=True)
         with open(log_path, "w", encoding="utf-8") as log:
@@ -118,13 +118,14 @@ class Runner:
             rc = self.proc.wait()
             self.proc = None
         out = "".join(lines)
+        self.last_output = out
         return rc, parse_recap(out), failures(out)
 
     def _echo(self, line):
         if self.verbose:
             sys.stdout.write(line)
             return
-        if line.startswith("TASK ["):
+        if line.startswith("TASK [") and "Validating arguments against arg spec" not in line:
             name = line[6:].split("]", 1)[0]
             _say(f"      - {name}")
         elif line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line:
@@ -221,9 +222,14 @@ class Bootstrap:
         if not os.path.isfile(key + ".pub"):
             raise BootstrapError(f"{key}.pub is missing (bootstrap installs this public key on the new hosts)",
                                  f"recreate it: ssh-keygen -y -f {key} > {key}.pub")
-        self.conn = {"user": hv.get("ansible_user", "jincai"), "key": key,
-                     "known_hosts": os.path.expanduser(m.group(1)) if m else os.path.expanduser("~/.ssh/known_hosts"),
-                     "netops": hv.get("jincai_netmiko_user", "netops")}
+        known = os.path.expanduser(m.group(1)) if m else os.path.expanduser("~/.ssh/known_hosts")
+        # Every bootstrap connection checks the site's own record first, then the inventory's file.
+        both = f"-o 'UserKnownHostsFile={self.known_hosts} {known}'"
+        ssh_args = re.sub(r"-o\s+UserKnownHostsFile=\S+", lambda _m: both, args) if m else f"{args} {both}".strip()
+        if "StrictHostKeyChecking" not in ssh_args:
+            ssh_args += " -o StrictHostKeyChecking=yes"
+        self.conn = {"user": hv.get("ansible_user", "jincai"), "key": key, "known_hosts": known,
+                     "ssh_args": ssh_args, "netops": hv.get("jincai_netmiko_user", "netops")}
         self.runner.conn = self.conn
         return self.conn
 
@@ -274,10 +280,10 @@ class Bootstrap:
         except FileNotFoundError:
             recorded = {}
         checks, errors = [], []
+        scanned = scan_host_keys([h.address for h in self.site.hosts], timeout=self.args.timeout)
         for host in self.site.hosts:
             try:
-                checks.append(compare_keys(host, scan_host_keys(host.address, timeout=int(self.args.timeout)),
-                                           recorded.get(host.name, {})))
+                checks.append(compare_keys(host, scanned[host.address], recorded.get(host.name, {})))
             except BootstrapError as exc:
                 errors.append(exc)
         if errors:
@@ -369,7 +375,9 @@ class Bootstrap:
 
     def _fail_text(self, fails, rc):
         if not fails:
-            return f"ansible-playbook exited {rc}; see {os.path.join(self.state.dir, '*.log')}"
+            tail = [ln.strip() for ln in getattr(self.runner, "last_output", "").splitlines() if ln.strip()][-3:]
+            return (f"ansible-playbook exited {rc}: " + " / ".join(tail)[-600:] +
+                    f"\nfull output: {self.state.dir}/")
         lines = []
         for host, msg in fails[:6]:
             lines.append(f"{host}: {msg[:600]}")

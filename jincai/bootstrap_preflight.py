@@ -233,15 +233,15 @@ def parse_known_hosts(text):
     return out
 
 
-def scan_host_keys(address, timeout=5, run=subprocess.run):
-    """Return ``{keytype: key_b64}`` read with ssh-keyscan (empty when the host gave none)."""
-    res = run(["ssh-keyscan", "-T", str(timeout), "-t", ",".join(KEY_TYPES), address],
-              capture_output=True, text=True, check=False, timeout=timeout * 4 + 5)
-    keys = {}
+def scan_host_keys(addresses, timeout=5, run=subprocess.run):
+    """Return ``{address: {keytype: key_b64}}`` read with one ssh-keyscan (hosts scanned in parallel)."""
+    res = run(["ssh-keyscan", "-T", str(int(timeout)), "-t", ",".join(KEY_TYPES)] + list(addresses),
+              capture_output=True, text=True, check=False, timeout=timeout * 4 + 10)
+    keys = {a: {} for a in addresses}
     for line in res.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and not line.startswith("#"):
-            keys[parts[1]] = parts[2]
+        if len(parts) >= 3 and not line.startswith("#") and parts[0] in keys:
+            keys[parts[0]][parts[1]] = parts[2]
     return keys
 
 
