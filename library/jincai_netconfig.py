@@ -46,6 +46,10 @@ options:
   password:
     description: Password, when no key is used.
     type: str
+  known_hosts:
+    description:
+      - An OpenSSH known_hosts file; when set, the device's host key must be listed in it.
+    type: path
   config:
     description: The whole intended config text (as rendered from templates/router/).
     type: str
@@ -137,7 +141,7 @@ def run(module):
     t0 = time.monotonic()
     try:
         conn = connect(platform, p["host"], p["username"], port=p["port"], key_file=p["key_file"],
-                       password=p["password"], timeout=p["timeout"])
+                       password=p["password"], timeout=p["timeout"], known_hosts=p["known_hosts"])
     except Exception as exc:  # netmiko raises many types; all mean "cannot reach the device"
         module.fail_json(msg=f"cannot connect to {p['host']}:{p['port']} as {p['username']}: {exc}")
     timings["connect"] = round(time.monotonic() - t0, 3)
@@ -210,6 +214,7 @@ def main():
             username=dict(type="str", required=True),
             key_file=dict(type="path"),
             password=dict(type="str", no_log=True),
+            known_hosts=dict(type="path"),
             config=dict(type="str", required=True),
             backup_dir=dict(type="path"),
             save=dict(type="bool", default=True),

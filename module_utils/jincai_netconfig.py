@@ -96,6 +96,7 @@ PLATFORMS = {
             r"^frr defaults ",
         ),
         replace_whole_res=(),
+        negate_rewrites=((r"^description .*", "description"),),
         clear_only_res=(r"^interface ",),
         silent_success=True,
     ),
@@ -412,10 +413,16 @@ def _frr_class():
     return FrrVtyshSSH
 
 
-def connect(platform, host, username, port=22, key_file=None, password=None, timeout=20):
-    """Open a netmiko session to ``host`` for ``platform``."""
+def connect(platform, host, username, port=22, key_file=None, password=None, timeout=20, known_hosts=None):
+    """Open a netmiko session to ``host`` for ``platform``.
+
+    With ``known_hosts`` the device's host key must be in that file (unknown or changed keys are
+    refused); without it netmiko accepts any key.
+    """
     params = dict(host=host, port=port, username=username, timeout=timeout, conn_timeout=timeout,
                   auth_timeout=timeout, banner_timeout=timeout, fast_cli=False)
+    if known_hosts:
+        params.update(ssh_strict=True, system_host_keys=False, alt_host_keys=True, alt_key_file=known_hosts)
     if key_file:
         params.update(use_keys=True, key_file=key_file, allow_agent=False)
     if password:

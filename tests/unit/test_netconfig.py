@@ -207,8 +207,9 @@ class FakeVtysh:
         level = self.tree
         for key in self.path:
             level = level[key].children
-        if line.startswith("no "):
-            level.pop(line[3:], None)
+        if line.startswith("no "):  # like vtysh: `no description` removes `description <text>`
+            for key in [k for k in level if k == line[3:] or k.startswith(line[3:] + " ")]:
+                level.pop(key)
             return ""
         level.setdefault(line, nc.Node(line, line))
         if not self.path and line.startswith(self.SECTIONS):
@@ -307,7 +308,8 @@ class Failed(Exception):
 class FakeModule:
     def __init__(self, config, check=False, diff=True, backup_dir=None):
         self.params = dict(platform="frr", host="198.18.250.10", port=22, username="netops", key_file=None,
-                           password=None, config=config, backup_dir=backup_dir, save=True, timeout=2)
+                           password=None, config=config, backup_dir=backup_dir, save=True, timeout=2,
+                           known_hosts=None)
         self.check_mode = check
         self._diff = diff
 
@@ -384,4 +386,4 @@ def test_frr_interface_sections_are_cleared_not_deleted():
     """FRR refuses `no interface eth5` for a kernel interface: its lines are negated instead."""
     running = "hostname r1\ninterface eth5\n description lan\n ip address 198.18.16.1/24\nexit\ninterface eth6\nexit\n"
     cmds = nc.plan(nc.parse(running, FRR), nc.parse("hostname r1\n", FRR), FRR)
-    assert cmds == ["interface eth5", "no description lan", "no ip address 198.18.16.1/24", "exit"]
+    assert cmds == ["interface eth5", "no description", "no ip address 198.18.16.1/24", "exit"]
