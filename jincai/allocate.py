@@ -7,6 +7,7 @@ already allocated is ever changed, so adding a site never renumbers another.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 
 from jincai import model
@@ -56,10 +57,21 @@ class Allocator:
         """Lowest /prefix inside container overlapping nothing used (nor the ranges in avoid)."""
         container = model.net(container)
         lo, hi = _rng(container)
-        blockers = [r for r in list(self.used_nets) + list(avoid) if r[0] <= hi and r[1] >= lo]
+        # ranges inside/overlapping the container, except those covering it whole (e.g. the city
+        # block when allocating a county inside it), merged and sorted for a bisect per candidate
+        blockers = sorted(r for r in list(self.used_nets) + list(avoid)
+                          if r[0] <= hi and r[1] >= lo and not (r[0] <= lo and r[1] >= hi))
+        merged = []
+        for a, b in blockers:
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        ends = [b for _, b in merged]
         for cand in container.subnets(new_prefix=prefix):
             a, b = _rng(cand)
-            if not any(r[0] <= b and r[1] >= a and not (r[0] <= lo and r[1] >= hi) for r in blockers):
+            i = bisect.bisect_left(ends, a)  # first merged range ending at or after the candidate's start
+            if i == len(merged) or merged[i][0] > b:
                 self.used_nets.append((a, b))
                 return cand
         raise AllocationError(f"no free /{prefix} left in {container} for the {what}")

@@ -9,6 +9,7 @@ into hosts, groups and host vars (what :mod:`jincai.inventory` prints for Ansibl
 from __future__ import annotations
 
 import csv
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ class VaultValue(str):
     """An ``!vault`` inline-encrypted value (kept encrypted; only its presence matters here)."""
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader that also accepts Ansible's ``!vault`` tag."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe loader (libyaml when available: ~10x faster) that also accepts Ansible's ``!vault`` tag."""
 
 
 _Loader.add_constructor("!vault", lambda loader, node: VaultValue(loader.construct_scalar(node)))
@@ -230,8 +231,9 @@ def _yaml_msg(exc):
 # --------------------------------------------------------------------------- derivation
 
 
+@functools.lru_cache(maxsize=65536)
 def net(cidr):
-    """``ipaddress.ip_network`` with ``strict=False``."""
+    """``ipaddress.ip_network`` with ``strict=False`` (cached: networks are immutable)."""
     return ipaddress.ip_network(cidr, strict=False)
 
 
