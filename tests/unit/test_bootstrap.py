@@ -1,0 +1,281 @@
+"""Unit tests of ``jincai bootstrap``: site resolution, messages, host keys, state and checklist.
+
+Network use is limited to loopback sockets opened by the tests themselves.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from jincai import ROOT, bootstrap
+from jincai import bootstrap_preflight as pf
+from jincai import bootstrap_state as bs
+from jincai.lab import blank
+
+LAB = os.path.join(ROOT, "inventories", "lab")
+
+
+@pytest.fixture(scope="module")
+def inv_with_county(tmp_path_factory):
+    """A copy of the lab inventory with county 220104 added through ``jincai site add``."""
+    from jincai import sitecmd
+
+    d = tmp_path_factory.mktemp("inv") / "lab"
+    shutil.copytree(LAB, d)
+    assert sitecmd.add(str(d), "220104", write=True) == 0
+    return str(d)
+
+
+# ---------------------------------------------------------------- site resolution
+
+
+@pytest.mark.parametrize("code, words", [
+    ("12", ["not a 6-digit GB/T 2260 code", "220104"]),
+    ("229999", ["229999", "not a Jilin division"]),
+    ("220105", ["220105 (二道区) is not added", "jincai site add 220105 --write"]),
+    ("220000", ["province is not bootstrapped"]),
+])
+def test_bad_site_codes_are_refused_with_the_fix(code, words):
+    with pytest.raises(pf.BootstrapError) as exc:
+        pf.resolve_site(LAB, code)
+    text = exc.value.text()
+    for w in words:
+        assert w in text
+    assert "fix:" in text
+
+
+def test_a_missing_inventory_is_named():
+    with pytest.raises(pf.BootstrapError) as exc:
+        pf.resolve_site("/nonexistent/inv", "220104")
+    assert "/nonexistent/inv" in exc.value.text()
+
+
+def test_an_invalid_source_lists_file_site_and_field(inv_with_county, tmp_path):
+    d = tmp_path / "broken"
+    shutil.copytree(inv_with_county, d)
+    path = d / "source" / "sites" / "220100.yml"
+    text = path.read_text(encoding="utf-8").replace("198.18.248.20/30", "198.18.248.8/30")  # overlaps 220102's link
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(pf.BootstrapError) as exc:
+        pf.resolve_site(str(d), "220104")
+    msg = exc.value.text()
+    assert "220100.yml" in msg and "nothing was contacted" in msg
+
+
+def test_a_new_county_resolves_router_first_with_its_parent(inv_with_county):
+    site = pf.resolve_site(inv_with_county, "220104")
+    assert [h.name for h in site.hosts] == ["220104-rtr", "220104-app1"]
+    assert site.router.platform == "frr" and site.parent_router == "220100-rtr"
+    assert site.environment == "lab" and len(site.fingerprint) == 16
+    assert site.uplinks[0]["name"] == "eth1"
+
+
+def test_the_lab_guard_refuses_addresses_outside_the_lab_range(inv_with_county):
+    site = pf.resolve_site(inv_with_county, "220104")
+    host = pf.SiteHost("220104-app1", "10.22.1.10", ["app_server"])
+    with pytest.raises(pf.BootstrapError, match="outside 198.18.0.0/15"):
+        pf.guard_address(site, host)
+
+
+# ---------------------------------------------------------------- reachability
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_closed_port_is_reported_as_refused_with_a_console_fix():
+    reason = pf.probe_ssh("127.0.0.1", _closed_port(), timeout=1)
+    assert "refused" in reason
+    err = pf.unreachable_error(pf.SiteHost("220104-app1", "198.19.0.30", ["app_server"]), reason)
+    assert "220104-app1 (server, 198.19.0.30:22)" in err.text()
+    assert "systemctl enable --now ssh" in err.text()
+
+
+def test_a_silent_host_names_power_cable_and_address():
+    err = pf.unreachable_error(pf.SiteHost("220104-rtr", "198.19.0.19", ["router"]), "no answer within 5 s")
+    text = err.text()
+    assert "220104-rtr (router, 198.19.0.19:22): no answer" in text
+    assert "management port" in text and "198.19.0.19" in text
+
+
+def test_a_port_that_is_not_ssh_is_told_apart():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.sendall(b"HTTP/1.0 400 Bad\r\n\r\n")
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        assert "is not SSH" in pf.probe_ssh("127.0.0.1", port, timeout=2)
+    finally:
+        t.join(2)
+        srv.close()
+
+
+def test_check_reachable_collects_every_silent_host(inv_with_county):
+    site = pf.resolve_site(inv_with_county, "220104")
+    problems = pf.check_reachable(site, probe=lambda addr, port, timeout: "no answer within 1 s")
+    assert sorted(problems) == ["220104-app1", "220104-rtr"]
+
+
+# ---------------------------------------------------------------- host keys
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "k")], check=True)
+    pub = (d / "k.pub").read_text().split()
+    out = subprocess.run(["ssh-keygen", "-lf", str(d / "k.pub")], capture_output=True, text=True, check=True)
+    return pub[0], pub[1], out.stdout.split()[1]
+
+
+def test_fingerprints_match_ssh_keygen(keypair):
+    _kind, blob, expected = keypair
+    assert pf.fingerprint(blob) == expected
+
+
+def test_first_contact_is_new_then_matches(keypair):
+    kind, blob, _ = keypair
+    host = pf.SiteHost("220104-app1", "198.19.0.30", ["app_server"])
+    first = pf.compare_keys(host, {kind: blob}, {})
+    assert first.new and first.lines()[0].startswith("ssh-ed25519")
+    assert not pf.compare_keys(host, {kind: blob}, {kind: blob}).new
+
+
+def test_a_changed_host_key_stops_with_both_fingerprints(keypair, tmp_path):
+    kind, blob, fp = keypair
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    other = (tmp_path / "other.pub").read_text().split()[1]
+    host = pf.SiteHost("220104-app1", "198.19.0.30", ["app_server"])
+    with pytest.raises(pf.BootstrapError) as exc:
+        pf.compare_keys(host, {kind: other}, {kind: blob})
+    text = exc.value.text()
+    assert "HOST KEY MISMATCH: 220104-app1 (198.19.0.30)" in text
+    assert fp in text and pf.fingerprint(other) in text
+    assert "--forget-host 220104-app1" in text and "Nothing was sent" in text
+
+
+def test_no_host_key_at_all_is_an_error():
+    with pytest.raises(pf.BootstrapError, match="offered no SSH host key"):
+        pf.compare_keys(pf.SiteHost("h", "198.19.0.30", []), {}, {})
+
+
+def test_known_hosts_round_trip_and_merge_is_idempotent(keypair, tmp_path):
+    kind, blob, _ = keypair
+    host = pf.SiteHost("220104-app1", "198.19.0.30", ["app_server"])
+    site_kh = tmp_path / "site_known_hosts"
+    pf.write_known_hosts(str(site_kh), {host.name: (host, {kind: blob})})
+    assert pf.parse_known_hosts(site_kh.read_text())["220104-app1"] == {kind: blob}
+    assert oct(site_kh.stat().st_mode & 0o777) == "0o600"
+    glob = tmp_path / "known_hosts"
+    glob.write_text("220000-rtr,198.19.0.10 ssh-ed25519 AAAAother\n220104-app1,198.19.0.30 ssh-ed25519 AAAAstale\n")
+    assert pf.merge_known_hosts(str(glob), [(host, {kind: blob})]) is True
+    lines = glob.read_text().splitlines()
+    assert lines[0].startswith("220000-rtr") and "AAAAstale" not in glob.read_text()
+    assert pf.merge_known_hosts(str(glob), [(host, {kind: blob})]) is False
+
+
+# ---------------------------------------------------------------- first login
+
+
+def test_a_wrong_root_password_names_host_and_fix():
+    def fake_run(argv, **kw):
+        assert kw["env"]["SSHPASS"] == "secret" and "secret" not in " ".join(argv)
+        assert pf.PASSWORD_ENV not in kw["env"]
+        return subprocess.CompletedProcess(argv, 5, "", "Permission denied, please try again.\n")
+
+    with pytest.raises(pf.BootstrapError) as exc:
+        pf.check_root_password(pf.SiteHost("220104-app1", "198.19.0.30", ["app_server"]), "secret",
+                               "/tmp/kh", run=fake_run)
+    text = exc.value.text()
+    assert "220104-app1 (server, 198.19.0.30): the root password was refused" in text
+    assert "Caps Lock" in text and "secret" not in text
+
+
+def test_ansible_failures_are_parsed_per_host():
+    out = ('fatal: [220104-rtr]: FAILED! => {"changed": false, "msg": "220104-rtr: uplink port eth1 cannot reach"}\n'
+           'fatal: [220104-app1]: UNREACHABLE! => {"changed": false, "msg": "ssh: connect timed out", "unreachable": true}\n'
+           'failed: [220104-app1] (item=x) => {"msg": "nope"}\n')
+    found = bootstrap.failures(out)
+    assert found[0] == ("220104-rtr", "220104-rtr: uplink port eth1 cannot reach")
+    assert found[1] == ("220104-app1", "unreachable: ssh: connect timed out")
+
+
+# ---------------------------------------------------------------- state and checklist
+
+
+def test_state_survives_reload_and_a_new_plan_forgets_expensive_steps(tmp_path):
+    st = bs.State("220104", str(tmp_path))
+    st.set_plan("aaaa")
+    st.record("reach", "passed")
+    st.record("baseline", "passed", changed=12)
+    again = bs.State("220104", str(tmp_path))
+    assert again.passed("baseline") and again.steps["baseline"]["changed"] == 12
+    again.set_plan("bbbb")
+    assert not again.passed("baseline") and again.passed("reach")
+
+
+def test_checklist_shows_the_failure_and_what_to_do(tmp_path):
+    st = bs.State("220104", str(tmp_path))
+    st.record("validate", "passed")
+    st.record("router_config", "failed", "220104-rtr: uplink port eth1 cannot reach 220100-rtr")
+    text = bs.checklist(st, {"validate": "passed", "router_config": "failed"}, ["call the province"])
+    assert "[FAIL] Router: uplink and routing config" in text
+    assert "220104-rtr: uplink port eth1 cannot reach 220100-rtr" in text
+    assert "NEXT: check the WAN cable" in text and "jincai bootstrap 220104" in text
+    assert "[----] Servers: security baseline" in text
+    assert "CALL / 联系: call the province" in text
+
+
+def test_checklist_says_done_when_every_step_passed(tmp_path):
+    st = bs.State("220104", str(tmp_path))
+    for s in bs.STEPS:
+        st.record(s.key, "passed")
+    text = bs.checklist(st, {s.key: "resumed" if s.resumable else "passed" for s in bs.STEPS})
+    assert "RESULT: site 220104 is on the WAN, compliant and verified" in text
+    assert "[FAIL]" not in text and text.count("[DONE]") == sum(s.resumable for s in bs.STEPS)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_cli_refuses_an_unadded_code_before_contacting_anything(tmp_path, capsys):
+    rc = bootstrap.main(["220105", "-i", LAB, "--reports-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "jincai site add 220105" in err
+    assert not os.listdir(tmp_path)  # no state, no known_hosts: nothing was started
+
+
+def test_cli_reports_silent_hosts_in_the_checklist(inv_with_county, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bootstrap, "check_reachable",
+                        lambda site, timeout=5: {"220104-app1": pf.unreachable_error(site.servers[0], "no answer within 5 s")})
+    rc = bootstrap.main(["220104", "-i", inv_with_county, "--reports-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 3
+    assert "[FAIL] Every host answers on SSH" in out and "220104-app1 (server, 198.19.0.30:22)" in out
+    assert "RESULT: stopped at step 2" in out
+
+
+# ---------------------------------------------------------------- lab blank site helpers
+
+
+def test_plan_renames_follow_the_addresses():
+    existing = {"eth0": ["198.19.0.20/24"], "eth4": ["198.18.16.1/24"], "eth3": ["198.18.248.13/30"]}
+    wanted = {"eth0": "198.19.0.20/24", "eth3": "198.18.248.13/30", "eth4": "198.18.248.21/30",
+              "eth5": "198.18.16.1/24"}
+    assert blank.plan_renames(existing, wanted) == [("eth4", "eth5")]
+    assert blank.plan_renames({"eth4": ["198.18.16.1/24"]}, {"eth4": "198.18.16.1/24"}) == []
