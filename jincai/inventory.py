@@ -35,6 +35,18 @@ def derive_checked(inventory_dir):
     return model.derive(src), [f for f in findings if f.severity != "error"]
 
 
+#: Host vars derived from network-wide settings only; the plugin sets them once on group ``all``.
+SHARED_VARS = ("jincai_environment", "jincai_admins", "jincai_applications", "jincai_province_services")
+
+
+def shared_vars(derived):
+    """The SHARED_VARS that really are equal on every host (checked, not assumed)."""
+    hosts = list(derived.hosts.values())
+    if not hosts:
+        return {}
+    return {k: hosts[0][k] for k in SHARED_VARS if k in hosts[0] and all(h.get(k) == hosts[0][k] for h in hosts)}
+
+
 def group_names(derived):
     """All group names in a stable order."""
     rest = sorted(g for g in derived.groups if g not in FIXED_GROUPS)

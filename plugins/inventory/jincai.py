@@ -89,10 +89,16 @@ class InventoryModule(BaseInventoryPlugin):
             display.warning(str(w))
         for group in jinv.group_names(derived):
             self.inventory.add_group(group)
+        # values that are the same on every host (network-wide) go on group "all" once: the same
+        # host vars for every consumer, a fraction of the work for Ansible's variable tagging
+        shared = jinv.shared_vars(derived)
+        for key, value in shared.items():
+            self.inventory.set_variable("all", key, value)
         for name, hostvars in derived.hosts.items():
             self.inventory.add_host(name)
             for key, value in hostvars.items():
-                self.inventory.set_variable(name, key, value)
+                if key not in shared:
+                    self.inventory.set_variable(name, key, value)
         for group, members in derived.groups.items():
             for name in members:
                 self.inventory.add_host(name, group=group)
