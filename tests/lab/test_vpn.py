@@ -71,7 +71,7 @@ def _all_up():
     return all("province" in _sas(u) for u in UNITS)
 
 
-def _tcp_from(unit, address, port, timeout=3):
+def _tcp_from(unit, address, port, timeout=2):
     """Connect from ``unit`` to address:port; return (connected, first line received)."""
     res = run_on(unit, f"nc -w {timeout} {address} {port} </dev/null; echo rc=$?", timeout=timeout + 30)
     lines = res.stdout.strip().splitlines()
