@@ -329,7 +329,10 @@ def remove(code, log=print, restore_inventory=None, known_hosts=None):
         net.ip("link", "delete", bridge, ns=topology.SWITCH_NS, check=False)
     parent_ns = record.get("parent_ns")
     if record.get("renames") and parent_ns and os.path.exists(os.path.join(net.NETNS_DIR, parent_ns)):
-        _rename(parent_ns, [(new, old) for old, new in record["renames"]])
+        present = _ns_links(parent_ns)
+        back = [(new, old) for old, new in record["renames"] if new in present and old not in present]
+        if back:  # only when the parent is still the one we re-patched (not a rebuilt lab)
+            _rename(parent_ns, back)
     if known_hosts and os.path.exists(known_hosts):
         labels = set(record["hosts"]) | {r["mgmt"] for r in record["hosts"].values()}
         with open(known_hosts, encoding="ascii") as fh:
