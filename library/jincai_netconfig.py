@@ -114,7 +114,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.jincai_netconfig import (
-    NetconfigError, Device, connect, get_platform, normalize, parse, plan, render, same,
+    NetconfigError, Device, connect, get_platform, normalize, parse, plan, render, same, write_only_lines,
 )
 
 
@@ -153,6 +153,8 @@ def run(module):
         before_text = normalize(running_text, platform)
         timings["fetch"] = round(time.monotonic() - t0, 3)
         cmds = plan(parse(running_text, platform), intended, platform)
+        if cmds:
+            cmds += write_only_lines(p["config"], platform)
         result["commands"] = cmds
         if module._diff and cmds:
             result["diff"] = dict(before=before_text, after=after_text,

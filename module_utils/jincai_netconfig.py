@@ -49,6 +49,9 @@ class Platform:
     replace_whole_res: tuple = ()  # sections re-sent whole when their body differs
     negate_rewrites: tuple = ()  # (regex, replacement) applied to a line before negating it
     secret_res: tuple = ()  # regexes with a group "secret": compared and shown as <secret>
+    # lines the device accepts but never shows (IOS `snmp-server user`): not compared, re-sent with
+    # every change
+    write_only_res: tuple = ()
     # sections that cannot be deleted (physical interfaces): removed by negating their children;
     # such a section with no children counts as absent
     clear_only_res: tuple = ()
@@ -123,6 +126,7 @@ PLATFORMS = {
         ),
         replace_whole_res=(r"^ip access-list ",),
         negate_rewrites=((r"^description .*", "description"), (r"^hostname .*", "hostname")),
+        write_only_res=(r"^snmp-server user ",),
     ),
     "huawei_vrp": Platform(
         name="huawei_vrp",
@@ -151,6 +155,7 @@ PLATFORMS = {
         ),
         save_command="save",
         save_confirm=True,
+        secret_res=(r"^snmp-agent usm-user v3 \S+ (?:authentication|privacy)-mode \S+ cipher (?P<secret>\S+)",),
         config_enter="system-view",
         config_leave="return",
     ),
@@ -181,6 +186,7 @@ PLATFORMS = {
         ),
         save_command="save",
         save_confirm=True,
+        secret_res=(r"^snmp-agent usm-user v3 \S+ (?:authentication|privacy)-mode \S+ cipher (?P<secret>\S+)",),
         commit=True,
         config_enter="system-view",
         config_leave="return",
@@ -211,6 +217,7 @@ PLATFORMS = {
             (r"^ospf timer dead .*", "ospf timer dead"),
         ),
         save_command="save force",
+        secret_res=(r"^snmp-agent usm-user v3 \S+ \S+ (?P<secret>(?:simple|cipher) authentication-mode .*)$",),
         save_confirm=False,
         config_enter="system-view",
         config_leave="return",
@@ -270,6 +277,8 @@ def parse(text, platform):
             continue
         if any(r.match(stripped) or r.match(line) for r in ignore):
             continue
+        if any(re.match(r, stripped) for r in platform.write_only_res):
+            continue
         indent = len(line) - len(line.lstrip(" "))
         while stack[-1][0] >= indent:
             stack.pop()
@@ -283,6 +292,12 @@ def parse(text, platform):
     clear_only = [re.compile(r) for r in platform.clear_only_res]
     return {k: n for k, n in root.children.items()
             if n.children or not any(r.match(k) for r in clear_only)}
+
+
+def write_only_lines(text, platform):
+    """The top-level lines of ``text`` the device never shows (sent again with every change)."""
+    lines = [ln.strip() for ln in text.replace("\r", "").split("\n")]
+    return [ln for ln in lines if any(re.match(r, ln) for r in platform.write_only_res)]
 
 
 def render(tree, indent=0):

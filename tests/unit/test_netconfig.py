@@ -258,7 +258,8 @@ def test_confirmation_is_answered():
 LINES = st.sampled_from(["ip ospf cost 10", "ip ospf cost 20", "description a", "description b",
                          "ip ospf passive", "ip ospf area 0.0.0.1"])
 SECTION = st.tuples(st.sampled_from(["interface eth1", "interface eth2", "router ospf"]),
-                    st.lists(LINES, max_size=4, unique=True))
+                    # single-valued settings, as on a device: one description, one cost
+                    st.lists(LINES, max_size=4, unique_by=lambda ln: ln.rsplit(" ", 1)[0]))
 CONFIG = st.tuples(st.lists(st.sampled_from(["hostname r1", "ip route 1.0.0.0/8 Null0", "log syslog"]),
                             unique=True, max_size=3),
                    st.lists(SECTION, max_size=3, unique_by=lambda s: s[0]))
@@ -387,3 +388,20 @@ def test_frr_interface_sections_are_cleared_not_deleted():
     running = "hostname r1\ninterface eth5\n description lan\n ip address 198.18.16.1/24\nexit\ninterface eth6\nexit\n"
     cmds = nc.plan(nc.parse(running, FRR), nc.parse("hostname r1\n", FRR), FRR)
     assert cmds == ["interface eth5", "no description", "no ip address 198.18.16.1/24", "exit"]
+
+
+def test_vendor_secrets_compare_masked():
+    """VRP shows SNMP keys encrypted: the rendered clear key and the device's cipher compare equal."""
+    ours = "snmp-agent usm-user v3 jincai-snmp authentication-mode sha cipher CLEARKEY\n"
+    device = "snmp-agent usm-user v3 jincai-snmp authentication-mode sha cipher %^%#x!Yq0~%^%#\n"
+    assert nc.plan(nc.parse(device, VRP), nc.parse(ours, VRP), VRP) == []
+    comware = nc.PLATFORMS["h3c_comware"]
+    ours = " snmp-agent usm-user v3 u G simple authentication-mode sha A privacy-mode aes128 P acl 2001\n"
+    device = " snmp-agent usm-user v3 u G cipher authentication-mode sha $c$3$x privacy-mode aes128 $c$3$y acl 2001\n"
+    assert nc.plan(nc.parse(device, comware), nc.parse(ours, comware), comware) == []
+
+
+def test_ios_write_only_lines_are_not_compared():
+    text = "hostname r1\nsnmp-server user u G v3 auth sha A priv aes 128 P\n"
+    assert list(nc.parse(text, IOS)) == ["hostname r1"]
+    assert nc.write_only_lines(text, IOS) == ["snmp-server user u G v3 auth sha A priv aes 128 P"]
