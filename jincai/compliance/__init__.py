@@ -144,7 +144,9 @@ def evaluate(raw_dir, inventory, scope, catalogue, meta):
     """Build the report from a raw directory (facts/, drift.json, collect.json, runs.json)."""
     from jincai.compliance import model
 
-    runs = _load_json(os.path.join(raw_dir, "runs.json")) or {}
+    runs = _load_json(os.path.join(raw_dir, "runs.json"))
+    if runs is None:  # artifacts from elsewhere (AWX jobs): a run whose record file exists ran
+        runs = {k: {"rc": 0} for k in ("collect", "drift") if os.path.exists(os.path.join(raw_dir, f"{k}.json"))}
     errors = list(meta.get("errors") or [])
     drift = None
     for key, playbook in (("collect", "playbooks/compliance.yml"), ("drift", "playbooks/site.yml")):
