@@ -53,7 +53,10 @@ def junit_tree(report):
                 counts["failures"] += 1
                 ET.SubElement(tc, "failure", message=f"{f['control']} {f['kind']}: {f['title']}",
                               type=f["control"]).text = f"{f['found']}\n{f['diff']}"
-            if report["hosts"][host]["kind"] == "server" and not h["checks"]:
+            if not h["checks"]:
+                tc = ET.SubElement(suite, "testcase", classname=cls, name="compliance facts collected")
+                ET.SubElement(tc, "error", message="no facts were collected").text = "; ".join(h.get("messages") or [])
+                counts["tests"] += 1
                 counts["errors"] += 1
         for k, v in counts.items():
             suite.set(k, str(v))
