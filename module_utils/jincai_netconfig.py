@@ -467,6 +467,7 @@ class Device:
         """
         out = ""
         start = None
+        answered = 0  # confirmations are looked for after the last one answered
         deadline = time.monotonic() + self.line_timeout
         while time.monotonic() < deadline:
             chunk = self.conn.read_channel()
@@ -483,9 +484,9 @@ class Device:
                     start = None
                     continue
             answer = out[start:]
-            if self._confirm.search(answer):
+            if self._confirm.search(answer[answered:]):
                 self.conn.write_channel("Y" + self.conn.RETURN)
-                out += "\n"
+                answered = len(answer)
                 continue
             prompt = self._prompt.search(answer)
             if prompt:
