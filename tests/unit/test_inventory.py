@@ -100,3 +100,20 @@ def test_directories_parse_fully_under_any_unparsed_is_failed(inv):
     """Every file Ansible sees in the inventory dirs is claimed by a plugin, so the stricter setting is safe."""
     r = ansible_inventory("-i", inv, "--graph", env={"ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"})
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_benchmark_synthetic_source_is_valid_and_ten_times_larger(tmp_path):
+    """benchmarks/inventory.py measures a real, valid 700-site source built by the allocator."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_inventory", os.path.join(ROOT, "benchmarks", "inventory.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    inv = str(tmp_path / "synthetic")
+    assert bench.synthetic_source(inv) == 700
+    from jincai import validate
+
+    assert validate.findings(inv) == []
+    data = inventory.build(inv)
+    assert len(data["_meta"]["hostvars"]) > 10 * 140
+    assert len(data["county"]["hosts"]) == 2 * 609
