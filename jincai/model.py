@@ -490,7 +490,8 @@ def derive(src):
                     hv["jincai_ntp_servers"] = list(network.get("ntp_upstream") or [])
             elif h["function"] == "vpn_concentrator":
                 add("vpn_concentrators", name)
-                served = [site] + ([c for c, u in children[code] if u["role"] == "primary"]
+                # a city concentrator serves the city and its counties (the same rule validate checks)
+                served = [site] + ([c for c in ordered if c["tier"] == "county" and c.get("parent") == code]
                                    if tier == "city" else [])
                 bu_apps = sorted({a for s in served for a in (s.get("budget_units") or {}).get("apps", [])},
                                  key=lambda a: list(apps_catalogue).index(a) if a in apps_catalogue else 99)
