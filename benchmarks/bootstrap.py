@@ -50,7 +50,7 @@ def main():
         with open(os.path.join(reports, CODE, "state.json"), encoding="utf-8") as fh:
             steps2 = json.load(fh)["steps"]
     finally:
-        blank.remove(CODE, restore_inventory=LAB_INVENTORY, known_hosts=labmod.KNOWN_HOSTS, log=lambda m: None)
+        blank.remove(CODE, restore_inventory=LAB_INVENTORY, log=lambda m: None)
     print(f"blank county attached (2 hosts booted):   {t_blank:6.1f} s")
     print(f"bootstrap, blank to verified:            {t_first:6.1f} s  rc={first.returncode}")
     for key, rec in steps.items():

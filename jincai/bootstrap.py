@@ -37,12 +37,13 @@ import time
 
 from jincai import ROOT
 from jincai.bootstrap_preflight import (PASSWORD_ENV, BootstrapError, check_reachable, check_root_password,
-                                        compare_keys, key_login_works, merge_known_hosts, parse_known_hosts,
-                                        resolve_site, scan_host_keys, write_known_hosts)
+                                        combine_known_hosts, compare_keys, key_login_works, merge_known_hosts,
+                                        parse_known_hosts, resolve_site, scan_host_keys, write_known_hosts)
 from jincai.bootstrap_state import STEPS, State, checklist
 from jincai.playbook import parse_recap
 
 PLAYBOOK = "playbooks/bootstrap.yml"
+LAB_DIR = "/var/lib/jincai-lab"  # the lab's own files (jincai lab); bootstrap never writes there
 DEFAULT_INVENTORY = os.path.join(ROOT, "inventories", "jilin")
 ROOT_KEY_ENV = "JINCAI_BOOTSTRAP_ROOT_KEY"
 CONTACTS = ["province network team / 省财政厅信息中心网络组 (see docs/runbook.en.md, 'Who to call')"]
@@ -80,6 +81,8 @@ class Runner:
 
     def run(self, step, tags, limit, password=None, root_key=None, extra=None):
         """Run the bootstrap playbook with ``tags`` on ``limit``; return ``(rc, recap, failures)``."""
+        if self.conn:
+            combine_known_hosts(self.conn["run_known_hosts"], self.conn["site_known_hosts"], self.conn["known_hosts"])
         argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), PLAYBOOK,
                 "-i", self.site.inventory, "--tags", ",".join(tags), "--limit", limit,
                 "-e", f"jincai_bootstrap_site={self.site.code}"]
@@ -223,12 +226,15 @@ class Bootstrap:
             raise BootstrapError(f"{key}.pub is missing (bootstrap installs this public key on the new hosts)",
                                  f"recreate it: ssh-keygen -y -f {key} > {key}.pub")
         known = os.path.expanduser(m.group(1)) if m else os.path.expanduser("~/.ssh/known_hosts")
-        # Every bootstrap connection checks the site's own record first, then the inventory's file.
-        both = f"-o 'UserKnownHostsFile={self.known_hosts} {known}'"
-        ssh_args = re.sub(r"-o\s+UserKnownHostsFile=\S+", lambda _m: both, args) if m else f"{args} {both}".strip()
+        # Every bootstrap connection (ssh and the routers' netmiko) checks one file: the site's record
+        # plus the inventory's file, rebuilt before each run (the inventory's file is only read).
+        self.run_known_hosts = os.path.join(self.state.dir, "known_hosts.run")
+        opt = f"-o UserKnownHostsFile={self.run_known_hosts}"
+        ssh_args = re.sub(r"-o\s+UserKnownHostsFile=\S+", lambda _m: opt, args) if m else f"{args} {opt}".strip()
         if "StrictHostKeyChecking" not in ssh_args:
             ssh_args += " -o StrictHostKeyChecking=yes"
         self.conn = {"user": hv.get("ansible_user", "jincai"), "key": key, "known_hosts": known,
+                     "run_known_hosts": self.run_known_hosts, "site_known_hosts": self.known_hosts,
                      "ssh_args": ssh_args, "netops": hv.get("jincai_netmiko_user", "netops")}
         self.runner.conn = self.conn
         return self.conn
@@ -299,10 +305,12 @@ class Bootstrap:
             if not self._confirm():
                 return self._fail("hostkeys", t0, "fingerprints not confirmed; nothing was changed on the hosts")
         write_known_hosts(self.known_hosts, {c.host.name: (c.host, {**c.recorded, **c.scanned}) for c in checks})
-        handed = merge_known_hosts(self.connection()["known_hosts"], [(c.host, c.scanned) for c in checks])
         detail = f"{len(new)} recorded now, {len(checks) - len(new)} match the record"
-        if handed:
-            detail += f"; added to {self.connection()['known_hosts']}"
+        glob = self.connection()["known_hosts"]
+        # Hand the confirmed keys to the inventory's own file for the regular playbooks; the lab's file
+        # belongs to `jincai lab` (rewritten by every `lab up`), so it is left alone there.
+        if not glob.startswith(LAB_DIR + os.sep) and merge_known_hosts(glob, [(c.host, c.scanned) for c in checks]):
+            detail += f"; added to {glob}"
         self._pass("hostkeys", t0, detail)
         return True
 
@@ -392,7 +400,14 @@ class Bootstrap:
         servers = site.servers
         if not self.reach() or not self.hostkeys():
             return 3
-        if router and not self.access("router_access", [router]):
+        if router and router.platform != "frr":
+            t0 = self._step("router_access")
+            self.current["router_access"] = "skipped"
+            self.state.record("router_access", "skipped", f"{router.platform}: the netmiko account is created on the "
+                              "console (runbook section 1); the router config step proves its login")
+            _say(f"   SKIP: {router.platform} router: its automation account is set up on the console "
+                 f"({time.monotonic() - t0:.0f} s)")
+        elif router and not self.access("router_access", [router]):
             return 4
         router_limit = ",".join([f"site_{site.code}:&routers"] + ([site.parent_router] if site.parent_router else []))
         if router and not self.playbook_step("router_config", ["router"], router_limit):

@@ -329,6 +329,24 @@ def merge_known_hosts(path, hosts_keys):
     return True
 
 
+def combine_known_hosts(path, site_file, inventory_file):
+    """Write ``path``: the site's recorded keys, then the inventory file's lines for every other host."""
+    def read(p):
+        try:
+            with open(p, encoding="ascii") as fh:
+                return [ln for ln in fh.read().splitlines() if ln.strip() and not ln.startswith("#")]
+        except FileNotFoundError:
+            return []
+    site = read(site_file)
+    labels = {lab for ln in site for lab in ln.split()[0].split(",")}
+    lines = site + [ln for ln in read(inventory_file) if not set(ln.split()[0].split(",")) & labels]
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write("".join(ln + "\n" for ln in lines))
+    os.replace(tmp, path)
+
+
 # ---------------------------------------------------------------- logins
 
 

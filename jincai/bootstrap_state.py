@@ -151,7 +151,7 @@ def checklist(state, current=None, contacts=None):
                 lines.append(f"        {d}")
             if first_failed is None:
                 first_failed = step
-    done = all(current.get(s.key) in ("passed", "resumed") or
+    done = all(current.get(s.key) in ("passed", "resumed", "skipped") or
                (current.get(s.key) is None and state.passed(s.key)) for s in STEPS)
     lines.append("")
     if done:

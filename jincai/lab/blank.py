@@ -19,7 +19,8 @@ be pushed again from the original inventory: ``remove(..., restore_inventory=...
 fault "cable in the wrong port" for the bootstrap tests.
 
 Everything made here is recorded in ``/var/lib/jincai-lab/blank.json``; the hosts live under the
-lab's own directories and namespaces, so ``jincai lab down`` removes them too.
+lab's own directories and namespaces, so ``jincai lab down`` removes them too. ``add`` and ``remove``
+hold the lab's lock; neither touches the lab's known_hosts (bootstrap records the keys it meets).
 
 CLI: ``python -m jincai.lab.blank add CODE -i INVENTORY [--miswire]`` (root password from
 ``JINCAI_BOOTSTRAP_PASSWORD``), ``remove CODE``, ``status``.
@@ -181,7 +182,15 @@ def _wait(records, log, timeout=BOOT_TIMEOUT):
 
 
 def add(inventory, code, password, miswire=False, log=print):
-    """Attach site ``code`` of ``inventory`` to the running lab as a blank site; return its record."""
+    """Attach site ``code`` of ``inventory`` to the running lab as a blank site; return its record.
+
+    Holds the lab's lock (as ``jincai lab up/down`` do), so it never races a lab bring-up.
+    """
+    with lab.locked(log):
+        return _add(inventory, code, password, miswire, log)
+
+
+def _add(inventory, code, password, miswire, log):
     if not password:
         raise BlankError(f"no root password for the blank hosts (set {PASSWORD_ENV})")
     labstate = lab.load_state()
@@ -194,7 +203,7 @@ def add(inventory, code, password, miswire=False, log=print):
     clash = sorted(h.name for h in hosts if h.name in labstate["hosts"])
     if clash:
         raise BlankError(f"{', '.join(clash)} already run in the main lab; a blank site must be new")
-    remove(code, log=log)
+    _remove(code, log=log)
     names = {h.name for h in hosts}
     record = {"inventory": os.path.abspath(inventory), "hosts": {}, "netns": [], "bridges": [], "renames": [],
               "parent_ns": None, "miswire": miswire}
@@ -302,13 +311,18 @@ def _stop(rec):
         pass
 
 
-def remove(code, log=print, restore_inventory=None, known_hosts=None):
+def remove(code, log=print, restore_inventory=None):
     """Remove blank site ``code`` (containers, mounts, namespaces, bridges); undo the parent's re-patching.
 
     With ``restore_inventory``, push the parent router's config again from that inventory (the lab's
-    own), so it forgets the downlink bootstrap gave it. With ``known_hosts``, drop the site's lines.
-    Returns True when something was removed.
+    own), so it forgets the downlink bootstrap gave it. Returns True when something was removed.
+    Holds the lab's lock like ``add``.
     """
+    with lab.locked(log):
+        return _remove(code, log, restore_inventory)
+
+
+def _remove(code, log=print, restore_inventory=None):
     state = load_state()
     record = state.get(str(code))
     if not record:
@@ -333,13 +347,6 @@ def remove(code, log=print, restore_inventory=None, known_hosts=None):
         back = [(new, old) for old, new in record["renames"] if new in present and old not in present]
         if back:  # only when the parent is still the one we re-patched (not a rebuilt lab)
             _rename(parent_ns, back)
-    if known_hosts and os.path.exists(known_hosts):
-        labels = set(record["hosts"]) | {r["mgmt"] for r in record["hosts"].values()}
-        with open(known_hosts, encoding="ascii") as fh:
-            lines = fh.read().splitlines()
-        kept = [ln for ln in lines if ln.strip() and not set(ln.split()[0].split(",")) & labels]
-        with open(known_hosts, "w", encoding="ascii") as fh:
-            fh.write("".join(ln + "\n" for ln in kept))
     state.pop(str(code), None)
     save_state(state)
     log(f"blank: site {code} removed")
@@ -375,8 +382,7 @@ def main(argv=None):
             add(args.inventory, args.code, os.environ.get(PASSWORD_ENV, ""), miswire=args.miswire,
                 log=lambda m: print(m, flush=True))
         elif args.cmd == "remove":
-            remove(args.code, restore_inventory=args.restore_inventory, known_hosts=lab.KNOWN_HOSTS,
-                   log=lambda m: print(m, flush=True))
+            remove(args.code, restore_inventory=args.restore_inventory, log=lambda m: print(m, flush=True))
         else:
             for code, rec in sorted(load_state().items()):
                 alive = sum(lab.is_ours(r) for r in rec["hosts"].values())

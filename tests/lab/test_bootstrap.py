@@ -40,7 +40,7 @@ def county(tmp_path_factory, lab_up):
     assert res.returncode == 0, res.stderr
     password = "Lab-" + secrets.token_urlsafe(12)
     yield str(d), password
-    blank.remove(CODE, restore_inventory=LAB_INVENTORY, known_hosts=labmod.KNOWN_HOSTS)
+    blank.remove(CODE, restore_inventory=LAB_INVENTORY)
 
 
 def attach(county_inv, password, miswire=False):
