@@ -131,7 +131,7 @@ table{border-collapse:collapse;margin:6px 0 12px;font-size:13px} th,td{border:1p
 text-align:left;vertical-align:top} th{background:#eef2f6} td.n{text-align:right}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;color:#fff}
 .passed,.clean{background:#2e7d32} .failed,.findings{background:#c62828} .drifted{background:#ef6c00}
-.unreachable,.error{background:#6a1b9a}
+.unreachable,.error{background:#6a1b9a} .check{background:#c62828}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0} .card{border:1px solid #ccd4dd;border-radius:6px;
 padding:8px 14px;min-width:110px} .card b{display:block;font-size:24px}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:6px;max-width:900px;overflow:auto;font-size:12px;margin:4px 0}
@@ -231,18 +231,37 @@ def render_html(report, history):
     if not report["findings"]:
         out.append("<p>No findings: every host in scope answered, passed every check and matches the intended "
                    "state.</p>")
-    else:
-        out.append("<table><tr><th>#</th><th>site</th><th>host</th><th>kind</th><th>control</th><th>check / task</th>"
+    by_site = {}
+    for f in report["findings"]:
+        by_site.setdefault(f["site"], []).append(f)
+    names = {x["code"]: x for x in sites}
+    labels = {"check": "failed", "drift": "drifted", "error": "error", "unreachable": "unreachable"}
+    for code in sorted(by_site):
+        site = names.get(code, {})
+        out.append(f'<h3 id="site-{_e(code)}">{_e(code)} {_e(site.get("name_zh", ""))} '
+                   f'<span class=z>{_e(site.get("pinyin", ""))} · {_e(site.get("tier", ""))}</span></h3>')
+        out.append("<table><tr><th>#</th><th>host</th><th>kind</th><th>control</th><th>check / task</th>"
                    "<th>expected</th><th>found</th></tr>")
-        for f in report["findings"]:
+        for f in by_site[code]:
             diff = f'<pre>{_e(f["diff"])}</pre>' if f.get("diff") else ""
             out.append(
-                f"<tr id=f{f['id']}><td class=n>{f['id']}</td><td>{_e(f['site'])}</td><td>{_e(f['host'])}</td>"
-                f"<td>{_badge(f['kind'] if f['kind'] != 'drift' else 'drifted')}</td>"
-                f"<td><b>{_e(f['control'])}</b><br><span class=z>{_e(f['clause'])}</span><br>"
-                f"{_e(f['control_text'])}<br><span class=z>{_e(f['control_summary'])}</span></td>"
+                f"<tr id=f{f['id']}><td class=n>{f['id']}</td><td>{_e(f['host'])}</td>"
+                f"<td>{_badge(labels.get(f['kind'], f['kind']))}</td>"
+                f"<td><a href=\"#c-{_e(f['control'])}\"><b>{_e(f['control'])}</b></a><br>"
+                f"<span class=z>{_e(f['clause'])}</span></td>"
                 f"<td>{_e(f['title'])}<br><span class=z>{_e(f['check'] or f['task'])}</span></td>"
                 f"<td>{_e(f['expected'])}</td><td>{_e(f['found'])}{diff}</td></tr>")
+        out.append("</table>")
+    if report.get("controls"):
+        out.append('<h2 id="controls">Controls cited</h2><table><tr><th>control</th><th>clause</th>'
+                   '<th>requirement (GB/T 22239-2019)</th><th>summary</th><th>findings</th></tr>')
+        counts = {}
+        for f in report["findings"]:
+            counts[f["control"]] = counts.get(f["control"], 0) + 1
+        for cid, c in sorted(report["controls"].items()):
+            out.append(f'<tr id="c-{_e(cid)}"><td><b>{_e(cid)}</b></td><td>{_e(c.get("clause"))}</td>'
+                       f'<td>{_e(c.get("text"))}</td><td>{_e(c.get("summary"))}</td>'
+                       f'<td class=n>{counts.get(cid, 0)}</td></tr>')
         out.append("</table>")
     out.append('<h2 id="trend">Trend</h2>')
     out.append(_trend_svg(history))
