@@ -34,7 +34,7 @@ def load_controls(path=CONTROLS_FILE):
     for i, rule in enumerate(data.get("drift_rules") or []):
         if rule.get("control") not in controls:
             raise ControlsError(f"{path}: drift_rules[{i}].control: unknown control {rule.get('control')!r}")
-        for field in ("role", "task", "diff"):
+        for field in ("role", "task", "action", "diff"):
             if field in rule:
                 try:
                     re.compile(rule[field])
@@ -53,7 +53,7 @@ def drift_control(record, rules):
     """Return the control ID a drift record maps to (first matching rule)."""
     for rule in rules:
         ok = True
-        for field in ("role", "task", "diff"):
+        for field in ("role", "task", "action", "diff"):
             if field in rule and not re.search(rule[field], record.get(field) or "", re.I):
                 ok = False
                 break
@@ -123,22 +123,33 @@ def build_report(inventory, scope, collected, drift, catalogue, meta=None):
                 h["unreachable"] = True
                 h["messages"].append(f"{run}: {r.get('msg', '').strip()[:500]}")
 
-    # drift: changed (and failed) tasks of the check-mode site.yml run
-    for r in drift_doc.get("records") or []:
-        if r["status"] not in ("changed", "failed") or r.get("ignored"):
-            continue
+    # drift: changed (and failed) tasks of the check-mode site.yml run. A role whose changed tasks
+    # include one with a diff reports those; its diff-less changes (restarts, reloads that would
+    # follow) are folded into them.
+    changed = [r for r in drift_doc.get("records") or [] if r["status"] in ("changed", "failed")
+               and not r.get("ignored")]
+    with_diff = {(r["host"], r.get("role")) for r in changed if r["status"] == "changed" and r.get("diff")}
+    followers = {}
+    for r in changed:
+        if r["status"] == "changed" and not r.get("diff") and (r["host"], r.get("role")) in with_diff:
+            followers.setdefault((r["host"], r.get("role")), []).append(r.get("task", ""))
+    for r in changed:
         h = host_entry(r["host"])
         if h["unreachable"]:
+            continue
+        key = (r["host"], r.get("role"))
+        if r["status"] == "changed" and not r.get("diff") and key in with_diff:
             continue
         control = drift_control(r, rules)
         kind = "drift" if r["status"] == "changed" else "error"
         h["drifted" if kind == "drift" else "failed"] = True
+        found = ("differs (check mode reports a change)" if kind == "drift"
+                 else "check mode failed: " + (r.get("msg") or "")[:1000])
+        if kind == "drift" and followers.get(key):
+            found += "; would also: " + "; ".join(sorted(set(followers[key])))
         findings.append(_finding(kind, r["host"], h["site"], control, controls, task=r.get("task", ""),
                                  role=r.get("role", ""), title=f"{r.get('role') or r.get('play')}: {r.get('task')}",
-                                 expected="the intended state (site.yml)",
-                                 found=("differs (check mode reports a change)" if kind == "drift"
-                                        else "check mode failed: " + (r.get("msg") or "")[:1000]),
-                                 diff=r.get("diff", "")))
+                                 expected="the intended state (site.yml)", found=found, diff=r.get("diff", "")))
 
     # checks on the collected facts
     for name in scope:

@@ -298,12 +298,30 @@ def test_cisco_style_named_acls_are_parsed():
      "L3-ABS1-07"),
     ({"role": "apps", "task": "Render the application config", "diff": "-pool_size = 10\n+pool_size = 99"},
      "L3-CES1-25"),
-    ({"role": "chrony", "task": "Start chrony", "diff": ""}, "L3-CES1-13"),
+    ({"role": "chrony", "task": "Keep chrony enabled and running", "diff": "",
+      "action": "ansible.builtin.systemd_service"}, "L3-CES1-13"),
     ({"role": "rsyslog", "task": "Start rsyslog", "diff": ""}, "L3-SMC1-10"),
-    ({"role": "apps", "task": "Start the application services", "diff": ""}, "L3-SMC1-09"),
+    ({"role": "apps", "task": "Start the release", "diff": "", "action": "ansible.builtin.systemd_service"},
+     "L3-SMC1-09"),
+    ({"role": "apps", "task": "Write each application's environment and its hardened systemd unit",
+      "diff": "-X=1\n+X=2", "action": "ansible.builtin.template"}, "L3-CES1-25"),
 ])
 def test_drift_maps_to_the_control_of_its_role_and_content(record, control):
     assert model.drift_control(record, CATALOGUE["drift_rules"]) == control
+
+
+def test_restarts_that_follow_a_diff_are_folded_into_it():
+    drift = {"records": [
+        {"host": "220202-app1", "status": "changed", "role": "apps", "task": "Write the environment",
+         "action": "ansible.builtin.template", "diff": "-A=1\n+A=2\n"},
+        {"host": "220202-app1", "status": "changed", "role": "apps", "task": "Start the release",
+         "action": "ansible.builtin.systemd_service", "diff": ""},
+        {"host": "220202-app1", "status": "changed", "role": "chrony", "task": "Keep chrony running",
+         "action": "ansible.builtin.systemd_service", "diff": ""}]}
+    rep = model.build_report(_inventory(), ["220202-app1"], _collected(["220202-app1"]), drift, CATALOGUE)
+    got = {(f["role"], f["control"]): f for f in rep["findings"]}
+    assert sorted(got) == [("apps", "L3-CES1-25"), ("chrony", "L3-CES1-13")]
+    assert "would also: Start the release" in got[("apps", "L3-CES1-25")]["found"]
 
 
 def test_catalogue_errors_name_file_and_field(tmp_path):
