@@ -4,8 +4,8 @@ Prints, per router and in total (wall clock, all routers at once):
 
 * ``module``: the jincai_netconfig flow (connect, fetch running, diff, push the difference one line
   at a time with error checks, fetch again to verify, save) for a one-line change and back;
-* ``bare``: a bare netmiko session doing the same change (connect, send_config_set, save), no
-  fetch, no diff, no verification;
+* ``bare``: a bare, stock netmiko session (``cisco_ios`` driver against vtysh) doing the same change
+  (connect, send_config_set, write memory): no fetch, no diff, no error check, no verification;
 * ``noop``: the module flow when nothing differs (what a converged run costs per router);
 * ``ansible``: ``ansible-playbook playbooks/routers.yml`` end to end on the converged lab.
 
@@ -68,9 +68,11 @@ def module_push(host, hv, config, user, key):
 
 def bare_push(host, hv, commands, user, key):
     """A bare netmiko session sending the same commands: no fetch, no diff, no checks."""
-    p = nc.get_platform(hv["jincai_router"]["platform"])
+    from netmiko import ConnectHandler
+
     t0 = time.monotonic()
-    conn = nc.connect(p, hv["ansible_host"], user, key_file=key)
+    conn = ConnectHandler(device_type="cisco_ios", host=hv["ansible_host"], username=user, key_file=key,
+                          use_keys=True, allow_agent=False)
     try:
         conn.send_config_set(commands)
         conn.save_config()

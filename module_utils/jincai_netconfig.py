@@ -412,9 +412,11 @@ def _frr_class():
         """vtysh as the SSH login shell: no enable, no ``terminal width``, ``write memory``."""
 
         def session_preparation(self):
-            self._test_channel_read(pattern=r"[>#]")
-            self.set_base_prompt()
-            self.disable_paging(command="terminal length 0")
+            # the login banner ends with the prompt: take it from there (no extra round trips)
+            out = self._test_channel_read(pattern=r"[>#]\s*$")
+            self.base_prompt = out.replace("\r", "").strip().splitlines()[-1].strip()[:-1]
+            self.write_channel("terminal length 0" + self.RETURN)
+            self.read_until_pattern(pattern=r"terminal length 0[\s\S]*[>#]\s*$")
 
         def enable(self, *args, **kwargs):
             return ""
@@ -509,8 +511,9 @@ class Device:
         return answer
 
     def running(self):
-        """Return the raw running config."""
-        return self.conn.send_command(self.platform.show_running, read_timeout=60)
+        """Return the raw running config (read up to the prompt, whatever the hostname now is)."""
+        self.conn.clear_buffer()
+        return self.send(self.platform.show_running)
 
     def apply(self, commands):
         """Enter config mode, send ``commands`` one by one, commit if needed, leave config mode.
@@ -537,8 +540,6 @@ class Device:
             self.send(self.platform.config_leave)
         except NetconfigError:
             pass
-        if self.platform.name in ("frr", "cisco_ios"):
-            self.conn.set_base_prompt()
 
     def save(self):
         """Save the running config (answering the confirmation) and check the answer."""

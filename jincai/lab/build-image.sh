@@ -73,16 +73,30 @@ install -d -m 700 -o "$(chroot "$ROOT" id -u jincai)" -g "$(chroot "$ROOT" id -g
 
 step "SSH: no host keys in the image, each host generates its own at first boot"
 rm -f "$ROOT"/etc/ssh/ssh_host_*
+cat >"$ROOT/usr/local/sbin/jincai-ssh-hostkeys" <<'EOF'
+#!/bin/sh
+# Generate whichever of this host's own SSH host keys is missing (jincai lab, first boot).
+set -e
+for type in ed25519 ecdsa; do
+    key=/etc/ssh/ssh_host_${type}_key
+    if [ ! -s "$key.pub" ]; then
+        rm -f "$key" "$key.pub"
+        ssh-keygen -q -t "$type" -N "" -f "$key"
+    fi
+done
+EOF
+chmod 755 "$ROOT/usr/local/sbin/jincai-ssh-hostkeys"
 cat >"$ROOT/etc/systemd/system/jincai-ssh-hostkeys.service" <<'EOF'
 [Unit]
 Description=Generate this host's own SSH host keys (jincai lab, first boot)
 Before=ssh.service
-ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+ConditionPathExists=!/etc/ssh/ssh_host_ecdsa_key.pub
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
-ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
+ExecStart=/usr/local/sbin/jincai-ssh-hostkeys
+Restart=on-failure
+RestartSec=1
 
 [Install]
 WantedBy=multi-user.target

@@ -165,6 +165,52 @@ def host_memory_kib(rec):
     return pss_kib(pid_namespace_members(leader) + [rec["pid"]])
 
 
+# ---------------------------------------------------------------- cgroups
+
+CGROUP_NAME = "jincai-lab"
+
+
+def cgroup_mounts(mountinfo="/proc/self/mountinfo"):
+    """Return the mount points of the hierarchies systemd uses: cgroup2 and cgroup v1 name=systemd."""
+    found = []
+    with open(mountinfo, encoding="utf-8") as fh:
+        for line in fh:
+            left, right = line.split(" - ", 1)
+            fstype, _source, options = right.split()[:3]
+            if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
+                found.append(left.split()[4])
+    return found
+
+
+def make_cgroups(name):
+    """Create the host's own cgroup in each systemd hierarchy; return their directories.
+
+    With --keep-unit and no systemd on the control node, systemd-nspawn puts its container below
+    the cgroup it was started in. Started side by side from one cgroup, every container's systemd
+    would manage the same ``/payload/system.slice/...`` cgroups (units of one container failing
+    with 219/CGROUP, or stopping another container's processes), so each host gets its own.
+    """
+    dirs = []
+    for mount in cgroup_mounts():
+        path = os.path.join(mount, CGROUP_NAME, name)
+        os.makedirs(path, exist_ok=True)
+        dirs.append(path)
+    return dirs
+
+
+def remove_cgroups():
+    """Remove the lab's (empty) cgroups, deepest first; cgroups still holding processes stay."""
+    for mount in cgroup_mounts():
+        top = os.path.join(mount, CGROUP_NAME)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
 # ---------------------------------------------------------------- keys
 
 
@@ -261,8 +307,15 @@ def start_container(host, root):
            f"--network-namespace-path={net.NETNS_DIR}/{host.netns}",
            f"--capability={CAPABILITIES}", "--resolv-conf=off", "--timezone=off",
            "--link-journal=no", "--console=read-only"]
+    cgroups = make_cgroups(host.name)
+
+    def enter_cgroups():  # runs in the child, before exec
+        for path in cgroups:
+            with open(os.path.join(path, "cgroup.procs"), "w", encoding="ascii") as fh:
+                fh.write("0")
+
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, close_fds=True)
+                            start_new_session=True, close_fds=True, preexec_fn=enter_cgroups)
     log.close()
     start = None
     for _ in range(50):
@@ -271,7 +324,7 @@ def start_container(host, root):
             break
         time.sleep(0.01)
     return {"pid": proc.pid, "start": start, "root": root, "netns": host.netns,
-            "mgmt": str(host.mgmt.address.ip), "router": host.is_router}
+            "mgmt": str(host.mgmt.address.ip), "router": host.is_router, "cgroups": cgroups}
 
 
 # ---------------------------------------------------------------- SSH
@@ -426,6 +479,7 @@ def teardown(log=print):
     for point in imagemod.mounts_under(HOSTS_DIR) if os.path.isdir(HOSTS_DIR) else []:
         subprocess.run(["umount", "-l", point], check=False)
     net.teardown(state.get("netns"))
+    remove_cgroups()
     if os.path.isdir(HOSTS_DIR):
         imagemod.remove_tree(HOSTS_DIR)
     if os.path.exists(STATE_FILE):

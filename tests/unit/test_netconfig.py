@@ -180,6 +180,8 @@ class FakeVtysh:
         self.buffer += line + "\n" + (answer + "\n" if answer else "") + ("" if self.pending_save else self.prompt())
 
     def execute(self, line):
+        if self.path is None and line == FRR.show_running:
+            return self.send_command(line)
         if self.pending_save:
             self.pending_save = False
             self.saved = nc.render(self.tree)
