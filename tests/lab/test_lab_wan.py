@@ -113,6 +113,19 @@ def test_image_boots_without_the_services_roles_manage(lab_up):
     assert res.stdout.split() == ["disabled"] * len(units), res.stdout + res.stderr
 
 
+def test_every_container_has_its_own_cgroups(lab_up):
+    """Containers side by side in one cgroup would manage each other's units (219/CGROUP)."""
+    seen = {}
+    for host, rec in lab_up["hosts"].items():
+        leader = labmod.leader_pid(rec["pid"])
+        with open(f"/proc/{leader}/cgroup", encoding="ascii") as fh:
+            paths = {line.split(":", 2)[2].strip() for line in fh
+                     if line.startswith("0::") or ":name=systemd:" in line}
+        assert paths == {f"/{labmod.CGROUP_NAME}/{host}/payload/init.scope"}, paths
+        seen[host] = paths
+    assert len(seen) == len(lab_up["hosts"])
+
+
 def test_every_host_has_its_own_ssh_host_key():
     state = lab_state()["hosts"]
     keys = {h: labmod.host_keys(r["root"])[0] for h, r in state.items()}

@@ -71,6 +71,7 @@ def test_down_leaves_nothing_behind(before):
     alive = [p for p in before["pids"] if os.path.exists(f"/proc/{p}")]
     assert alive == [], f"still running after down: {alive}"
     assert not os.path.exists(labmod.HOSTS_DIR)
+    assert [m for m in labmod.cgroup_mounts() if os.path.exists(os.path.join(m, labmod.CGROUP_NAME))] == []
     assert lab_state() == {}
     status = jincai_lab("status")
     assert status.returncode == 3 and "lab is down" in status.stdout

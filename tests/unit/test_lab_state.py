@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 
@@ -66,4 +67,15 @@ def test_alive_treats_a_dead_child_as_gone():
     for _ in range(100):
         if not lab.alive(child.pid):
             break
+        time.sleep(0.05)
     assert not lab.alive(child.pid)
+
+
+def test_cgroup_mounts_finds_the_hierarchies_systemd_uses(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n"
+        "31 30 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+        "32 30 0:28 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n"
+        "33 30 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n")
+    assert lab.cgroup_mounts(str(info)) == ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"]
