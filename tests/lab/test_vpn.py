@@ -6,6 +6,7 @@ to the concentrator: the router role's static route from the plan). The tests ru
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -101,7 +102,7 @@ def app_ports(provisioned):
         busy = run_on(APP, f"ss -Hltn 'sport = :{port}' | grep -q LISTEN").returncode == 0
         if not busy:
             unit = f"jincai-vpntest-{port}"
-            run_on(APP, f"systemd-run --unit={unit} --quiet python3 -c {json.dumps(ECHO_PEER)} {port}", check=True)
+            run_on(APP, f"systemctl reset-failed {unit} 2>/dev/null; systemd-run --unit={unit} --collect --quiet python3 -c {shlex.quote(ECHO_PEER)} {port}", check=True)
             started.append(unit)
     _wait(lambda: all(run_on(APP, f"ss -Hltn 'sport = :{p}' | grep -q LISTEN").returncode == 0
                       for p in (8102, 8103)), 10, 0.5)
@@ -131,6 +132,11 @@ def test_both_units_connect_with_their_own_fixed_addresses(provisioned):
 def test_units_reach_the_treasury_application_as_themselves(provisioned, app_ports):
     reg = _registry()
     app = hostvars(APP)["jincai_address"]
+    route = subprocess.run(["ip", "-n", "jlab-220000-rtr", "route", "get", reg["bu0001"]["address"]],
+                           capture_output=True, text=True, check=False).stdout
+    assert hostvars(VPN)["jincai_address"] in route, (
+        f"220000-rtr does not route the budget-unit pool to the concentrator ({route.strip()}): the router "
+        "role installs it from the plan (playbooks/routers.yml, part of site.yml)")
     for unit in UNITS:
         ok, seen = _tcp_from(unit, app, 8102)
         assert ok, f"{unit} cannot reach treasury {app}:8102"
