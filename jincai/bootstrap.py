@@ -46,6 +46,7 @@ PLAYBOOK = "playbooks/bootstrap.yml"
 LAB_DIR = "/var/lib/jincai-lab"  # the lab's own files (jincai lab); bootstrap never writes there
 DEFAULT_INVENTORY = os.path.join(ROOT, "inventories", "jilin")
 ROOT_KEY_ENV = "JINCAI_BOOTSTRAP_ROOT_KEY"
+PRODUCTION_ENV = "JINCAI_ALLOW_PRODUCTION"
 CONTACTS = ["province network team / 省财政厅信息中心网络组 (see docs/runbook.en.md, 'Who to call')"]
 _PR_SET_PDEATHSIG = 1
 
@@ -441,6 +442,8 @@ def build_parser():
     p.add_argument("--preflight", action="store_true", help="only validate, probe and record host keys; change nothing")
     p.add_argument("--forget-host", metavar="HOST", action="append", default=[],
                    help="drop HOST's recorded host keys (after a verified reinstall), then continue")
+    p.add_argument("--allow-production", action="store_true",
+                   help=f"contact the hosts of a production inventory (province control node; or {PRODUCTION_ENV}=1)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each host to answer")
     p.add_argument("-v", "--verbose", action="store_true", help="show the full Ansible output")
     p.add_argument("--reports-dir", default=None, help=argparse.SUPPRESS)
@@ -488,6 +491,13 @@ def main(argv=None):
         site = resolve_site(args.inventory, args.code)
     except BootstrapError as exc:
         print(f"jincai bootstrap: {exc.text()}", file=sys.stderr)
+        _say("   FAIL: nothing was contacted and nothing changed")
+        return 2
+    if site.environment == "production" and not (args.allow_production or os.environ.get(PRODUCTION_ENV) == "1"):
+        print(f"jincai bootstrap: {site.inventory} is a production inventory: this would contact the real hosts of "
+              f"site {site.code} ({', '.join(h.address for h in site.hosts)})\n"
+              f"  fix: on the province control node pass --allow-production (or set {PRODUCTION_ENV}=1 there); "
+              "in the lab use -i inventories/lab", file=sys.stderr)
         _say("   FAIL: nothing was contacted and nothing changed")
         return 2
     state = State(site.code, args.reports_dir)

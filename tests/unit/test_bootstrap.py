@@ -260,6 +260,19 @@ def test_cli_refuses_an_unadded_code_before_contacting_anything(tmp_path, capsys
     assert not os.listdir(tmp_path)  # no state, no known_hosts: nothing was started
 
 
+def test_cli_refuses_a_production_inventory_unless_allowed(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(bootstrap.PRODUCTION_ENV, raising=False)
+
+    def never(*_a, **_k):
+        raise AssertionError("a production host would have been contacted")
+
+    monkeypatch.setattr(bootstrap, "check_reachable", never)
+    rc = bootstrap.main(["220102", "-i", os.path.join(ROOT, "inventories", "jilin"), "--reports-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "production inventory" in err and "--allow-production" in err
+    assert not os.listdir(tmp_path)
+
+
 def test_cli_reports_silent_hosts_in_the_checklist(inv_with_county, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bootstrap, "check_reachable",
                         lambda site, timeout=5: {"220104-app1": pf.unreachable_error(site.servers[0], "no answer within 5 s")})
