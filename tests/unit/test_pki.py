@@ -207,3 +207,12 @@ def test_bundle_tar_is_readable_from_bytes(pkidir):
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         readme = tar.extractfile("bu0002/README.txt").read().decode()
     assert "198.18.160.2" in readme and "budget, treasury" in readme
+
+
+def test_vpn_plan_comes_from_the_lab_source_of_truth():
+    vpn_plan = pki.plan(os.path.join(pki.ROOT, "inventories", "lab"))
+    assert vpn_plan["pool"] == "198.18.160.0/21"
+    assert vpn_plan["apps"] == ["budget", "treasury"]  # nontax is in the plan, not allowed by issue 6
+    assert vpn_plan["concentrator"] == {"name": "220000-vpn", "address": "198.18.232.1"}
+    assert vpn_plan["domain"] == "lab.jincai.test" and vpn_plan["lan"] == "198.18.0.0/24"
+    assert vpn_plan["clients"] == ["bu0001", "bu0002"]
