@@ -508,6 +508,29 @@ def stale_reason(state, plan, image):
     return None
 
 
+def revivable(state, plan, image):
+    """Return the hosts whose container stopped (poweroff, crash) in an otherwise intact lab.
+
+    Their namespaces (with every link and address) and overlay roots are still there, so they are
+    simply booted again, like a rebooted machine; the rest of the lab is left untouched.
+    """
+    hosts = state.get("hosts") or {}
+    if not (state.get("complete") and state.get("image") == image
+            and state.get("fingerprint") == plan.fingerprint() and set(hosts) == set(plan.hosts)
+            and net.host_link_exists()):
+        return []
+    dead = sorted(n for n, r in hosts.items() if not is_ours(r))
+    if any(alive(hosts[n]["pid"]) and proc_start_time(hosts[n]["pid"]) == hosts[n].get("start")
+           for n in dead):
+        return []  # a recorded process still runs but does not look like ours: start afresh
+    for name in dead:
+        rec = hosts[name]
+        if not (os.path.ismount(rec["root"]) and os.path.exists(os.path.join(net.NETNS_DIR, rec["netns"]))
+                and leader_pid(rec["pid"]) is None):
+            return []
+    return dead
+
+
 def up(plan, log=print):
     """Bring the lab up for ``plan``; a no-op when it is already up and unchanged."""
     image = imagemod.ensure(log=log)
@@ -516,6 +539,15 @@ def up(plan, log=print):
     if reason is None:
         log(f"lab already up: {len(plan.hosts)} hosts, nothing changed")
         wait_ready(state["hosts"], log=log)
+        return state
+    dead = revivable(state, plan, image)
+    if dead:
+        log(f"restarting {len(dead)} stopped container(s), the others keep running: {', '.join(dead)}")
+        for name in dead:
+            state["hosts"][name] = start_container(plan.hosts[name], state["hosts"][name]["root"])
+            save_state(state)
+        wait_ready(state["hosts"], log=log)
+        log(f"lab up: {len(plan.hosts)} hosts")
         return state
     if state or net.lab_namespaces() or net.host_link_exists() or stray_nspawn_pids() or (
             os.path.isdir(HOSTS_DIR) and os.listdir(HOSTS_DIR)):

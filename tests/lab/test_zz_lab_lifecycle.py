@@ -1,5 +1,5 @@
-"""Lab lifecycle: ``down`` leaves nothing behind, ``up`` recovers from a crashed run, fresh sites are
-isolated until routing runs. Runs LAST (file name): it rebuilds the lab, so whatever earlier tests
+"""Lab lifecycle: ``up`` reboots a stopped container, ``down`` leaves nothing behind, ``up`` recovers
+from a crashed run, fresh sites are isolated until routing runs. Runs LAST (file name): it rebuilds the lab, so whatever earlier tests
 provisioned is gone afterwards; the lab is left up (fresh, unprovisioned).
 """
 
@@ -49,8 +49,28 @@ def container_processes(state):
 
 @pytest.fixture(scope="module")
 def before(lab_up):
-    """The control node with the lab up, before this file changes anything."""
-    return {"snap": snapshot(), "state": lab_up, "pids": container_processes(lab_up)}
+    """The control node with the lab up, before the lab is taken down."""
+    state = lab_state()
+    return {"snap": snapshot(), "state": state, "pids": container_processes(state)}
+
+
+def test_up_reboots_a_stopped_container_and_leaves_the_others(lab_up):
+    state = lab_state()
+    victim = "bu0002"
+    rec = state["hosts"][victim]
+    os.kill(rec["pid"], signal.SIGTERM)  # powers the container off, like `poweroff` inside
+    deadline = time.monotonic() + 60
+    while labmod.alive(rec["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not labmod.alive(rec["pid"])
+    res = jincai_lab("up")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert f"restarting 1 stopped container(s), the others keep running: {victim}" in res.stdout
+    after = lab_state()["hosts"]
+    assert {h: r["pid"] for h, r in after.items() if h != victim} == {
+        h: r["pid"] for h, r in state["hosts"].items() if h != victim}
+    assert after[victim]["pid"] != rec["pid"] and labmod.is_ours(after[victim])
+    assert run_on(victim, "hostname", sudo=False).stdout.strip() == victim
 
 
 def test_down_leaves_nothing_behind(before):
