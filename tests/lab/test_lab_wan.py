@@ -156,3 +156,13 @@ def test_up_twice_changes_nothing():
     after = {h: (r["pid"], r["start"]) for h, r in lab_state()["hosts"].items()}
     assert after == before
 
+
+
+def test_jincai_lab_ssh_runs_commands_keeping_their_quoting():
+    from conftest import jincai_lab
+
+    res = jincai_lab("ssh", "220000-rtr", "sudo", "vtysh", "-c", "show version")
+    assert res.returncode == 0, res.stderr
+    assert "FRRouting" in res.stdout
+    res = jincai_lab("ssh", "bu0001", "hostname; echo 'a  b'")
+    assert res.stdout.splitlines() == ["bu0001", "a  b"]
