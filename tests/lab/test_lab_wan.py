@@ -113,6 +113,17 @@ def test_image_boots_without_the_services_roles_manage(lab_up):
     assert res.stdout.split() == ["disabled"] * len(units), res.stdout + res.stderr
 
 
+def test_image_holds_every_listed_package(lab_up):
+    """Lab hosts reach no mirror: every package in packages.txt is installed in the image."""
+    from jincai.lab import image
+
+    res = subprocess.run(["dpkg-query", f"--admindir={lab_up['image']}/var/lib/dpkg", "-W",
+                          "-f", "${Package} ${db:Status-Status}\n"] + image.packages(),
+                         capture_output=True, text=True, check=False)
+    installed = {line.split()[0] for line in res.stdout.splitlines() if line.endswith(" installed")}
+    assert set(image.packages()) - installed == set(), res.stderr
+
+
 def test_every_container_has_its_own_cgroups(lab_up):
     """Containers side by side in one cgroup would manage each other's units (219/CGROUP)."""
     seen = {}

@@ -56,6 +56,7 @@ def test_missing_overlayfs_is_refused(tmp_path):
         cli.check_kernel(filesystems=str(fake))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="probing veth/bridge needs root")
 def test_this_machine_has_the_kernel_features():
     cli.check_kernel()
 
