@@ -64,7 +64,7 @@ def put(host, path, data, mode="0644"):
 # 1. issue and render
 # ------------------------------------------------------------------------------------------------
 
-def issue_and_render(workdir, units, vpn_plan, real_addresses):
+def issue_and_render(workdir, units, vpn_plan, real_addresses, libipsec):
     """Onboard ``units`` bench units into a throw-away PKI and render the concentrator config."""
     os.environ["JINCAI_PKI_DIR"] = os.path.join(workdir, "pki")
     t0 = time.monotonic()
@@ -92,6 +92,7 @@ def issue_and_render(workdir, units, vpn_plan, real_addresses):
         "vpn_concentrator_local_ts": vpn_plan["lan"], "vpn_concentrator_allowed_apps": list(pki.UNIT_APPS),
         "vpn_concentrator_proposals": "aes256gcm16-prfsha384-ecp384",
         "vpn_concentrator_esp_proposals": "aes256-sha384-ecp384", "vpn_concentrator_dpd_delay": "30s",
+        "_vpn_concentrator_backend": "libipsec" if libipsec else "kernel",
     }
     swanctl = env.get_template("swanctl-jincai.conf.j2").render(variables)
     nft = env.get_template("jincai-vpn.nft.j2").render(variables)
@@ -157,8 +158,8 @@ def access_bridge():
 class ClientNamespace:
     """One benchmark client namespace running its own charon for a few bench units."""
 
-    def __init__(self, index, workdir, image, units, server, server_identity, ca_pem, remote_ts):
-        self.index, self.units = index, units
+    def __init__(self, index, workdir, image, units, server, server_identity, ca_pem, remote_ts, libipsec):
+        self.index, self.units, self.libipsec = index, units, libipsec
         self.ns, self.port = f"jvpnb-{index}", f"jvpnb{index}p"
         self.base = os.path.join(workdir, self.ns)
         self.root = os.path.join(self.base, "root")
@@ -197,6 +198,7 @@ class ClientNamespace:
     vips = 0.0.0.0
     proposals = aes256gcm16-prfsha384-ecp384
     keyingtries = 0
+    encap = {'yes' if self.libipsec else 'no'}
     local {{
       auth = pubkey
       certs = {unit['code']}.crt
@@ -218,8 +220,11 @@ class ClientNamespace:
         with open(os.path.join(upper, "etc/swanctl/conf.d/bench.conf"), "w", encoding="ascii") as fh:
             fh.write("connections {\n" + "".join(conns) + "}\n")
         with open(os.path.join(upper, "etc/strongswan.d/zz-bench.conf"), "w", encoding="ascii") as fh:
-            fh.write("charon {\n  install_routes = no\n  retransmit_tries = 3\n}\n"
-                     "charon-systemd {\n  filelog {\n    /run/charon.log {\n      default = 1\n    }\n  }\n}\n")
+            fh.write("charon {\n  install_routes = no\n  retransmit_tries = 3\n  plugins {\n"
+                     f"    kernel-libipsec {{\n      load = {'yes' if self.libipsec else 'no'}\n    }}\n  }}\n}}\n"
+                     "swanctl {\n  load = pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random nonce\n}\n"
+                     "charon-systemd {\n  filelog {\n    bench {\n      path = /run/charon.log\n"
+                     "      default = 1\n    }\n  }\n}\n")
 
     def start(self):
         """charon in a private mount namespace on an overlay of the lab image, inside the netns."""
@@ -285,12 +290,14 @@ def leftover_cleanup():
 
 
 def established_bench():
-    """Number of bench IKE SAs ESTABLISHED on the concentrator."""
-    out = ssh(VPN, "swanctl --list-sas --noblock 2>/dev/null | grep -c '^bu-bench.*ESTABLISHED' || true")
-    return int(out.strip() or 0)
+    """(IKE SAs ESTABLISHED, CHILD SAs INSTALLED) of bench units on the concentrator."""
+    out = ssh(VPN, "swanctl --list-sas --noblock 2>/dev/null | grep -E '^ *bu-bench' | "
+                   "awk '/^bu-bench.*ESTABLISHED/{i++} /^  bu-bench.*INSTALLED/{c++} END{print i+0, c+0}'")
+    ike, child = out.split()
+    return int(ike), int(child)
 
 
-def tunnels(reg, workdir, count, per_ns, vpn_plan):
+def tunnels(reg, workdir, count, per_ns, vpn_plan, libipsec):
     """Start ``count`` bench tunnels from client namespaces; return figures."""
     state = labmod.load_state()
     bridge = access_bridge()
@@ -309,7 +316,7 @@ def tunnels(reg, workdir, count, per_ns, vpn_plan):
             units.append({"code": code, "identity": reg.units[code]["identity"], "cert": cert, "key": key,
                           "outer": f"198.18.232.{FIRST_CLIENT_IP + first + j}"})
         spaces.append(ClientNamespace(n, workdir, state["image"], units, vpn_plan["concentrator"]["address"],
-                                      reg.server_identity(), real_ca, vpn_plan["lan"]))
+                                      reg.server_identity(), real_ca, vpn_plan["lan"], libipsec))
     try:
         for cns in spaces:
             cns.setup(bridge)
@@ -327,15 +334,15 @@ def tunnels(reg, workdir, count, per_ns, vpn_plan):
                  for cns in spaces for u in cns.units]
         for p in procs:
             p.wait()
-        up, deadline = 0, t0 + 120
+        up, child, deadline = 0, 0, t0 + 120
         while time.monotonic() < deadline:
-            up = established_bench()
-            if up >= count:
+            up, child = established_bench()
+            if up >= count and child >= count:
                 break
             time.sleep(0.5)
         elapsed = time.monotonic() - t0
         rss_clients = [cns.rss_kib() for cns in spaces]
-        return {"tunnels": up, "wanted": count, "seconds": elapsed, "namespaces": len(spaces),
+        return {"tunnels": up, "children": child, "wanted": count, "seconds": elapsed, "namespaces": len(spaces),
                 "client_rss_kib": rss_clients, "server_rss_kib": charon_rss_kib()}
     finally:
         for cns in spaces:
@@ -367,8 +374,11 @@ def main(argv=None):
     try:
         if os.path.exists(os.path.join(real_dir, "ca.crt")):
             shutil.copy(os.path.join(real_dir, "ca.crt"), os.path.join(workdir, "real-ca.crt"))
+        libipsec = True
+        if not args.no_lab and labmod.load_state().get("complete"):
+            libipsec = "encap = yes" in ssh(VPN, "cat /etc/swanctl/conf.d/jincai.conf")
         reg, swanctl, nft, t = issue_and_render(workdir, args.units, vpn_plan,
-                                                [u["address"] for u in real_units.values()])
+                                                [u["address"] for u in real_units.values()], libipsec)
         total = t["issue"] + t["bundles"] + t["render"]
         log(f"issue {args.units} units (cert + vaulted key): {t['issue']:.2f} s; bundles: {t['bundles']:.2f} s; "
             f"render swanctl.conf ({len(swanctl) // 1024} KiB) + nftables ({len(nft) // 1024} KiB): "
@@ -386,11 +396,12 @@ def main(argv=None):
                 f"{load['rss1_kib'] // 1024} MiB ({load['tail']})")
             ok &= load["load_s"] < 10 and load["conns"] == args.units
             if args.tunnels:
-                tun = tunnels(reg, workdir, args.tunnels, args.per_ns, vpn_plan)
-                log(f"tunnels: {tun['tunnels']}/{tun['wanted']} ESTABLISHED from {tun['namespaces']} client "
+                tun = tunnels(reg, workdir, args.tunnels, args.per_ns, vpn_plan, libipsec)
+                log(f"tunnels: {tun['tunnels']}/{tun['wanted']} IKE SAs ESTABLISHED, {tun['children']} CHILD SAs "
+                    f"INSTALLED from {tun['namespaces']} client "
                     f"namespaces in {tun['seconds']:.2f} s (goal < 30 s); concentrator charon RSS "
                     f"{tun['server_rss_kib'] // 1024} MiB; client charons {sum(tun['client_rss_kib']) // 1024} MiB")
-                ok &= tun["tunnels"] >= tun["wanted"] and tun["seconds"] < 30
+                ok &= min(tun["tunnels"], tun["children"]) >= tun["wanted"] and tun["seconds"] < 30
         finally:
             unload_from_concentrator()
             leftover_cleanup()
