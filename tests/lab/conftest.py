@@ -24,6 +24,7 @@ from jincai.lab import lab as labmod
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 JINCAI = os.path.join(ROOT, ".venv", "bin", "jincai")
+CONTROL_DIR = "/tmp/jincai-lab-cp"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,7 +66,13 @@ def run_on(host, cmd, sudo=True, user="jincai", check=False, timeout=60):
     raises AssertionError showing stdout and stderr.
     """
     remote = f"sudo -n sh -c {shlex.quote(cmd)}" if sudo else cmd
-    argv = labmod.ssh_base(mgmt_address(host), user=user) + [remote]
+    rec = (lab_state().get("hosts") or {}).get(host) or {}
+    base = labmod.ssh_base(rec.get("mgmt") or mgmt_address(host), user=user)
+    # One multiplexed connection per container instance (its nspawn PID is in the path, so a
+    # rebooted or rebuilt host never reuses a dead one) and user; it exits 30 s after last use.
+    os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
+    argv = base[:1] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/{host}-{rec.get('pid')}-%r",
+                       "-o", "ControlPersist=30s", "-o", "ServerAliveInterval=5"] + base[1:] + [remote]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and res.returncode != 0:
         raise AssertionError(f"{host}: `{cmd}` exited {res.returncode}\nstdout: {res.stdout}\n"
