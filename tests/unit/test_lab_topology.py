@@ -124,3 +124,22 @@ def test_fingerprint_follows_addresses(inv):
     assert topology.plan(copy.deepcopy(inv)).fingerprint() == before
     iface(inv, "220102-app1", "eth1")["address"] = "198.18.17.12/24"
     assert topology.plan(inv).fingerprint() != before
+
+
+def test_the_lab_inventory_plans_the_19_lab_hosts():
+    from jincai import ROOT
+
+    source = os.path.join(ROOT, "inventories", "lab")
+    plan = topology.plan(topology.load(source), source=source)
+    assert sorted(plan.hosts) == sorted(
+        ["220000-rtr", "220000-vpn", "220000-svc", "220000-app1", "220000-pbc", "220000-bank1",
+         "220000-tax", "220100-rtr", "220100-app1", "220200-rtr", "220200-app1", "220102-rtr",
+         "220102-app1", "220103-rtr", "220103-app1", "220202-rtr", "220202-app1", "bu0001", "bu0002"])
+    routers = {n for n, h in plan.hosts.items() if h.is_router}
+    assert routers == {n for n in plan.hosts if n.endswith("-rtr")}
+    for seg in plan.segments.values():
+        if seg.id.startswith("wan-"):
+            assert seg.point_to_point and {h for h, _ in seg.members} <= routers
+    assert any(s.startswith("metro-") for s in plan.segments)
+    vpn = [s for s in plan.segments.values() if {"bu0001", "bu0002"} <= {h for h, _ in s.members}]
+    assert len(vpn) == 1 and "220000-vpn" in {h for h, _ in vpn[0].members}
