@@ -14,6 +14,8 @@ from conftest import JINCAI, hostvars, jincai_lab, lab_state, run_on
 from jincai.lab import lab as labmod
 from jincai.lab import net
 
+pytestmark = pytest.mark.lifecycle
+
 
 def _ours(path):
     return path.startswith(labmod.LAB_DIR + "/") or path.startswith(f"{net.NETNS_DIR}/jlab-")
