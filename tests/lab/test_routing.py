@@ -299,3 +299,44 @@ def test_frr_configs_pass_vtysh_dry_run(converged):
     bad = run_on(routers()[0], "printf 'interface eth1\\n ip ospf frobnicate 3\\n' > /tmp/jincai-bad.conf && "
                                "vtysh -C -f /tmp/jincai-bad.conf")
     assert bad.returncode != 0
+
+
+def test_per_city_areas_county_routes_are_inter_area_through_the_city(converged, tmp_path):
+    """The production design (one OSPF area per city) on the lab: counties reach the province with
+    inter-area routes through their city router (the ABR); then the lab's own inventory is restored."""
+    import shutil
+
+    import yaml
+
+    inv = tmp_path / "lab-per-city"
+    shutil.copytree(LAB, inv)
+    net_file = inv / "source" / "network.yml"
+    data = yaml.safe_load(net_file.read_text(encoding="utf-8"))
+    data["network"]["ospf"]["areas"] = "per_city"
+    net_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    try:
+        res = run(PLAYBOOK, inventory=str(inv))
+        assert res.rc == 0, _tail(res)
+        assert not _wait_for_full_adjacencies(), "adjacencies not Full with per-city areas"
+        county, city = "220102-rtr", "220100-rtr"
+        assert "0.0.0.1" in vtysh(county, "show running-config")
+        province_lan = hostvars("220000-rtr")["jincai_site"]["lan"]
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:
+            routes = json.loads(vtysh(county, "show ip ospf route json"))
+            entry = routes.get(province_lan) or {}
+            if entry.get("routeType") == "N IA" or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert entry.get("routeType") == "N IA", f"{province_lan} on {county}: {entry}"
+        abr = json.loads(vtysh(city, "show ip ospf json"))
+        assert abr.get("abrType") and len(abr.get("areas", {})) == 2, abr.get("areas", {}).keys()
+        app = "220102-app1"
+        target = hostvars("220000-app1")["jincai_address"]
+        assert run_on(app, f"ping -n -c 1 -W 2 {target}", sudo=False).returncode == 0
+    finally:
+        back = run(PLAYBOOK, inventory=LAB)
+        assert back.rc == 0, _tail(back)
+        assert not _wait_for_full_adjacencies()
