@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 module: jincai_netconfig
 short_description: Push the difference between an intended and the running router config
 description:
-  - Runs on the control node (C(delegate_to: localhost)) and talks to the router through netmiko.
+  - Runs on the control node (the inventory gives routers C(ansible_connection=local)) and talks to the router through netmiko.
   - Fetches the running config, normalizes both sides (comments, separators, volatile lines
     dropped) and computes the commands that take the device to the intended config. Removals come
     first, then changes inside sections, then new lines; ordered sections such as ACLs are re-sent
@@ -51,7 +51,9 @@ options:
       - An OpenSSH known_hosts file; when set, the device's host key must be listed in it.
     type: path
   config:
-    description: The whole intended config text (as rendered from templates/router/).
+    description:
+      - The whole intended config text (as rendered from templates/router/).
+      - Treated as secret (it may hold SNMP keys); results show secrets masked.
     type: str
     required: true
   backup_dir:
@@ -78,12 +80,12 @@ EXAMPLES = r"""
     key_file: /var/lib/jincai-lab/ssh/id_ed25519
     config: "{{ lookup('ansible.builtin.template', 'router/frr.conf.j2') }}"
     backup_dir: "{{ playbook_dir }}/../backups/{{ jincai_site_code }}/{{ inventory_hostname }}"
-  delegate_to: localhost
+  # routers have ansible_connection=local: the module runs on the control node
 """
 
 RETURN = r"""
 commands:
-  description: The commands sent (or, in check mode, that would be sent).
+  description: The commands sent (or, in check mode, that would be sent), secrets masked.
   returned: always
   type: list
   elements: str
@@ -114,7 +116,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.jincai_netconfig import (
-    NetconfigError, Device, connect, get_platform, normalize, parse, plan, render, same, write_only_lines,
+    NetconfigError, Device, connect, display, get_platform, normalize, parse, plan, render, same, write_only_lines,
 )
 
 
@@ -155,7 +157,7 @@ def run(module):
         cmds = plan(parse(running_text, platform), intended, platform)
         if cmds:
             cmds += write_only_lines(p["config"], platform)
-        result["commands"] = cmds
+        result["commands"] = [display(c, platform) for c in cmds]
         if module._diff and cmds:
             result["diff"] = dict(before=before_text, after=after_text,
                                   before_header=f"{p['host']} running-config",
@@ -217,7 +219,7 @@ def main():
             key_file=dict(type="path"),
             password=dict(type="str", no_log=True),
             known_hosts=dict(type="path"),
-            config=dict(type="str", required=True),
+            config=dict(type="str", required=True, no_log=True),
             backup_dir=dict(type="path"),
             save=dict(type="bool", default=True),
             timeout=dict(type="int", default=20),

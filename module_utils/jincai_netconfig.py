@@ -300,6 +300,14 @@ def write_only_lines(text, platform):
     return [ln for ln in lines if any(re.match(r, ln) for r in platform.write_only_res)]
 
 
+def display(line, platform):
+    """``line`` as shown in results and logs: secrets masked, write-only lines cut after their name."""
+    for pattern in platform.write_only_res:
+        if re.match(pattern, line):
+            return " ".join(line.split()[:3]) + " <secret>"
+    return _mask(line, platform.secret_res)
+
+
 def render(tree, indent=0):
     """Render a parsed tree back to text, one space of indentation per level."""
     out = []

@@ -407,3 +407,10 @@ def test_ios_write_only_lines_are_not_compared():
     text = "hostname r1\nsnmp-server user u G v3 auth sha A priv aes 128 P\n"
     assert list(nc.parse(text, IOS)) == ["hostname r1"]
     assert nc.write_only_lines(text, IOS) == ["snmp-server user u G v3 auth sha A priv aes 128 P"]
+
+
+def test_results_never_show_secrets():
+    assert nc.display("snmp-server user u G v3 auth sha A1 priv aes 128 P1", IOS) == "snmp-server user u <secret>"
+    shown = nc.display("snmp-agent usm-user v3 u authentication-mode sha cipher K3Y", VRP)
+    assert "K3Y" not in shown and shown.endswith("<secret>")
+    assert nc.display("hostname r1", IOS) == "hostname r1"
