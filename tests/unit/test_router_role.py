@@ -1,0 +1,44 @@
+"""The router role refuses bad input before any router is contacted.
+
+Runs ansible-playbook on the lab inventory (which only reads files) with extra vars that break the
+policy; the play must stop at the assertion, naming host, site and field, and never reach the task
+that opens a netmiko session.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PUSH_TASK = "Bring the router's running config to the intended config"
+
+
+def _play(extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                           "playbooks/routers.yml", "-i", "inventories/lab", "--check",
+                           "-e", json.dumps(extra)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_party_asking_for_a_service_its_kind_may_not_reach_is_refused_before_contact():
+    parties = [{"name": "220000-bank1", "kind": "commercial_bank", "address": "198.18.1.11",
+                "apps": ["treasury", "nontax"], "targets": []}]
+    res = _play({"jincai_parties": parties})
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert ("(site 220000): parties[220000-bank1].apps: 'nontax' is not allowed for kind commercial_bank "
+            "by metro.yml (allowed: treasury)") in " ".join(out.split())
+    assert PUSH_TASK not in out, "a router was contacted despite invalid input"
+
+
+def test_an_unknown_party_kind_and_platform_are_refused():
+    res = _play({"jincai_parties": [{"name": "x-1", "kind": "insurer", "address": "198.18.1.99", "apps": []}],
+                 "jincai_router": {"platform": "junos", "hostname": "r", "loopback": "198.18.254.9",
+                                   "router_id": "198.18.254.9", "ospf": {"area": 0, "hello": 1, "dead": 4}}})
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode != 0
+    assert "parties[x-1].kind: 'insurer' is not in metro.yml kinds" in out
+    assert "jincai_router.platform: 'junos' has no template" in out
+    assert PUSH_TASK not in out
