@@ -57,6 +57,7 @@ class Platform:
     clear_only_res: tuple = ()
     # lines that open a sub-mode even when they have no children (left with exit_section)
     section_res: tuple = (r"^interface ", r"^router ", r"^ip access-list ", r"^line ", r"^route-map ")
+    more_re: str = r"(?:-{2,} ?More ?-{2,}|<--- More --->)[^\n]*\Z"  # a pager waiting for a key
     confirm_re: str = r"\[(?:Y/N|y/n|yes/no|Y\(yes\)/N\(no\)(?:/C\(cancel\))?)\]\s*:?\s*\Z"
     save_command: str = "write memory"
     save_confirm: bool = False
@@ -468,6 +469,7 @@ class Device:
         self.line_timeout = line_timeout
         self._prompt = re.compile(platform.prompt_re)
         self._confirm = re.compile(platform.confirm_re)
+        self._more = re.compile(platform.more_re)
         self.transcript = []
 
     def _read(self, echo):
@@ -493,6 +495,11 @@ class Device:
                 if start < 0:
                     start = None
                     continue
+            more = self._more.search(out)
+            if more:  # paging left on (or re-enabled by the device): next page, drop the marker
+                self.conn.write_channel(" ")
+                out = out[:more.start()]
+                continue
             answer = out[start:]
             if self._confirm.search(answer[answered:]):
                 self.conn.write_channel("Y" + self.conn.RETURN)

@@ -150,6 +150,8 @@ class FakeVtysh:
         self.pending_save = False
         self.config_lines = 0
         self.saved = None
+        self.paging = False
+        self.pending_page = None
 
     # netmiko surface used by Device
     def clear_buffer(self):
@@ -163,7 +165,14 @@ class FakeVtysh:
         return "r1"
 
     def send_command(self, cmd, **_):
-        assert cmd == FRR.show_running and self.path is None
+        if self.paging:  # a pager after the first line, waiting for a space
+            head, rest = self._running().split("\n", 1)
+            self.pending_page = rest
+            return head + "\n ---- More ----"
+        return self._running()
+
+    def _running(self):
+        assert self.path is None
         return "Building configuration...\n\nCurrent configuration:\n!\n" + nc.render(self.tree) + "end\n"
 
     def disconnect(self):
@@ -175,9 +184,17 @@ class FakeVtysh:
         return "r1(config)# " if not self.path else "r1(config-if)# "
 
     def write_channel(self, data):
+        if data == " " and self.pending_page is not None:
+            self.buffer += "\r" + self.pending_page + self.prompt()
+            self.pending_page = None
+            return
         line = data.rstrip("\n")
         answer = self.execute(line.strip())
-        self.buffer += line + "\n" + (answer + "\n" if answer else "") + ("" if self.pending_save else self.prompt())
+        waiting = self.pending_save or self.pending_page is not None
+        if self.pending_page is not None:  # the pager marker stays on its line, waiting for a key
+            self.buffer += line + "\n" + answer
+            return
+        self.buffer += line + "\n" + (answer + "\n" if answer else "") + ("" if waiting else self.prompt())
 
     def execute(self, line):
         if self.path is None and line == FRR.show_running:
@@ -414,3 +431,12 @@ def test_results_never_show_secrets():
     shown = nc.display("snmp-agent usm-user v3 u authentication-mode sha cipher K3Y", VRP)
     assert "K3Y" not in shown and shown.endswith("<secret>")
     assert nc.display("hostname r1", IOS) == "hostname r1"
+
+
+def test_a_pager_is_paged_through():
+    dev = FakeVtysh(RUNNING_FRR)
+    dev.paging = True
+    d = nc.Device(dev, FRR, line_timeout=2)
+    text = d.running()
+    assert "More" not in text
+    assert nc.same(nc.parse(text, FRR), nc.parse(RUNNING_FRR, FRR))
