@@ -67,12 +67,12 @@ def put(host, path, data, mode="0644"):
 def issue_and_render(workdir, units, vpn_plan, real_addresses, libipsec):
     """Onboard ``units`` bench units into a throw-away PKI and render the concentrator config."""
     os.environ["JINCAI_PKI_DIR"] = os.path.join(workdir, "pki")
+    pki.CA_NAME = "jincai benchmark CA (throw-away)"  # never confused with the province CA
     t0 = time.monotonic()
     bench_plan = dict(vpn_plan, clients=[])
     reg = pki.UnitRegistry(bench_plan)
     reg._taken |= set(real_addresses)  # never hand out a real unit's address, even in a benchmark
-    for i in range(1, units + 1):
-        reg.add(f"bench{i:04d}", f"Benchmark unit {i}")
+    reg.add_many([{"code": f"bench{i:04d}", "name": f"Benchmark unit {i}"} for i in range(1, units + 1)])
     reg.publish_crl(force=True)
     reg.save()
     t_issue = time.monotonic() - t0
@@ -127,7 +127,7 @@ def load_on_concentrator(reg, swanctl):
     rc, start, end = out.split()[:3]
     if rc != "0":
         raise SystemExit(f"swanctl --load-all failed on {VPN}:\n{out}")
-    conns = ssh(VPN, "swanctl --list-conns --noblock 2>/dev/null | grep -c '^bu-bench' || true").strip()
+    conns = ssh(VPN, "swanctl --list-conns 2>/dev/null | grep -c '^bu-bench' || true").strip()
     return {"load_s": float(end) - float(start), "rss0_kib": rss0, "rss1_kib": charon_rss_kib(),
             "conns": int(conns or 0), "tail": " ".join(out.split("\n", 1)[1:]).strip()}
 
@@ -213,6 +213,7 @@ class ClientNamespace:
       {unit['code']} {{
         remote_ts = {self.remote_ts}
         esp_proposals = aes256-sha384-ecp384
+        start_action = start
       }}
     }}
   }}
@@ -323,17 +324,16 @@ def tunnels(reg, workdir, count, per_ns, vpn_plan, libipsec):
             cns.start()
         for cns in spaces:
             cns.wait_ready()
-        for cns in spaces:
-            res = cns.swanctl("--load-conns")
-            if res.returncode != 0:
-                raise SystemExit(f"{cns.ns}: swanctl --load-conns: {res.stderr or res.stdout}")
+        # loading the connections starts them all (start_action = start): the clock starts here
         t0 = time.monotonic()
-        procs = [subprocess.Popen(["nsenter", "-t", str(cns.charon_pid()), "-m", "-n", "-r", "-w", "/usr/sbin/swanctl",
-                                   "--initiate", "--child", u["code"], "--timeout", "0"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for cns in spaces for u in cns.units]
-        for p in procs:
-            p.wait()
+        loads = [(cns, subprocess.Popen(["nsenter", "-t", str(cns.charon_pid()), "-m", "-n", "-r", "-w",
+                                         "/usr/sbin/swanctl", "--load-all", "--noprompt"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                 for cns in spaces]
+        for cns, proc in loads:
+            out = proc.communicate()[0]
+            if proc.returncode != 0:
+                raise SystemExit(f"{cns.ns}: swanctl --load-all: {out}")
         up, child, deadline = 0, 0, t0 + 120
         while time.monotonic() < deadline:
             up, child = established_bench()
@@ -357,6 +357,7 @@ def main(argv=None):
     ap.add_argument("--per-ns", type=int, default=25, help="tunnels per client namespace")
     ap.add_argument("--no-lab", action="store_true", help="only issue and render (no lab needed)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still cleans up (finally)
     if args.tunnels > 100:
         ap.error("--tunnels: at most 100 (client addresses 198.18.232.150-249)")
 

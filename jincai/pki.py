@@ -372,7 +372,24 @@ class UnitRegistry:
         return serial, key
 
     # ---- onboarding / offboarding
-    def add(self, code, name, address=None, apps=None, where=None):
+    def add_many(self, rows):
+        """Onboard many units (dicts with code, name, optional address/apps); return the codes added.
+
+        Certificates are signed one by one; the keys' vault encryption (PBKDF2, the slow part) runs
+        in threads.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        pending = {}
+        added = [r["code"] for r in rows
+                 if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), _keys=pending)]
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
+        for code, data in vaulted.items():
+            _write(self.path("units", f"{code}.key.vault"), data, 0o600)
+        return added
+
+    def add(self, code, name, address=None, apps=None, where=None, _keys=None):
         """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
 
         An active unit is left untouched; a revoked unit gets a new key and certificate and keeps its
@@ -386,7 +403,10 @@ class UnitRegistry:
             return False
         addr = entry["address"] if entry else self._allocate(address, where)
         serial, key = self._issue_unit(code)
-        _write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(_key_pem(key)), 0o600)
+        if _keys is not None:
+            _keys[code] = _key_pem(key)  # add_many encrypts them in parallel
+        else:
+            _write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(_key_pem(key)), 0o600)
         self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "address": addr,
                             "identity": self.identity(code), "serial": serial, "status": "active",
                             "apps": sorted(apps or self.plan["apps"])}
@@ -741,7 +761,7 @@ def _unit_commands(args):
                 print(f"{code}\t{e['address']}\t{e['status']}\t{e['serial']}\t{e['name']}")
         elif args.cmd == "add":
             rows = rows or [{"code": args.code, "name": args.name or args.code}]
-            added = [r["code"] for r in rows if reg.add(r["code"], r["name"])]
+            added = reg.add_many(rows)
             reg.save()
             for code in added:
                 reg.bundle(code)
