@@ -440,3 +440,60 @@ def test_a_pager_is_paged_through():
     text = d.running()
     assert "More" not in text
     assert nc.same(nc.parse(text, FRR), nc.parse(RUNNING_FRR, FRR))
+
+
+class RecordingHuawei:
+    """A VRP-like prompt that records what it is sent and refuses lines containing 'bogus'."""
+
+    RETURN = "\n"
+
+    def __init__(self):
+        self.sent = []
+        self.buffer = ""
+        self.view = "user"
+
+    def clear_buffer(self):
+        self.buffer = ""
+
+    def read_channel(self):
+        out, self.buffer = self.buffer, ""
+        return out
+
+    def write_channel(self, data):
+        line = data.rstrip("\n")
+        self.sent.append(line)
+        answer = ""
+        if "bogus" in line:
+            answer = "              ^\nError: Unrecognized command found at '^' position.\n"
+        elif line == "system-view":
+            self.view = "system"
+        elif line in ("return", "abort"):
+            self.view = "user"
+        elif line == "save":
+            self.buffer += line + "\nWarning: The current configuration will be written to the device. Continue? [Y/N]:"
+            return
+        elif line == "Y":
+            answer = "Info: Save the configuration successfully.\n"
+        prompt = "<r1>" if self.view == "user" else "[~r1]"
+        self.buffer += line + "\n" + answer + prompt
+
+
+def test_vrpv8_commits_after_the_lines_and_aborts_on_error():
+    vrpv8 = nc.PLATFORMS["huawei_vrpv8"]
+    dev = RecordingHuawei()
+    d = nc.Device(dev, vrpv8, line_timeout=2)
+    d.apply(["sysname r1", "interface GE1/0/1", "description x", "quit"])
+    assert dev.sent == ["system-view", "sysname r1", "interface GE1/0/1", "description x", "quit", "commit", "return"]
+    dev.sent.clear()
+    with pytest.raises(nc.NetconfigError) as err:
+        d.apply(["sysname r2", "bogus line", "sysname r3"])
+    assert err.value.line == "bogus line" and err.value.message.startswith("Error: Unrecognized command")
+    assert dev.sent == ["system-view", "sysname r2", "bogus line", "abort", "return"]  # never committed
+
+
+def test_vrp_save_answers_its_confirmation():
+    dev = RecordingHuawei()
+    d = nc.Device(dev, VRP, line_timeout=2)
+    out = d.save()
+    assert dev.sent == ["save", "Y"]
+    assert "saved" in out.lower() or "successfully" in out
