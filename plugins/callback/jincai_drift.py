@@ -115,7 +115,9 @@ class CallbackModule(CallbackBase):
             json.loads(out)
         except ValueError:
             self._record(result, "failed")
-            self._records[-1]["msg"] = "collector output is not JSON: " + out[:500]
+            err = result._result.get("stderr") or result._result.get("msg") or ""
+            self._records[-1]["msg"] = (f"exit {result._result.get('rc')}: {err}"[:1500] if err
+                                        else "collector output is not JSON: " + out[:500])
             return
         os.makedirs(self._facts_dir, exist_ok=True)
         suffix = "" if capture in ("server", "router") else "." + str(capture)
