@@ -106,6 +106,7 @@ class Runner:
         env.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env["ANSIBLE_NOCOLOR"] = "1"
+        env.setdefault("ANSIBLE_SSH_RETRIES", "3")  # a freshly booted host or a busy WAN may drop one attempt
         env["ANSIBLE_FORCE_COLOR"] = "0"
         log_path = os.path.join(self.state.dir, f"{step}.log")
         os.makedirs(self.state.dir, exist_ok=True)
@@ -141,7 +142,8 @@ class Runner:
             self.proc.terminate()
 
 
-FATAL_RE = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: => \(item=[^)]*\))?: (?P<kind>FAILED!|UNREACHABLE!) => (?P<json>\{.*\})\s*$")
+FATAL_RE = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=[^)]*\))?(?:: (?P<kind>FAILED!|UNREACHABLE!))? => "
+                      r"(?P<json>\{.*\})\s*$")
 
 
 def failures(output):
@@ -290,7 +292,7 @@ class Bootstrap:
         scanned = scan_host_keys([h.address for h in self.site.hosts], timeout=self.args.timeout)
         for host in self.site.hosts:
             try:
-                checks.append(compare_keys(host, scanned[host.address], recorded.get(host.name, {})))
+                checks.append(compare_keys(host, scanned[host.address], recorded.get(host.name, {}), self.site.code))
             except BootstrapError as exc:
                 errors.append(exc)
         if errors:
@@ -363,8 +365,12 @@ class Bootstrap:
         self._pass(key, t0, f"changed={changed}", changed)
         return True
 
-    def playbook_step(self, key, tags, limit, extra=None):
-        """Run one tagged part of the bootstrap playbook as a step (skipped when resumed)."""
+    def playbook_step(self, key, tags, limit, extra=None, expect=()):
+        """Run one tagged part of the bootstrap playbook as a step (skipped when resumed).
+
+        ``expect`` names hosts that must appear in the run's recap: a step that ran on no host is a
+        failure, never a pass.
+        """
         t0 = self._step(key)
         if self.state.passed(key) and not self.args.full and key in self.resumable:
             self.current[key] = "resumed"
@@ -374,6 +380,10 @@ class Bootstrap:
         changed = sum(r["changed"] for r in recap.values())
         if rc != 0:
             return self._fail(key, t0, self._fail_text(fails, rc))
+        missing = [h for h in expect if h not in recap]
+        if missing:
+            return self._fail(key, t0, f"{', '.join(missing)}: the step ran no task there (limit {limit}); "
+                              "fix: check the host is in the inventory groups the playbook targets")
         self._pass(key, t0, f"changed={changed} on {len(recap)} hosts", changed)
         return True
 
@@ -389,7 +399,7 @@ class Bootstrap:
                     f"\nfull output: {self.state.dir}/")
         lines = []
         for host, msg in fails[:6]:
-            lines.append(f"{host}: {msg[:600]}")
+            lines.append(msg[:600] if msg.startswith(host.split(" ")[0]) else f"{host}: {msg[:600]}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------ the whole run
@@ -410,18 +420,20 @@ class Bootstrap:
                  f"({time.monotonic() - t0:.0f} s)")
         elif router and not self.access("router_access", [router]):
             return 4
-        router_limit = ",".join([f"site_{site.code}:&routers"] + ([site.parent_router] if site.parent_router else []))
-        if router and not self.playbook_step("router_config", ["router"], router_limit):
+        # Host patterns: unions first, then intersections: (the site + its parent router) & routers.
+        router_limit = ":".join([f"site_{site.code}"] + ([site.parent_router] if site.parent_router else []) + ["&routers"])
+        if router and not self.playbook_step("router_config", ["router"], router_limit, expect=[router.name]):
             return 4
         if not self.access("server_access", servers):
             return 5
         server_limit = f"site_{site.code}:&machine_room"
-        if not self.playbook_step("baseline", ["baseline"], server_limit):
+        names = [h.name for h in servers]
+        if not self.playbook_step("baseline", ["baseline"], server_limit, expect=names):
             return 5
-        if not self.playbook_step("apps", ["apps"], server_limit):
+        if not self.playbook_step("apps", ["apps"], server_limit, expect=names):
             return 5
         nonce = secrets.token_hex(6)
-        if not self.playbook_step("verify", ["verify"], f"site_{site.code}",
+        if not self.playbook_step("verify", ["verify"], f"site_{site.code}", expect=names,
                                   extra={"bootstrap_verify_nonce": nonce}):
             return 6
         return 0

@@ -79,6 +79,12 @@ def _ns_links(ns):
     return out
 
 
+def _ns_index(ns):
+    """``{ifindex: ifname}`` of a namespace (an index survives renames)."""
+    res = net.ip("-j", "link", "show", ns=ns)
+    return {str(link["ifindex"]): link["ifname"] for link in json.loads(res.stdout or "[]") if link["ifname"] != "lo"}
+
+
 def plan_renames(existing, wanted):
     """Return ``[(old, new)]`` renames that give each address in ``wanted`` ({name: address}) its name.
 
@@ -112,15 +118,17 @@ def _drop_stray(rec, ns, wanted, log):
     address back. Remove it from FRR's running config (vtysh in the container) and from the kernel.
     """
     leader = lab.leader_pid(rec["pid"]) if lab.is_ours(rec) else None
-    for name, addrs in _ns_links(ns).items():
-        for addr in addrs:
-            if addr != wanted.get(name) and addr in wanted.values():
-                if leader:
-                    subprocess.run(["nsenter", "-t", str(leader), "-a", "vtysh", "-c", "configure terminal",
-                                    "-c", f"interface {name}", "-c", f"no ip address {addr}", "-c", "no description"],
-                                   capture_output=True, check=False)
-                net.ip("addr", "del", addr, "dev", name, ns=ns, check=False)
-                log(f"blank: dropped {addr} that FRR re-applied to the re-patched {name}")
+    for _ in range(8):  # zebra applies the old name's config a moment after the link appears
+        time.sleep(0.5)
+        for name, addrs in _ns_links(ns).items():
+            for addr in addrs:
+                if addr != wanted.get(name) and addr in wanted.values():
+                    if leader:
+                        subprocess.run(["nsenter", "-t", str(leader), "-a", "vtysh", "-c", "configure terminal",
+                                        "-c", f"interface {name}", "-c", f"no ip address {addr}", "-c", "no description"],
+                                       capture_output=True, check=False)
+                    net.ip("addr", "del", addr, "dev", name, ns=ns, check=False)
+                    log(f"blank: dropped {addr} that FRR re-applied to the re-patched {name}")
 
 
 def _prepare_root(host, image, password):
@@ -241,6 +249,8 @@ def _add(inventory, code, password, miswire, log):
             inner, inner_if = (hb, ib) if ha == outer else (ha, ia)
             parent = plan.hosts[outer]
             record["parent_ns"] = parent.netns
+            record["parent_names"] = _ns_index(parent.netns)  # to give every port its name back
+            save_state(state)
             wanted = {i.name: i.address.with_prefixlen for i in parent.interfaces}
             renames = plan_renames(_ns_links(parent.netns), wanted)
             if renames:
@@ -250,9 +260,10 @@ def _add(inventory, code, password, miswire, log):
                 save_state(state)
             net.ip("link", "add", outer_if.name, "netns", parent.netns, "type", "veth", "peer", "name",
                    swap.get(inner_if.name, inner_if.name), "netns", plan.hosts[inner].netns, ns=topology.SWITCH_NS)
+            record.setdefault("parent_links", []).append(outer_if.name)
+            save_state(state)
             net.ip("link", "set", outer_if.name, "up", ns=parent.netns)
-            if renames:
-                _drop_stray(labstate["hosts"][outer], parent.netns, wanted, log)
+            _drop_stray(labstate["hosts"][outer], parent.netns, wanted, log)
             continue
         bridge = f"bb{code}{sidx}"[:15]
         net.ip("link", "add", bridge, "type", "bridge", "mcast_snooping", "0", ns=topology.SWITCH_NS)
@@ -336,16 +347,21 @@ def _remove(code, log=print, restore_inventory=None):
             if os.path.ismount(root):
                 subprocess.run(["umount", "-l", root], check=False)
         shutil.rmtree(lab.host_dir(name), ignore_errors=True)
+    parent_ns = record.get("parent_ns")
+    parent_alive = parent_ns and os.path.exists(os.path.join(net.NETNS_DIR, parent_ns))
+    for name in record.get("parent_links", []) if parent_alive else []:
+        net.ip("link", "delete", name, ns=parent_ns, check=False)  # the parent's end of the new line
     for ns in record["netns"]:
         if os.path.exists(os.path.join(net.NETNS_DIR, ns)):
             net.ip("netns", "delete", ns, check=False)
     for bridge in record["bridges"]:
         net.ip("link", "delete", bridge, ns=topology.SWITCH_NS, check=False)
-    parent_ns = record.get("parent_ns")
-    if record.get("renames") and parent_ns and os.path.exists(os.path.join(net.NETNS_DIR, parent_ns)):
-        present = _ns_links(parent_ns)
-        back = [(new, old) for old, new in record["renames"] if new in present and old not in present]
-        if back:  # only when the parent is still the one we re-patched (not a rebuilt lab)
+    if parent_alive and record.get("parent_names"):
+        # Give each of the parent's ports its name from before (by ifindex; a rebuilt lab has other
+        # indexes and is left alone).
+        now = _ns_index(parent_ns)
+        back = [(now[i], name) for i, name in record["parent_names"].items() if i in now and now[i] != name]
+        if back:
             _rename(parent_ns, back)
     state.pop(str(code), None)
     save_state(state)

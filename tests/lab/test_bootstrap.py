@@ -118,7 +118,7 @@ def test_host_key_mismatch_stops_before_any_login(county):
     res = bootstrap(inv, reports, password)
     assert res.returncode == 3
     assert "HOST KEY MISMATCH: 220104-app1" in res.stdout + res.stderr
-    assert "--forget-host 220104-app1" in res.stdout + res.stderr
+    assert f"jincai bootstrap {CODE} --forget-host 220104-app1" in res.stdout + res.stderr
     assert "router_access" not in site_state(reports)
 
 

@@ -213,6 +213,7 @@ def test_ansible_failures_are_parsed_per_host():
     found = bootstrap.failures(out)
     assert found[0] == ("220104-rtr", "220104-rtr: uplink port eth1 cannot reach")
     assert found[1] == ("220104-app1", "unreachable: ssh: connect timed out")
+    assert found[2] == ("220104-app1", "nope")
 
 
 # ---------------------------------------------------------------- state and checklist
