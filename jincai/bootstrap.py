@@ -373,9 +373,12 @@ class Bootstrap:
         """
         t0 = self._step(key)
         if self.state.passed(key) and not self.args.full and key in self.resumable:
-            self.current[key] = "resumed"
-            _say("   passed earlier for this site plan: not repeated (--full repeats it)")
-            return True
+            check = self.quick_checks.get(key)
+            if check is None or self.runner.run(f"{key}-check", [check], limit)[0] == 0:
+                self.current[key] = "resumed"
+                _say("   passed earlier for this site plan: not repeated (--full repeats it)")
+                return True
+            _say(f"   passed earlier, but its check ({check}) fails now: doing it again")
         rc, recap, fails = self.runner.run(key, tags, limit, extra=extra)
         changed = sum(r["changed"] for r in recap.values())
         if rc != 0:
@@ -386,6 +389,9 @@ class Bootstrap:
                               "fix: check the host is in the inventory groups the playbook targets")
         self._pass(key, t0, f"changed={changed} on {len(recap)} hosts", changed)
         return True
+
+    #: A cheap check re-run before a resumed step is skipped (the router may have been reset since).
+    quick_checks = {"router_config": "uplink"}
 
     @property
     def resumable(self):
