@@ -203,3 +203,19 @@ def test_vpn_playbook_is_idempotent_and_clean_in_check_mode(provisioned):
     check = run("playbooks/vpn.yml", inventory=LAB, check=True, diff=True)
     assert check.rc == 0, _tail(check)
     assert check.total("changed") == 0, changed_tasks(check.output)
+
+
+def test_vpn_events_reach_the_province_collector(provisioned):
+    """charon logs to the journal; rsyslog (roles/rsyslog, part of site.yml) forwards to the collector."""
+    collector = next(h for h in ("220000-svc",) if hostvars(h)["jincai_address"]
+                     == hostvars(VPN)["jincai_province_services"]["collector"])
+    marker = f"jincai-vpn-log-check-{int(time.time())}"
+    run_on(VPN, f"swanctl --terminate --ike bu-bu0001 --timeout 10; logger -t charon-test {marker}")
+    assert _wait(_all_up, 60)[0], "bu0001 did not reconnect"
+
+    def arrived():
+        out = run_on(collector, f"cat /var/log/remote/{VPN}/*.log 2>/dev/null | grep -F -e {marker} -e 'IKE_SA bu-bu0001['"
+                                "| tail -50").stdout
+        return marker in out and "charon-systemd" in out and "IKE_SA bu-bu0001[" in out
+    found, _ = _wait(arrived, 30)
+    assert found, f"no charon events of {VPN} at the collector {collector} (is the baseline's rsyslog applied?)"
