@@ -23,12 +23,12 @@ def _play(extra):
 
 
 def test_a_party_asking_for_a_service_its_kind_may_not_reach_is_refused_before_contact():
-    parties = [{"name": "220000-bank1", "kind": "commercial_bank", "address": "198.18.1.11",
+    parties = [{"name": "220000-pbc", "kind": "peoples_bank", "address": "198.18.1.11",
                 "apps": ["treasury", "nontax"], "targets": []}]
     res = _play({"jincai_parties": parties})
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert ("(site 220000): parties[220000-bank1].apps: 'nontax' is not allowed for kind commercial_bank "
+    assert ("(site 220000): parties[220000-pbc].apps: 'nontax' is not allowed for kind peoples_bank "
             "by metro.yml (allowed: treasury)") in " ".join(out.split())
     assert PUSH_TASK not in out, "a router was contacted despite invalid input"
 

@@ -141,8 +141,8 @@ def test_one_policy_on_every_platform(tier):
 def test_policy_denies_what_the_kind_does_not_allow():
     """A party asking for a service its kind may not reach gets no rule for it (and the role refuses it)."""
     hv = hostvars("frr")["220000-rtr"]
-    bank = next(p for p in hv["jincai_parties"] if p["kind"] == "commercial_bank")
-    assert "nontax" not in policy()["kinds"]["commercial_bank"]
+    bank = next(p for p in hv["jincai_parties"] if p["kind"] == "peoples_bank")
+    assert "nontax" not in policy()["kinds"]["peoples_bank"]
     text = render("cisco_ios", "220000-rtr")
     assert f"host {bank['address']} " in text
     assert not re.search(rf"host {re.escape(bank['address'])} \S+ \S+ eq 8103", text)
