@@ -115,7 +115,7 @@ def build(plan, log=print):
             ip("addr", "add", lo.with_prefixlen, "dev", "lo", ns=host.netns)
         for dest, via in host.routes:
             ip("route", "replace", str(dest), "via", str(via), ns=host.netns)
-        if host.is_router:
+        if host.forwards:
             sysctl(host.netns, net__ipv4__ip_forward=1)
     log(f"network: {len(created)} namespaces, {len(plan.segments)} segments, management {CONTROL_ADDRESS}")
     return created

@@ -64,6 +64,11 @@ class Host:
         return "router" in self.functions
 
     @property
+    def forwards(self):
+        """True for hosts that forward packets: routers and VPN concentrators (units' traffic)."""
+        return self.is_router or "vpn_concentrator" in self.functions
+
+    @property
     def netns(self):
         """Name of the host's network namespace."""
         return NS_PREFIX + self.name

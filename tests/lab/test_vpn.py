@@ -82,10 +82,8 @@ def _tcp_from(unit, address, port, timeout=2):
 @pytest.fixture(scope="module")
 def provisioned():
     """The VPN playbook converged on the lab (PKI on the control node, concentrator, both clients)."""
-    # Stop-gap until `jincai lab up` sets ip_forward for VPN concentrators as it does for routers: a
-    # container cannot write /proc/sys, the role checks it and fails clearly when it is off.
-    ns = f"jlab-{VPN}"
-    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=False)
+    # `jincai lab up` enables forwarding on VPN concentrators (a container cannot write /proc/sys);
+    # the role checks it and fails clearly when it is off.
     res = run("playbooks/vpn.yml", inventory=LAB)
     assert res.rc == 0, _tail(res)
     up, _ = _wait(_all_up, 60)

@@ -143,3 +143,12 @@ def test_the_lab_inventory_plans_the_19_lab_hosts():
     assert any(s.startswith("metro-") for s in plan.segments)
     vpn = [s for s in plan.segments.values() if {"bu0001", "bu0002"} <= {h for h, _ in s.members}]
     assert len(vpn) == 1 and "220000-vpn" in {h for h, _ in vpn[0].members}
+
+
+def test_routers_and_the_vpn_concentrator_forward_packets_and_nothing_else_does():
+    from jincai import ROOT
+
+    source = os.path.join(ROOT, "inventories", "lab")
+    plan = topology.plan(topology.load(source), source=source)
+    forwarding = {n for n, h in plan.hosts.items() if h.forwards}
+    assert forwarding == {n for n in plan.hosts if n.endswith("-rtr")} | {"220000-vpn"}
