@@ -689,3 +689,18 @@ def test_county_backup_is_copied_to_the_province(converged):
     assert res.returncode == 0, res.stdout + res.stderr
     name = re.search(r"local backup (\S+)", res.stdout).group(1).rsplit("/", 1)[1]
     run_on(services_host(), f"cd /srv/backups/{host} && sha256sum -c {name}.sha256", check=True)
+
+
+@control("L3-CES1-18")
+def test_firewall_rollback_timer_restores_the_previous_rules(converged):
+    """L3-CES1-18 way back: the armed rollback timer puts the previous firewall file back and loads it."""
+    host = by_tier("county")[-1]
+    script = (
+        "set -e; cp -p /etc/nftables.conf /root/nft-good; "
+        "sed 's/comment \"nginx\"/comment \"nginx\"\\n        tcp dport 9 accept comment \"rollback-probe\"/' "
+        "/root/nft-good > /etc/nftables.conf; nft -f /etc/nftables.conf; nft list table inet jincai | grep -c rollback-probe; "
+        "systemd-run --quiet --unit=jincai-firewall-rollback-test --on-active=2 /usr/local/sbin/jincai-firewall-rollback /root/nft-good; "
+        "sleep 6; nft list table inet jincai | grep -c rollback-probe || true; cmp /etc/nftables.conf /root/nft-good && echo SAME; "
+        "rm -f /root/nft-good")
+    res = run_on(host, script, timeout=60)
+    assert res.stdout.split() == ["1", "0", "SAME"], res.stdout + res.stderr
