@@ -150,10 +150,13 @@ def test_upgrade_v1_to_v2_in_waves_keeps_data_written_under_v1(converged):
             made = api(host, app, {"unit": marker, "subject": f"{app} written under 1.0.0", "amount": "1234.50"})
             assert made["status"] == 201 and "status" not in made["body"], (host, app, made)
 
+    # What still runs 1.0.0 right now (a lab shared with other runs of site.yml may have moved some).
+    at_v1 = {(h, a) for h in APP_SERVERS for a, d in probe(h)["apps"].items() if d["current"] == "1.0.0"}
     v2 = apps_playbook()
     assert v2.rc == 0, _tail(v2)
     # Each application switched in the wave the catalog gives its tier, and nowhere else.
-    assert switched_by_wave(v2.output) == expected_waves()
+    assert at_v1, "nothing ran 1.0.0 before the upgrade"
+    assert switched_by_wave(v2.output) == {(w, h, a) for w, h, a in expected_waves() if (h, a) in at_v1}
     assert_all_at(lambda app: "2.0.0")
     for host in APP_SERVERS:
         for app in hostvars(host)["jincai_apps"]:
