@@ -261,7 +261,7 @@ class KeyCheck:
                                                                 key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)]
 
 
-def compare_keys(host, scanned, recorded):
+def compare_keys(host, scanned, recorded, code="CODE"):
     """Return a :class:`KeyCheck`; raise :class:`BootstrapError` on a mismatch with the record."""
     if not scanned:
         raise BootstrapError(f"{host.name} ({host.address}): answered but offered no SSH host key",
@@ -279,7 +279,7 @@ def compare_keys(host, scanned, recorded):
             f"but {was} was recorded at first contact. Another machine may be answering on this address. "
             "Nothing was sent to it.",
             f"if (and only if) {host.name} was reinstalled, compare the new fingerprint on its console "
-            f"(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then: jincai bootstrap CODE --forget-host {host.name}; "
+            f"(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then: jincai bootstrap {code} --forget-host {host.name}; "
             "otherwise stop and call the province network team", host.name)
     return KeyCheck(host, scanned, recorded, new=False)
 
