@@ -317,7 +317,9 @@ def derive(src):
     province_services = {"collector": services_addr, "ntp": services_addr, "artifacts": services_addr}
 
     def ntp_server(site):
-        s = host_entry(site, "services") or host_entry(site, "router")
+        """The host that serves time at ``site``: its services host, else its first app server
+        (a machine-room server running chrony), else its router."""
+        s = host_entry(site, "services") or host_entry(site, "app_server") or host_entry(site, "router")
         return s["address"]
 
     children = {code: [] for code in sites}  # (child site, uplink) per parent
@@ -479,7 +481,12 @@ def derive(src):
                 ifaces.append(iface("vpn_access", _prefixed(h["vpn_access"], plan["vpn_access"]),
                                     f"vpnaccess-{code}"))
             number(ifaces)
-            hv = common(name, [h["function"]], h["address"], h.get("mgmt") or h["address"], ifaces)
+            functions = [h["function"]]
+            if tier == "city" and h["function"] != "services" and h["address"] == ntp_server(site):
+                # the city's time server for its counties (the province's is its services host)
+                functions.append("ntp_server")
+                add("ntp_servers", name)
+            hv = common(name, functions, h["address"], h.get("mgmt") or h["address"], ifaces)
             hv["jincai_routes"] = [{"to": "default", "via": gateway}]
             if h["function"] == "app_server":
                 hv["jincai_apps"] = list(apps)

@@ -85,7 +85,10 @@ def test_lab_ntp_chain_and_management(lab):
     assert lab.hosts["220000-svc"]["jincai_ntp_servers"] == []  # the lab has no authorised source
     assert lab.hosts["220000-app1"]["jincai_ntp_servers"] == [svc]
     assert lab.hosts["220100-app1"]["jincai_ntp_servers"] == [svc]
-    assert lab.hosts["220102-app1"]["jincai_ntp_servers"] == ["198.18.16.1", svc]
+    # a county follows its city's time server (the city's app server), the province as fallback
+    assert lab.hosts["220102-app1"]["jincai_ntp_servers"] == ["198.18.16.10", svc]
+    assert "ntp_server" in lab.hosts["220100-app1"]["jincai_functions"]
+    assert "ntp_server" not in lab.hosts["220102-app1"]["jincai_functions"]
     assert lab.hosts["220202-rtr"]["jincai_management_networks"] == ["198.19.0.0/24", "198.18.33.0/24"]
     assert lab.hosts["220102-rtr"]["jincai_province_services"] == {"collector": svc, "ntp": svc, "artifacts": svc}
 
