@@ -700,7 +700,8 @@ def test_firewall_rollback_timer_restores_the_previous_rules(converged):
         "sed 's/comment \"nginx\"/comment \"nginx\"\\n        tcp dport 9 accept comment \"rollback-probe\"/' "
         "/root/nft-good > /etc/nftables.conf; nft -f /etc/nftables.conf; nft list table inet jincai | grep -c rollback-probe; "
         "systemd-run --quiet --unit=jincai-firewall-rollback-test --on-active=2 /usr/local/sbin/jincai-firewall-rollback /root/nft-good; "
-        "sleep 6; nft list table inet jincai | grep -c rollback-probe || true; cmp /etc/nftables.conf /root/nft-good && echo SAME; "
-        "rm -f /root/nft-good")
-    res = run_on(host, script, timeout=60)
+        "for i in $(seq 1 45); do nft list table inet jincai | grep -q rollback-probe || break; sleep 1; done; "
+        "nft list table inet jincai | grep -c rollback-probe || true; cmp /etc/nftables.conf /root/nft-good && echo SAME; "
+        "systemctl stop jincai-firewall-rollback-test.timer 2>/dev/null || true; rm -f /root/nft-good")
+    res = run_on(host, script, timeout=120)
     assert res.stdout.split() == ["1", "0", "SAME"], res.stdout + res.stderr
