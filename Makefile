@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap systemd-container \
 	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps \
-	chromium
+	chromium fonts-wqy-microhei
 
 .PHONY: help deps apt venv lint unit lab-up lab-down lab-test site test clean bench
 

@@ -1,0 +1,50 @@
+"""Print how long each play and the whole run took (ansible-core ships no timing callback).
+
+Enabled in ansible.cfg (``callbacks_enabled = jincai_timer``). It only adds lines after the normal
+output, so the PLAY RECAP that jincai.playbook parses is unchanged.
+"""
+
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: jincai_timer
+type: aggregate
+short_description: per-play and total run time
+description:
+  - Prints the duration of each play and of the whole run after the PLAY RECAP.
+requirements:
+  - enable in ansible.cfg (callbacks_enabled)
+"""
+
+
+class CallbackModule(CallbackBase):
+    """Record the start of each play; print a duration table at the end of the run."""
+
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "jincai_timer"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self):
+        super().__init__()
+        self._start = time.monotonic()
+        self._plays = []  # [name, start, end]
+
+    def _close_play(self):
+        if self._plays and self._plays[-1][2] is None:
+            self._plays[-1][2] = time.monotonic()
+
+    def v2_playbook_on_play_start(self, play):
+        self._close_play()
+        self._plays.append([play.get_name().strip() or "(unnamed play)", time.monotonic(), None])
+
+    def v2_playbook_on_stats(self, stats):
+        self._close_play()
+        total = time.monotonic() - self._start
+        self._display.display("")
+        self._display.display("TIMING (jincai_timer) " + "*" * 58)
+        for name, start, end in self._plays:
+            self._display.display(f"{end - start:8.1f} s  {name}")
+        self._display.display(f"{total:8.1f} s  total")
