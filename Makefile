@@ -8,11 +8,13 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap system
 	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps \
 	chromium fonts-wqy-microhei
 
-.PHONY: help deps apt venv lint unit lab-up lab-down lab-test site test clean bench
+.PHONY: help deps apt venv lint unit lab-up lab-down lab-test test-slow site test clean bench
 
 help:
 	@echo "make site   - bring up the lab WAN, provision it end to end, verify, print a summary"
 	@echo "make test   - install deps, lint, unit tests, lab integration tests (what CI runs)"
+	@echo "make test-slow - the long end-to-end proofs (county bootstrap from blank, kill and resume)"
+	@echo "make bench  - benchmarks (print figures)"
 	@echo "make lab-down - remove the lab completely"
 
 deps: apt venv
@@ -58,8 +60,13 @@ lab-test: deps
 	jincai lab down
 	jincai lab up
 	@echo "== lab phase 1: fresh lab"; $(PYTEST) -m "lab and fresh" tests/lab || test $$? = 5
-	@echo "== lab phase 2+3: provision and verify"; $(PYTEST) -m "lab and not fresh and not lifecycle" tests/lab
+	@echo "== lab phase 2+3: provision and verify"; $(PYTEST) -m "lab and not fresh and not lifecycle and not slow" tests/lab
 	@echo "== lab phase 4: lifecycle"; $(PYTEST) -m "lab and lifecycle" tests/lab || test $$? = 5
+
+# The long end-to-end proofs (blank county bootstrap, kill and resume: ~20 min) on a provisioned lab.
+test-slow: deps
+	jincai lab up
+	$(PYTEST) -m "slow" tests/lab
 
 site: deps
 	$(PY) -m jincai.site_run
