@@ -383,6 +383,8 @@ def _expected_ports(host):
     if "services" in hv["jincai_functions"]:
         tcp |= {514, 80}
         udp |= {123}
+    if "ntp_server" in hv["jincai_functions"]:  # a city's time server for its counties
+        udp |= {123}
     if "vpn_concentrator" in hv["jincai_functions"]:
         udp |= {500, 4500}
         esp = True
