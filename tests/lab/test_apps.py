@@ -106,9 +106,11 @@ def switched_by_wave(output):
         if m:
             wave = int(m.group(1))
             continue
-        m = re.match(r"^included: \S+/release\.yml for (\S+) => \(item=(\w+)\)", line)
+        # one line per item for every host of the batch: "for 220102-app1, 220103-app1 => (item=budget)"
+        m = re.match(r"^included: \S+/release\.yml for (.+?) => \(item=(\w+)\)", line)
         if m and wave:
-            found.add((wave, m.group(1), m.group(2)))
+            for host in m.group(1).split(", "):
+                found.add((wave, host.strip(), m.group(2)))
     return found
 
 
