@@ -36,7 +36,7 @@ def bad_networks(networks):
 
 
 class FilterModule:
-    """Filters of the sshd and firewall roles."""
+    """Address filters shared by the sshd and firewall roles (and any role that needs them)."""
 
     def filters(self):
         """Return the filter table."""

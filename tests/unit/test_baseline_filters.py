@@ -1,4 +1,4 @@
-"""Pure tests of the baseline's pre-flight filters (no lab needed; kept beside the lab tests they guard).
+"""Pure tests of the baseline's pre-flight filters (no lab needed).
 
 These are the checks that stand between a typo in the source of truth and a locked-out county.
 """
@@ -19,8 +19,7 @@ def _load(path, name):
 
 
 ACC = _load("roles/accounts/filter_plugins/accounts_checks.py", "accounts_checks")
-NET = _load("roles/sshd/filter_plugins/sshd_net.py", "sshd_net")
-FW = _load("roles/firewall/filter_plugins/firewall_net.py", "firewall_net")
+NET = _load("plugins/filter/jincai_net.py", "jincai_net")
 
 GOOD = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFTnYXzvH7sIBd46oX0Wt+68xQfYZWlq93PIFdiJCC6k t@lab"
 GOOD2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPTIZ4bbzdaDKTaPF1A32rs1Vd3xrrLwYF2hUba7d0DR u@lab"
@@ -71,7 +70,7 @@ def test_unknown_state_and_missing_name():
     assert "user t2: no person's name" in errors
 
 
-@pytest.mark.parametrize("mod", [NET, FW])
+@pytest.mark.parametrize("mod", [NET])
 def test_controller_address_containment(mod):
     nets = ["198.19.0.0/24", "198.18.17.0/24"]
     assert mod.address_in_networks("198.19.0.1", nets)
@@ -80,9 +79,3 @@ def test_controller_address_containment(mod):
     assert mod.ssh_client_address("198.19.0.1 51234 198.19.0.25 22") == "198.19.0.1"
     assert mod.ssh_client_address("") == ""
     assert mod.bad_networks(["198.19.0.0/24", "10.0.0.0/33", "x"]) == ["10.0.0.0/33", "x"]
-
-
-def test_firewall_and_sshd_filters_are_the_same_code():
-    with open(os.path.join(ROOT, "roles/sshd/filter_plugins/sshd_net.py"), encoding="utf-8") as a, \
-            open(os.path.join(ROOT, "roles/firewall/filter_plugins/firewall_net.py"), encoding="utf-8") as b:
-        assert a.read() == b.read()
