@@ -154,14 +154,7 @@ def _prepare_root(host, image, password):
         fh.write("# jincai lab: a freshly installed host (the installer allowed root password login)\n"
                  "PermitRootLogin yes\nPasswordAuthentication yes\n")
     if host.is_router:
-        daemons = os.path.join(root, "etc/frr/daemons")
-        with open(daemons, encoding="utf-8") as fh:
-            text = fh.read()
-        with open(daemons, "w", encoding="utf-8") as fh:
-            fh.write(text.replace("ospfd=no", "ospfd=yes"))
-        with open(os.path.join(root, "etc/sysctl.d/90-jincai-lab-router.conf"), "w", encoding="ascii") as fh:
-            fh.write("# jincai lab: a router forwards packets\nnet.ipv4.ip_forward = 1\n")
-        subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", "frr.service"], check=True)
+        lab.prepare_router_os(root)
     with open(os.path.join(root, "etc/jincai-lab-host"), "w", encoding="ascii") as fh:
         fh.write(f"{host.name} blank\n")
     return root

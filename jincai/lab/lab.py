@@ -262,6 +262,18 @@ def _authorize(root, user, home, pubkey):
         os.chown(p, uid, gid)
 
 
+def prepare_router_os(root):
+    """Make an overlay root a router's OS: FRR with ospfd enabled at boot, IP forwarding on."""
+    daemons = os.path.join(root, "etc/frr/daemons")
+    with open(daemons, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(daemons, "w", encoding="utf-8") as fh:
+        fh.write(text.replace("ospfd=no", "ospfd=yes"))
+    with open(os.path.join(root, "etc/sysctl.d/90-jincai-lab-router.conf"), "w", encoding="ascii") as fh:
+        fh.write("# jincai lab: a router forwards packets\nnet.ipv4.ip_forward = 1\n")
+    subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", "frr.service"], check=True)
+
+
 def prepare_root(host, image, pubkey):
     """Mount the host's overlay root and customise it (hostname, keys, router bits) once."""
     hdir = host_dir(host.name)
@@ -286,14 +298,7 @@ def prepare_root(host, image, pubkey):
         with open(os.path.join(root, "etc/shells"), "a", encoding="ascii") as fh:
             fh.write("/usr/bin/vtysh\n")
         _authorize(root, "netops", "/home/netops", pubkey)
-        daemons = os.path.join(root, "etc/frr/daemons")
-        with open(daemons, encoding="utf-8") as fh:
-            text = fh.read()
-        with open(daemons, "w", encoding="utf-8") as fh:
-            fh.write(text.replace("ospfd=no", "ospfd=yes"))
-        with open(os.path.join(root, "etc/sysctl.d/90-jincai-lab-router.conf"), "w", encoding="ascii") as fh:
-            fh.write("# jincai lab: a router forwards packets\nnet.ipv4.ip_forward = 1\n")
-        subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", "frr.service"], check=True)
+        prepare_router_os(root)
     with open(marker, "w", encoding="ascii") as fh:
         fh.write(f"{host.name}\n")
     return root
