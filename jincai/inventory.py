@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jincai import model, validate
+from jincai import model, paths, validate
 
 #: Group order in the output: tiers, functions, then per-platform and per-site groups.
 FIXED_GROUPS = ("province", "city", "county", "routers", "vpn_concentrators", "app_servers", "services",
@@ -36,7 +36,19 @@ def derive_checked(inventory_dir):
 
 
 #: Host vars derived from network-wide settings only; the plugin sets them once on group ``all``.
-SHARED_VARS = ("jincai_environment", "jincai_admins", "jincai_applications", "jincai_province_services")
+SHARED_VARS = ("jincai_environment", "jincai_network_name", "jincai_domain", "jincai_admins",
+               "jincai_applications", "jincai_province_services")
+
+
+def control_vars(derived):
+    """Vars about the control node's side of the network, set once on group ``all``:
+    ``jincai_pki_dir``, the network's CA and budget-unit registry (:func:`jincai.paths.pki_dir`), and
+    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`)."""
+    names = {h.get("jincai_network_name") for h in derived.hosts.values()}
+    if len(names) != 1 or None in names:
+        return {}
+    name = names.pop()
+    return {"jincai_pki_dir": paths.pki_dir(name), "jincai_secrets_dir": paths.secrets_dir(name)}
 
 
 def shared_vars(derived):
@@ -58,7 +70,7 @@ def build(inventory_dir):
     derived, _ = derive_checked(inventory_dir)
     out = {"_meta": {"hostvars": derived.hosts}}
     names = group_names(derived)
-    out["all"] = {"children": ["ungrouped"] + names}
+    out["all"] = {"children": ["ungrouped"] + names, "vars": control_vars(derived)}
     out["ungrouped"] = {"hosts": []}
     for g in names:
         out[g] = {"hosts": list(derived.groups[g])}

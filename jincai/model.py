@@ -393,6 +393,8 @@ def derive(src):
             hv = {
                 "ansible_host": mgmt,
                 "jincai_environment": network.get("environment", "production"),
+                "jincai_network_name": network.get("name"),
+                "jincai_domain": network.get("domain"),
                 "jincai_site_code": code,
                 "jincai_tier": tier,
                 "jincai_site": dict(site_info),

@@ -1,9 +1,10 @@
 """A small province certificate authority (the control node's CA) and certificates it issues.
 
 One CA serves every part of jincai (nginx TLS on app servers, the VPN concentrator, the 1,040
-budget units' VPN certificates). State lives in a directory that is never committed: by default
-``<repo>/build/pki`` (``/build/`` is gitignored); ``JINCAI_PKI_DIR`` moves it (e.g.
-``/var/lib/jincai/pki/jilin`` in production).
+budget units' VPN certificates). State lives outside the repository, one directory per network:
+``/var/lib/jincai/pki/<network.name>`` (``/var/lib/jincai/pki/lab``, ``.../jilin``; see
+:mod:`jincai.paths`), so every checkout driving a network uses the same CA. ``JINCAI_PKI_DIR``
+(or ``--dir``) overrides it.
 
 Layout of the PKI directory::
 
@@ -51,7 +52,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from jincai import ROOT
+from jincai import ROOT, paths
 
 CA_NAME = "Jilin Finance Province CA"
 ORG = "Jilin Provincial Department of Finance"
@@ -72,9 +73,16 @@ class PkiError(Exception):
     """A PKI operation failed; the message says what to fix."""
 
 
-def default_dir():
-    """Return the PKI directory: ``$JINCAI_PKI_DIR`` or ``<repo>/build/pki``."""
-    return os.environ.get("JINCAI_PKI_DIR") or os.path.join(ROOT, "build", "pki")
+def default_dir(inventory_dir=None):
+    """Return the PKI directory of an inventory (default: the lab): ``$JINCAI_PKI_DIR`` or
+    ``/var/lib/jincai/pki/<network.name>`` (:func:`jincai.paths.pki_dir`)."""
+    if os.environ.get(paths.PKI_ENV):
+        return os.environ[paths.PKI_ENV]
+    inventory_dir = inventory_dir or os.path.join(ROOT, "inventories", "lab")
+    try:
+        return paths.pki_dir(_network_field(inventory_dir, "name", "the PKI directory is named after it"))
+    except ValueError as exc:
+        raise PkiError(f"{inventory_dir}/source/network.yml: network: name: {exc}") from None
 
 
 def _now():
@@ -636,24 +644,25 @@ def plan(inventory_dir):
                        "(fix: give the province its budget-unit VPN pool)")
     apps = [a for a in vpn.get("apps") or UNIT_APPS if a in UNIT_APPS] or list(UNIT_APPS)
     return {"pool": vpn["pool"], "apps": apps, "lan": vpn.get("lan"), "site": v.get("jincai_site_code"),
-            "domain": v.get("jincai_domain") or _network_domain(inventory_dir),
+            "domain": v.get("jincai_domain") or _network_field(inventory_dir, "domain",
+                                                                "the IKE identities are <unit>.bu.<domain>"),
             "concentrator": {"name": vpns[0], "address": vpn.get("access_address")},
             "clients": list(vpn.get("clients") or [])}
 
 
-def _network_domain(inventory_dir):
-    """``network.domain`` of the source of truth (``<inventory>/source/network.yml``)."""
+def _network_field(inventory_dir, field, why):
+    """``network.<field>`` of the source of truth (``<inventory>/source/network.yml``)."""
     import yaml
 
     path = os.path.join(inventory_dir, "source", "network.yml")
     try:
         with open(path, encoding="utf-8") as fh:
-            domain = ((yaml.safe_load(fh) or {}).get("network") or {}).get("domain")
+            value = ((yaml.safe_load(fh) or {}).get("network") or {}).get(field)
     except OSError:
-        domain = None
-    if not domain:
-        raise PkiError(f"{path}: network: domain: missing (fix: the IKE identities are <unit>.bu.<domain>)")
-    return domain
+        value = None
+    if not value:
+        raise PkiError(f"{path}: network: {field}: missing (fix: {why})")
+    return value
 
 
 @contextlib.contextmanager
@@ -687,7 +696,7 @@ def sync(reg, bundles=True):
 def build_parser(prog="jincai pki"):
     """Return the ``jincai pki`` argument parser (also ``python -m jincai.pki``)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument("--dir", default=None, help="PKI directory (default: $JINCAI_PKI_DIR or build/pki)")
+    p.add_argument("--dir", default=None, help="PKI directory (default: $JINCAI_PKI_DIR or /var/lib/jincai/pki/<network.name>)")
     p.add_argument("--check", action="store_true", help="ca/issue: report what would change, write nothing")
     p.add_argument("-i", "--inventory", default=os.path.join(ROOT, "inventories", "lab"),
                    help="source of truth for the VPN plan (default: the lab)")
@@ -744,7 +753,7 @@ def _unit_commands(args):
     rows = read_csv(args.csv) if getattr(args, "csv", None) else None  # bad input fails before any change
     if args.cmd == "add" and bool(rows is not None) == bool(args.code):
         raise PkiError("add: give CODE NAME, or --csv FILE")
-    pki_dir = args.dir or default_dir()
+    pki_dir = args.dir or default_dir(args.inventory)
     vpn_plan = plan(args.inventory)
     with _locked(pki_dir):
         reg = UnitRegistry(vpn_plan, pki_dir)
@@ -798,6 +807,7 @@ def main(argv=None, prog="jincai pki"):
     args = build_parser(prog).parse_args(argv)
     if args.cmd in ("ca", "issue", "issue-many"):
         try:
+            args.dir = args.dir or default_dir(args.inventory)
             result = _leaf_commands(args)
         except (OSError, ValueError, KeyError, TypeError, PkiError) as exc:
             print(json.dumps({"failed": True, "msg": f"jincai.pki: {exc}"}))

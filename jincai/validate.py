@@ -22,6 +22,7 @@ USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{40,}( .*)?$")
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
 DEFAULT_TECH_COUNTS = {"city": (5, 8), "county": (2, 4)}
+NETWORK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PLAIN_SECRET_KEYS = ("user", "username", "name")
 
 SITE_FIELDS = {
@@ -118,7 +119,9 @@ def _check_network(ctx):
     if not netw:
         return False
     ok = True
-    _typed(ctx, nf, None, "name", netw.get("name"), "str")
+    if _typed(ctx, nf, None, "name", netw.get("name"), "str") and not NETWORK_NAME_RE.match(netw["name"]):
+        ctx.err(nf, None, "name", f"{netw['name']!r} cannot name the network's state directory "
+                "(/var/lib/jincai/pki/<name>)", "use lower-case letters, digits, '-' or '_', e.g. jilin")
     env = netw.get("environment", "production")
     if env not in ("lab", "production"):
         ctx.err(nf, None, "environment", f"unknown environment {env!r}", "use 'lab' or 'production'")

@@ -92,6 +92,8 @@ class InventoryModule(BaseInventoryPlugin):
         # values that are the same on every host (network-wide) go on group "all" once: the same
         # host vars for every consumer, a fraction of the work for Ansible's variable tagging
         shared = jinv.shared_vars(derived)
+        for key, value in jinv.control_vars(derived).items():
+            self.inventory.set_variable("all", key, value)
         for key, value in shared.items():
             self.inventory.set_variable("all", key, value)
         for name, hostvars in derived.hosts.items():

@@ -117,3 +117,27 @@ def test_benchmark_synthetic_source_is_valid_and_ten_times_larger(tmp_path):
     data = inventory.build(inv)
     assert len(data["_meta"]["hostvars"]) > 10 * 140
     assert len(data["county"]["hosts"]) == 2 * 609
+
+
+@pytest.mark.parametrize("inv,name", [(LAB, "lab"), (JILIN, "jilin")])
+def test_state_dirs_are_per_network_and_outside_the_checkout(inv, name, tmp_path):
+    """Every checkout driving a network must find the same CA and generated passwords."""
+    env = {"JINCAI_STATE_DIR": str(tmp_path), "JINCAI_PKI_DIR": ""}
+    r = ansible_inventory("-i", inv, "--list", env=env)
+    assert r.returncode == 0, r.stderr
+    hv = json.loads(r.stdout)["_meta"]["hostvars"]["220000-rtr"]
+    assert hv["jincai_pki_dir"] == os.path.join(str(tmp_path), "pki", name)
+    assert hv["jincai_secrets_dir"] == os.path.join(str(tmp_path), "secrets", name)
+    assert hv["jincai_network_name"] == name
+    assert not hv["jincai_pki_dir"].startswith(ROOT)
+
+
+def test_pki_dir_follows_the_inventory_and_the_environment(tmp_path, monkeypatch):
+    from jincai import pki
+
+    monkeypatch.delenv("JINCAI_PKI_DIR", raising=False)
+    monkeypatch.setenv("JINCAI_STATE_DIR", str(tmp_path))
+    assert pki.default_dir(JILIN) == os.path.join(str(tmp_path), "pki", "jilin")
+    assert pki.default_dir() == os.path.join(str(tmp_path), "pki", "lab")
+    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "elsewhere"))
+    assert pki.default_dir(JILIN) == str(tmp_path / "elsewhere")
