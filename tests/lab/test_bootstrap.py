@@ -154,11 +154,13 @@ def test_a_killed_bootstrap_completes_when_run_again(county):
     reports = attach(inv, password)
     env = {**os.environ, pf.PASSWORD_ENV: password}
     proc = subprocess.Popen([JINCAI, "bootstrap", CODE, "-i", inv, "--accept-host-keys", "--reports-dir", reports],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
     for line in proc.stdout:
         if "Servers: security baseline" in line:  # mid-way: router done, baseline starting
             time.sleep(20)
-            proc.send_signal(signal.SIGKILL)
+            # the whole process group, as a closed terminal or a power cut would: ansible-playbook too
+            os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
