@@ -193,6 +193,11 @@ def ensure_ca(pki_dir=None, check=False):
         return crt, True
     if os.path.exists(crt) and os.path.exists(vaulted):
         return crt, False
+    old = os.path.join(ROOT, "build", "pki")
+    if os.path.exists(os.path.join(old, "ca.crt")) and os.path.realpath(old) != os.path.realpath(pki_dir):
+        # never mint a second CA silently: everything deployed trusts the old one
+        raise PkiError(f"{old}: a PKI from an older jincai (kept per checkout) exists, and {pki_dir} has no CA; "
+                       f"move it: mkdir -p {os.path.dirname(pki_dir)} && mv {old} {pki_dir}")
     if check:
         return crt, True
     key = ec.generate_private_key(ec.SECP256R1())

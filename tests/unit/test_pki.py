@@ -216,3 +216,15 @@ def test_vpn_plan_comes_from_the_lab_source_of_truth():
     assert vpn_plan["concentrator"] == {"name": "220000-vpn", "address": "198.18.232.1"}
     assert vpn_plan["domain"] == "lab.jincai.test" and vpn_plan["lan"] == "198.18.0.0/24"
     assert vpn_plan["clients"] == ["bu0001", "bu0002"]
+
+
+def test_an_older_checkout_local_ca_is_not_silently_replaced(tmp_path, monkeypatch):
+    """A PKI left in <repo>/build/pki by an older jincai must be moved, not shadowed by a new CA."""
+    old_root = tmp_path / "repo"
+    (old_root / "build" / "pki").mkdir(parents=True)
+    (old_root / "build" / "pki" / "ca.crt").write_text("old CA")
+    monkeypatch.setattr(pki, "ROOT", str(old_root))
+    new = tmp_path / "state" / "pki" / "lab"
+    with pytest.raises(pki.PkiError, match=r"mv .*/build/pki .*/state/pki/lab"):
+        pki.ensure_ca(str(new))
+    assert not new.exists()
