@@ -37,6 +37,19 @@ def _pytest_counts(output):
     return counts.get("passed", 0), counts.get("failed", 0) + counts.get("error", 0)
 
 
+def _run_echoed(argv):
+    """Run *argv* in the repository, echoing its output as it comes (progress for the operator);
+    return ``(returncode, output)``."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    chunks = []
+    # chunks, not lines: pytest's progress dots appear as each test ends
+    for chunk in iter(lambda: os.read(proc.stdout.fileno(), 4096), b""):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+        chunks.append(chunk)
+    return proc.wait(), b"".join(chunks).decode("utf-8", "replace")
+
+
 def main():
     """Run the main job; exit 0 only when provisioning and verification both succeeded."""
     t0 = time.monotonic()
@@ -48,12 +61,10 @@ def main():
     _step("provision (playbooks/site.yml)")
     res = run_playbook("playbooks/site.yml", inventory=LAB_INVENTORY, echo=True)
     _step("verify (lab test suite)")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-m", VERIFY_MARKERS, "tests/lab"]
-                          + [f"--ignore={path}" for path in VERIFY_IGNORE], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    sys.stdout.write(proc.stdout[-4000:])
-    passed, failed = _pytest_counts(proc.stdout.splitlines()[-1] if proc.stdout else "")
+    verify_rc, verify_out = _run_echoed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                         "-m", VERIFY_MARKERS, "tests/lab"]
+                                        + [f"--ignore={path}" for path in VERIFY_IGNORE])
+    passed, failed = _pytest_counts(verify_out.splitlines()[-1] if verify_out else "")
     elapsed = time.monotonic() - t0
     print("\n==== jincai site: summary ====")
     print(f"hosts:        {len(res.recap)}")
@@ -62,7 +73,7 @@ def main():
     print(f"unreachable:  {res.total('unreachable')} {' '.join(res.hosts_with('unreachable'))}")
     print(f"tests:        {passed} passed, {failed} failed")
     print(f"elapsed:      {elapsed:.0f} s")
-    ok = res.rc == 0 and proc.returncode == 0
+    ok = res.rc == 0 and verify_rc == 0
     print("result:       " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1
 
