@@ -24,7 +24,7 @@ def _site(args):
     from jincai import sitecmd
 
     if args.site_cmd == "add":
-        return sitecmd.add(args.inventory, args.code, write=args.write)
+        return sitecmd.add(args.inventory, args.code, write=args.write, allow_port_moves=args.allow_port_moves)
     return sitecmd.show(args.inventory, args.code)
 
 
@@ -64,6 +64,8 @@ def build_parser():
     sa = ssub.add_parser("add", help="allocate and add a city or county by its GB/T 2260 code")
     sa.add_argument("code")
     sa.add_argument("--write", action="store_true", help="write the change (default: show it only)")
+    sa.add_argument("--allow-port-moves", action="store_true",
+                    help="write even though ports of working routers move (re-cabling planned)")
     sa.add_argument("-i", "--inventory", default=DEFAULT_INVENTORY)
     ss = ssub.add_parser("show", help="print a site's plan: addresses, links, hosts, apps")
     ss.add_argument("code")

@@ -429,12 +429,6 @@ def derive(src):
             r_ifaces.append(iface("uplink", _prefixed(link_ends(up["subnet"])[1], up["subnet"]),
                                   f"wan-{parent['code']}-{code}{suffix}", router_name(parent), link_area,
                                   LINK_COST[up["role"]], False))
-        for child, up in sorted(children[code], key=lambda cu: (cu[0]["code"], LINK_ROLES.index(cu[1]["role"]))):
-            suffix = "" if up["role"] == "primary" else "-backup"
-            link_area = ospf_area(network, child) if child["tier"] == "county" else "0.0.0.0"
-            r_ifaces.append(iface("downlink", _prefixed(link_ends(up["subnet"])[0], up["subnet"]),
-                                  f"wan-{code}-{child['code']}{suffix}", router_name(child), link_area,
-                                  LINK_COST[up["role"]], False))
         r_ifaces.append(iface("lan", _prefixed(gateway, lan), f"lan-{code}", None, area, 10, True))
         if not lab and tier == "province" and mgmt_net:
             # in-band management: the management zone is a segment of the province router
@@ -444,6 +438,14 @@ def derive(src):
         if site.get("metro"):
             metro_gw = str(next(net(site["metro"]).hosts()))
             r_ifaces.append(iface("metro", _prefixed(metro_gw, site["metro"]), f"metro-{code}", None, area, 10, True))
+        # Downlinks come last: a county added later takes the next free port and moves none of the
+        # router's LAN, metro or existing WAN ports (children in code order; `site add` reports any move).
+        for child, up in sorted(children[code], key=lambda cu: (cu[0]["code"], LINK_ROLES.index(cu[1]["role"]))):
+            suffix = "" if up["role"] == "primary" else "-backup"
+            link_area = ospf_area(network, child) if child["tier"] == "county" else "0.0.0.0"
+            r_ifaces.append(iface("downlink", _prefixed(link_ends(up["subnet"])[0], up["subnet"]),
+                                  f"wan-{code}-{child['code']}{suffix}", router_name(child), link_area,
+                                  LINK_COST[up["role"]], False))
         number(r_ifaces, platform, "router")
         rname = router_name(site)
         mgmt = rtr.get("mgmt") or (loopback if not lab else None)

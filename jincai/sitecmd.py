@@ -98,7 +98,25 @@ def plan_add(inventory_dir, code):
     return path, old, new, site
 
 
-def add(inventory_dir, code, write=False):
+def port_moves(inventory_dir, path, new):
+    """Ports of existing routers that the new source would renumber: ``[(router, segment, old, new)]``.
+
+    A moved port means re-cabling a working router before its config is pushed (or the push cuts the
+    link off), so ``add`` shows every move and writes only when the operator allows it."""
+    before = model.derive(model.load(inventory_dir)).hosts
+    after = model.derive(model.load(inventory_dir, overrides={path: new})).hosts
+    moves = []
+    for name, hv in sorted(before.items()):
+        if "router" not in hv.get("jincai_functions", []) or name not in after:
+            continue
+        now = {i["segment"]: i["name"] for i in after[name]["jincai_interfaces"]}
+        for i in hv["jincai_interfaces"]:
+            if i["segment"] in now and now[i["segment"]] != i["name"]:
+                moves.append((name, i["segment"], i["name"], now[i["segment"]]))
+    return moves
+
+
+def add(inventory_dir, code, write=False, allow_port_moves=False):
     """Show (and with ``write`` append) the new site; 0 on success, 1 when refused."""
     try:
         path, old, new, site = plan_add(inventory_dir, code)
@@ -111,9 +129,17 @@ def add(inventory_dir, code, write=False):
     print(f"# {verb} {shown}:")
     for line in added.splitlines():
         print(f"+ {line}")
+    moves = port_moves(inventory_dir, path, new)
+    for router, segment, was, now in moves:
+        print(f"! PORT MOVE: {router}: {segment} moves from {was} to {now} (re-cable it before the router's "
+              "config is pushed, or the push cuts that link off)")
     if not write:
         print(f"# dry run: nothing written; run again with --write to add site {site['code']}")
         return 0
+    if moves and not allow_port_moves:
+        print(f"jincai site add: {len(moves)} port(s) of working routers would move (listed above); nothing "
+              "written. Plan the re-cabling, then run again with --write --allow-port-moves", file=sys.stderr)
+        return 1
     tmp = path + ".tmp"
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as fh:

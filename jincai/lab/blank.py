@@ -10,8 +10,9 @@ after ``jincai site add CODE --write -i COPY``) and attaches the county's hosts 
   ports are cabled (the WAN line to the parent router, the LAN switch) but unnumbered;
 * the parent router's end of the new WAN line is cabled but unnumbered too: bootstrap configures it.
 
-The model numbers a router's ports in order (uplinks, downlinks, LAN, metro), so a new downlink may
-shift the parent's later ports; like a technician re-patching, ``add`` renames the parent's kernel
+The model numbers a router's ports in order (uplinks, LAN, metro, downlinks), so a new county's
+downlink normally takes the parent's next free port. Should a new code sort before an existing
+sibling (``jincai site add`` then reports a PORT MOVE), ``add``, like a technician re-patching, renames the parent's kernel
 interfaces to the new plan's names and ``remove`` renames them back (the parent's FRR config must then
 be pushed again from the original inventory: ``remove(..., restore_inventory=...)`` does it).
 

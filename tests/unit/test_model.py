@@ -43,15 +43,16 @@ def test_lab_router_interfaces_in_stable_order(lab):
     assert [(i["name"], i["role"], i["address"], i["peer"], i["segment"]) for i in ifs] == [
         ("eth0", "mgmt", "198.19.0.20/24", None, "mgmt"),
         ("eth1", "uplink", "198.18.248.2/30", "220000-rtr", "wan-220000-220100"),
-        ("eth2", "downlink", "198.18.248.9/30", "220102-rtr", "wan-220100-220102"),
-        ("eth3", "downlink", "198.18.248.13/30", "220103-rtr", "wan-220100-220103"),
-        ("eth4", "lan", "198.18.16.1/24", None, "lan-220100"),
+        ("eth2", "lan", "198.18.16.1/24", None, "lan-220100"),
+        ("eth3", "downlink", "198.18.248.9/30", "220102-rtr", "wan-220100-220102"),
+        ("eth4", "downlink", "198.18.248.13/30", "220103-rtr", "wan-220100-220103"),
     ]
     prov = [(i["name"], i["role"], i["segment"]) for i in lab.hosts["220000-rtr"]["jincai_interfaces"]]
-    assert prov[-2:] == [("eth3", "lan", "lan-220000"), ("eth4", "metro", "metro-220000")]
+    assert prov[:3] == [("eth0", "mgmt", "mgmt"), ("eth1", "lan", "lan-220000"), ("eth2", "metro", "metro-220000")]
+    assert [p[1] for p in prov[3:]] == ["downlink", "downlink"]  # downlinks last: adding a site moves nothing
     r = lab.hosts["220100-rtr"]["jincai_router"]
     assert (r["platform"], r["loopback"], r["router_id"]) == ("frr", "198.18.254.2", "198.18.254.2")
-    assert (r["ospf"]["hello"], r["ospf"]["dead"], r["ospf"]["passive"]) == (1, 4, ["eth4"])
+    assert (r["ospf"]["hello"], r["ospf"]["dead"], r["ospf"]["passive"]) == (1, 4, ["eth2"])
     assert {"prefix": "198.18.254.2/32", "area": "0.0.0.0"} in r["networks"]
     assert lab.hosts["220000-rtr"]["jincai_router"]["static_routes"] == [
         {"prefix": "198.18.160.0/21", "via": "198.18.0.10", "redistribute": True}]

@@ -202,3 +202,36 @@ def test_lab_addresses_stay_in_range_after_adds():
     lab = ipaddress.ip_network("198.18.0.0/15")
     for n, _, _ in leaf_prefixes(src):
         assert n.subnet_of(lab)
+
+
+def test_a_new_county_moves_no_port_of_its_city_router(tmp_path):
+    """Downlinks come after LAN and metro: 220104 takes the city router's next free port."""
+    inv = tmp_path / "lab"
+    shutil.copytree(LAB, inv)
+    before = model.derive(model.load(str(inv))).hosts["220100-rtr"]["jincai_interfaces"]
+    r = run_jincai("site", "add", "220104", "--write", "-i", str(inv))
+    assert r.returncode == 0, r.stderr
+    assert "PORT MOVE" not in r.stdout
+    after = model.derive(model.load(str(inv))).hosts["220100-rtr"]["jincai_interfaces"]
+    assert after[:len(before)] == before
+    assert after[-1]["segment"] == "wan-220100-220104" and after[-1]["role"] == "downlink"
+
+
+def test_a_port_move_is_shown_and_written_only_when_allowed(tmp_path):
+    """A county whose code sorts before an existing sibling's moves that sibling's downlink port."""
+    inv = tmp_path / "lab"
+    shutil.copytree(LAB, inv)
+    city = inv / "source/sites/220100.yml"
+    text = city.read_text()
+    # take 220102 out of the copy (as if never built), so that adding it back sorts before 220103
+    start, end = text.index('  - code: "220102"'), text.index('  - code: "220103"')
+    city.write_text(text[:start] + text[end:])
+    before = city.read_text()
+    r = run_jincai("site", "add", "220102", "--write", "-i", str(inv))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "! PORT MOVE: 220100-rtr: wan-220100-220103 moves from eth3 to eth4" in r.stdout
+    assert "--allow-port-moves" in r.stderr
+    assert city.read_text() == before
+    r = run_jincai("site", "add", "220102", "--write", "--allow-port-moves", "-i", str(inv))
+    assert r.returncode == 0, r.stderr
+    assert "code: '220102'" in city.read_text()
