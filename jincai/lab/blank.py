@@ -134,13 +134,7 @@ def _drop_stray(rec, ns, wanted, log):
 
 def _prepare_root(host, image, password):
     """Mount the host's overlay and make it look freshly installed (no jincai account, root password)."""
-    hdir = lab.host_dir(host.name)
-    upper, work, root = (os.path.join(hdir, d) for d in ("upper", "work", "root"))
-    for d in (upper, work, root):
-        os.makedirs(d, exist_ok=True)
-    if not os.path.ismount(root):
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={image},upperdir={upper},workdir={work}", root], check=True)
+    root = lab.mount_root(host.name, image)
     with open(os.path.join(root, "etc/hostname"), "w", encoding="ascii") as fh:
         fh.write(host.name + "\n")
     with open(os.path.join(root, "etc/hosts"), "w", encoding="ascii") as fh:

@@ -274,15 +274,21 @@ def prepare_router_os(root):
     subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", "frr.service"], check=True)
 
 
-def prepare_root(host, image, pubkey):
-    """Mount the host's overlay root and customise it (hostname, keys, router bits) once."""
-    hdir = host_dir(host.name)
+def mount_root(name, image):
+    """Mount host *name*'s overlay (image below, the host's own upper layer above); return its root."""
+    hdir = host_dir(name)
     upper, work, root = (os.path.join(hdir, d) for d in ("upper", "work", "root"))
     for d in (upper, work, root):
         os.makedirs(d, exist_ok=True)
     if not os.path.ismount(root):
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                         f"lowerdir={image},upperdir={upper},workdir={work}", root], check=True)
+    return root
+
+
+def prepare_root(host, image, pubkey):
+    """Mount the host's overlay root and customise it (hostname, keys, router bits) once."""
+    root = mount_root(host.name, image)
     marker = os.path.join(root, "etc/jincai-lab-host")
     if os.path.exists(marker):
         return root
