@@ -134,12 +134,9 @@ def test_wan_line_in_the_wrong_port_is_named(county):
 def test_blank_county_comes_up_and_a_second_run_changes_nothing(county):
     inv, password = county
     reports = attach(inv, password)
-    t0 = time.monotonic()
-    first = bootstrap(inv, reports, password)
+    first = bootstrap(inv, reports, password)  # how long it takes: benchmarks/bootstrap.py
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert "is on the WAN, compliant and verified" in first.stdout
-    elapsed = time.monotonic() - t0
-    assert elapsed < 600, f"blank to verified took {elapsed:.0f} s (goal: under 10 minutes)"
     second = bootstrap(inv, reports, password, "--full")
     assert second.returncode == 0, second.stdout[-4000:]
     steps = site_state(reports)
