@@ -693,6 +693,36 @@ def test_county_backup_is_copied_to_the_province(converged):
     run_on(services_host(), f"cd /srv/backups/{host} && sha256sum -c {name}.sha256", check=True)
 
 
+def _fresh_login(host):
+    """True when a new SSH login (no multiplexed master) as the automation account succeeds."""
+    base = labmod.ssh_base(mgmt_address(host))
+    argv = base[:1] + ["-o", "ControlPath=none", "-o", "ConnectTimeout=5"] + base[1:] + ["true"]
+    return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+
+
+@control("L3-CES1-03")
+def test_sshd_change_that_locks_ansible_out_is_rolled_back(converged):
+    """L3-CES1-03 way back: an sshd_config that passes sshd -t but locks Ansible out (sshd moved to
+    another port) fails the run at the re-login proof, and the armed timer puts the previous file back:
+    a fresh login works again and the next run changes nothing."""
+    host = by_tier("county")[0]
+    bad = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "sshd", "-e", "sshd_port=2222",
+                                              "-e", "sshd_rollback_seconds=45"])
+    try:
+        assert bad.rc != 0 and bad.hosts_with("changed") == [host], _tail(bad)
+        assert "Prove the automation account can still log in" in bad.output
+        deadline = time.monotonic() + 120
+        while not _fresh_login(host) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert _fresh_login(host), "sshd rollback did not restore a config Ansible can log in with"
+        cfg = run_on(host, "grep ^Port /etc/ssh/sshd_config; systemctl is-active jincai-sshd-rollback.timer || true")
+        assert cfg.stdout.split() == ["Port", "22", "inactive"], cfg.stdout
+        assert "rolled back" in run_on(host, "journalctl -q -t jincai-sshd --no-pager | tail -1").stdout
+    finally:
+        again = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "sshd"])
+    assert again.rc == 0 and again.total("changed") == 0, changed_tasks(again.output)
+
+
 @control("L3-CES1-18")
 def test_firewall_rollback_timer_restores_the_previous_rules(converged):
     """L3-CES1-18 way back: the armed rollback timer puts the previous firewall file back and loads it."""
@@ -701,7 +731,7 @@ def test_firewall_rollback_timer_restores_the_previous_rules(converged):
         "set -e; cp -p /etc/nftables.conf /root/nft-good; "
         "sed 's/comment \"nginx\"/comment \"nginx\"\\n        tcp dport 9 accept comment \"rollback-probe\"/' "
         "/root/nft-good > /etc/nftables.conf; nft -f /etc/nftables.conf; nft list table inet jincai | grep -c rollback-probe; "
-        "systemd-run --quiet --unit=jincai-firewall-rollback-test --on-active=2 /usr/local/sbin/jincai-firewall-rollback /root/nft-good; "
+        "systemd-run --quiet --unit=jincai-firewall-rollback-test --on-active=2 --timer-property=AccuracySec=1s /usr/local/sbin/jincai-firewall-rollback /root/nft-good; "
         "for i in $(seq 1 45); do nft list table inet jincai | grep -q rollback-probe || break; sleep 1; done; "
         "nft list table inet jincai | grep -c rollback-probe || true; cmp /etc/nftables.conf /root/nft-good && echo SAME; "
         "systemctl stop jincai-firewall-rollback-test.timer 2>/dev/null || true; rm -f /root/nft-good")
