@@ -176,6 +176,24 @@ def _vault():
 # the CA and leaves (API used by the apps role for nginx TLS)
 # --------------------------------------------------------------------------------------------
 
+def _refuse_old_layout(pki_dir):
+    """Refuse to start a new CA in *pki_dir* while an older jincai's checkout-local PKI exists.
+
+    Never mint a second CA silently: everything deployed trusts the old one. Checked before anything
+    is created, so the suggested ``mv`` works as written."""
+    old = os.path.join(ROOT, "build", "pki")
+    if (os.path.exists(os.path.join(old, "ca.crt")) and not os.path.exists(os.path.join(pki_dir, "ca.crt"))
+            and os.path.realpath(old) != os.path.realpath(pki_dir)):
+        if os.path.isdir(pki_dir) and os.listdir(pki_dir):
+            how = f"mv {old}/* {pki_dir}/ && rmdir {old}"
+        elif os.path.isdir(pki_dir):
+            how = f"rmdir {pki_dir} && mv {old} {pki_dir}"
+        else:
+            how = f"mkdir -p {os.path.dirname(pki_dir)} && mv {old} {pki_dir}"
+        raise PkiError(f"{old}: a PKI from an older jincai (kept per checkout) exists, and {pki_dir} has no CA; "
+                       f"move it: {how}")
+
+
 def ensure_ca(pki_dir=None, check=False):
     """Create the CA in *pki_dir* unless it exists. Return ``(ca_cert_path, changed)``.
 
@@ -193,11 +211,7 @@ def ensure_ca(pki_dir=None, check=False):
         return crt, True
     if os.path.exists(crt) and os.path.exists(vaulted):
         return crt, False
-    old = os.path.join(ROOT, "build", "pki")
-    if os.path.exists(os.path.join(old, "ca.crt")) and os.path.realpath(old) != os.path.realpath(pki_dir):
-        # never mint a second CA silently: everything deployed trusts the old one
-        raise PkiError(f"{old}: a PKI from an older jincai (kept per checkout) exists, and {pki_dir} has no CA; "
-                       f"move it: mkdir -p {os.path.dirname(pki_dir)} && mv {old} {pki_dir}")
+    _refuse_old_layout(pki_dir)
     if check:
         return crt, True
     key = ec.generate_private_key(ec.SECP256R1())
@@ -759,6 +773,7 @@ def _unit_commands(args):
     if args.cmd == "add" and bool(rows is not None) == bool(args.code):
         raise PkiError("add: give CODE NAME, or --csv FILE")
     pki_dir = args.dir or default_dir(args.inventory)
+    _refuse_old_layout(pki_dir)
     vpn_plan = plan(args.inventory)
     with _locked(pki_dir):
         reg = UnitRegistry(vpn_plan, pki_dir)
@@ -813,6 +828,7 @@ def main(argv=None, prog="jincai pki"):
     if args.cmd in ("ca", "issue", "issue-many"):
         try:
             args.dir = args.dir or default_dir(args.inventory)
+            _refuse_old_layout(args.dir)
             result = _leaf_commands(args)
         except (OSError, ValueError, KeyError, TypeError, PkiError) as exc:
             print(json.dumps({"failed": True, "msg": f"jincai.pki: {exc}"}))

@@ -228,3 +228,8 @@ def test_an_older_checkout_local_ca_is_not_silently_replaced(tmp_path, monkeypat
     with pytest.raises(pki.PkiError, match=r"mv .*/build/pki .*/state/pki/lab"):
         pki.ensure_ca(str(new))
     assert not new.exists()
+    # through the command line too, and nothing is created on the way (so the advice works as written)
+    monkeypatch.setenv("JINCAI_PKI_DIR", str(new))
+    assert pki.main(["sync"]) == 1
+    assert pki.main(["ca"]) == 1
+    assert not new.exists()
