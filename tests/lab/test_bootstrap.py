@@ -22,6 +22,7 @@ from jincai import ROOT
 from jincai import bootstrap_preflight as pf
 from jincai.lab import blank
 from jincai.lab import lab as labmod
+from jincai.playbook import run
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,15 @@ LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 
 
 @pytest.fixture(scope="module")
-def county(tmp_path_factory, lab_up):
+def provisioned(lab_up):
+    """The lab WAN as site.yml leaves it: the new county joins a working WAN (a fresh lab, e.g. after
+    the lifecycle tests, has no routing at all). Idempotent: quick on a provisioned lab."""
+    res = run("playbooks/site.yml", inventory=LAB_INVENTORY)
+    assert res.rc == 0, res.output[-4000:]
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory, provisioned):
     """(inventory copy, root password) of a blank county attached to the lab; removed afterwards."""
     d = tmp_path_factory.mktemp("bootstrap") / "lab"
     shutil.copytree(LAB_INVENTORY, d)
