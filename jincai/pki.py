@@ -185,7 +185,7 @@ def _refuse_old_layout(pki_dir):
     if (os.path.exists(os.path.join(old, "ca.crt")) and not os.path.exists(os.path.join(pki_dir, "ca.crt"))
             and os.path.realpath(old) != os.path.realpath(pki_dir)):
         if os.path.isdir(pki_dir) and os.listdir(pki_dir):
-            how = f"mv {old}/* {pki_dir}/ && rmdir {old}"
+            how = f"cp -a {old}/. {pki_dir}/ && rm -r {old}"  # "/." copies dot files (.lock) too
         elif os.path.isdir(pki_dir):
             how = f"rmdir {pki_dir} && mv {old} {pki_dir}"
         else:
