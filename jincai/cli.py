@@ -74,15 +74,35 @@ def build_parser():
 
     lab = sub.add_parser("lab", help="the lab WAN on this machine (systemd-nspawn + netns)")
     lsub = lab.add_subparsers(dest="lab_cmd", required=True)
+    # -i defaults to the inventory the running lab was brought up from (the small lab when down).
     for name, hlp in (("up", "build the image if needed and boot the lab (idempotent)"),
                       ("down", "remove every container, namespace, link and mount of the lab"),
-                      ("status", "show hosts, PIDs and SSH readiness")):
+                      ("status", "show hosts, PIDs and SSH readiness (a summary per tier when large)")):
         lp = lsub.add_parser(name, help=hlp)
-        lp.add_argument("-i", "--inventory", default=LAB_INVENTORY)
+        lp.add_argument("-i", "--inventory", default=None)
+        if name == "up":
+            lp.add_argument("--twin", metavar="PRODUCTION", default=None,
+                            help="boot the province twin of a production inventory (e.g. inventories/jilin): "
+                                 "writes build/twin/<name> and boots it")
+        if name == "status":
+            lp.add_argument("-a", "--all", action="store_true", help="one line per host even when large")
+    lt = lsub.add_parser("twin", help="write the twin inventory of a production source (no host touched)")
+    lt.add_argument("production", nargs="?", default=DEFAULT_INVENTORY)
+    lt.add_argument("-o", "--output", default=None, help="directory (default build/twin/<name>)")
     lssh = lsub.add_parser("ssh", help="open a shell on a lab host")
     lssh.add_argument("host")
     lssh.add_argument("command", nargs=argparse.REMAINDER)
-    lssh.add_argument("-i", "--inventory", default=LAB_INVENTORY)
+    lssh.add_argument("-i", "--inventory", default=None)
+    llink = lsub.add_parser("link", help="failure injection: cut or restore a WAN link between two sites")
+    llink.add_argument("action", choices=("down", "up"))
+    llink.add_argument("a", help="site code or router name")
+    llink.add_argument("b", help="site code or router name")
+    llink.add_argument("--backup", action="store_true", help="the backup link (default: the primary)")
+    llink.add_argument("-i", "--inventory", default=None)
+    lhost = lsub.add_parser("host", help="failure injection: power a lab host off or boot it again")
+    lhost.add_argument("action", choices=("stop", "start"))
+    lhost.add_argument("host")
+    lhost.add_argument("-i", "--inventory", default=None)
     lab.set_defaults(func=_lab)
 
     for name, (_module, hlp) in DELEGATED.items():

@@ -413,6 +413,8 @@ def derive(src):
                 needs_caps = bool({"router", "vpn_concentrator"} & set(functions))
                 hv["jincai_lab"] = {"capabilities": needs_caps,
                                     "segments": [i["segment"] for i in ifaces]}
+                if mgmt_net and mgmt_plan.get("control_node"):
+                    hv["jincai_lab"]["control_node"] = _prefixed(mgmt_plan["control_node"], mgmt_net)
             hosts[name] = hv
             return hv
 
@@ -466,6 +468,9 @@ def derive(src):
             "static_routes": static,
             "metro_gateway": metro_gw,
         }
+        if site["router"].get("twin_of"):
+            # province twin: FRR carries the data plane, the production platform is still rendered
+            hv["jincai_router"]["twin_of"] = site["router"]["twin_of"]
         hv["jincai_parties"] = parties
         add(tier, rname)
         add(f"site_{code}", rname)

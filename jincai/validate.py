@@ -291,6 +291,14 @@ def _check_site_shape(ctx, file, site):
                     f"use one of {', '.join(model.PLATFORMS)}")
         if not _typed(ctx, file, shown, "router.loopback", rtr.get("loopback"), "ip"):
             ok = False
+        twin_of = rtr.get("twin_of")
+        if twin_of is not None:
+            if ctx.src.network.get("environment") != "lab" or plat != "frr":
+                ctx.err(file, shown, "router.twin_of", "only a lab twin's FRR router stands in for a platform",
+                        "remove twin_of (production routers run their own platform)")
+            elif twin_of not in model.PLATFORMS:
+                ctx.err(file, shown, "router.twin_of", f"unknown platform {twin_of!r}",
+                        f"use one of {', '.join(model.PLATFORMS)}")
     if site.get("tier") == "province" and site.get("uplinks"):
         ctx.err(file, shown, "uplinks", "the province has no uplinks", "remove uplinks from the province")
     if site.get("tier") == "province" and site.get("parent"):

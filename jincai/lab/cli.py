@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 
+from jincai import ROOT, model
 from jincai.lab import image as imagemod
-from jincai.lab import lab, net, topology
+from jincai.lab import inject, lab, net, topology, twin
 
 TOOLS = ("systemd-nspawn", "ip", "bridge", "mount", "umount", "chroot", "nsenter", "ssh", "ssh-keygen",
          "sysctl", "unshare")
@@ -67,15 +68,15 @@ def check_kernel(filesystems="/proc/filesystems"):
         raise PreflightError(f"kernel feature missing: veth or bridge links ({probe.stderr.strip()})")
 
 
-def check_mgmt_free():
+def check_mgmt_free(mgmt_network=topology.MGMT_NETWORK):
     """Refuse to run when the control node already uses the management subnet elsewhere."""
     res = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True)
     for line in res.stdout.splitlines():
         parts = line.split()
         dev, addr = parts[1], ipaddress.ip_interface(parts[3])
-        if dev != net.HOST_LINK and addr.network.overlaps(topology.MGMT_NETWORK):
+        if dev != net.HOST_LINK and addr.network.overlaps(mgmt_network):
             raise PreflightError(f"{addr} on {dev} overlaps the lab management network "
-                                 f"{topology.MGMT_NETWORK}; remove it first")
+                                 f"{mgmt_network}; remove it first")
 
 
 def load_plan(inventory):
@@ -83,14 +84,40 @@ def load_plan(inventory):
     return topology.plan(topology.load(inventory), source=inventory)
 
 
+def default_inventory(args):
+    """``-i`` when given, else the inventory the running lab was brought up from, else the small lab."""
+    if getattr(args, "inventory", None):
+        return args.inventory
+    source = lab.load_state().get("source")
+    if source and os.path.exists(source):
+        return source
+    return os.path.join(ROOT, "inventories", "lab")
+
+
+def cmd_twin(args):
+    """Write the twin inventory of a production source; print where and what it holds."""
+    out = args.output or twin.default_out_dir(args.production)
+    twin.translate(args.production, out)
+    plan = load_plan(out)
+    _say(f"twin of {args.production} written to {out}: {len(plan.hosts)} hosts, {len(plan.stubs)} party "
+         f"stubs, {len(plan.segments)} segments, management {plan.control}")
+    return 0
+
+
 def cmd_up(args):
     """Build the image if needed and bring the lab up (no-op when already up)."""
     check_root()
+    if args.twin:
+        out = twin.default_out_dir(args.twin)
+        twin.translate(args.twin, out)
+        _say(f"twin of {args.twin}: inventory {out}")
+        args.inventory = out
+    args.inventory = default_inventory(args) if not args.twin else args.inventory
     plan = load_plan(args.inventory)
     cached = os.path.isfile(os.path.join(imagemod.image_path(), ".jincai-image"))
     check_tools(need_debootstrap=not cached)
     check_kernel()
-    check_mgmt_free()
+    check_mgmt_free(plan.mgmt_network)
     with lab.locked(log=_say):
         lab.up(plan, log=_say)
     return 0
@@ -105,30 +132,86 @@ def cmd_down(args):
     return 0
 
 
+#: Above this many hosts, ``status`` prints a summary per tier and only the hosts that are not well.
+DETAIL_LIMIT = 30
+
+
+def tier_of(name):
+    """Tier of a lab host from its site code prefix (``220000`` province, ``220100`` city, else county);
+    budget-unit clients count with their concentrator's site."""
+    code = name[2:8] if name.startswith("bu") and name[2:8].isdigit() else name[:6]
+    if not code.isdigit():
+        return "other"
+    return "province" if code[2:] == "0000" else "city" if code[4:] == "00" else "county"
+
+
 def cmd_status(args):
-    """Print one line per host: PID, management address, SSH readiness."""
+    """Print the lab's hosts: one line each, or for a large lab a summary per tier (``--all`` for
+    every line), the hosts that are not running or not SSH-ready, and any injected failure."""
     state = lab.load_state()
     hosts = state.get("hosts") or {}
     if not hosts:
         _say("lab is down")
         return 3
-    print(f"{'host':14} {'pid':>8} {'mgmt':15} {'process':8} {'ssh':5} {'PSS MiB':>7}")
     names = sorted(hosts)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         ready = dict(zip(names, pool.map(lambda n: lab.is_ours(hosts[n]) and lab.ssh_ready(n, hosts[n]),
                                          names)))
-    alive = ok = total = 0
+    detail = getattr(args, "all", False) or len(hosts) <= DETAIL_LIMIT
+    rows, tiers = [], {}
     for name in names:
         rec = hosts[name]
         mine = lab.is_ours(rec)
         mem = lab.host_memory_kib(rec) / 1024
-        alive, ok, total = alive + mine, ok + ready[name], total + mem
-        print(f"{name:14} {rec['pid']:>8} {rec['mgmt']:15} {'running' if mine else 'GONE':8} "
-              f"{'ready' if ready[name] else 'no':5} {mem:7.1f}")
+        t = tiers.setdefault(tier_of(name), [0, 0, 0, 0.0])
+        t[0], t[1], t[2], t[3] = t[0] + 1, t[1] + mine, t[2] + ready[name], t[3] + mem
+        if detail or not (mine and ready[name]):
+            rows.append(f"{name:18} {rec['pid']:>8} {rec['mgmt']:15} {'running' if mine else 'GONE':8} "
+                        f"{'ready' if ready[name] else 'no':5} {mem:7.1f}")
+    if not detail:
+        print(f"{'tier':10} {'hosts':>5} {'running':>7} {'ssh':>5} {'PSS MiB':>8}")
+        for tier in ("province", "city", "county", "other"):
+            if tier in tiers:
+                n, run, ok, mem = tiers[tier]
+                print(f"{tier:10} {n:5} {run:7} {ok:5} {mem:8.0f}")
+        print(f"{len(state.get('stubs') or {})} party stubs (namespaces only); `jincai lab status --all` "
+              "lists every host")
+    if rows:
+        if not detail:
+            print("not well:")
+        print(f"{'host':18} {'pid':>8} {'mgmt':15} {'process':8} {'ssh':5} {'PSS MiB':>7}")
+        print("\n".join(rows))
+    for seg in state.get("cuts") or []:
+        print(f"injected: link {seg} is cut (`jincai lab link up ...` restores it)")
+    for name in state.get("stopped") or []:
+        print(f"injected: host {name} powered off (`jincai lab host start {name}`)")
+    alive = sum(t[1] for t in tiers.values())
+    ok = sum(t[2] for t in tiers.values())
+    total = sum(t[3] for t in tiers.values())
     print(f"{alive}/{len(hosts)} running, {ok}/{len(hosts)} SSH ready, {total:.0f} MiB PSS in all; "
           f"{'complete' if state.get('complete') else 'INCOMPLETE (run `jincai lab up`)'}; "
-          f"image {state.get('image')}")
+          f"inventory {state.get('source')}; image {state.get('image')}")
     return 0 if ok == len(hosts) else 1
+
+
+def cmd_link(args):
+    """Cut or restore a WAN link (failure injection)."""
+    check_root()
+    plan = load_plan(default_inventory(args))
+    with lab.locked(log=_say):
+        inject.set_link(plan, args.a, args.b, args.action, backup=args.backup, log=_say)
+    return 0
+
+
+def cmd_host(args):
+    """Power a host off or boot it again (failure injection)."""
+    check_root()
+    with lab.locked(log=_say):
+        if args.action == "stop":
+            inject.stop_host(args.host, log=_say)
+        else:
+            inject.start_host(load_plan(default_inventory(args)), args.host, log=_say)
+    return 0
 
 
 def cmd_ssh(args):
@@ -161,10 +244,12 @@ def cmd_ssh(args):
 
 def run(args):
     """Dispatch ``jincai lab <cmd>``; returns the exit code."""
-    handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "ssh": cmd_ssh}
+    handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "ssh": cmd_ssh, "twin": cmd_twin,
+                "link": cmd_link, "host": cmd_host}
     try:
         return handlers[args.lab_cmd](args)
-    except (PreflightError, topology.TopologyError) as exc:
+    except (PreflightError, topology.TopologyError, twin.TwinError, inject.InjectError,
+            model.SourceError) as exc:
         print(f"jincai lab: {exc}", file=sys.stderr)
         return 2
     except (lab.LabError, net.NetError, subprocess.CalledProcessError, OSError) as exc:

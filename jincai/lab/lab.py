@@ -19,7 +19,6 @@ import time
 
 from jincai.lab import image as imagemod
 from jincai.lab import net
-from jincai.lab.topology import CONTROL_ADDRESS
 
 LAB_DIR = "/var/lib/jincai-lab"
 HOSTS_DIR = os.path.join(LAB_DIR, "hosts")
@@ -286,8 +285,10 @@ def mount_root(name, image):
     return root
 
 
-def prepare_root(host, image, pubkey):
-    """Mount the host's overlay root and customise it (hostname, keys, router bits) once."""
+def prepare_root(host, image, pubkey, control):
+    """Mount the host's overlay root and customise it (hostname, keys, router bits) once.
+
+    ``control`` is the control node's management address (``jincai-control`` in /etc/hosts)."""
     root = mount_root(host.name, image)
     marker = os.path.join(root, "etc/jincai-lab-host")
     if os.path.exists(marker):
@@ -295,7 +296,7 @@ def prepare_root(host, image, pubkey):
     with open(os.path.join(root, "etc/hostname"), "w", encoding="ascii") as fh:
         fh.write(host.name + "\n")
     with open(os.path.join(root, "etc/hosts"), "w", encoding="ascii") as fh:
-        fh.write(f"127.0.0.1\tlocalhost\n127.0.1.1\t{host.name}\n{CONTROL_ADDRESS.ip}\tjincai-control\n")
+        fh.write(f"127.0.0.1\tlocalhost\n127.0.1.1\t{host.name}\n{control.ip}\tjincai-control\n")
     _authorize(root, "jincai", "/home/jincai", pubkey)
     if host.is_router:
         subprocess.run(["chroot", root, "useradd", "--create-home", "--shell", "/usr/bin/vtysh",
@@ -387,20 +388,28 @@ def ssh_ready(name, rec):
     return res.returncode == 0 and res.stdout.strip() == name
 
 
-def wait_ready(records, log=print, timeout=BOOT_TIMEOUT):
+def boot_timeout(count):
+    """Seconds to wait for ``count`` hosts to boot and answer SSH: BOOT_TIMEOUT for the small lab,
+    plus 2 s per host beyond 20 (two cores boot the province twin's 172 hosts in a few minutes)."""
+    return BOOT_TIMEOUT + 2 * max(0, count - 20)
+
+
+def wait_ready(records, log=print, timeout=None):
     """Wait until every host generated its keys (booted) and answers SSH; print N/M progress."""
     total = len(records)
+    timeout = timeout or boot_timeout(total)
     deadline = time.monotonic() + timeout
-    booted, last = set(), -1
+    booted, last, last_log = set(), -1, 0.0
     while len(booted) < total:
         for name, rec in records.items():
             if name not in booted and host_keys(rec["root"]):
                 booted.add(name)
             if not is_ours(rec):
                 raise LabError(f"{name}: systemd-nspawn exited; see {host_dir(name)}/console.log")
-        if len(booted) != last:
+        if len(booted) != last and (len(booted) - last >= max(1, total // 10) or len(booted) == total
+                                    or time.monotonic() - last_log > 5):
             log(f"hosts booted {len(booted)}/{total}")
-            last = len(booted)
+            last, last_log = len(booted), time.monotonic()
         if time.monotonic() > deadline:
             raise LabError(f"hosts not booted after {timeout} s: {sorted(set(records) - booted)}")
         time.sleep(0.5)
@@ -542,8 +551,31 @@ def revivable(state, plan, image):
     return dead
 
 
+#: Kernel limits a lab of N hosts needs on the machine (each container's systemd takes inotify
+#: instances and keys; the default 128 inotify instances per user stop the ~60th container with
+#: "Failed to allocate manager object: Too many open files"). Raised, never lowered.
+HOST_LIMITS = {"fs/inotify/max_user_instances": lambda n: 128 + 40 * n,
+               "fs/inotify/max_user_watches": lambda n: 65536 + 8192 * n,
+               "kernel/keys/maxkeys": lambda n: 200 + 20 * n,
+               "kernel/keys/maxbytes": lambda n: 20000 + 1000 * n}
+
+
+def raise_host_limits(count, log=print, proc="/proc/sys"):
+    """Raise the machine's kernel limits (HOST_LIMITS) to what ``count`` containers need."""
+    for key, need in HOST_LIMITS.items():
+        path = os.path.join(proc, key)
+        with open(path, encoding="ascii") as fh:
+            have = int(fh.read().split()[0])
+        want = need(count)
+        if have < want:
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(str(want))
+            log(f"host limit {key.replace('/', '.')}: {have} -> {want} (for {count} containers)")
+
+
 def up(plan, log=print):
     """Bring the lab up for ``plan``; a no-op when it is already up and unchanged."""
+    raise_host_limits(len(plan.hosts), log)
     image = imagemod.ensure(log=log)
     state = load_state()
     reason = stale_reason(state, plan, image)
@@ -567,13 +599,16 @@ def up(plan, log=print):
     pubkey = ensure_keys(plan, log)
     t0 = time.monotonic()
     state = {"version": 1, "image": image, "fingerprint": plan.fingerprint(), "source": plan.source,
-             "netns": [net.SWITCH_NS] + [h.netns for h in plan.hosts.values()], "hosts": {},
+             "netns": [net.SWITCH_NS] + [h.netns for h in plan.hosts.values()]
+             + [s.netns for s in plan.stubs.values()], "hosts": {},
+             "stubs": {n: {"netns": s.netns, "address": str(s.iface.address.ip), "site": s.site, "kind": s.kind}
+                       for n, s in plan.stubs.items()},
              "complete": False}
     save_state(state)  # before anything exists: a crash from here on is cleaned by the next run
     net.build(plan, log)
     roots = {}
     for host in plan.hosts.values():
-        roots[host.name] = prepare_root(host, image, pubkey)
+        roots[host.name] = prepare_root(host, image, pubkey, plan.control)
     log(f"roots: {len(roots)} overlays on {os.path.basename(image)}")
     for idx, host in enumerate(plan.hosts.values(), 1):
         state["hosts"][host.name] = start_container(host, roots[host.name])

@@ -6,17 +6,18 @@ Layout (see docs/lab.md):
 * one "switch" namespace, ``jlab-sw``, holding a bridge per multi-host segment (site LAN, metro,
   VPN access) and the management bridge ``mgmt`` whose host ports are ``isolated on``;
 * WAN links are veth pairs created straight between the two routers' namespaces;
-* the only object in the control node's own namespace is the veth ``jlab-mgmt`` (198.19.0.1/24),
-  uplinked to the management bridge.
+* the only object in the control node's own namespace is the veth ``jlab-mgmt`` (the control node's
+  management address, 198.19.0.1/24 in the small lab), uplinked to the management bridge.
 
 Every address from the inventory is assigned here, before the container boots, like a cabled and
 numbered site. Deleting the namespaces (after the containers are stopped) removes every link.
 """
 
+import concurrent.futures
 import os
 import subprocess
 
-from jincai.lab.topology import CONTROL_ADDRESS, NS_PREFIX, SWITCH_NS
+from jincai.lab.topology import NS_PREFIX, SWITCH_NS
 
 HOST_LINK = "jlab-mgmt"
 MGMT_BRIDGE = "mgmt"
@@ -59,65 +60,89 @@ def host_link_exists():
     return os.path.exists(f"/sys/class/net/{HOST_LINK}")
 
 
-def _new_ns(name):
-    ip("netns", "add", name)
-    ip("link", "set", "lo", "up", ns=name)
+def batch(lines, ns=None, tool="ip"):
+    """Run many ip(8)/bridge(8) commands in one process (``-batch``); raise NetError naming the line.
+
+    One process per namespace instead of one per command: the province twin makes ~3,000 objects.
+    """
+    if not lines:
+        return
+    cmd = [tool] + (["-n", ns] if ns else []) + ["-batch", "-"]
+    res = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise NetError(f"`{' '.join(cmd)}` failed: {res.stderr.strip()}")
+
+
+def _quote(text):
+    return '"' + text.replace('"', "'") + '"'
+
+
+def _sysctls(ns, forwards):
     # No IPv6 in the lab: nothing autoconfigures or solicits on lab links.
-    sysctl(name, net__ipv6__conf__all__disable_ipv6=1, net__ipv6__conf__default__disable_ipv6=1)
+    values = {"net__ipv6__conf__all__disable_ipv6": 1, "net__ipv6__conf__default__disable_ipv6": 1}
+    if forwards:
+        values["net__ipv4__ip_forward"] = 1
+    sysctl(ns, **values)
 
 
 def build(plan, log=print):
-    """Create namespaces, links, bridges and addresses for ``plan``. Returns the created namespaces."""
-    created = []
-    _new_ns(SWITCH_NS)
-    created.append(SWITCH_NS)
+    """Create namespaces, links, bridges and addresses for ``plan``. Returns the created namespaces.
+
+    Hosts get their management port, data links, addresses, loopbacks and routes; stubs (unmanaged
+    parties) a metro port, their address and a default route. Everything is batched per namespace.
+    """
+    members = [(h.name, h.netns, h.forwards) for h in plan.hosts.values()] + \
+              [(s.name, s.netns, False) for s in plan.stubs.values()]
+    created = [SWITCH_NS] + [ns for _, ns, _ in members]
+    batch([f"netns add {ns}" for ns in created])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda m: _sysctls(m[1], m[2]), [(None, SWITCH_NS, False)] + members))
     # Management: control node <-> switch namespace, then one isolated bridge port per host.
-    ip("link", "add", MGMT_BRIDGE, "type", "bridge", ns=SWITCH_NS)
-    ip("link", "add", MGMT_UPLINK, "type", "veth", "peer", "name", HOST_LINK, "netns", str(os.getpid()), ns=SWITCH_NS)
-    ip("link", "set", MGMT_UPLINK, "master", MGMT_BRIDGE, "up", ns=SWITCH_NS)
-    ip("link", "set", MGMT_BRIDGE, "up", ns=SWITCH_NS)
-    with open(f"/proc/sys/net/ipv6/conf/{HOST_LINK}/disable_ipv6", "w", encoding="ascii") as fh:
-        fh.write("1")
-    ip("addr", "add", CONTROL_ADDRESS.with_prefixlen, "dev", HOST_LINK)
-    ip("link", "set", HOST_LINK, "up")
-
+    sw = ["link set lo up", f"link add {MGMT_BRIDGE} type bridge",
+          f"link add {MGMT_UPLINK} type veth peer name {HOST_LINK} netns {os.getpid()}",
+          f"link set {MGMT_UPLINK} master {MGMT_BRIDGE} up", f"link set {MGMT_BRIDGE} up"]
+    isolate = []
     for idx, host in enumerate(plan.hosts.values()):
-        _new_ns(host.netns)
-        created.append(host.netns)
         port = f"m{idx}"
-        ip("link", "add", port, "type", "veth", "peer", "name", host.mgmt.name, "netns", host.netns,
-           ns=SWITCH_NS)
-        ip("link", "set", port, "alias", f"mgmt {host.name}", "master", MGMT_BRIDGE, ns=SWITCH_NS)
-        subprocess.run(["bridge", "-n", SWITCH_NS, "link", "set", "dev", port, "isolated", "on"], check=True)
-        ip("link", "set", port, "up", ns=SWITCH_NS)
-
+        sw += [f"link add {port} type veth peer name {host.mgmt.name} netns {host.netns}",
+               f"link set {port} alias {_quote('mgmt ' + host.name)} master {MGMT_BRIDGE} up"]
+        isolate.append(f"link set dev {port} isolated on")
     for sidx, seg in enumerate(plan.segments.values()):
         if seg.point_to_point:
             (ha, ia), (hb, ib) = seg.members
-            ip("link", "add", ia.name, "netns", plan.hosts[ha].netns, "type", "veth",
-               "peer", "name", ib.name, "netns", plan.hosts[hb].netns, ns=SWITCH_NS)
+            sw.append(f"link add {ia.name} netns {plan.netns(ha)} type veth peer name {ib.name} "
+                      f"netns {plan.netns(hb)}")
             continue
         bridge = f"b{sidx}"
-        ip("link", "add", bridge, "type", "bridge", "mcast_snooping", "0", ns=SWITCH_NS)
-        ip("link", "set", bridge, "alias", seg.id, "up", ns=SWITCH_NS)
+        sw += [f"link add {bridge} type bridge mcast_snooping 0", f"link set {bridge} alias {_quote(seg.id)} up"]
         for hidx, (hname, iface) in enumerate(seg.members):
             port = f"s{sidx}p{hidx}"
-            ip("link", "add", port, "type", "veth", "peer", "name", iface.name,
-               "netns", plan.hosts[hname].netns, ns=SWITCH_NS)
-            ip("link", "set", port, "alias", f"{seg.id} {hname} {iface.name}", "master", bridge, "up",
-               ns=SWITCH_NS)
+            sw += [f"link add {port} type veth peer name {iface.name} netns {plan.netns(hname)}",
+                   f"link set {port} alias {_quote(f'{seg.id} {hname} {iface.name}')} master {bridge} up"]
+    batch(sw, ns=SWITCH_NS)
+    batch(isolate, ns=SWITCH_NS, tool="bridge")
+    with open(f"/proc/sys/net/ipv6/conf/{HOST_LINK}/disable_ipv6", "w", encoding="ascii") as fh:
+        fh.write("1")
+    ip("addr", "add", plan.control.with_prefixlen, "dev", HOST_LINK)
+    ip("link", "set", HOST_LINK, "up")
 
-    for host in plan.hosts.values():
-        for iface in [host.mgmt] + host.interfaces:
-            ip("addr", "add", iface.address.with_prefixlen, "dev", iface.name, ns=host.netns)
-            ip("link", "set", iface.name, "up", ns=host.netns)
-        for lo in host.loopbacks:
-            ip("addr", "add", lo.with_prefixlen, "dev", "lo", ns=host.netns)
-        for dest, via in host.routes:
-            ip("route", "replace", str(dest), "via", str(via), ns=host.netns)
-        if host.forwards:
-            sysctl(host.netns, net__ipv4__ip_forward=1)
-    log(f"network: {len(created)} namespaces, {len(plan.segments)} segments, management {CONTROL_ADDRESS}")
+    def configure(item):
+        ns, ifaces, loopbacks, routes = item
+        lines = ["link set lo up"]
+        for iface in ifaces:
+            lines += [f"addr add {iface.address.with_prefixlen} dev {iface.name}", f"link set {iface.name} up"]
+        lines += [f"addr add {lo.with_prefixlen} dev lo" for lo in loopbacks]
+        lines += [f"route replace {dest} via {via}" for dest, via in routes]
+        batch(lines, ns=ns)
+
+    items = [(h.netns, [h.mgmt] + h.interfaces, h.loopbacks, h.routes) for h in plan.hosts.values()]
+    items += [(s.netns, [s.iface], [], [("0.0.0.0/0", s.gateway)] if s.gateway else [])
+              for s in plan.stubs.values()]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(configure, items))
+    stubs = f", {len(plan.stubs)} party stubs" if plan.stubs else ""
+    log(f"network: {len(created)} namespaces{stubs}, {len(plan.segments)} segments, "
+        f"management {plan.control}")
     return created
 
 

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 
 #: Every lab address must lie in the range reserved for network benchmark testing.
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
-#: The out-of-band management network and the control node's address on it.
+#: The out-of-band management network and the control node's address on it, unless the inventory
+#: says otherwise (``jincai_lab.control_node``; the province twin uses 198.19.0.0/16): any management
+#: network must lie inside MGMT_RANGE.
 MGMT_NETWORK = ipaddress.ip_network("198.19.0.0/24")
 CONTROL_ADDRESS = ipaddress.ip_interface("198.19.0.1/24")
+MGMT_RANGE = ipaddress.ip_network("198.19.0.0/16")
 #: Names of the lab's own network namespaces: ``jlab-<host>``; the switch namespace is ``jlab-sw``.
 NS_PREFIX = "jlab-"
 SWITCH_NS = "jlab-sw"
@@ -75,6 +78,24 @@ class Host:
 
 
 @dataclass
+class Stub:
+    """An unmanaged external party: a bare network namespace (no container, no SSH) on its site's
+    metro segment, with its address and a default route via the metro gateway. Enough to open (or
+    be refused) the flows the party is declared for; nothing runs inside but what a test starts."""
+
+    name: str
+    site: str
+    kind: str
+    iface: Interface
+    gateway: ipaddress.IPv4Address | None
+
+    @property
+    def netns(self):
+        """Name of the party's network namespace."""
+        return NS_PREFIX + self.name
+
+
+@dataclass
 class Segment:
     """A layer-2 segment: the interfaces (host, interface) attached to it."""
 
@@ -95,6 +116,17 @@ class Plan:
     hosts: dict  # name -> Host, sorted by name
     segments: dict  # id -> Segment (mgmt excluded), sorted by id
     technicians: list  # [(user, key_file or None)]
+    stubs: dict = field(default_factory=dict)  # name -> Stub (unmanaged parties), sorted by name
+    control: ipaddress.IPv4Interface = CONTROL_ADDRESS
+
+    @property
+    def mgmt_network(self):
+        """The management network (the control node's subnet)."""
+        return self.control.network
+
+    def netns(self, name):
+        """The namespace of a host or stub."""
+        return NS_PREFIX + name
 
     def fingerprint(self):
         """Return a stable string describing the topology (a change means the lab must be rebuilt)."""
@@ -102,6 +134,11 @@ class Plan:
                     [(i.name, i.address.with_prefixlen, i.segment) for i in h.interfaces],
                     [(str(d), str(g)) for d, g in h.routes], [str(a) for a in h.loopbacks]]
                 for n, h in self.hosts.items()}
+        if self.stubs:
+            data["_stubs"] = {n: [s.iface.address.with_prefixlen, s.iface.segment, str(s.gateway)]
+                              for n, s in self.stubs.items()}
+        if self.control != CONTROL_ADDRESS:
+            data["_control"] = self.control.with_prefixlen
         return json.dumps(data, sort_keys=True)
 
 
@@ -182,6 +219,7 @@ def plan(inv, source="inventory"):
     routers = set((inv.get("routers") or {}).get("hosts") or [])
     hosts, seen_lower, addresses = {}, {}, {}
     technicians = {}
+    control = _control(source, hostvars)
     for name in sorted(hostvars):
         hv = hostvars[name]
         where = _where(source, name, hv)
@@ -207,7 +245,7 @@ def plan(inv, source="inventory"):
             if not raw_mgmt:
                 raise TopologyError(f"{where}: jincai_mgmt_address: missing (no mgmt interface either)")
             try:
-                addr = ipaddress.ip_interface(str(raw_mgmt).split("/")[0] + f"/{MGMT_NETWORK.prefixlen}")
+                addr = ipaddress.ip_interface(str(raw_mgmt).split("/")[0] + f"/{control.network.prefixlen}")
             except ValueError as exc:
                 raise TopologyError(f"{where}: jincai_mgmt_address: {raw_mgmt!r} ({exc})") from exc
             mgmt_if = Interface(name="eth0" if "eth0" not in names else "mgmt0", role="mgmt",
@@ -216,9 +254,9 @@ def plan(inv, source="inventory"):
             raise TopologyError(f"{where}: jincai_interfaces: more than one interface with role mgmt")
         else:
             mgmt_if = mgmt[0]
-        if mgmt_if.address.network != MGMT_NETWORK or mgmt_if.address.ip == CONTROL_ADDRESS.ip:
+        if mgmt_if.address.network != control.network or mgmt_if.address.ip == control.ip:
             raise TopologyError(f"{where}: jincai_mgmt_address: {mgmt_if.address} must be a host address in "
-                                f"{MGMT_NETWORK} other than the control node {CONTROL_ADDRESS.ip}")
+                                f"{control.network} other than the control node {control.ip}")
         data_ifaces = [i for i in ifaces if i.role != "mgmt"]
         for i in ifaces:
             other = addresses.get(i.address.ip)
@@ -269,10 +307,71 @@ def plan(inv, source="inventory"):
             hname, iface = seg.members[0]
             raise TopologyError(f"{_where(source, hname, hostvars[hname])}: segment {seg.id!r}: members are "
                                 f"in different subnets {sorted(map(str, nets))}")
+    stubs = _stubs(source, hostvars, hosts, addresses)
+    for stub in stubs.values():
+        seg = segments.get(stub.iface.segment)
+        if seg is None or stub.iface.address.network not in {i.address.network for _, i in seg.members}:
+            raise TopologyError(f"{source}: site {stub.site}, party {stub.name}: address "
+                                f"{stub.iface.address} is on no subnet of segment {stub.iface.segment!r}")
+        seg.members.append((stub.name, stub.iface))
     for name, host in hosts.items():
         for i, (dest, via) in enumerate(host.routes):
             if not any(via in iface.address.network for iface in host.interfaces):
                 raise TopologyError(f"{_where(source, name, hostvars[name])}: jincai_routes[{i}].via: "
                                     f"gateway {via} is on none of the host's subnets")
     return Plan(source=source, hosts=hosts, segments=dict(sorted(segments.items())),
-                technicians=sorted(technicians.items()))
+                technicians=sorted(technicians.items()), stubs=stubs, control=control)
+
+
+def _control(source, hostvars):
+    """The control node's management interface: ``jincai_lab.control_node`` (the same on every host
+    that names it), else the small lab's CONTROL_ADDRESS. It must lie inside MGMT_RANGE."""
+    found = {}
+    for name, hv in hostvars.items():
+        raw = ((hv.get("jincai_lab") or {}) if isinstance(hv, dict) else {}).get("control_node")
+        if raw:
+            found.setdefault(str(raw), name)
+    if not found:
+        return CONTROL_ADDRESS
+    if len(found) > 1:
+        raise TopologyError(f"{source}: jincai_lab.control_node: hosts disagree: "
+                            + ", ".join(f"{v} on {k}" for k, v in sorted(found.items())))
+    raw = next(iter(found))
+    try:
+        control = ipaddress.ip_interface(raw)
+    except ValueError as exc:
+        raise TopologyError(f"{source}: jincai_lab.control_node: {raw!r} ({exc})") from exc
+    if "/" not in raw or not control.network.subnet_of(MGMT_RANGE) or control.network.prefixlen > 30:
+        raise TopologyError(f"{source}: jincai_lab.control_node: {raw} must be an address/prefix whose "
+                            f"network lies inside {MGMT_RANGE}")
+    return control
+
+
+def _stubs(source, hostvars, hosts, addresses):
+    """Unmanaged external parties (``jincai_parties`` on routers, not hosts themselves) as stubs."""
+    stubs = {}
+    for rname in sorted(hostvars):
+        hv = hostvars[rname]
+        if not isinstance(hv, dict) or not hv.get("jincai_parties"):
+            continue
+        metro = next((i for i in hv.get("jincai_interfaces") or [] if isinstance(i, dict)
+                      and i.get("role") == "metro"), None)
+        gw = (hv.get("jincai_router") or {}).get("metro_gateway")
+        for party in hv["jincai_parties"]:
+            name = party.get("name")
+            if party.get("managed") or name in hosts or not party.get("address") or metro is None:
+                continue
+            where = f"{_where(source, rname, hv)}: jincai_parties {name}"
+            if not HOSTNAME_RE.match(str(name)) or str(name) in RESERVED_HOSTS:
+                raise TopologyError(f"{where}: name is not usable as a namespace name")
+            addr = ipaddress.ip_interface(f"{party['address']}/{ipaddress.ip_interface(metro['address']).network.prefixlen}")
+            if addr.ip not in LAB_RANGE:
+                raise TopologyError(f"{where}.address: {addr.ip} is outside the lab range {LAB_RANGE}")
+            if addr.ip in addresses:
+                raise TopologyError(f"{where}.address: {addr.ip} is also on {addresses[addr.ip]}")
+            addresses[addr.ip] = f"{name} eth0"
+            stubs[name] = Stub(name=name, site=str(hv.get("jincai_site_code", "")), kind=str(party.get("kind")),
+                               iface=Interface(name="eth0", role="metro", address=addr, segment=metro["segment"],
+                                               peer=None),
+                               gateway=ipaddress.ip_address(gw) if gw else None)
+    return dict(sorted(stubs.items()))

@@ -67,7 +67,8 @@ def test_lab_servers_parties_and_clients(lab):
     app = lab.hosts["220102-app1"]
     assert app["jincai_apps"] == ["budget", "treasury", "nontax", "township"]
     assert app["jincai_routes"] == [{"to": "default", "via": "198.18.17.1"}]
-    assert app["jincai_lab"] == {"capabilities": False, "segments": ["mgmt", "lan-220102"]}
+    assert app["jincai_lab"] == {"capabilities": False, "segments": ["mgmt", "lan-220102"],
+                                 "control_node": "198.19.0.1/24"}
     assert [t["user"] for t in app["jincai_technicians"]] == ["t220102a", "t220102b"]
     assert app["jincai_technicians"][0]["key_file"] == "/var/lib/jincai-lab/keys/t220102a.pub"
     bu = lab.hosts["bu0001"]
