@@ -8,12 +8,14 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap system
 	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps \
 	chromium fonts-wqy-microhei
 
-.PHONY: help deps apt venv lint unit lab-up lab-down lab-test test-slow site test clean bench
+.PHONY: help deps apt venv lint unit lab-up lab-down lab-test test-slow site test clean bench province test-province
 
 help:
 	@echo "make site   - bring up the lab WAN, provision it end to end, verify, print a summary"
 	@echo "make test   - install deps, lint, unit tests, lab integration tests (what CI runs)"
 	@echo "make test-slow - the long end-to-end proofs (county bootstrap from blank, kill and resume)"
+	@echo "make province - the province twin of inventories/jilin: up, provision, verify, summary"
+	@echo "make test-province - the twin proofs (converge, idempotency, check mode, flows, link cuts)"
 	@echo "make bench  - benchmarks (print figures)"
 	@echo "make lab-down - remove the lab completely"
 
@@ -73,6 +75,16 @@ test-slow: deps
 
 site: deps
 	$(PY) -m jincai.site_run
+
+# The province twin (docs/lab.md): 172 hosts and 223 party namespaces derived from inventories/jilin.
+# Not part of `make test`/CI (first provisioning takes tens of minutes on two cores).
+TWIN_OF ?= inventories/jilin
+province: deps
+	$(PY) -m jincai.site_run --twin $(TWIN_OF)
+
+test-province: deps
+	jincai lab up --twin $(TWIN_OF)
+	$(PYTEST) -s tests/province
 
 test: deps lint unit lab-test
 

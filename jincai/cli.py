@@ -98,6 +98,8 @@ def build_parser():
     llink.add_argument("a", help="site code or router name")
     llink.add_argument("b", help="site code or router name")
     llink.add_argument("--backup", action="store_true", help="the backup link (default: the primary)")
+    llink.add_argument("--inband", action="store_true",
+                       help="as with in-band management: hosts the cut isolates lose management too")
     llink.add_argument("-i", "--inventory", default=None)
     lhost = lsub.add_parser("host", help="failure injection: power a lab host off or boot it again")
     lhost.add_argument("action", choices=("stop", "start"))

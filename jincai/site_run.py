@@ -1,8 +1,12 @@
-"""``make site``: bring the lab WAN up, provision it end to end, verify it, print a summary.
+"""``make site`` / ``make province``: bring a lab WAN up, provision it end to end, verify, summarise.
 
 Steps: ``jincai lab up`` (builds the image on first use), ``playbooks/site.yml`` against the lab
 inventory, then the verification suite (the lab tests that check a provisioned lab). Re-running is
 safe: the lab is left as it is when already up and the playbooks are idempotent.
+
+``--twin inventories/jilin`` does the same for the province twin (``jincai lab up --twin``): its
+inventory is ``build/twin/<name>`` and its verification is tests/province/test_wan.py (OSPF, county
+reachability, every declared party and budget-unit flow, over every site).
 """
 
 import os
@@ -50,20 +54,29 @@ def _run_echoed(argv):
     return proc.wait(), b"".join(chunks).decode("utf-8", "replace")
 
 
-def main():
+def main(argv=None):
     """Run the main job; exit 0 only when provisioning and verification both succeeded."""
+    argv = sys.argv[1:] if argv is None else argv
+    production = argv[argv.index("--twin") + 1] if "--twin" in argv else None
     t0 = time.monotonic()
-    _step("lab up")
-    rc = subprocess.call([_bin("jincai"), "lab", "up"], cwd=ROOT)
+    _step("lab up" + (f" (province twin of {production})" if production else ""))
+    up = [_bin("jincai"), "lab", "up"] + (["--twin", production] if production else ["-i", LAB_INVENTORY])
+    rc = subprocess.call(up, cwd=ROOT)
     if rc:
         print("jincai site: the lab did not come up; see the messages above", file=sys.stderr)
         return rc
+    if production:
+        from jincai.lab import twin
+
+        inventory, verify = twin.default_out_dir(production), ["tests/province/test_wan.py"]
+    else:
+        inventory = LAB_INVENTORY
+        verify = ["-m", VERIFY_MARKERS, "tests/lab"] + [f"--ignore={path}" for path in VERIFY_IGNORE]
     _step("provision (playbooks/site.yml)")
-    res = run_playbook("playbooks/site.yml", inventory=LAB_INVENTORY, echo=True)
+    res = run_playbook("playbooks/site.yml", inventory=inventory, echo=True)
     _step("verify (lab test suite)")
-    verify_rc, verify_out = _run_echoed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                         "-m", VERIFY_MARKERS, "tests/lab"]
-                                        + [f"--ignore={path}" for path in VERIFY_IGNORE])
+    verify_rc, verify_out = _run_echoed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
+                                        + verify)
     passed, failed = _pytest_counts(verify_out.splitlines()[-1] if verify_out else "")
     elapsed = time.monotonic() - t0
     print("\n==== jincai site: summary ====")

@@ -199,7 +199,7 @@ def cmd_link(args):
     check_root()
     plan = load_plan(default_inventory(args))
     with lab.locked(log=_say):
-        inject.set_link(plan, args.a, args.b, args.action, backup=args.backup, log=_say)
+        inject.set_link(plan, args.a, args.b, args.action, backup=args.backup, inband=args.inband, log=_say)
     return 0
 
 

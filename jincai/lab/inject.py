@@ -46,22 +46,58 @@ def find_link(plan, a, b, backup=False):
     raise InjectError(f"no {kind} WAN link between {ra.site} and {rb.site}")
 
 
-def set_link(plan, a, b, action, backup=False, log=print):
-    """Cut (``down``) or restore (``up``) a WAN link; returns the segment id."""
+def isolated_hosts(plan, child_site, cuts):
+    """Hosts cut off from the province once the links in ``cuts`` are down: those of ``child_site``
+    and of every site below it, when none of ``child_site``'s uplinks is left (one level: a city
+    with a live backup keeps its counties)."""
+    uplinks = [sid for sid, seg in plan.segments.items() if seg.point_to_point and sid.startswith("wan-")
+               and any(plan.hosts[h].site == child_site and i.role == "uplink" for h, i in seg.members)]
+    if any(sid not in cuts for sid in uplinks):
+        return []
+    below = {child_site}
+    changed = True
+    while changed:  # the sites whose uplinks all lead into `below`
+        changed = False
+        for sid, seg in plan.segments.items():
+            if not (seg.point_to_point and sid.startswith("wan-")):
+                continue
+            ends = {i.role: plan.hosts[h].site for h, i in seg.members}
+            if ends.get("downlink") in below and ends.get("uplink") not in below:
+                below.add(ends["uplink"])
+                changed = True
+    return sorted(h.name for h in plan.hosts.values() if h.site in below)
+
+
+def set_link(plan, a, b, action, backup=False, inband=False, log=print):
+    """Cut (``down``) or restore (``up``) a WAN link; returns the segment id.
+
+    ``inband`` shows what production (in-band management) sees: the management ports of every host
+    the cut isolates from the province go down with it, so the control node loses them too.
+    """
     seg_id, ends = find_link(plan, a, b, backup)
     state = lab.load_state()
     cuts = set(state.get("cuts") or [])
+    dark = dict(state.get("dark") or {})  # segment -> hosts whose management went down with it
     (parent, pif), (child, cif) = ends
     if action == "down":
         net.ip("link", "set", pif, "down", ns=plan.netns(parent))
         cuts.add(seg_id)
         log(f"link {seg_id} cut ({parent} {pif} down; {child} {cif} lost carrier)")
+        if inband:
+            hosts = isolated_hosts(plan, plan.hosts[child].site, cuts)
+            for name in hosts:
+                net.ip("link", "set", plan.hosts[name].mgmt.name, "down", ns=plan.netns(name))
+            dark[seg_id] = hosts
+            log(f"in-band: management lost to {len(hosts)} isolated host(s): {' '.join(hosts) or 'none'}")
     else:
         net.ip("link", "set", pif, "up", ns=plan.netns(parent))
         net.ip("link", "set", cif, "up", ns=plan.netns(child))
         cuts.discard(seg_id)
+        for name in dark.pop(seg_id, []):
+            net.ip("link", "set", plan.hosts[name].mgmt.name, "up", ns=plan.netns(name))
         log(f"link {seg_id} restored")
     state["cuts"] = sorted(cuts)
+    state["dark"] = dark
     lab.save_state(state)
     return seg_id
 

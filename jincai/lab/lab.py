@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -349,6 +350,33 @@ def ssh_base(address, user="jincai", batch=True):
     if batch:
         argv += ["-o", "BatchMode=yes"]
     return argv + [f"{user}@{address}"]
+
+
+CONTROL_DIR = "/tmp/jincai-lab-cp"
+
+
+def run_on(host, cmd, sudo=True, user="jincai", check=False, timeout=60, state=None, address=None):
+    """Run ``cmd`` (a shell string) on lab host ``host`` over SSH; return the CompletedProcess.
+
+    With ``sudo`` the command runs as root through ``sudo -n sh -c``. With ``check`` a non-zero exit
+    raises AssertionError showing stdout and stderr (this is what the lab tests call). One multiplexed
+    connection per container instance (its nspawn PID is in the path, so a rebooted or rebuilt host
+    never reuses a dead one) and user; it exits 30 s after last use. ``address`` serves hosts the
+    state file does not list (a blank county attached by the bootstrap tests).
+    """
+    remote = f"sudo -n sh -c {shlex.quote(cmd)}" if sudo else cmd
+    rec = ((state or load_state()).get("hosts") or {}).get(host) or {}
+    if not (rec.get("mgmt") or address):
+        raise LabError(f"no lab host {host!r} in the lab's state (is the lab up?)")
+    base = ssh_base(rec.get("mgmt") or address, user=user)
+    os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
+    argv = base[:1] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/{host}-{rec.get('pid')}-%r",
+                       "-o", "ControlPersist=30s", "-o", "ServerAliveInterval=5"] + base[1:] + [remote]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{host}: `{cmd}` exited {res.returncode}\nstdout: {res.stdout}\n"
+                             f"stderr: {res.stderr}")
+    return res
 
 
 def host_keys(root):

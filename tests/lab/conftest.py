@@ -14,7 +14,6 @@ Every test collected under tests/lab/ gets the ``lab`` marker.
 
 import functools
 import os
-import shlex
 import subprocess
 
 import pytest
@@ -24,7 +23,7 @@ from jincai.lab import lab as labmod
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 JINCAI = os.path.join(ROOT, ".venv", "bin", "jincai")
-CONTROL_DIR = "/tmp/jincai-lab-cp"
+CONTROL_DIR = labmod.CONTROL_DIR
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,24 +59,10 @@ def mgmt_address(host):
 
 
 def run_on(host, cmd, sudo=True, user="jincai", check=False, timeout=60):
-    """Run ``cmd`` (a shell string) on ``host`` over SSH; return the CompletedProcess.
-
-    With ``sudo`` the command runs as root through ``sudo -n sh -c``. With ``check`` a non-zero exit
-    raises AssertionError showing stdout and stderr.
-    """
-    remote = f"sudo -n sh -c {shlex.quote(cmd)}" if sudo else cmd
-    rec = (lab_state().get("hosts") or {}).get(host) or {}
-    base = labmod.ssh_base(rec.get("mgmt") or mgmt_address(host), user=user)
-    # One multiplexed connection per container instance (its nspawn PID is in the path, so a
-    # rebooted or rebuilt host never reuses a dead one) and user; it exits 30 s after last use.
-    os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
-    argv = base[:1] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={CONTROL_DIR}/{host}-{rec.get('pid')}-%r",
-                       "-o", "ControlPersist=30s", "-o", "ServerAliveInterval=5"] + base[1:] + [remote]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{host}: `{cmd}` exited {res.returncode}\nstdout: {res.stdout}\n"
-                             f"stderr: {res.stderr}")
-    return res
+    """Run ``cmd`` (a shell string) on ``host`` over SSH; return the CompletedProcess
+    (:func:`jincai.lab.lab.run_on`: ``sudo`` runs it as root, ``check`` raises AssertionError)."""
+    return labmod.run_on(host, cmd, sudo=sudo, user=user, check=check, timeout=timeout,
+                         address=None if host in (lab_state().get("hosts") or {}) else mgmt_address(host))
 
 
 def jincai_lab(*args, timeout=600):

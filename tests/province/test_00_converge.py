@@ -1,0 +1,48 @@
+"""The province twin converges: site.yml succeeds on every host, a second run changes nothing, and
+``--check --diff`` reports no drift. (The first run is `make province`'s, or this module's own.)"""
+
+import time
+
+import pytest
+
+from jincai.playbook import changed_tasks, run
+
+from conftest import group
+
+PLAYBOOK = "playbooks/site.yml"
+
+
+def _tail(res, n=60):
+    return "\n".join(res.output.splitlines()[-n:])
+
+
+@pytest.fixture(scope="module")
+def converged(twin):
+    t0 = time.monotonic()
+    res = run(PLAYBOOK, inventory=twin)
+    print(f"site.yml on the twin: {time.monotonic() - t0:.0f} s, changed={res.total('changed')}")
+    assert res.rc == 0, _tail(res)
+    assert res.total("failed") == 0 and res.total("unreachable") == 0, _tail(res)
+    return twin
+
+
+def test_every_managed_host_was_provisioned(converged):
+    res = run(PLAYBOOK, inventory=converged, args=["--list-hosts"])
+    assert res.rc == 0
+    for name in group("routers") + group("machine_room"):
+        assert name in res.output, f"{name} is not in site.yml's plays"
+
+
+def test_second_run_changes_nothing(converged):
+    t0 = time.monotonic()
+    again = run(PLAYBOOK, inventory=converged)
+    print(f"idempotent site.yml on the twin: {time.monotonic() - t0:.0f} s")
+    assert again.rc == 0, _tail(again)
+    assert again.total("changed") == 0, f"not idempotent: {changed_tasks(again.output)[:20]}"
+    assert len(again.recap) >= len(group("routers")) + len(group("machine_room"))
+
+
+def test_check_diff_is_clean(converged):
+    check = run(PLAYBOOK, inventory=converged, check=True, diff=True)
+    assert check.rc == 0, _tail(check)
+    assert check.total("changed") == 0, f"drift in check mode: {changed_tasks(check.output)[:20]}"
