@@ -54,6 +54,27 @@ def _run_echoed(argv):
     return proc.wait(), b"".join(chunks).decode("utf-8", "replace")
 
 
+def provision_in_waves(inventory):
+    """site.yml on the twin, one wave (province, then each city with its counties) at a time
+    (:func:`jincai.lab.twin.waves` says why); returns one RunResult with every wave's recap."""
+    from jincai import inventory as invmod
+    from jincai.lab import twin
+    from jincai.playbook import RunResult
+
+    total = RunResult(rc=0)
+    waves = twin.waves(invmod.build(inventory))
+    for n, (label, hosts) in enumerate(waves, 1):
+        _step(f"provision wave {n}/{len(waves)}: {label} ({len(hosts)} hosts, playbooks/site.yml)")
+        t0 = time.monotonic()
+        res = run_playbook("playbooks/site.yml", inventory=inventory, args=["--limit", ",".join(hosts)],
+                           echo=True)
+        print(f"==== wave {n}/{len(waves)}: rc {res.rc}, changed {res.total('changed')}, "
+              f"{time.monotonic() - t0:.0f} s", flush=True)
+        total.recap.update(res.recap)
+        total.rc = total.rc or res.rc
+    return total
+
+
 def main(argv=None):
     """Run the main job; exit 0 only when provisioning and verification both succeeded."""
     argv = sys.argv[1:] if argv is None else argv
@@ -72,8 +93,11 @@ def main(argv=None):
     else:
         inventory = LAB_INVENTORY
         verify = ["-m", VERIFY_MARKERS, "tests/lab"] + [f"--ignore={path}" for path in VERIFY_IGNORE]
-    _step("provision (playbooks/site.yml)")
-    res = run_playbook("playbooks/site.yml", inventory=inventory, echo=True)
+    if production:
+        res = provision_in_waves(inventory)
+    else:
+        _step("provision (playbooks/site.yml)")
+        res = run_playbook("playbooks/site.yml", inventory=inventory, echo=True)
     _step("verify (lab test suite)")
     verify_rc, verify_out = _run_echoed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
                                         + verify)

@@ -94,13 +94,24 @@ def default_inventory(args):
     return os.path.join(ROOT, "inventories", "lab")
 
 
+def make_twin(production, out=None):
+    """Write the twin of ``production``, render its routers' production-platform configs beside it
+    (``<out>-vendor-configs/``, checked by the push engine's parser); return (out, plan)."""
+    out = out or twin.default_out_dir(production)
+    twin.translate(production, out)
+    inv = topology.load(out)
+    plan = topology.plan(inv, source=out)
+    configs = twin.vendor_configs(inv["_meta"]["hostvars"], out.rstrip("/") + "-vendor-configs")
+    platforms = sorted({p for p, _ in configs.values()})
+    _say(f"twin of {production} written to {out}: {len(plan.hosts)} hosts, {len(plan.stubs)} party "
+         f"stubs, {len(plan.segments)} segments, management {plan.control}; {len(configs)} router configs "
+         f"rendered and parsed for their production platforms ({', '.join(platforms)})")
+    return out, plan
+
+
 def cmd_twin(args):
     """Write the twin inventory of a production source; print where and what it holds."""
-    out = args.output or twin.default_out_dir(args.production)
-    twin.translate(args.production, out)
-    plan = load_plan(out)
-    _say(f"twin of {args.production} written to {out}: {len(plan.hosts)} hosts, {len(plan.stubs)} party "
-         f"stubs, {len(plan.segments)} segments, management {plan.control}")
+    make_twin(args.production, args.output)
     return 0
 
 
@@ -108,12 +119,10 @@ def cmd_up(args):
     """Build the image if needed and bring the lab up (no-op when already up)."""
     check_root()
     if args.twin:
-        out = twin.default_out_dir(args.twin)
-        twin.translate(args.twin, out)
-        _say(f"twin of {args.twin}: inventory {out}")
-        args.inventory = out
-    args.inventory = default_inventory(args) if not args.twin else args.inventory
-    plan = load_plan(args.inventory)
+        args.inventory, plan = make_twin(args.twin)
+    else:
+        args.inventory = default_inventory(args)
+        plan = load_plan(args.inventory)
     cached = os.path.isfile(os.path.join(imagemod.image_path(), ".jincai-image"))
     check_tools(need_debootstrap=not cached)
     check_kernel()

@@ -186,3 +186,15 @@ def test_a_production_address_outside_the_supernet_is_refused(tmp_path):
 def test_a_lab_source_is_not_translated(tmp_path):
     with pytest.raises(twin.TwinError, match="already a lab source"):
         twin.translate(os.path.join(ROOT, "inventories", "lab"), str(tmp_path / "out"))
+
+
+def test_waves_cover_every_host_once_province_first(twin_inv):
+    waves = twin.waves(twin_inv)
+    hosts = [h for _, hs in waves for h in hs]
+    assert sorted(hosts) == sorted(twin_inv["_meta"]["hostvars"]) and len(hosts) == len(set(hosts))
+    assert waves[0][0] == "province" and "220000-svc" in waves[0][1]
+    assert len(waves) == 10
+    for label, hs in waves[1:]:
+        city = label.split()[1]
+        assert all(twin_inv["_meta"]["hostvars"][h]["jincai_site"]["city_code"] == city for h in hs)
+        assert f"{city}-rtr" in hs and f"bu{city}-1" in hs
