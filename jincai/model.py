@@ -259,6 +259,13 @@ def ospf_area(network, site):
     return f"0.0.0.{int(site['parent'][2:4])}"
 
 
+def vpn_registry(site):
+    """Where a concentrator's budget-unit registry lives under the network's PKI directory: ``vpn``
+    for the province's (as it always has), ``vpn/<site code>`` for a city's. One registry per
+    concentrator: its own pool, units and bundles; one CA and one CRL for all."""
+    return "vpn" if site["tier"] == "province" else f"vpn/{site['code']}"
+
+
 @dataclass
 class Derived:
     """Hosts (name -> host vars) and groups (name -> list of host names) of a valid source."""
@@ -521,6 +528,7 @@ def derive(src):
                     "apps": bu_apps,
                     "targets": app_targets(site, bu_apps),
                     "clients": [c["name"] for c in site.get("vpn_clients") or []],
+                    "registry": vpn_registry(site),
                 }
             add("machine_room", name)
             add(tier, name)
@@ -555,7 +563,8 @@ def derive(src):
             hv["jincai_vpn_client"] = {"concentrator": hname(site, vpn_host["name"]),
                                        "server": vpn_host["vpn_access"], "pool": site.get("vpn_pool"),
                                        "apps": list(bu.get("apps", [])),
-                                       "targets": app_targets(site, bu.get("apps", []))}
+                                       "targets": app_targets(site, bu.get("apps", [])),
+                                       "registry": vpn_registry(site)}
             add("budget_unit_clients", c["name"])
 
     # NTP for the province services host: its upstream; other province hosts use it.

@@ -60,9 +60,6 @@ CA_DAYS = 3650
 LEAF_DAYS = 825
 RENEW_BEFORE = datetime.timedelta(days=30)
 CRL_DAYS = 30
-#: What a budget unit may reach at the province through the VPN (issue 6): budget preparation and
-#: treasury payment; the plan's list is intersected with this.
-UNIT_APPS = ("budget", "treasury")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.ReasonFlags.key_compromise,
            "superseded": x509.ReasonFlags.superseded, "affiliationChanged": x509.ReasonFlags.affiliation_changed,
@@ -358,8 +355,9 @@ class UnitRegistry:
             return json.load(fh)
 
     def path(self, *parts):
-        """A path under ``<pki>/vpn/``."""
-        return os.path.join(self.dir, "vpn", *parts)
+        """A path under this concentrator's registry directory (``<pki>/vpn/`` for the province's,
+        ``<pki>/vpn/<site code>/`` for a city's)."""
+        return os.path.join(self.dir, self.plan.get("registry", "vpn"), *parts)
 
     # ---- identities and addresses
     def identity(self, code):
@@ -645,28 +643,45 @@ def read_csv(path):
     return rows
 
 
-def plan(inventory_dir):
-    """The VPN plan of an inventory, from the source of truth (``jincai_vpn`` of the province
-    concentrator): pool, apps, LAN, concentrator name/address, domain, site, lab client units."""
+def plans(inventory_dir):
+    """The VPN plans of an inventory, one per concentrator (the province's first, then the cities'),
+    from the source of truth (``jincai_vpn``): pool, apps, LAN, concentrator name/address, domain,
+    site, lab client units and the registry directory (``vpn`` or ``vpn/<site code>``)."""
     from jincai import inventory
 
     inv = inventory.build(inventory_dir)
     hv = inv["_meta"]["hostvars"]
-    vpns = sorted(h for h in inv.get("vpn_concentrators", {}).get("hosts", [])
-                  if hv[h].get("jincai_tier") == "province")
-    if not vpns:
+    vpns = sorted(inv.get("vpn_concentrators", {}).get("hosts", []),
+                  key=lambda h: (hv[h].get("jincai_tier") != "province", h))
+    if not vpns or hv[vpns[0]].get("jincai_tier") != "province":
         raise PkiError(f"{inventory_dir}: no province host in group vpn_concentrators")
-    v = hv[vpns[0]]
-    vpn = v.get("jincai_vpn") or {}
-    if not vpn.get("pool"):
-        raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
-                       "(fix: give the province its budget-unit VPN pool)")
-    apps = [a for a in vpn.get("apps") or UNIT_APPS if a in UNIT_APPS] or list(UNIT_APPS)
-    return {"pool": vpn["pool"], "apps": apps, "lan": vpn.get("lan"), "site": v.get("jincai_site_code"),
-            "domain": v.get("jincai_domain") or _network_field(inventory_dir, "domain",
-                                                                "the IKE identities are <unit>.bu.<domain>"),
-            "concentrator": {"name": vpns[0], "address": vpn.get("access_address")},
-            "clients": list(vpn.get("clients") or [])}
+    out = []
+    for name in vpns:
+        v = hv[name]
+        vpn = v.get("jincai_vpn") or {}
+        if not vpn.get("pool"):
+            raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
+                           "(fix: give the site its budget-unit VPN pool)")
+        out.append({"pool": vpn["pool"], "apps": list(vpn.get("apps") or []), "lan": vpn.get("lan"),
+                    "site": v.get("jincai_site_code"),
+                    "domain": v.get("jincai_domain") or _network_field(
+                        inventory_dir, "domain", "the IKE identities are <unit>.bu.<domain>"),
+                    "concentrator": {"name": name, "address": vpn.get("access_address")},
+                    "clients": list(vpn.get("clients") or []), "registry": vpn.get("registry") or "vpn"})
+    return out
+
+
+def plan(inventory_dir, concentrator=None):
+    """One concentrator's VPN plan (:func:`plans`): the province's, or the one named by host name or
+    site code."""
+    found = plans(inventory_dir)
+    if concentrator is None:
+        return found[0]
+    for p in found:
+        if concentrator in (p["concentrator"]["name"], p["site"]):
+            return p
+    raise PkiError(f"{inventory_dir}: no VPN concentrator {concentrator!r} (have: "
+                   f"{', '.join(p['concentrator']['name'] for p in found)})")
 
 
 def _network_field(inventory_dir, field, why):
@@ -719,6 +734,9 @@ def build_parser(prog="jincai pki"):
     p.add_argument("--check", action="store_true", help="ca/issue: report what would change, write nothing")
     p.add_argument("-i", "--inventory", default=os.path.join(ROOT, "inventories", "lab"),
                    help="source of truth for the VPN plan (default: the lab)")
+    p.add_argument("-c", "--concentrator", default=None,
+                   help="add/revoke/renew/list/bundle/crl: the concentrator (host name or site code) whose "
+                        "registry to use (default: the province's); sync covers every concentrator")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("ca", help="create the CA unless it exists")
     one = sub.add_parser("issue", help="issue or keep one leaf certificate (e.g. nginx TLS)")
@@ -768,24 +786,38 @@ def _leaf_commands(args):
     return result
 
 
+def _sync_all(vpn_plans, pki_dir, as_json):
+    """``sync`` every concentrator's registry in turn (each saves before the next loads the shared
+    certificate database); print one JSON summary or one line per concentrator."""
+    total = {"changed": False, "concentrators": {}}
+    for vpn_plan in vpn_plans:
+        reg = UnitRegistry(vpn_plan, pki_dir)
+        s = sync(reg)
+        s["changed"] = bool(s["server"] or s["added"] or s["renewed"] or s["crl"] or s["bundles"])
+        total["changed"] = total["changed"] or s["changed"]
+        total["concentrators"][vpn_plan["concentrator"]["name"]] = s
+        if not as_json:
+            print(f"{vpn_plan['concentrator']['name']}: {len(reg.units)} units ({len(s['added'])} added, "
+                  f"{len(s['renewed'])} renewed); CRL {'published' if s['crl'] else 'unchanged'}; "
+                  f"{s['bundles']} new bundles; registry {reg.path()}")
+    if as_json:
+        print(json.dumps(total, sort_keys=True))
+    return 0
+
+
 def _unit_commands(args):
     rows = read_csv(args.csv) if getattr(args, "csv", None) else None  # bad input fails before any change
     if args.cmd == "add" and bool(rows is not None) == bool(args.code):
         raise PkiError("add: give CODE NAME, or --csv FILE")
     pki_dir = args.dir or default_dir(args.inventory)
     _refuse_old_layout(pki_dir)
-    vpn_plan = plan(args.inventory)
+    if args.cmd in ("init", "sync"):
+        with _locked(pki_dir):
+            return _sync_all(plans(args.inventory), pki_dir, args.json)
+    vpn_plan = plan(args.inventory, args.concentrator)
     with _locked(pki_dir):
         reg = UnitRegistry(vpn_plan, pki_dir)
-        if args.cmd in ("init", "sync"):
-            s = sync(reg)
-            if args.json:
-                s["changed"] = bool(s["server"] or s["added"] or s["renewed"] or s["crl"] or s["bundles"])
-                print(json.dumps(s, sort_keys=True))
-                return 0
-            print(f"{len(reg.units)} units ({len(s['added'])} added, {len(s['renewed'])} renewed); "
-                  f"CRL {'published' if s['crl'] else 'unchanged'}; {s['bundles']} new bundles; state in {pki_dir}")
-        elif args.cmd == "list":
+        if args.cmd == "list":
             for code, e in sorted(reg.units.items()):
                 print(f"{code}\t{e['address']}\t{e['status']}\t{e['serial']}\t{e['name']}")
         elif args.cmd == "add":

@@ -2,6 +2,7 @@
 
 import datetime
 import io
+import ipaddress
 import json
 import os
 import tarfile
@@ -176,7 +177,7 @@ def test_csv_errors_name_file_line_and_field(tmp_path):
 
 
 def test_csv_batch_onboarding_via_cli_is_idempotent(pkidir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pki, "plan", lambda inv: dict(PLAN, pool="198.18.160.0/24"))
+    monkeypatch.setattr(pki, "plan", lambda inv, concentrator=None: dict(PLAN, pool="198.18.160.0/24"))
     f = tmp_path / "units.csv"
     f.write_text("code,name\n" + "".join(f"bu{i:04d},单位{i}\n" for i in range(100, 150)), encoding="utf-8")
     assert pki.main(["add", "--csv", str(f)]) == 0
@@ -212,10 +213,42 @@ def test_bundle_tar_is_readable_from_bytes(pkidir):
 def test_vpn_plan_comes_from_the_lab_source_of_truth():
     vpn_plan = pki.plan(os.path.join(pki.ROOT, "inventories", "lab"))
     assert vpn_plan["pool"] == "198.18.160.0/21"
-    assert vpn_plan["apps"] == ["budget", "treasury"]  # nontax is in the plan, not allowed by issue 6
+    assert vpn_plan["apps"] == ["budget", "treasury"]  # the source's budget_units.apps, nothing in code
     assert vpn_plan["concentrator"] == {"name": "220000-vpn", "address": "198.18.232.1"}
     assert vpn_plan["domain"] == "lab.jincai.test" and vpn_plan["lan"] == "198.18.0.0/24"
     assert vpn_plan["clients"] == ["bu0001", "bu0002"]
+    assert vpn_plan["registry"] == "vpn"
+
+
+def test_every_concentrator_of_the_province_twin_has_its_own_registry(pkidir, tmp_path, capsys):
+    """The twin of inventories/jilin has ten concentrators: one sync gives each its registry with its
+    own pool (addresses from that pool only), one CA and CRL for all; a second sync changes nothing."""
+    from jincai.lab import twin
+
+    inv = tmp_path / "twin"
+    twin.translate(os.path.join(pki.ROOT, "inventories", "jilin"), str(inv))
+    plans = pki.plans(str(inv))
+    assert len(plans) == 10 and plans[0]["registry"] == "vpn" and plans[0]["site"] == "220000"
+    assert {p["registry"] for p in plans[1:]} == {f"vpn/{p['site']}" for p in plans[1:]}
+    assert len({p["pool"] for p in plans}) == 10
+    assert all(p["apps"] == ["budget", "treasury"] for p in plans)
+    assert pki.main(["-i", str(inv), "sync", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["changed"] is True and len(first["concentrators"]) == 10
+    for p in plans:
+        doc = json.loads((pkidir / p["registry"] / "units.json").read_text())
+        assert doc["pool"] == p["pool"]
+        addrs = [ipaddress.ip_address(u["address"]) for u in doc["units"]]
+        assert sorted(u["code"] for u in doc["units"]) == sorted(p["clients"]) and len(addrs) == 2
+        assert all(a in ipaddress.ip_network(p["pool"]) for a in addrs)
+        assert all((pkidir / p["registry"] / "bundles" / f"{c}.tar.gz").exists() for c in p["clients"])
+    assert pki.main(["-i", str(inv), "sync", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+    assert pki.main(["-i", str(inv), "--concentrator", "220100", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "bu220100-1" in listed and "bu220000-1" not in listed
+    assert pki.main(["-i", str(inv), "--concentrator", "229999", "list"]) == 1
+    assert "no VPN concentrator '229999'" in capsys.readouterr().err
 
 
 def test_an_older_checkout_local_ca_is_not_silently_replaced(tmp_path, monkeypatch):
