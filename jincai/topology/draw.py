@@ -3,7 +3,7 @@
 The layout is Graphviz's (Debian package ``graphviz``), left to right by tier: the province, then the
 cities, each city boxed with its counties, which wrap into ``columns`` columns so 70 sites stay
 readable (a city with up to MIN_ROWS counties keeps them in one column). A node is a site: code and Chinese name, its VPN concentrator and external parties as a
-line of badges under the name (or, with ``party_nodes``, as nodes of their own beside it). Primary
+line of badges under the name (for the sites in ``party_nodes``: as nodes of their own beside it). Primary
 uplinks are solid, backup uplinks dashed (and do not steer the layout). In the SVG every site is
 ``<g id="site-node-CODE" class="node site TIER STATE">`` and every link
 ``<g id="<segment>" class="edge link ROLE [STATE]">``.
@@ -76,7 +76,7 @@ def _site_label(site, badges):
     return _Html(f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>')
 
 
-def _site_node(site, state, href, party_nodes):
+def _site_node(site, state, href, as_nodes):
     if state is None:
         fill, text = TIER_COLOURS.get(site.tier, TIER_COLOURS["county"])
     else:
@@ -87,7 +87,7 @@ def _site_node(site, state, href, party_nodes):
     if state is not None:
         tip += f": {state}"
     return (f"  {_q('s' + site.code)} " + _attrs(
-        id=node_id(site.code), label=_site_label(site, "" if party_nodes else _badges(site)),
+        id=node_id(site.code), label=_site_label(site, "" if as_nodes else _badges(site)),
         fillcolor=fill, fontcolor=text, penwidth="2" if site.tier != "county" else "1",
         tooltip=tip, href=href(site.code) if href else None,
         **{"class": f"site {site.tier} {state or 'plain'}"}))
@@ -113,14 +113,14 @@ def _party_nodes(site):
     return lines
 
 
-def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party_nodes=False, title=None):
+def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party_nodes=(), title=None):
     """Return the DOT text of ``topo``.
 
     ``site_states``: ``{code: state}`` (see :mod:`jincai.topology.state`; a site missing from it is
     ``unchecked``), None for the plain map coloured by tier. ``link_states``: ``{segment: up|down|
     unknown}`` or None. ``href``: a function code -> link target of the site's node. ``columns``: the
-    counties of a city wrap into this many columns. ``party_nodes``: parties and VPN concentrators as
-    nodes of their own (small drawings) instead of badges.
+    counties of a city wrap into this many columns. ``party_nodes``: codes of the sites whose parties
+    and VPN concentrator are drawn as nodes of their own (one site's drawing) instead of badges.
     """
     lines = ["digraph wan {",
              "  " + " ".join(f"{k}={_q(v)}" for k, v in dict(
@@ -134,8 +134,9 @@ def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party
         return None if site_states is None else site_states.get(code, "unchecked")
 
     def node(site, indent="  "):
-        out = [indent + _site_node(site, state_of(site.code), href, party_nodes).strip()]
-        if party_nodes:
+        as_nodes = site.code in party_nodes
+        out = [indent + _site_node(site, state_of(site.code), href, as_nodes).strip()]
+        if as_nodes:
             out += _party_nodes(site)
         return out
 

@@ -34,3 +34,148 @@ def test_rendered_dom_has_the_summary_site_tables_and_findings(page):
     assert dom.count("<table") >= 4
     assert "L3-SMC1-09" in dom and "unreachable" in dom and "220203" in dom
     assert "<script>alert" not in dom  # the diff stays text
+
+
+# ---------------------------------------------------------------- the WAN map in the report
+
+LAB = os.path.join(ROOT, "inventories", "lab")
+WIDTH = 1280
+#: The geometry of the map as laid out, written into the page title by a probe script.
+PROBE = ("<script>const r = document.querySelector('.map svg').getBoundingClientRect();"
+         "document.title = JSON.stringify([r.left, r.top, r.width, r.height]);</script>")
+
+
+@pytest.fixture(scope="module")
+def lab_reports(tmp_path_factory):
+    """Reports on the lab inventory: every host clean; then county 220103 unreachable, 220202 drifted."""
+    from jincai import inventory as invmod
+    from jincai.compliance import model, resolve_scope
+    from jincai.topology import graph
+    from tests.unit.test_compliance import CATALOGUE, _collected
+
+    inv = invmod.build(LAB)
+    scope, _ = resolve_scope(inv, None)
+    topo = graph.from_inventory(inv)
+    out = tmp_path_factory.mktemp("map")
+    down = [h for h in scope if h.startswith("220103-")]
+    assert down, "the lab has hosts at county 220103"
+    faults = {"records": [{"host": h, "status": "unreachable", "task": "Gathering Facts", "role": "",
+                           "msg": "ssh: connect to host: No route to host"} for h in down]
+              + [{"host": "220202-app1", "status": "changed", "task": "Render the app config", "role": "apps",
+                  "diff": "-port = 8101\n+port = 8111\n"}]}
+    pages = {}
+    for name, run_id, drift, expect in (
+            ("clean", "20261201T010000Z", {"records": []}, {}),
+            ("faulted", "20261202T010000Z", faults, {"220103": "unreachable", "220202": "drift"})):
+        rep = model.build_report(inv, scope, _collected(scope), drift, CATALOGUE, {"run_id": run_id})
+        paths = report.write_all(rep, str(out / name), None, topology=topo)
+        pages[name] = (paths["html"], expect)
+    return pages, topo
+
+
+def test_report_embeds_the_map_with_each_site_linked_to_its_row(lab_reports):
+    import re
+
+    from jincai.topology import state, svg
+
+    pages, topo = lab_reports
+    page = open(pages["faulted"][0], encoding="utf-8").read()
+    start, end = page.index('<div class="map">') + len('<div class="map">'), page.index("</svg>") + len("</svg>")
+    drawn = svg.read_map(page[start:end])
+    assert set(drawn.sites) == set(topo.sites)
+    rows = set(re.findall(r'<tr id="site-(\d+)">', page))
+    for code, shape in drawn.sites.items():
+        assert shape.href == f"#site-{code}" and code in rows, code
+        expected = pages["faulted"][1].get(code, "clean")
+        assert shape.fill == state.SITE_STATES[expected][0], (code, expected)
+    assert 'id="findings-220103"' in page and 'href="#findings-220103"' in page
+
+
+def test_screenshots_show_each_site_in_its_state_colour(lab_reports):
+    """Headless Chromium renders both reports; the pixels at every site's node have its state's colour."""
+    import html
+    import json
+    import re
+    import shutil
+
+    from jincai.topology import state, svg
+
+    pages, topo = lab_reports
+    os.makedirs(SHOTS, exist_ok=True)
+    seen = {}
+    for name, (page, expect) in pages.items():
+        probe = page.replace(".html", ".probe.html")
+        shutil.copy(page, probe)
+        with open(probe, "a", encoding="utf-8") as fh:
+            fh.write(PROBE)
+        dom = screenshot.dump_dom(probe, width=WIDTH, height=1600)
+        left, top, width, height = json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom).group(1)))
+        text = open(page, encoding="utf-8").read()
+        drawn = svg.read_map(text[text.index("<svg"):text.index("</svg>") + 6])
+        png = os.path.join(SHOTS, f"compliance-map-{name}.png")
+        shot_height = int(top + height) + 40
+        assert screenshot.screenshot(probe, png, width=WIDTH, height=shot_height) == (WIDTH, shot_height)
+        pixels = screenshot.read_png(png)
+        for code in topo.sites:
+            want = state.SITE_STATES[expect.get(code, "clean")][0]
+            rgb = tuple(int(want[i:i + 2], 16) for i in (1, 3, 5))
+            x0, y0, x1, y1 = svg.to_viewport(drawn.sites[code].box, (left, top, width, height), drawn)
+            # the node's four corners, 5 px inside its border (clear of the centred label)
+            for x, y in ((x0 + 5, y0 + 5), (x1 - 5, y0 + 5), (x0 + 5, y1 - 5), (x1 - 5, y1 - 5)):
+                got = pixels.rgb(int(x), int(y))
+                assert all(abs(g - w) <= 8 for g, w in zip(got, rgb)), (name, code, (int(x), int(y)), got, want)
+            seen[(name, code)] = pixels.rgb(int((x0 + x1) / 2), int(y0 + 5))
+        # outside the nodes the map is white: the colours above are the nodes', not the page's
+        assert pixels.rgb(int(left + 2), int(top + 2)) == (255, 255, 255)
+    assert seen[("clean", "220103")] != seen[("faulted", "220103")]
+
+
+def _png(path, width, height, rows, kinds, colour=6):
+    """Write a PNG whose scanline y is filtered with ``kinds[y]`` (the encoder side of PNG spec section 9)."""
+    import struct
+    import zlib
+
+    bpp = 4 if colour == 6 else 3
+
+    def paeth(a, b, c):
+        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+        return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+    raw, prev = bytearray(), bytes(width * bpp)
+    for row, kind in zip(rows, kinds):
+        out = bytearray()
+        for i, v in enumerate(row):
+            a = row[i - bpp] if i >= bpp else 0
+            c = prev[i - bpp] if i >= bpp else 0
+            pred = {0: 0, 1: a, 2: prev[i], 3: (a + prev[i]) // 2, 4: paeth(a, prev[i], c)}[kind]
+            out.append((v - pred) & 255)
+        raw += bytes([kind]) + out
+        prev = row
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
+                 + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+def test_png_reader_undoes_every_filter(tmp_path):
+    import random
+
+    rng = random.Random(23)
+    for colour, bpp in ((6, 4), (2, 3)):
+        width, height = 7, 10
+        rows = [bytes(rng.randrange(256) for _ in range(width * bpp)) for _ in range(height)]
+        path = str(tmp_path / f"t{colour}.png")
+        _png(path, width, height, rows, [y % 5 for y in range(height)], colour)
+        pixels = screenshot.read_png(path)
+        assert (pixels.width, pixels.height) == (width, height)
+        for y in range(height):
+            for x in range(width):
+                assert pixels.rgb(x, y) == tuple(rows[y][x * bpp:x * bpp + 3]), (colour, x, y)
+    with pytest.raises(IndexError):
+        pixels.rgb(width, 0)
+    (tmp_path / "x.png").write_bytes(b"GIF89a")
+    with pytest.raises(ValueError, match="not a PNG"):
+        screenshot.read_png(str(tmp_path / "x.png"))
