@@ -197,7 +197,7 @@ def draw_site(src, code, path):
     near = graph.neighbourhood(graph.from_source(src), code)
     site = near.sites[code]
     title = f"{code} {site.name_zh} ({site.pinyin}) and its neighbours"
-    topocli.write(path, draw.draw(near, party_nodes={code}, title=title))
+    topocli.write(path, draw.draw(near, party_nodes={code}, focus=code, title=title))
     return near
 
 

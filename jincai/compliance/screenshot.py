@@ -30,19 +30,24 @@ def _run(args, page, timeout):
 
 def screenshot(page, png, width=1280, height=1600, timeout=90):
     """Save a screenshot of ``page`` to ``png``; return (width, height) read from the PNG header."""
+    return screenshot_and_dom(page, png, width, height, timeout, dom=False)[0]
+
+
+def screenshot_and_dom(page, png, width=1280, height=1600, timeout=90, dom=True):
+    """Save a screenshot of ``page`` to ``png`` and return ``((width, height), DOM)`` from the same
+    Chromium run (the DOM as rendered, after the page's scripts ran; "" without ``dom``)."""
     if os.path.exists(png):
         os.remove(png)
-    res = _run([f"--screenshot={os.path.abspath(png)}", f"--window-size={width},{height}"], page, timeout)
+    res = _run([f"--screenshot={os.path.abspath(png)}", f"--window-size={width},{height}"]
+               + (["--dump-dom"] if dom else []), page, timeout)
     if not os.path.exists(png):
         raise RuntimeError(f"chromium wrote no screenshot (rc {res.returncode}): {res.stderr[-2000:]}")
-    return png_size(png)
+    return png_size(png), res.stdout if dom else ""
 
 
-def dump_dom(page, timeout=90, width=None, height=None):
-    """Return the DOM as Chromium rendered it (serialized HTML), laid out in a ``width`` x ``height`` window
-    when given (as :func:`screenshot` does, so scripts measuring the layout see the screenshot's)."""
-    size = [f"--window-size={width},{height}"] if width and height else []
-    res = _run(["--dump-dom"] + size, page, timeout)
+def dump_dom(page, timeout=90):
+    """Return the DOM as Chromium rendered it (serialized HTML)."""
+    res = _run(["--dump-dom"], page, timeout)
     if res.returncode != 0:
         raise RuntimeError(f"chromium --dump-dom failed (rc {res.returncode}): {res.stderr[-2000:]}")
     return res.stdout
@@ -73,10 +78,13 @@ def _unfilter(kind, line, prev, bpp, row_add, pixel_add):
         return bytes(cur)
     if kind != 4:
         raise ValueError(f"unknown PNG filter type {kind}")
-    for i in range(stride):  # Paeth
-        a, c = (cur[i - bpp], prev[i - bpp]) if i >= bpp else (0, 0)
-        b = prev[i]
-        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - c - c)
+    for i in range(bpp):  # Paeth; left and upper-left are 0 for the first pixel: the predictor is "up"
+        cur[i] = (cur[i] + prev[i]) & 255
+    for i in range(bpp, stride):
+        a, b, c = cur[i - bpp], prev[i], prev[i - bpp]
+        pa, pb = b - c, a - c
+        pc = abs(pa + pb)
+        pa, pb = abs(pa), abs(pb)
         cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
     return bytes(cur)
 

@@ -76,7 +76,7 @@ def _site_label(site, badges):
     return _Html(f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>')
 
 
-def _site_node(site, state, href, as_nodes):
+def _site_node(site, state, href, as_nodes, focus=False):
     if state is None:
         fill, text = TIER_COLOURS.get(site.tier, TIER_COLOURS["county"])
     else:
@@ -88,9 +88,9 @@ def _site_node(site, state, href, as_nodes):
         tip += f": {state}"
     return (f"  {_q('s' + site.code)} " + _attrs(
         id=node_id(site.code), label=_site_label(site, "" if as_nodes else _badges(site)),
-        fillcolor=fill, fontcolor=text, penwidth="2" if site.tier != "county" else "1",
-        tooltip=tip, href=href(site.code) if href else None,
-        **{"class": f"site {site.tier} {state or 'plain'}"}))
+        fillcolor=fill, fontcolor=text, penwidth="3.5" if focus else "2" if site.tier != "county" else "1",
+        color="#0d47a1" if focus else None, tooltip=tip, href=href(site.code) if href else None,
+        **{"class": f"site {site.tier} {state or 'plain'}" + (" focus" if focus else "")}))
 
 
 def _party_nodes(site):
@@ -113,7 +113,8 @@ def _party_nodes(site):
     return lines
 
 
-def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party_nodes=(), title=None):
+def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party_nodes=(), title=None,
+           focus=None):
     """Return the DOT text of ``topo``.
 
     ``site_states``: ``{code: state}`` (see :mod:`jincai.topology.state`; a site missing from it is
@@ -121,6 +122,7 @@ def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party
     unknown}`` or None. ``href``: a function code -> link target of the site's node. ``columns``: the
     counties of a city wrap into this many columns. ``party_nodes``: codes of the sites whose parties
     and VPN concentrator are drawn as nodes of their own (one site's drawing) instead of badges.
+    ``focus``: the code of a site drawn with a heavy blue border (the subject of a site's drawing).
     """
     lines = ["digraph wan {",
              "  " + " ".join(f"{k}={_q(v)}" for k, v in dict(
@@ -135,7 +137,7 @@ def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party
 
     def node(site, indent="  "):
         as_nodes = site.code in party_nodes
-        out = [indent + _site_node(site, state_of(site.code), href, as_nodes).strip()]
+        out = [indent + _site_node(site, state_of(site.code), href, as_nodes, site.code == focus).strip()]
         if as_nodes:
             out += _party_nodes(site)
         return out

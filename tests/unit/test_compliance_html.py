@@ -38,61 +38,75 @@ def test_rendered_dom_has_the_summary_site_tables_and_findings(page):
 
 # ---------------------------------------------------------------- the WAN map in the report
 
-LAB = os.path.join(ROOT, "inventories", "lab")
+INVENTORIES = {"lab": os.path.join(ROOT, "inventories", "lab"), "jilin": os.path.join(ROOT, "inventories", "jilin")}
 WIDTH = 1280
 #: The geometry of the map as laid out, written into the page title by a probe script.
 PROBE = ("<script>const r = document.querySelector('.map svg').getBoundingClientRect();"
          "document.title = JSON.stringify([r.left, r.top, r.width, r.height]);</script>")
+#: (inventory, run): the site made unreachable and the one drifted (none: every host clean).
+CASES = {("lab", "clean"): None, ("lab", "faulted"): ("220103", "220202"), ("jilin", "faulted"): ("220523", "220102")}
 
 
 @pytest.fixture(scope="module")
-def lab_reports(tmp_path_factory):
-    """Reports on the lab inventory: every host clean; then county 220103 unreachable, 220202 drifted."""
+def map_reports(tmp_path_factory):
+    """Reports with the WAN map: the lab clean, the lab and Jilin with one county unreachable, one drifted.
+
+    Returns ``{case: (html path, {code: expected state}, topology)}``. Nothing is contacted: the facts
+    are the compliant fixtures of test_compliance, the faults records of the kind the runs write.
+    """
     from jincai import inventory as invmod
     from jincai.compliance import model, resolve_scope
     from jincai.topology import graph
     from tests.unit.test_compliance import CATALOGUE, _collected
 
-    inv = invmod.build(LAB)
-    scope, _ = resolve_scope(inv, None)
-    topo = graph.from_inventory(inv)
     out = tmp_path_factory.mktemp("map")
-    down = [h for h in scope if h.startswith("220103-")]
-    assert down, "the lab has hosts at county 220103"
-    faults = {"records": [{"host": h, "status": "unreachable", "task": "Gathering Facts", "role": "",
-                           "msg": "ssh: connect to host: No route to host"} for h in down]
-              + [{"host": "220202-app1", "status": "changed", "task": "Render the app config", "role": "apps",
-                  "diff": "-port = 8101\n+port = 8111\n"}]}
     pages = {}
-    for name, run_id, drift, expect in (
-            ("clean", "20261201T010000Z", {"records": []}, {}),
-            ("faulted", "20261202T010000Z", faults, {"220103": "unreachable", "220202": "drift"})):
-        rep = model.build_report(inv, scope, _collected(scope), drift, CATALOGUE, {"run_id": run_id})
-        paths = report.write_all(rep, str(out / name), None, topology=topo)
-        pages[name] = (paths["html"], expect)
-    return pages, topo
+    for (inv_name, run), faults in CASES.items():
+        inv = invmod.build(INVENTORIES[inv_name])
+        scope, _ = resolve_scope(inv, None)
+        records, expect = [], {}
+        if faults:
+            down, drifted = faults
+            hosts = [h for h in scope if h.startswith(f"{down}-")]
+            assert hosts, f"{inv_name} has hosts at county {down}"
+            records = [{"host": h, "status": "unreachable", "task": "Gathering Facts", "role": "",
+                        "msg": "ssh: connect to host: No route to host"} for h in hosts]
+            records.append({"host": f"{drifted}-app1", "status": "changed", "task": "Render the app config",
+                            "role": "apps", "diff": "-port = 8101\n+port = 8111\n"})
+            expect = {down: "unreachable", drifted: "drift"}
+        rep = model.build_report(inv, scope, _collected(scope), {"records": records}, CATALOGUE,
+                                 {"run_id": f"20261201T01000{len(pages)}Z"})
+        topo = graph.from_inventory(inv)
+        paths = report.write_all(rep, str(out / f"{inv_name}-{run}"), None, topology=topo)
+        pages[(inv_name, run)] = (paths["html"], expect, topo)
+    return pages
 
 
-def test_report_embeds_the_map_with_each_site_linked_to_its_row(lab_reports):
+def _map_of(page_text):
+    from jincai.topology import svg
+
+    return svg.read_map(page_text[page_text.index("<svg"):page_text.index("</svg>") + len("</svg>")])
+
+
+def test_report_embeds_the_map_with_each_site_linked_to_its_row(map_reports):
     import re
 
-    from jincai.topology import state, svg
+    from jincai.topology import state
 
-    pages, topo = lab_reports
-    page = open(pages["faulted"][0], encoding="utf-8").read()
-    start, end = page.index('<div class="map">') + len('<div class="map">'), page.index("</svg>") + len("</svg>")
-    drawn = svg.read_map(page[start:end])
-    assert set(drawn.sites) == set(topo.sites)
-    rows = set(re.findall(r'<tr id="site-(\d+)">', page))
-    for code, shape in drawn.sites.items():
-        assert shape.href == f"#site-{code}" and code in rows, code
-        expected = pages["faulted"][1].get(code, "clean")
-        assert shape.fill == state.SITE_STATES[expected][0], (code, expected)
-    assert 'id="findings-220103"' in page and 'href="#findings-220103"' in page
+    for case, (page, expect, topo) in map_reports.items():
+        text = open(page, encoding="utf-8").read()
+        drawn = _map_of(text)
+        assert set(drawn.sites) == set(topo.sites), case
+        rows = set(re.findall(r'<tr id="site-(\d+)">', text))
+        for code, shape in drawn.sites.items():
+            assert shape.href == f"#site-{code}" and code in rows, (case, code)
+            assert shape.fill == state.SITE_STATES[expect.get(code, "clean")][0], (case, code)
+        for code in expect:
+            assert f'id="findings-{code}"' in text and f'href="#findings-{code}"' in text
 
 
-def test_screenshots_show_each_site_in_its_state_colour(lab_reports):
-    """Headless Chromium renders both reports; the pixels at every site's node have its state's colour."""
+def test_screenshots_show_each_site_in_its_state_colour(map_reports):
+    """Headless Chromium renders each report; the pixels at every site's node have its state's colour."""
     import html
     import json
     import re
@@ -100,34 +114,37 @@ def test_screenshots_show_each_site_in_its_state_colour(lab_reports):
 
     from jincai.topology import state, svg
 
-    pages, topo = lab_reports
     os.makedirs(SHOTS, exist_ok=True)
     seen = {}
-    for name, (page, expect) in pages.items():
+    for (inv_name, run), (page, expect, topo) in map_reports.items():
         probe = page.replace(".html", ".probe.html")
         shutil.copy(page, probe)
         with open(probe, "a", encoding="utf-8") as fh:
             fh.write(PROBE)
-        dom = screenshot.dump_dom(probe, width=WIDTH, height=1600)
-        left, top, width, height = json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom).group(1)))
-        text = open(page, encoding="utf-8").read()
-        drawn = svg.read_map(text[text.index("<svg"):text.index("</svg>") + 6])
-        png = os.path.join(SHOTS, f"compliance-map-{name}.png")
-        shot_height = int(top + height) + 40
-        assert screenshot.screenshot(probe, png, width=WIDTH, height=shot_height) == (WIDTH, shot_height)
+        drawn = _map_of(open(page, encoding="utf-8").read())
+        png = os.path.join(SHOTS, f"compliance-map-{inv_name}-{run}.png")
+        # one Chromium run: the screenshot, and the DOM whose title the probe set to the map's position
+        shot_height = 700 + int(drawn.height * 96 / 72)  # the page above the map is < 700 px high
+        size, dom = screenshot.screenshot_and_dom(probe, png, width=WIDTH, height=shot_height)
+        assert size == (WIDTH, shot_height)
+        rect = json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom).group(1)))
+        left, top, width, height = rect
+        assert top + height <= shot_height, f"{inv_name}: the map does not fit the screenshot: {rect}"
+        # readable: the map is not shrunk below its natural size (11 pt labels, 96/72 px per pt)
+        assert width / drawn.width * 11 >= 14, f"{inv_name}: labels render at {width / drawn.width * 11:.1f} px"
         pixels = screenshot.read_png(png)
         for code in topo.sites:
             want = state.SITE_STATES[expect.get(code, "clean")][0]
             rgb = tuple(int(want[i:i + 2], 16) for i in (1, 3, 5))
-            x0, y0, x1, y1 = svg.to_viewport(drawn.sites[code].box, (left, top, width, height), drawn)
+            x0, y0, x1, y1 = svg.to_viewport(drawn.sites[code].box, rect, drawn)
             # the node's four corners, 5 px inside its border (clear of the centred label)
             for x, y in ((x0 + 5, y0 + 5), (x1 - 5, y0 + 5), (x0 + 5, y1 - 5), (x1 - 5, y1 - 5)):
                 got = pixels.rgb(int(x), int(y))
-                assert all(abs(g - w) <= 8 for g, w in zip(got, rgb)), (name, code, (int(x), int(y)), got, want)
-            seen[(name, code)] = pixels.rgb(int((x0 + x1) / 2), int(y0 + 5))
+                assert all(abs(g - w) <= 8 for g, w in zip(got, rgb)), (inv_name, run, code, (int(x), int(y)), got)
+            seen[(inv_name, run, code)] = pixels.rgb(int((x0 + x1) / 2), int(y0 + 5))
         # outside the nodes the map is white: the colours above are the nodes', not the page's
         assert pixels.rgb(int(left + 2), int(top + 2)) == (255, 255, 255)
-    assert seen[("clean", "220103")] != seen[("faulted", "220103")]
+    assert seen[("lab", "clean", "220103")] != seen[("lab", "faulted", "220103")]
 
 
 def _png(path, width, height, rows, kinds, colour=6):

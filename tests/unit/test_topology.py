@@ -190,6 +190,7 @@ def test_site_show_draws_the_site_its_parents_children_and_parties(tmp_path):
     drawn = svg.read_map(out.read_text(encoding="utf-8"))
     # 公主岭市 hangs under 长春市 and has a backup line straight to the province
     assert set(drawn.sites) == {"220184", "220100", "220000"}
+    assert [c for c, s in drawn.sites.items() if "focus" in s.classes] == ["220184"]
     assert set(drawn.links) == {"wan-220000-220100", "wan-220000-220100-backup", "wan-220100-220184",
                                 "wan-220000-220184-backup"}
     site = model.load(JILIN).site_map()["220184"]
