@@ -2,13 +2,13 @@
 
 The layout is Graphviz's (Debian package ``graphviz``), left to right by tier: the province, then the
 cities, each city boxed with its counties, which wrap into ``columns`` columns so 70 sites stay
-readable (a city with up to MIN_ROWS counties keeps them in one column). A node is a site: code and Chinese name, its VPN concentrator and external parties as a
-line of badges under the name (for the sites in ``party_nodes``: as nodes of their own beside it). Primary
-uplinks are solid, backup uplinks dashed (and do not steer the layout). In the SVG every site is
+readable (a city with up to MIN_ROWS counties keeps them in one column). A node is a site: code and
+Chinese name, its VPN concentrator and external parties as a line of badges under the name (for the
+sites in ``party_nodes``: as nodes of their own beside it). Primary uplinks are solid, backup
+uplinks dashed (and do not steer the layout). In the SVG every site is
 ``<g id="site-node-CODE" class="node site TIER STATE">`` and every link
 ``<g id="<segment>" class="edge link ROLE [STATE]">``.
 """
-
 from __future__ import annotations
 
 import html
@@ -105,7 +105,8 @@ def _party_nodes(site):
                      + _attrs(style="dotted", color="#8d6e63", **{"class": "metro"}))
     if site.vpn:
         host = site.vpn["host"]
-        label = _Html(f"<VPN {_e(host)}<BR/><FONT POINT-SIZE=\"8\">{site.vpn.get('budget_units', 0)} 预算单位</FONT>>")
+        units = site.vpn.get("budget_units", 0)
+        label = _Html(f"<VPN {_e(host)}<BR/><FONT POINT-SIZE=\"8\">{units} 预算单位</FONT>>")
         lines.append(f"    {_q('v' + host)} " + _attrs(id=f"vpn-{host}", label=label, shape="component",
                                                        fillcolor="#f3e5f5", fontsize="9", **{"class": "vpn"}))
         lines.append(f"    {_q('s' + site.code)} -> {_q('v' + host)} "

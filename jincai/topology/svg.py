@@ -52,10 +52,15 @@ def _points(el):
     return list(zip(nums[0::2], nums[1::2]))
 
 
-def _translate(root):
+def _transform(root):
+    """``(sx, sy, tx, ty)`` of the graph group's ``scale(sx sy) rotate(0) translate(tx ty)`` (Graphviz's)."""
     graph = root.find("svg:g", NS)
-    match = re.search(r"translate\(([-\d.]+)[ ,]+([-\d.]+)\)", (graph.get("transform") if graph is not None else "") or "")
-    return (float(match.group(1)), float(match.group(2))) if match else (0.0, 0.0)
+    transform = (graph.get("transform") if graph is not None else "") or ""
+    scale = re.search(r"scale\(([-\d.]+)(?:[ ,]+([-\d.]+))?\)", transform)
+    move = re.search(r"translate\(([-\d.]+)[ ,]+([-\d.]+)\)", transform)
+    sx = float(scale.group(1)) if scale else 1.0
+    sy = float(scale.group(2) or sx) if scale else 1.0
+    return sx, sy, (float(move.group(1)) if move else 0.0), (float(move.group(2)) if move else 0.0)
 
 
 def read_map(svg_text):
@@ -68,7 +73,7 @@ def read_map(svg_text):
         raise ValueError(f"not an SVG document: root element <{_tag(root)}>")
     vb = [float(v) for v in (root.get("viewBox") or "0 0 0 0").split()]
     out = Map(width=vb[2], height=vb[3])
-    tx, ty = _translate(root)
+    sx, sy, tx, ty = _transform(root)
     for g in root.iter(f"{{{NS['svg']}}}g"):
         classes = (g.get("class") or "").split()
         gid = g.get("id") or ""
@@ -81,7 +86,7 @@ def read_map(svg_text):
                 pts = _points(first) if _tag(first) != "ellipse" else [
                     (float(first.get("cx")) - float(first.get("rx")), float(first.get("cy")) - float(first.get("ry"))),
                     (float(first.get("cx")) + float(first.get("rx")), float(first.get("cy")) + float(first.get("ry")))]
-                xs, ys = [p[0] + tx for p in pts], [p[1] + ty for p in pts]
+                xs, ys = [(p[0] + tx) * sx for p in pts], [(p[1] + ty) * sy for p in pts]
                 shape.box = (min(xs), min(ys), max(xs), max(ys))
             link = next((a for a in g.iter(f"{{{NS['svg']}}}a")), None)
             if link is not None:

@@ -77,8 +77,10 @@ def test_from_reevaluates_a_raw_run_without_contacting(tmp_path, lab_inventory, 
     page = (out / "report.html").read_text(encoding="utf-8")
     drawn = svg.read_map(page[page.index("<svg"):page.index("</svg>") + len("</svg>")])
     assert len(drawn.sites) == 6
-    assert drawn.sites["220202"].fill == state.SITE_STATES["findings"][0] and drawn.sites["220202"].href == "#site-220202"
-    assert {c for c, s in drawn.sites.items() if "unchecked" in s.classes and not s.href} == set(drawn.sites) - {"220202"}
+    county = drawn.sites["220202"]
+    assert county.fill == state.SITE_STATES["findings"][0] and county.href == "#site-220202"
+    unchecked = {c for c, s in drawn.sites.items() if "unchecked" in s.classes and not s.href}
+    assert unchecked == set(drawn.sites) - {"220202"}
 
 
 def test_failed_playbook_run_is_exit_2(tmp_path, monkeypatch):

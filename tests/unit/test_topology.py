@@ -6,6 +6,7 @@ jincai.topology.svg and checked against the source of truth read independently (
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -180,6 +181,15 @@ def test_topology_command_writes_the_svg_and_refuses_bad_input(tmp_path):
     res = subprocess.run(JINCAI + ["topology", "-i", str(tmp_path / "nowhere")], capture_output=True, text=True,
                          cwd=ROOT, check=False)
     assert res.returncode == 2 and "nowhere: no such inventory directory" in res.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(LAB, broken)
+    city = broken / "source" / "sites" / "220200.yml"
+    city.write_text(city.read_text(encoding="utf-8").replace('parent: "220200"', 'parent: "220900"'), encoding="utf-8")
+    res = subprocess.run(JINCAI + ["topology", "-i", str(broken), "-o", str(tmp_path / "x.svg")],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    assert res.returncode == 2 and "invalid source" in res.stderr
+    assert "220200.yml" in res.stderr and "site 220202" in res.stderr and "parent" in res.stderr, res.stderr
+    assert not (tmp_path / "x.svg").exists()
 
 
 def test_site_show_draws_the_site_its_parents_children_and_parties(tmp_path):
@@ -202,6 +212,12 @@ def test_site_show_draws_the_site_its_parents_children_and_parties(tmp_path):
     counties = {c for c, s in _source_facts(JILIN)[0].items() if s.get("parent") == "220200"}
     assert set(drawn.sites) == {"220200", "220000"} | counties
     assert "vpn-220200-vpn" in drawn.others
+
+
+def test_neighbourhood_of_an_unknown_site_is_refused(lab):
+    with pytest.raises(graph.TopologyError, match="no site 229999"):
+        graph.neighbourhood(lab, "229999")
+    assert set(graph.neighbourhood(lab, "220000").sites) == {"220000", "220100", "220200"}
 
 
 def test_read_map_refuses_what_is_not_a_map():
