@@ -2,6 +2,7 @@
 
 Reads only the source of truth, except with ``--live`` (lab inventories only), which asks each lab
 router for its OSPF neighbours and draws every WAN link up (green) or down (red, thick).
+``--compliance REPORT.json`` colours each site by its result in a compliance run's report.
 """
 
 import argparse
@@ -23,8 +24,26 @@ def build_parser():
     p.add_argument("--dot", action="store_true", help="print the Graphviz DOT text instead of the SVG")
     p.add_argument("--live", action="store_true",
                    help="lab only: colour each WAN link by the routers' OSPF adjacencies (contacts the lab routers)")
+    p.add_argument("--compliance", metavar="REPORT.json",
+                   help="colour each site by its result in this compliance report (jincai compliance's report.json)")
     p.add_argument("--title", help="title drawn above the map (default: the network's name)")
     return p
+
+
+def load_site_states(path):
+    """``{site code: state}`` from a compliance report.json; TopologyError naming the file when unreadable."""
+    import json
+
+    from jincai.topology import graph, state
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            rep = json.load(fh)
+        return state.site_states_from_report(rep)
+    except OSError as exc:
+        raise graph.TopologyError(f"--compliance {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise graph.TopologyError(f"--compliance {path}: not a compliance report.json ({exc})") from None
 
 
 def write(path, text):
@@ -51,6 +70,7 @@ def main(argv=None):
         inventory = invmod.build(args.inventory)
         topo = graph.from_inventory(inventory)
         link_states = None
+        site_states = load_site_states(args.compliance) if args.compliance else None
         if args.live:
             neighbours, errors = live.collect(topo, inventory)
             for err in errors:
@@ -58,7 +78,8 @@ def main(argv=None):
             rc = 1 if errors else 0
             link_states = ospf.link_states(topo, neighbours)
         title = args.title or f"{topo.network} WAN: {len(topo.sites)} sites, {len(topo.links)} links"
-        dot_text = draw.to_dot(topo, link_states=link_states, columns=args.columns, title=title)
+        dot_text = draw.to_dot(topo, site_states=site_states, link_states=link_states, columns=args.columns,
+                               title=title)
         text = dot_text if args.dot else draw.render_svg(dot_text)
     except invmod.InvalidSource as exc:
         print(f"jincai topology: invalid source (run jincai validate):\n{exc}", file=sys.stderr)

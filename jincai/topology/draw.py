@@ -5,7 +5,7 @@ cities, each city boxed with its counties, which wrap into ``columns`` columns s
 readable (a city with up to MIN_ROWS counties keeps them in one column). A node is a site: code and
 Chinese name, its VPN concentrator and external parties as a line of badges under the name (for the
 sites in ``party_nodes``: as nodes of their own beside it). Primary uplinks are solid, backup
-uplinks dashed (and do not steer the layout). In the SVG every site is
+uplinks dashed (and weigh nothing in the layout). In the SVG every site is
 ``<g id="site-node-CODE" class="node site TIER STATE">`` and every link
 ``<g id="<segment>" class="edge link ROLE [STATE]">``.
 """
@@ -170,9 +170,9 @@ def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party
     for link in topo.links:
         style = dict(LINK_STYLE[link.role])
         css = f"link {link.role}"
-        link_state = (link_states or {}).get(link.segment) if link_states is not None else None
+        link_state = None
         if link_states is not None:
-            link_state = link_state or "unknown"
+            link_state = link_states.get(link.segment) or "unknown"
             style["color"] = statemod.LINK_STATES[link_state]
             css += f" {link_state}"
             if link_state == "down":

@@ -192,6 +192,23 @@ def test_topology_command_writes_the_svg_and_refuses_bad_input(tmp_path):
     assert not (tmp_path / "x.svg").exists()
 
 
+def test_topology_command_colours_sites_from_a_compliance_report(tmp_path):
+    rep = tmp_path / "report.json"
+    rep.write_text(json.dumps({"sites": [{"code": "220102", "status": "drifted"},
+                                         {"code": "220000", "status": "passed"}]}), encoding="utf-8")
+    out = tmp_path / "map.svg"
+    res = subprocess.run(JINCAI + ["topology", "-i", LAB, "--compliance", str(rep), "-o", str(out)],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    assert res.returncode == 0, res.stderr
+    fills = {c: s.fill for c, s in svg.read_map(out.read_text(encoding="utf-8")).sites.items()}
+    assert fills["220102"] == state.SITE_STATES["drift"][0] and fills["220000"] == state.SITE_STATES["clean"][0]
+    assert {fills[c] for c in ("220100", "220103", "220200", "220202")} == {state.SITE_STATES["unchecked"][0]}
+    rep.write_text('{"sites": [{"code": "220102"}]}', encoding="utf-8")
+    res = subprocess.run(JINCAI + ["topology", "-i", LAB, "--compliance", str(rep)], capture_output=True,
+                         text=True, cwd=ROOT, check=False)
+    assert res.returncode == 2 and "report.json: not a compliance report.json" in res.stderr
+
+
 def test_site_show_draws_the_site_its_parents_children_and_parties(tmp_path):
     out = tmp_path / "220184.svg"
     res = subprocess.run(JINCAI + ["site", "show", "220184", "-i", JILIN, "--draw", str(out)],
