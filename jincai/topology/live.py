@@ -1,9 +1,10 @@
 """Read the OSPF neighbours of the lab's routers (``jincai topology --live``).
 
-Each router is asked ``show ip ospf neighbor json`` over the lab's SSH (the same key, known-hosts
-file and management address as ``jincai lab ssh HOST``), in parallel. Lab inventories only: a
-production inventory is refused before anything is contacted, and so is any management address
-outside the lab's address range (198.18.0.0/15).
+Each router is asked ``show ip ospf neighbor json`` over the lab's SSH (:func:`jincai.lab.lab.run_on`:
+the key, known-hosts file and management address of ``jincai lab ssh HOST``), in parallel. Works on
+the small lab and on the province twin (``jincai lab up --twin inventories/jilin``). Lab inventories
+only: a production inventory is refused before anything is contacted, and so is any management
+address outside the lab's address range (198.18.0.0/15).
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ def _mgmt_addresses(topo, inventory):
 
 
 def _ask(host, mgmt, timeout):
+    """``(neighbours or None, error or None)`` of one router, asked over the lab's SSH as root."""
     from jincai.lab import lab as labmod
 
-    argv = labmod.ssh_base(mgmt) + [f"sudo -n vtysh -c {shlex.quote(ospf.COMMAND)}"]
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        res = labmod.run_on(host, f"vtysh -c {shlex.quote(ospf.COMMAND)}", timeout=timeout, address=mgmt)
     except subprocess.TimeoutExpired:
         return None, f"{host}: no answer in {timeout} s"
     if res.returncode != 0:

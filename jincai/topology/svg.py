@@ -40,6 +40,18 @@ class Map:
     links: dict = field(default_factory=dict)
     others: list = field(default_factory=list)  # ids of other nodes (parties, VPN concentrators)
 
+    def site_states(self):
+        """``{site code: state}`` as drawn (a class of jincai.topology.state.SITE_STATES; None if plain)."""
+        from jincai.topology.state import SITE_STATES
+
+        return {code: next((c for c in s.classes if c in SITE_STATES), None) for code, s in self.sites.items()}
+
+    def link_states(self):
+        """``{segment: up | down | unknown}`` as drawn (None for a link drawn without state)."""
+        from jincai.topology.state import LINK_STATES
+
+        return {seg: next((c for c in s.classes if c in LINK_STATES), None) for seg, s in self.links.items()}
+
 
 def _tag(el):
     return el.tag.rsplit("}", 1)[-1]

@@ -72,12 +72,11 @@ def shoot(rep_dir, name):
 
 
 def map_states(rep_dir):
-    """{site code: state class} of the WAN map in a report.html (jincai.topology)."""
-    from jincai.topology import state, svg
+    """{site code: state} of the WAN map in a report.html (jincai.topology)."""
+    from jincai.topology import svg
 
     page = open(os.path.join(str(rep_dir), "report.html"), encoding="utf-8").read()
-    drawn = svg.read_map(page[page.index("<svg"):page.index("</svg>") + len("</svg>")])
-    return {code: next(s for s in state.SITE_STATES if s in shape.classes) for code, shape in drawn.sites.items()}
+    return svg.read_map(page[page.index("<svg"):page.index("</svg>") + len("</svg>")]).site_states()
 
 
 def test_provisioned_lab_reports_zero_findings_and_the_run_changes_nothing(tmp_path):

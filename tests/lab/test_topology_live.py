@@ -1,7 +1,8 @@
 """``jincai topology --live`` on the live lab: the routers' OSPF adjacencies drawn on the WAN map.
 
-On the converged lab every WAN link is drawn up; a county router's uplink set down (the cable cut)
-is drawn down, the other links stay up, and the link is drawn up again once it is restored.
+On the converged lab every WAN link is drawn up; a link cut by failure injection (``jincai lab link
+down 220100 220103``: the cable pulled) is drawn down, the other links stay up, and the link is drawn
+up again once it is restored (``jincai lab link up``).
 """
 
 import subprocess
@@ -9,24 +10,20 @@ import time
 
 import pytest
 
-from conftest import JINCAI, LAB_INVENTORY, hostvars, inventory, run_on
+from conftest import JINCAI, LAB_INVENTORY, hostvars, inventory, jincai_lab
 from jincai.topology import svg
 
 pytestmark = pytest.mark.lab
 
-COUNTY = "220103-rtr"
-SEGMENT = "wan-220100-220103"
+CITY, COUNTY = "220100", "220103"
+SEGMENT = f"wan-{CITY}-{COUNTY}"
 
 
 def _live(path):
     """Run ``jincai topology --live`` into ``path``; return (result, {segment: up|down|unknown})."""
     res = subprocess.run([JINCAI, "topology", "-i", LAB_INVENTORY, "--live", "-o", str(path)],
                          capture_output=True, text=True, timeout=180, check=False)
-    drawn = svg.read_map(path.read_text(encoding="utf-8")) if path.exists() else None
-    states = {}
-    for seg, shape in (drawn.links if drawn else {}).items():
-        states[seg] = next((s for s in ("up", "down", "unknown") if s in shape.classes), None)
-    return res, states
+    return res, svg.read_map(path.read_text(encoding="utf-8")).link_states() if path.exists() else {}
 
 
 def _wait_for(path, predicate, deadline_s=90):
@@ -39,10 +36,6 @@ def _wait_for(path, predicate, deadline_s=90):
         time.sleep(3)
 
 
-def _uplink(host):
-    return next(i["name"] for i in hostvars(host)["jincai_interfaces"] if i["segment"] == SEGMENT)
-
-
 def test_every_link_is_up_on_the_converged_lab(lab_up, tmp_path):
     res, states = _wait_for(tmp_path / "live.svg", lambda s: s and set(s.values()) == {"up"})
     assert res.returncode == 0, res.stderr
@@ -52,13 +45,14 @@ def test_every_link_is_up_on_the_converged_lab(lab_up, tmp_path):
 
 
 def test_a_cut_link_is_drawn_down_then_up_again(lab_up, tmp_path):
-    ifname = _uplink(COUNTY)
-    run_on(COUNTY, f"ip link set {ifname} down", check=True)
+    res = jincai_lab("link", "down", CITY, COUNTY, timeout=60)
+    assert res.returncode == 0, res.stderr
     try:
         res, states = _wait_for(tmp_path / "cut.svg", lambda s: s.get(SEGMENT) == "down")
         assert states.get(SEGMENT) == "down", (res.stderr, states)
         assert {seg: st for seg, st in states.items() if seg != SEGMENT and st != "up"} == {}
     finally:
-        run_on(COUNTY, f"ip link set {ifname} up", check=True)
+        restored = jincai_lab("link", "up", CITY, COUNTY, timeout=60)
+    assert restored.returncode == 0, restored.stderr
     _res, states = _wait_for(tmp_path / "back.svg", lambda s: s.get(SEGMENT) == "up")
     assert states.get(SEGMENT) == "up", states

@@ -4,6 +4,7 @@ Graphviz (``dot``, Debian package graphviz) really runs; the SVG is read back wi
 jincai.topology.svg and checked against the source of truth read independently (the raw site files).
 """
 
+import ipaddress
 import json
 import os
 import shutil
@@ -67,6 +68,20 @@ def test_jilin_map_shows_every_site_once_and_every_link_with_its_style(jilin_map
     assert jilin_map.others == []  # no node other than the 70 sites on the province map
 
 
+def test_the_province_twin_draws_the_same_map_as_production(tmp_path, jilin):
+    """The twin (jincai lab twin: a lab source derived from production) has the same sites and links."""
+    from jincai.lab import twin
+
+    twin.translate(JILIN, str(tmp_path / "twin"))
+    topo = graph.load(str(tmp_path / "twin"))
+    assert topo.environment == "lab"
+    assert list(topo.sites) == list(jilin.sites)
+    assert [(lk.segment, lk.role) for lk in topo.links] == [(lk.segment, lk.role) for lk in jilin.links]
+    drawn = svg.read_map(draw.draw(topo))
+    assert set(drawn.sites) == set(jilin.sites) and len(drawn.links) == 92
+    assert all(ipaddress.ip_network(lk.subnet).subnet_of(ipaddress.ip_network("198.18.0.0/15")) for lk in topo.links)
+
+
 def test_counties_are_boxed_with_their_city_and_the_layout_goes_by_tier(jilin, jilin_map):
     """Province left of every city, every city left of its counties (left-to-right by tier)."""
     boxes = {c: s.box for c, s in jilin_map.sites.items()}
@@ -84,6 +99,7 @@ def test_lab_map_and_state_colours(lab):
     states = {"220000": "clean", "220100": "findings", "220102": "drift", "220103": "unreachable"}
     drawn = svg.read_map(draw.draw(lab, site_states=states, href=lambda c: f"#site-{c}"))
     assert set(drawn.sites) == {"220000", "220100", "220102", "220103", "220200", "220202"}
+    assert drawn.site_states() == {c: states.get(c, "unchecked") for c in drawn.sites}
     for code, shape in drawn.sites.items():
         expected = states.get(code, "unchecked")
         assert shape.fill == state.SITE_STATES[expected][0], code
@@ -155,6 +171,7 @@ def test_links_are_up_down_or_unknown_from_the_neighbours(lab):
                       "wan-220100-220103": "down", "wan-220200-220202": "up"}
     assert set(ospf.link_states(lab, {}).values()) == {"unknown"}
     drawn = svg.read_map(draw.draw(lab, link_states=states))
+    assert drawn.link_states() == states
     down = drawn.links["wan-220100-220103"]
     assert "down" in down.classes and down.stroke == state.LINK_STATES["down"]
     assert drawn.links["wan-220000-220100"].stroke == state.LINK_STATES["up"]
