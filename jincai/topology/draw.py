@@ -180,7 +180,7 @@ def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party
         tip = f"{link.segment} {link.subnet or ''} ({link.role}{', ' + link_state if link_state else ''})"
         lines.append(f"  {_q('s' + link.parent)} -> {_q('s' + link.child)} " + _attrs(
             id=link.segment, tooltip=tip, weight="1" if link.role == "primary" else "0",
-            label="down" if link_state == "down" else None, fontcolor=style["color"],
+            xlabel="down" if link_state == "down" else None, fontcolor=style["color"],
             **style, **{"class": css}))
     lines.append("}")
     return "\n".join(lines) + "\n"

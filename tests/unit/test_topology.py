@@ -175,6 +175,9 @@ def test_links_are_up_down_or_unknown_from_the_neighbours(lab):
     down = drawn.links["wan-220100-220103"]
     assert "down" in down.classes and down.stroke == state.LINK_STATES["down"]
     assert drawn.links["wan-220000-220100"].stroke == state.LINK_STATES["up"]
+    # a link going down does not move the sites: the operator's picture stays where it was
+    plain = svg.read_map(draw.draw(lab))
+    assert {c: s.box for c, s in drawn.sites.items()} == {c: s.box for c, s in plain.sites.items()}
 
 
 def test_live_refuses_a_production_inventory_before_contacting_anything(jilin):
