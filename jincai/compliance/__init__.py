@@ -4,8 +4,8 @@ Two read-only Ansible runs, side by side: ``playbooks/site.yml --check --diff`` 
 that would change something, recorded with its diff by the jincai_drift callback) and
 ``playbooks/compliance.yml`` (one round trip per host collecting the facts the checks judge). The
 checks run on the control node (jincai/compliance/checks.py); findings carry the MLPS control ID
-and clause (jincai/data/mlps_controls.yml). Reports: report.json, junit.xml, report.html in
-``reports/compliance/<run id>/`` plus ``history.json``. Exit 0 clean, 1 findings, 2 the run failed.
+and clause (jincai/data/mlps_controls.yml). Reports: report.json, junit.xml, report.html (with the
+WAN map of jincai.topology) in ``reports/compliance/<run id>/`` plus ``history.json``. Exit 0 clean, 1 findings, 2 the run failed.
 """
 
 import argparse
