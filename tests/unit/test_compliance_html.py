@@ -1,5 +1,7 @@
-"""The HTML report renders in headless Chromium (Debian package ``chromium``): screenshot + DOM."""
+"""The HTML report renders in headless Chromium (Debian package ``chromium``): screenshot + DOM, and
+its WAN map (jincai.topology) shows each site in its state's colour."""
 
+import json
 import os
 
 import pytest
@@ -108,7 +110,6 @@ def test_report_embeds_the_map_with_each_site_linked_to_its_row(map_reports):
 def test_screenshots_show_each_site_in_its_state_colour(map_reports):
     """Headless Chromium renders each report; the pixels at every site's node have its state's colour."""
     import html
-    import json
     import re
     import shutil
 
@@ -196,3 +197,13 @@ def test_png_reader_undoes_every_filter(tmp_path):
     (tmp_path / "x.png").write_bytes(b"GIF89a")
     with pytest.raises(ValueError, match="not a PNG"):
         screenshot.read_png(str(tmp_path / "x.png"))
+
+
+def test_without_graphviz_the_report_says_so_and_is_otherwise_complete(map_reports, monkeypatch, tmp_path):
+    page, _expect, topo = map_reports[("lab", "faulted")]
+    rep = json.load(open(os.path.join(os.path.dirname(page), "report.json"), encoding="utf-8"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on this PATH
+    page = report.render_html(rep, [report.history_entry(rep)], topo)
+    assert "the map could not be drawn" in page and "apt-get install graphviz" in page
+    assert "<svg" in page  # the trend chart is still there
+    assert 'id="findings-220103"' in page and "Cities and counties" in page
