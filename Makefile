@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap systemd-container \
 	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps \
-	chromium fonts-wqy-microhei
+	chromium fonts-wqy-microhei graphviz
 
 .PHONY: help deps apt venv lint unit lab-up lab-down lab-test test-slow site test clean bench province test-province
 
@@ -22,7 +22,7 @@ help:
 deps: apt venv
 
 apt: .stamp-apt
-.stamp-apt:
+.stamp-apt: Makefile
 	@if [ "$$(id -u)" != 0 ]; then echo "jincai: run as root (the lab needs namespaces and systemd-nspawn)" >&2; exit 1; fi
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "== apt: installing $$missing"; \

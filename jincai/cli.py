@@ -25,7 +25,7 @@ def _site(args):
 
     if args.site_cmd == "add":
         return sitecmd.add(args.inventory, args.code, write=args.write, allow_port_moves=args.allow_port_moves)
-    return sitecmd.show(args.inventory, args.code)
+    return sitecmd.show(args.inventory, args.code, draw=args.draw)
 
 
 def _lab(args):
@@ -46,6 +46,7 @@ DELEGATED = {
     "compliance": ("jincai.compliance", "nightly drift and MLPS compliance report (changes nothing)"),
     "bootstrap": ("jincai.bootstrap", "bring a new county site onto the WAN in one command"),
     "pki": ("jincai.pki_cli", "the province CA: budget-unit certificates, revocation, CRL"),
+    "topology": ("jincai.topology.cli", "an SVG map of the WAN from the source of truth (--live: lab link state)"),
 }
 
 
@@ -70,6 +71,8 @@ def build_parser():
     ss = ssub.add_parser("show", help="print a site's plan: addresses, links, hosts, apps")
     ss.add_argument("code")
     ss.add_argument("-i", "--inventory", default=DEFAULT_INVENTORY)
+    ss.add_argument("--draw", metavar="FILE.svg", help="also draw the site and its neighbours (parent, children, "
+                    "parties) into this SVG")
     s.set_defaults(func=_site)
 
     lab = sub.add_parser("lab", help="the lab WAN on this machine (systemd-nspawn + netns)")

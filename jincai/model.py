@@ -243,6 +243,19 @@ def link_ends(subnet):
     return str(hosts[0]), str(hosts[1])
 
 
+def wan_segment(parent, child, role):
+    """Segment id of a WAN link: ``wan-<parent>-<child>`` (``-backup`` appended for a backup uplink)."""
+    return f"wan-{parent}-{child}" + ("" if role == "primary" else "-backup")
+
+
+def parse_wan_segment(segment):
+    """``(parent, child, role)`` of a :func:`wan_segment` id; None for any other segment."""
+    parts = str(segment or "").split("-")
+    if len(parts) not in (3, 4) or parts[0] != "wan" or (len(parts) == 4 and parts[3] != "backup"):
+        return None
+    return parts[1], parts[2], "backup" if len(parts) == 4 else "primary"
+
+
 def city_of(site, sites):
     """The city code a site belongs to (itself for a city, None for the province)."""
     if site["tier"] == "city":
@@ -433,10 +446,9 @@ def derive(src):
             r_ifaces.append(iface("mgmt", _prefixed(rtr["mgmt"], mgmt_net), "mgmt"))
         for up in site.get("uplinks") or []:
             parent = sites[up["peer"]]
-            suffix = "" if up["role"] == "primary" else "-backup"
             link_area = ospf_area(network, site) if tier == "county" else "0.0.0.0"
             r_ifaces.append(iface("uplink", _prefixed(link_ends(up["subnet"])[1], up["subnet"]),
-                                  f"wan-{parent['code']}-{code}{suffix}", router_name(parent), link_area,
+                                  wan_segment(parent["code"], code, up["role"]), router_name(parent), link_area,
                                   LINK_COST[up["role"]], False))
         r_ifaces.append(iface("lan", _prefixed(gateway, lan), f"lan-{code}", None, area, 10, True))
         if not lab and tier == "province" and mgmt_net:
@@ -450,10 +462,9 @@ def derive(src):
         # Downlinks come last: a county added later takes the next free port and moves none of the
         # router's LAN, metro or existing WAN ports (children in code order; `site add` reports any move).
         for child, up in sorted(children[code], key=lambda cu: (cu[0]["code"], LINK_ROLES.index(cu[1]["role"]))):
-            suffix = "" if up["role"] == "primary" else "-backup"
             link_area = ospf_area(network, child) if child["tier"] == "county" else "0.0.0.0"
             r_ifaces.append(iface("downlink", _prefixed(link_ends(up["subnet"])[0], up["subnet"]),
-                                  f"wan-{code}-{child['code']}{suffix}", router_name(child), link_area,
+                                  wan_segment(code, child["code"], up["role"]), router_name(child), link_area,
                                   LINK_COST[up["role"]], False))
         number(r_ifaces, platform, "router")
         rname = router_name(site)

@@ -2,7 +2,8 @@
 
 ``add`` allocates the next free blocks for a city or county (see :mod:`jincai.allocate`), shows the
 YAML it would append and writes it only with ``--write``, after validating the whole source *with*
-the new site. ``show`` prints a site's plan: addresses, links, hosts, applications.
+the new site. ``show`` prints a site's plan: addresses, links, hosts, applications, and with
+``--draw FILE.svg`` draws the site and its neighbours (:mod:`jincai.topology`).
 """
 
 from __future__ import annotations
@@ -188,8 +189,21 @@ def describe(src, code):
     return out
 
 
-def show(inventory_dir, code):
-    """Print a site's plan; 1 when the code is unknown or the source invalid."""
+def draw_site(src, code, path):
+    """Draw site ``code`` with its parent(s), children, parties and VPN concentrator into ``path`` (SVG)."""
+    from jincai.topology import cli as topocli
+    from jincai.topology import draw, graph
+
+    near = graph.neighbourhood(graph.from_source(src), code)
+    site = near.sites[code]
+    title = f"{code} {site.name_zh} ({site.pinyin}) and its neighbours"
+    topocli.write(path, draw.draw(near, party_nodes={code}, focus=code, title=title))
+    return near
+
+
+def show(inventory_dir, code, draw=None):
+    """Print a site's plan (and with ``draw`` an SVG of it and its neighbours); 1 when the code is
+    unknown, the source invalid or the drawing failed."""
     try:
         src = model.load(inventory_dir)
     except model.SourceError as exc:
@@ -203,4 +217,13 @@ def show(inventory_dir, code):
         print(f"jincai site show: no site {code} in {model.display_path(src.inv_dir)}", file=sys.stderr)
         return 1
     print("\n".join(describe(src, str(code))))
+    if draw:
+        from jincai.topology.graph import TopologyError
+
+        try:
+            near = draw_site(src, str(code), draw)
+        except (TopologyError, OSError) as exc:
+            print(f"jincai site show: --draw {draw}: {exc}", file=sys.stderr)
+            return 1
+        print(f"  drawn: {draw} ({len(near.sites)} sites, {len(near.links)} links)")
     return 0

@@ -4,8 +4,8 @@ Two read-only Ansible runs, side by side: ``playbooks/site.yml --check --diff`` 
 that would change something, recorded with its diff by the jincai_drift callback) and
 ``playbooks/compliance.yml`` (one round trip per host collecting the facts the checks judge). The
 checks run on the control node (jincai/compliance/checks.py); findings carry the MLPS control ID
-and clause (jincai/data/mlps_controls.yml). Reports: report.json, junit.xml, report.html in
-``reports/compliance/<run id>/`` plus ``history.json``. Exit 0 clean, 1 findings, 2 the run failed.
+and clause (jincai/data/mlps_controls.yml). Reports: report.json, junit.xml, report.html (with the
+WAN map of jincai.topology) in ``reports/compliance/<run id>/`` plus ``history.json``. Exit 0 clean, 1 findings, 2 the run failed.
 """
 
 import argparse
@@ -172,6 +172,17 @@ def evaluate(raw_dir, inventory, scope, catalogue, meta):
                               meta)
 
 
+def _topology(inventory):
+    """The WAN map's graph of the inventory, or None (and a warning) when it cannot be built."""
+    from jincai.topology import graph
+
+    try:
+        return graph.from_inventory(inventory)
+    except graph.TopologyError as exc:
+        print(f"jincai compliance: no WAN map in the report: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv=None):
     """Entry point (``jincai compliance ARGS``); returns 0 clean, 1 findings, 2 the run failed."""
     from jincai import inventory as invmod
@@ -212,7 +223,7 @@ def main(argv=None):
     rep = evaluate(raw_dir, inventory, scope, catalogue, meta)
     rep["duration_s"] = round(time.monotonic() - t0, 1)
     rep["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    paths = report.write_all(rep, out_dir, history)
+    paths = report.write_all(rep, out_dir, history, topology=_topology(inventory))
     if args.keep_days:
         report.prune_runs(os.path.dirname(out_dir), args.keep_days)
     s = rep["summary"]

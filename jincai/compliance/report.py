@@ -135,7 +135,7 @@ text-align:left;vertical-align:top} th{background:#eef2f6} td.n{text-align:right
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0} .card{border:1px solid #ccd4dd;border-radius:6px;
 padding:8px 14px;min-width:110px} .card b{display:block;font-size:24px}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:6px;max-width:900px;overflow:auto;font-size:12px;margin:4px 0}
-.z{color:#5a6877}
+.z{color:#5a6877} .map svg{max-width:100%;height:auto;display:block} .map{margin:8px 0 16px}
 """
 
 
@@ -177,10 +177,13 @@ def _site_row(site, previous):
     c = site["counts"]
     prev = previous.get(site["code"]) if previous else None
     delta = "" if prev is None else f"{site['findings'] - prev:+d}"
-    return (f"<tr><td>{_e(site['code'])}</td><td>{_e(site['name_zh'])} <span class=z>{_e(site['pinyin'])}</span></td>"
+    found = (f'<a href="#findings-{_e(site["code"])}">{site["findings"]}</a>' if site["findings"]
+             else site["findings"])
+    return (f'<tr id="site-{_e(site["code"])}"><td>{_e(site["code"])}</td>'
+            f"<td>{_e(site['name_zh'])} <span class=z>{_e(site['pinyin'])}</span></td>"
             f"<td>{_e(site['tier'])}</td><td>{_badge(site['status'])}</td>"
             f"<td class=n>{len(site['hosts'])}</td><td class=n>{c['passed']}</td><td class=n>{c['failed']}</td>"
-            f"<td class=n>{c['drifted']}</td><td class=n>{c['unreachable']}</td><td class=n>{site['findings']}</td>"
+            f"<td class=n>{c['drifted']}</td><td class=n>{c['unreachable']}</td><td class=n>{found}</td>"
             f"<td class=n>{_e(delta)}</td></tr>")
 
 
@@ -188,8 +191,30 @@ SITE_HEAD = ("<tr><th>code</th><th>site</th><th>tier</th><th>status</th><th>host
              "<th>failed</th><th>drifted</th><th>unreachable</th><th>findings</th><th>vs last run</th></tr>")
 
 
-def render_html(report, history):
-    """Return the HTML report: province summary, a table per city with its counties, findings, trend."""
+def _map_section(report, topology):
+    """The WAN map (jincai.topology) with each site coloured by its result, each node linking to its row."""
+    from jincai.topology import draw, state
+
+    states = state.site_states_from_report(report)
+    legend = "".join(f'<span class="badge" style="background:{fill};color:{text}">{_e(name)}</span> '
+                     for name, (fill, text) in state.SITE_STATES.items())
+    out = ['<h2 id="map">WAN map</h2>',
+           f"<p class=meta>{legend} · solid line: primary uplink · dashed line: backup uplink · "
+           "a site links to its row below</p>"]
+    try:
+        svg = draw.draw(topology, site_states=states, href=lambda code: f"#site-{code}" if code in states else None)
+    except draw.TopologyError as exc:
+        out.append(f"<p>{_badge('error')} the map could not be drawn: {_e(exc)}</p>")
+        return out
+    out.append(f'<div class="map">{draw.inline(svg)}</div>')
+    return out
+
+
+def render_html(report, history, topology=None):
+    """Return the HTML report: province summary, WAN map, a table per city with its counties, findings, trend.
+
+    ``topology``: a :class:`jincai.topology.graph.Topology` to draw the map from (no map when None).
+    """
     s = report["summary"]
     previous = history[-2]["sites"] if len(history) >= 2 else None
     sites = report["sites"]
@@ -213,6 +238,8 @@ def render_html(report, history):
                    f"<td class=n>{t['passed']}</td><td class=n>{t['failed']}</td><td class=n>{t['drifted']}</td>"
                    f"<td class=n>{t['unreachable']}</td></tr>")
     out.append("</table>")
+    if topology is not None:
+        out += _map_section(report, topology)
     prov = [x for x in sites if x["tier"] == "province"]
     if prov:
         out.append("<h3>Province</h3><table>" + SITE_HEAD + "".join(_site_row(x, previous) for x in prov) + "</table>")
@@ -238,7 +265,7 @@ def render_html(report, history):
     labels = {"check": "failed", "drift": "drifted", "error": "error", "unreachable": "unreachable"}
     for code in sorted(by_site):
         site = names.get(code, {})
-        out.append(f'<h3 id="site-{_e(code)}">{_e(code)} {_e(site.get("name_zh", ""))} '
+        out.append(f'<h3 id="findings-{_e(code)}">{_e(code)} {_e(site.get("name_zh", ""))} '
                    f'<span class=z>{_e(site.get("pinyin", ""))} · {_e(site.get("tier", ""))}</span></h3>')
         out.append("<table><tr><th>#</th><th>host</th><th>kind</th><th>control</th><th>check / task</th>"
                    "<th>expected</th><th>found</th></tr>")
@@ -276,8 +303,9 @@ def render_html(report, history):
     return "\n".join(out)
 
 
-def write_all(report, out_dir, history_path):
-    """Write report.json, junit.xml and report.html into ``out_dir``; update the history. Return paths."""
+def write_all(report, out_dir, history_path, topology=None):
+    """Write report.json, junit.xml and report.html (with the WAN map of ``topology`` when given) into
+    ``out_dir``; update the history. Return the paths."""
     os.makedirs(out_dir, exist_ok=True)
     hist = append_history(history_path, report) if history_path else [history_entry(report)]
     paths = {"json": os.path.join(out_dir, "report.json"), "junit": os.path.join(out_dir, "junit.xml"),
@@ -285,5 +313,5 @@ def write_all(report, out_dir, history_path):
     write_json(report, paths["json"])
     write_junit(report, paths["junit"])
     with open(paths["html"], "w", encoding="utf-8") as fh:
-        fh.write(render_html(report, hist))
+        fh.write(render_html(report, hist, topology))
     return paths

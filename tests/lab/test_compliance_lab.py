@@ -71,6 +71,14 @@ def shoot(rep_dir, name):
     return png
 
 
+def map_states(rep_dir):
+    """{site code: state} of the WAN map in a report.html (jincai.topology)."""
+    from jincai.topology import svg
+
+    page = open(os.path.join(str(rep_dir), "report.html"), encoding="utf-8").read()
+    return svg.read_map(page[page.index("<svg"):page.index("</svg>") + len("</svg>")]).site_states()
+
+
 def test_provisioned_lab_reports_zero_findings_and_the_run_changes_nothing(tmp_path):
     hosts = managed_hosts()
     before = snapshot(hosts)
@@ -87,6 +95,8 @@ def test_provisioned_lab_reports_zero_findings_and_the_run_changes_nothing(tmp_p
     shoot(tmp_path / "clean", "compliance-lab-clean.png")
     dom = screenshot.dump_dom(str(tmp_path / "clean" / "report.html"))
     assert all(code in dom for code in ("220000", "220100", "220102", "220202"))
+    states = map_states(tmp_path / "clean")
+    assert set(states.values()) == {"clean"} and len(states) == len(rep["sites"]), states
 
 
 # host, how to break it, how to restore it, (control, kind) expected among the findings
@@ -176,3 +186,5 @@ def test_an_unreachable_site_is_reported_unreachable_never_passed(tmp_path):
     assert rep["summary"]["passed"] == 0
     junit = open(os.path.join(str(tmp_path / "unreach"), "junit.xml"), encoding="utf-8").read()
     assert 'errors="2"' in junit
+    states = map_states(tmp_path / "unreach")
+    assert states.pop("220103") == "unreachable" and set(states.values()) == {"unchecked"}, states

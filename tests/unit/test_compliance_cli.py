@@ -71,6 +71,16 @@ def test_from_reevaluates_a_raw_run_without_contacting(tmp_path, lab_inventory, 
     assert [(f["host"], f["control"]) for f in rep["findings"]] == [("220202-rtr", "L3-ABS1-07")]
     assert (tmp_path / "reports" / "history.json").exists()
     assert (out / "junit.xml").exists() and (out / "report.html").exists()
+    # the WAN map of the whole lab: the site in --limit coloured by its result and linked, the others unchecked
+    from jincai.topology import state, svg
+
+    page = (out / "report.html").read_text(encoding="utf-8")
+    drawn = svg.read_map(page[page.index("<svg"):page.index("</svg>") + len("</svg>")])
+    assert len(drawn.sites) == 6
+    county = drawn.sites["220202"]
+    assert county.fill == state.SITE_STATES["findings"][0] and county.href == "#site-220202"
+    unchecked = {c for c, s in drawn.sites.items() if "unchecked" in s.classes and not s.href}
+    assert unchecked == set(drawn.sites) - {"220202"}
 
 
 def test_failed_playbook_run_is_exit_2(tmp_path, monkeypatch):
