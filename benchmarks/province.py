@@ -105,7 +105,7 @@ def compliance_with_drift(inv_dir, inv):
         wall = time.monotonic() - t0
         with open(os.path.join(tmp, "run", "report.json"), encoding="utf-8") as fh:
             rep = json.load(fh)
-    drifted = sorted(h for h, d in (rep.get("hosts") or {}).items() if d.get("drifted"))
+    drifted = sorted(h for h, d in (rep.get("hosts") or {}).items() if d.get("is_drifted"))
     runs = (rep.get("timing") or {}).get("runs") or {}
     # put the file back (site.yml would; a quick restore keeps the lab converged)
     run_playbook("playbooks/site.yml", inventory=inv_dir, args=["--limit", app])

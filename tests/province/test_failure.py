@@ -90,7 +90,7 @@ def test_a_county_without_backup_is_reported_unreachable_and_the_rest_completes(
     assert run.returncode != 2 or "unreachable" in run.stdout, run.stdout + run.stderr
     with open(os.path.join(out, "report.json"), encoding="utf-8") as fh:
         report = json.load(fh)
-    sites = report["sites"]
+    sites = {s["code"]: s for s in report["sites"]}
     assert set(sites) == set(scope), sorted(sites)
     assert sites[code]["status"] == "unreachable", sites[code]
     others = {c: s["status"] for c, s in sites.items() if c != code}
