@@ -47,7 +47,7 @@ unit: venv
 	@echo "== unit tests"; $(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lab-up: deps
-	jincai lab up
+	jincai lab up -i inventories/lab
 
 lab-down: venv
 	jincai lab down
@@ -61,7 +61,7 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfE
 #   4. lifecycle: down/up leave nothing behind (last, it reboots the lab).
 lab-test: deps
 	jincai lab down
-	jincai lab up
+	jincai lab up -i inventories/lab
 	@echo "== lab phase 1: fresh lab"; $(PYTEST) -m "lab and fresh" tests/lab || test $$? = 5
 	@echo "== lab phase 2+3: provision and verify"; $(PYTEST) -m "lab and not fresh and not lifecycle and not slow" tests/lab
 	@echo "== lab phase 3b: county bootstrap from blank"; $(PYTEST) -m "slow" tests/lab
@@ -70,7 +70,7 @@ lab-test: deps
 # Only the county bootstrap proofs (blank county, bad input, second run, kill and resume: ~10 min);
 # they provision the lab WAN first (site.yml) when it is not.
 test-slow: deps
-	jincai lab up
+	jincai lab up -i inventories/lab
 	$(PYTEST) -m "slow" tests/lab
 
 site: deps
