@@ -47,6 +47,7 @@ DELEGATED = {
     "bootstrap": ("jincai.bootstrap", "bring a new county site onto the WAN in one command"),
     "pki": ("jincai.pki_cli", "the province CA: budget-unit certificates, revocation, CRL"),
     "topology": ("jincai.topology.cli", "an SVG map of the WAN from the source of truth (--live: lab link state)"),
+    "release": ("jincai.release", "application releases: plan a rollout, show which release each site runs"),
 }
 
 
