@@ -292,24 +292,33 @@ def format_plan(p):
 # ---------------------------------------------------------------- status
 
 
-def parse_adhoc(doc):
-    """{host: record dict, or {"error": text}} from the json callback output of the ad-hoc slurp."""
+ONE_LINE_RE = re.compile(r"^(?P<host>\S+) \| (?P<status>[A-Z]+)!? => (?P<json>\{.*\})\s*$")
+
+
+def parse_adhoc(text):
+    """{host: record dict, or {"error": text}} from the one-line output of the ad-hoc slurp."""
     import base64
 
     out = {}
-    for play in doc.get("plays", []):
-        for task in play.get("tasks", []):
-            for host, res in task.get("hosts", {}).items():
-                if res.get("unreachable"):
-                    out[host] = {"error": "unreachable: " + str(res.get("msg", "")).strip()[:200]}
-                elif res.get("failed") or "content" not in res:
-                    msg = str(res.get("msg", "")).strip()
-                    out[host] = {"error": "no release recorded" if "not found" in msg.lower() else msg[:200]}
-                else:
-                    try:
-                        out[host] = json.loads(base64.b64decode(res["content"]))
-                    except ValueError as exc:
-                        out[host] = {"error": f"unreadable record: {exc}"}
+    for line in text.splitlines():
+        m = ONE_LINE_RE.match(line)
+        if not m:
+            continue
+        try:
+            res = json.loads(m.group("json"))
+        except ValueError:
+            res = {"msg": m.group("json")}
+        host = m.group("host")
+        if m.group("status") == "UNREACHABLE":
+            out[host] = {"error": "unreachable: " + str(res.get("msg", "")).strip()[:200]}
+        elif m.group("status") != "SUCCESS" or "content" not in res:
+            msg = str(res.get("msg", "")).strip()
+            out[host] = {"error": "no release recorded" if "not found" in msg.lower() else msg[:200]}
+        else:
+            try:
+                out[host] = json.loads(base64.b64decode(res["content"]))
+            except ValueError as exc:
+                out[host] = {"error": f"unreadable record: {exc}"}
     return out
 
 
@@ -335,20 +344,19 @@ def compare(record, releases_dir=RELEASES_DIR):
 def read_status(inventory_dir, hosts="app_servers", limit=None, status_file=STATUS_FILE):
     """Read every host's record with one ad-hoc Ansible run; return {host: record or {"error"}}."""
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), hosts, "-i", inventory_dir,
-            "-m", "ansible.builtin.slurp", "-a", f"src={status_file}"]
+            "-m", "ansible.builtin.slurp", "-a", f"src={status_file}", "--one-line"]
     if limit:
         argv += ["--limit", limit]
-    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
     env.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True,
                           text=True, check=False)
-    start = proc.stdout.find("{")
-    if start < 0:
+    records = parse_adhoc(proc.stdout)
+    if not records:
         raise ReleaseError(f"ansible {hosts} -i {inventory_dir} failed (rc {proc.returncode}): "
                            f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-    return parse_adhoc(json.loads(proc.stdout[start:]))
+    return records
 
 
 def format_status(records, releases_dir=RELEASES_DIR):

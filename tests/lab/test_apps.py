@@ -22,7 +22,7 @@ from jincai.playbook import changed_tasks, run
 
 pytestmark = pytest.mark.lab
 
-with open(os.path.join(ROOT, "roles", "apps", "vars", "catalog.yml"), encoding="utf-8") as _fh:
+with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml"), encoding="utf-8") as _fh:
     CATALOG = yaml.safe_load(_fh)["apps_catalog"]
 RESOURCE = {"budget": "budget-lines", "treasury": "payment-requests", "nontax": "receipts", "township": "vouchers"}
 APP_SERVERS = list(inventory()["app_servers"]["hosts"])
