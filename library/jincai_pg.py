@@ -16,6 +16,8 @@ description:
     (C(max(version)) of C(schema_migrations), 0 when absent).
   - C(state=dumped) writes C(pg_dump -Fc) of the database to O(path) (mode 0600); always changed.
   - C(state=restored) replaces the database with the dump at O(path) (drop, create, C(pg_restore)).
+    With O(keep_path), the database as it is is first dumped there (nothing is dropped when that dump
+    fails), and when C(pg_restore) fails the kept dump is put back, so a failed restore loses nothing.
   - Supports check mode (reports what would change, changes nothing).
 author: jincai project
 options:
@@ -33,6 +35,11 @@ options:
     choices: [present, dumped, restored]
   path:
     description: Dump file (C(state=dumped) and C(state=restored)).
+    type: path
+  keep_path:
+    description:
+      - C(state=restored) only. Where to dump the database as it is before it is replaced (mode 0600).
+      - Skipped when the database does not exist.
     type: path
 """
 
@@ -53,6 +60,10 @@ path:
   description: The dump file written or read.
   type: str
   returned: when state is dumped or restored
+kept:
+  description: The dump of the database as it was before the restore (empty when there was none).
+  type: str
+  returned: when state is restored
 """
 
 import base64
@@ -146,13 +157,77 @@ def present(module, pg, name, password):
     return changed, what
 
 
+class PgError(Exception):
+    """A dump or restore failed; ``kept`` names the dump of the database as it was, if one was taken."""
+
+    def __init__(self, msg, kept=""):
+        super().__init__(msg)
+        self.kept = kept
+
+
+def dump(name, path):
+    """``pg_dump -Fc`` of database ``name`` to ``path`` (0600, written whole or not at all); return its size."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise PgError(f"pg_dump of {name} to {path} failed: {exc}") from None
+    with os.fdopen(fd, "wb") as fh:
+        proc = subprocess.run(AS_POSTGRES + ["pg_dump", "-Fc", "-d", name], stdout=fh,
+                              stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        os.unlink(path + ".part")
+        raise PgError(f"pg_dump of {name} failed: {proc.stderr.decode().strip()}")
+    os.replace(path + ".part", path)
+    return os.path.getsize(path)
+
+
+def _replace_with(pg, name, path):
+    """Drop database ``name``, create it empty and ``pg_restore`` the dump at ``path``; return stderr or ''."""
+    pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+    pg.create_db(name)
+    with open(path, "rb") as fh:
+        proc = subprocess.run(AS_POSTGRES + ["pg_restore", "--exit-on-error", "-d", name], stdin=fh,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if proc.returncode == 0:
+        return ""
+    return proc.stderr.decode().strip() or f"pg_restore exited {proc.returncode}"
+
+
+def restore(pg, name, path, keep_path=None):
+    """Replace database ``name`` with the dump at ``path``; return the path of the kept dump ('' if none).
+
+    With ``keep_path`` the database as it is is dumped there first: when that dump fails nothing is
+    dropped; when the restore fails the kept dump is put back. Either failure raises :class:`PgError`.
+    """
+    kept = ""
+    if keep_path and pg.exists(name)[1]:
+        try:
+            dump(name, keep_path)
+        except PgError as exc:
+            raise PgError(f"{exc}; the database was left as it is (nothing restored from {path})") from None
+        kept = keep_path
+    err = _replace_with(pg, name, path)
+    if not err:
+        return kept
+    msg = f"pg_restore of {name} from {path} failed: {err}"
+    if not kept:
+        raise PgError(msg)
+    back = _replace_with(pg, name, kept)
+    if back:
+        raise PgError(f"{msg}; putting back the database as it was from {kept} failed too: {back}; "
+                      f"restore it by hand: pg_restore -d {name} {kept}", kept)
+    raise PgError(f"{msg}; the database as it was is kept in {kept} and was put back", kept)
+
+
 def main():
     """Module entry point."""
     module = AnsibleModule(
         argument_spec=dict(name=dict(type="str", required=True),
                            password=dict(type="str", no_log=True),
                            state=dict(type="str", default="present", choices=["present", "dumped", "restored"]),
-                           path=dict(type="path")),
+                           path=dict(type="path"),
+                           keep_path=dict(type="path")),
         required_if=[("state", "present", ["password"]), ("state", "dumped", ["path"]),
                      ("state", "restored", ["path"])],
         supports_check_mode=True)
@@ -169,29 +244,20 @@ def main():
     elif state == "dumped":
         result.update(changed=True, path=path)
         if not module.check_mode:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                proc = subprocess.run(AS_POSTGRES + ["pg_dump", "-Fc", "-d", name], stdout=fh,
-                                      stderr=subprocess.PIPE, check=False)
-            if proc.returncode != 0:
-                os.unlink(path + ".part")
-                module.fail_json(msg=f"pg_dump of {name} failed: {proc.stderr.decode().strip()}")
-            os.replace(path + ".part", path)
-            result["size"] = os.path.getsize(path)
+            try:
+                result["size"] = dump(name, path)
+            except PgError as exc:
+                module.fail_json(msg=str(exc))
         result["schema_version"] = pg.schema_version(name)
     else:
         if not os.path.isfile(path):
             module.fail_json(msg=f"jincai_pg: dump {path} to restore {name} from does not exist")
-        result.update(changed=True, path=path)
+        result.update(changed=True, path=path, kept="")
         if not module.check_mode:
-            pg.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
-            pg.create_db(name)
-            with open(path, "rb") as fh:
-                proc = subprocess.run(AS_POSTGRES + ["pg_restore", "--exit-on-error", "-d", name], stdin=fh,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-            if proc.returncode != 0:
-                module.fail_json(msg=f"pg_restore of {name} from {path} failed: {proc.stderr.decode().strip()}")
+            try:
+                result["kept"] = restore(pg, name, path, module.params["keep_path"])
+            except PgError as exc:
+                module.fail_json(msg=str(exc), kept=exc.kept)
             result["schema_version"] = pg.schema_version(name)
     module.exit_json(**result)
 

@@ -11,19 +11,22 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import time
 import uuid
 
 import pytest
 import yaml
 
 from conftest import LAB_INVENTORY, hostvars, inventory, run_on
-from jincai import ROOT, pki
+from jincai import ROOT, pki, release
 from jincai.playbook import changed_tasks, run
 
 pytestmark = pytest.mark.lab
 
 with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml"), encoding="utf-8") as _fh:
     CATALOG = yaml.safe_load(_fh)["apps_catalog"]
+LAB_RELEASE = release.load_release("lab-2")  # the lab inventory's apps_release
 RESOURCE = {"budget": "budget-lines", "treasury": "payment-requests", "nontax": "receipts", "township": "vouchers"}
 APP_SERVERS = list(inventory()["app_servers"]["hosts"])
 SERVICES = inventory()["services"]["hosts"][0]
@@ -139,11 +142,11 @@ def assert_all_at(release_of):
 
 
 def test_every_app_server_runs_its_tiers_applications_healthy_at_one_version(converged):
-    assert_all_at(lambda app: CATALOG[app]["release"])
+    assert_all_at(lambda app: LAB_RELEASE["apps"][app]["version"])
 
 
 def test_upgrade_v1_to_v2_in_waves_keeps_data_written_under_v1(converged):
-    v1 = apps_playbook("-e", json.dumps({"apps_releases": {a: "1.0.0" for a in CATALOG}}))
+    v1 = apps_playbook("-e", "apps_release=lab-1")
     assert v1.rc == 0, _tail(v1)
     assert_all_at(lambda app: "1.0.0")
     marker = f"upgrade-{uuid.uuid4().hex[:8]}"
@@ -154,8 +157,11 @@ def test_upgrade_v1_to_v2_in_waves_keeps_data_written_under_v1(converged):
 
     # What still runs 1.0.0 right now (a lab shared with other runs of site.yml may have moved some).
     at_v1 = {(h, a) for h in APP_SERVERS for a, d in probe(h)["apps"].items() if d["current"] == "1.0.0"}
+    t0 = time.monotonic()
     v2 = apps_playbook()
+    seconds = time.monotonic() - t0
     assert v2.rc == 0, _tail(v2)
+    print(f"\nrollout of release lab-2 over lab-1 on {len(APP_SERVERS)} app servers: {seconds:.0f} s")
     # Each application switched in the wave the catalog gives its tier, and nowhere else.
     assert at_v1, "nothing ran 1.0.0 before the upgrade"
     assert switched_by_wave(v2.output) == {(w, h, a) for w, h, a in expected_waves() if (h, a) in at_v1}
@@ -169,13 +175,20 @@ def test_upgrade_v1_to_v2_in_waves_keeps_data_written_under_v1(converged):
 
 def test_broken_release_stops_at_its_first_batch_and_is_rolled_back_without_losing_rows(converged):
     before = {h: api(h, "treasury")["body"]["count"] for h in APP_SERVERS}
-    bad = apps_playbook("-e", json.dumps({"apps_releases": {"treasury": "3.0.0"}, "apps_only": "treasury"}))
+    bad = apps_playbook("-e", "apps_release=lab-3-broken", "-e", "apps_only=treasury")
     assert bad.rc != 0
     wave1 = [h for h in APP_SERVERS if CATALOG["treasury"]["tiers"].get(hostvars(h)["jincai_tier"]) == 1]
     first = wave1[0]  # serial: the first batch of wave 1 is one host, in inventory order
     assert bad.hosts_with("failed") == [first], _tail(bad)
     assert f"treasury 3.0.0 failed on {first}" in bad.output and "rolled back to 2.0.0" in bad.output
     assert "database restored from /var/backups/jincai/apps/treasury/" in bad.output
+    # Before the restore, the database as 3.0.0 left it was dumped and kept (restore safety).
+    kept = re.search(r"is kept in (/var/backups/jincai/apps/treasury/treasury-3\.0\.0-before-restore-\d{8}T\d{6}Z\.dump)",
+                     bad.output)
+    assert kept, _tail(bad)
+    assert run_on(first, f"test -s {kept.group(1)} && stat -c %a {kept.group(1)}", check=True).stdout.strip() == "600"
+    # The failed host's record still names the release it runs again (the run stopped before recording).
+    assert json.loads(run_on(first, "cat /etc/jincai/release.json", check=True).stdout)["release"] == "lab-2"
     # Only the first batch ever saw it; every host runs 2.0.0 again, healthy, with all its rows.
     assert {h for _, h, _ in switched_by_wave(bad.output)} == {first}
     for host in APP_SERVERS:
@@ -226,6 +239,21 @@ def test_rollout_is_idempotent_and_clean_in_check_mode(converged):
     check = apps_playbook(check=True)
     assert check.rc == 0, _tail(check)
     assert check.total("changed") == 0, changed_tasks(check.output)
+
+
+def test_every_app_server_records_the_release_it_runs(converged):
+    res = subprocess.run([os.path.join(ROOT, ".venv", "bin", "jincai"), "release", "status", "-i", LAB_INVENTORY],
+                         capture_output=True, text=True, check=False, cwd=ROOT)
+    assert res.returncode == 0, res.stderr + res.stdout
+    lines = [line for line in res.stdout.splitlines() if "-app" in line]
+    assert len(lines) == len(APP_SERVERS), res.stdout
+    for line in lines:
+        assert " lab-2 " in line and "DIFFERS" not in line, line
+    assert res.stdout.splitlines()[-1] == f"lab-2: {len(APP_SERVERS)} host(s)"
+    record = json.loads(run_on(APP_SERVERS[0], "cat /etc/jincai/release.json", check=True).stdout)
+    assert record["release"] == "lab-2" and record["overrides"] == {}
+    assert {a: v["sha256"] for a, v in record["apps"].items()} == {
+        a: LAB_RELEASE["apps"][a]["sha256"] for a in hostvars(APP_SERVERS[0])["jincai_apps"]}
 
 
 def test_published_artifacts_match_the_catalog(converged):
