@@ -126,7 +126,9 @@ def main(argv=None):
     if argv and argv[0] in DELEGATED:
         import importlib
 
-        module = importlib.import_module(DELEGATED[argv[0]][0])
+        # `jincai bootstrap CODE --day0` writes the in-band day-0 kit (its own module, contacts nothing).
+        name = "jincai.bootstrap_day0" if argv[0] == "bootstrap" and "--day0" in argv else DELEGATED[argv[0]][0]
+        module = importlib.import_module(name)
         try:
             return module.main(argv[1:])
         except KeyboardInterrupt:
