@@ -51,11 +51,16 @@ def test_jincai_validate_names_file_site_and_field(lab_copy):
     assert "220100.yml" in proc.stderr and "220102" in proc.stderr and "lan" in proc.stderr
 
 
-def test_production_inventory_is_refused_without_explicit_consent(lab_copy):
-    # A lab copy marked production: its addresses are still the lab's, so even a failing guard
-    # could only ever reach 198.18.0.0/15 (the real Jilin inventory is never used for this).
+def test_production_inventory_with_the_lab_catalogue_is_refused_before_any_host(lab_copy):
+    # A lab copy marked production: its addresses are still the lab's, and every host is pointed at a
+    # closed loopback port, so even a failing guard could only ever show UNREACHABLE on 127.0.0.1.
+    # Check mode is allowed on production (the nightly drift run, issue 17), but not the test
+    # applications the lab's catalogue points at. (tests/unit/test_production_guard.py: the rest.)
     _break(lab_copy / "source" / "network.yml", "environment: lab", "environment: production")
-    res = run("playbooks/site.yml", inventory=str(lab_copy), check=True)
+    res = run("playbooks/site.yml", inventory=str(lab_copy), check=True,
+              args=["-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1"])
     assert res.rc != 0
-    assert "PRODUCTION" in res.output
-    assert set(res.recap) == {"localhost"}, f"hosts were contacted: {sorted(res.recap)}"
+    assert "production refuses the test applications" in res.output
+    assert "UNREACHABLE" not in res.output and "PLAY [Configure the WAN routers" not in res.output
+    # the validation play runs once, delegated to the control node, in the name of the first host
+    assert len(res.recap) == 1 and res.total("unreachable") == 0, f"hosts were contacted: {res.recap}"
