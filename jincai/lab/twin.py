@@ -44,9 +44,10 @@ CONTROL_NODE = ipaddress.ip_address("198.19.255.254")
 CLIENTS_PER_CONCENTRATOR = 2
 TWIN_OSPF = {"hello": 2, "dead": 8}
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
-#: Files of the small lab's inventory that the twin uses as they are (connection, vault, routers).
-COPIED = ("group_vars/all/connection.yml", "group_vars/all/vault.yml", "group_vars/routers.yml",
-          "host_vars/localhost.yml", "vault-pass.sh")
+#: Files of the small lab's inventory that the twin uses as they are (connection, vault, routers, and
+#: the lab's application catalogue and release: the twin runs the test applications, as the lab does).
+COPIED = ("group_vars/all/connection.yml", "group_vars/all/vault.yml", "group_vars/all/apps.yml",
+          "group_vars/routers.yml", "host_vars/localhost.yml", "vault-pass.sh")
 #: Settings sized for a twin of ~70 app servers on one machine (production keeps the role defaults):
 #: written to the twin's group_vars, so an operator can change them there.
 TWIN_GROUP_VARS = {

@@ -47,6 +47,15 @@ def test_the_twin_is_a_valid_lab_source(twin_dir):
     assert src.network["name"] == "jilin-twin"
 
 
+def test_the_twin_runs_the_labs_test_applications(twin_dir):
+    # The catalogue lives in the inventory (issue 17): without the lab's, the twin would deploy no app.
+    from jincai import release
+
+    apps = release.inventory_vars(twin_dir)
+    assert apps["apps_release"] == "lab-2" and apps["apps_build_fixtures"] is True
+    assert release.catalogue_findings(release.load_release("lab-2"), apps["apps_catalog"]) == []
+
+
 def test_sites_links_hosts_and_parties_are_preserved(twin_dir):
     prod, tw = _sites(JILIN), _sites(twin_dir)
     assert sorted(prod) == sorted(tw) and len(tw) == 70
