@@ -269,6 +269,27 @@ def plan(inventory_dir, release_id, releases_dir=RELEASES_DIR):
             "untouched": untouched, "findings": findings, "app_servers": len(servers)}
 
 
+def annotate(p, records):
+    """Add to each step of plan ``p`` what changes per host, from the hosts' records (``read_status``).
+
+    Each step gets ``changes``: {host: {app: "1.0.0 -> 2.0.0" | "unchanged" | "new" | "unknown: ..."}}.
+    """
+    for step in p["waves"]:
+        step["changes"] = {}
+        for host in step["hosts"]:
+            rec = records.get(host) or {"error": "not read"}
+            out = {}
+            for app, want in sorted(step["apps"].items()):
+                if "error" in rec:
+                    out[app] = f"unknown ({rec['error']})"
+                    continue
+                got = ((rec.get("apps") or {}).get(app) or {}).get("version") or ""
+                out[app] = "new" if not got else "unchanged" if got == want["version"] else \
+                    f"{got} -> {want['version']}"
+            step["changes"][host] = out
+    return p
+
+
 def format_plan(p):
     """The plan as text for people: wave by wave (each wave's first batch is one host), tier by tier."""
     lines = [f"release {p['release']} ({p['file']}): {p['app_servers']} app servers"]
@@ -280,7 +301,11 @@ def format_plan(p):
         for step in steps:
             apps = ", ".join(f"{a} {v['version']} (schema {v['schema']})" for a, v in sorted(step["apps"].items()))
             lines.append(f"  {step['tier']:<8} {apps}")
-            lines.append(f"           on {', '.join(step['hosts']) or 'no host'}")
+            if "changes" not in step:
+                lines.append(f"           on {', '.join(step['hosts']) or 'no host'}")
+                continue
+            for host, changes in step["changes"].items():
+                lines.append(f"           {host}: " + ", ".join(f"{a} {c}" for a, c in changes.items()))
     for app, tier, why in p["untouched"]:
         lines.append(f"unchanged: {app} on {tier} ({why})")
     for f in p["findings"]:
@@ -389,6 +414,8 @@ def build_parser():
     pl.add_argument("release_id")
     pl.add_argument("-i", "--inventory", default=os.environ.get("JINCAI_INVENTORY", LAB_INVENTORY))
     pl.add_argument("--json", action="store_true")
+    pl.add_argument("--compare", action="store_true",
+                    help="also read what each host runs (jincai release status) and show what changes per host")
     st = sub.add_parser("status", help="which release each site runs (reads every app server's record over SSH)")
     st.add_argument("-i", "--inventory", default=os.environ.get("JINCAI_INVENTORY", LAB_INVENTORY))
     st.add_argument("-l", "--limit", help="tier, site group (site_220102), host; as ansible --limit")
@@ -410,6 +437,8 @@ def main(argv=None):
     try:
         if args.cmd == "plan":
             p = plan(args.inventory, args.release_id, args.releases_dir)
+            if args.compare:
+                annotate(p, read_status(args.inventory))
             print(json.dumps(p, indent=1, ensure_ascii=False) if args.json else format_plan(p))
             return 1 if p["findings"] else 0
         if args.cmd == "status":

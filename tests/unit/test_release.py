@@ -96,6 +96,19 @@ def test_plan_follows_the_waves_of_the_catalogue_and_the_hosts_of_the_inventory(
     assert "wave 1: first batch 220100-app1 alone" in text
 
 
+def test_plan_compared_with_the_hosts_records_says_what_changes_per_host():
+    records = {"220100-app1": {"release": "lab-1", "tier": "city", "apps": {"budget": {"version": "1.0.0"},
+                                                                           "treasury": {"version": "2.0.0"}}},
+               "220200-app1": {"error": "unreachable: timed out"}}
+    p = release.annotate(release.plan(LAB, "lab-2"), records)
+    wave1 = next(s for s in p["waves"] if s["wave"] == 1)
+    assert wave1["changes"]["220100-app1"] == {"budget": "1.0.0 -> 2.0.0", "treasury": "unchanged"}
+    assert wave1["changes"]["220200-app1"]["budget"] == "unknown (unreachable: timed out)"
+    county = next(s for s in p["waves"] if s["wave"] == 2 and s["tier"] == "county")
+    assert county["changes"]["220102-app1"] == {"township": "unknown (not read)"}
+    assert "220100-app1: budget 1.0.0 -> 2.0.0, treasury unchanged" in release.format_plan(p)
+
+
 def test_plan_of_a_release_for_some_tiers_leaves_the_others_unchanged(tmp_path):
     doc = yaml.safe_load(open(os.path.join(release.RELEASES_DIR, "lab-3-broken.yml"), encoding="utf-8"))
     doc["release"] = "cities-first"
