@@ -209,3 +209,18 @@ def test_status_reads_each_hosts_record_and_says_what_differs(tmp_path):
     assert "220102" in line_a and "lab-2" in line_a and "DIFFERS" not in line_a
     assert "DIFFERS: treasury 3.0.0 (release: 2.0.0)" in line_b
     assert text.splitlines()[-1] == "(unknown): 1 host(s), lab-2: 2 host(s)"
+
+
+def test_the_unit_starts_what_the_manifest_says(artifacts):
+    """roles/apps/templates/app.service.j2 takes ExecStart from the release's manifest."""
+    import jinja2
+
+    man, _ = release.read_manifest(os.path.join(artifacts, "treasury-2.0.0.tar.gz"))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "roles", "apps", "templates")),
+                             trim_blocks=True, undefined=jinja2.StrictUndefined)
+    ctx = {"ansible_managed": "managed", "_apps_name": "treasury", "_apps_app": {"name": "x"},
+           "apps_root": "/opt/jincai/apps", "_apps_conf": "/etc/jincai/apps/treasury", "_apps_version": "2.0.0"}
+    unit = env.get_template("app.service.j2").render(**ctx, _apps_manifest=man)
+    assert "ExecStart=/usr/bin/python3 /opt/jincai/apps/treasury/current/jincai_app.py serve\n" in unit
+    unpacked_later = env.get_template("app.service.j2").render(**ctx, _apps_manifest={})
+    assert "ExecStart=" not in unpacked_later and "release 2.0.0 is not unpacked yet" in unpacked_later
