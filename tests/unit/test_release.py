@@ -224,3 +224,38 @@ def test_the_unit_starts_what_the_manifest_says(artifacts):
     assert "ExecStart=/usr/bin/python3 /opt/jincai/apps/treasury/current/jincai_app.py serve\n" in unit
     unpacked_later = env.get_template("app.service.j2").render(**ctx, _apps_manifest={})
     assert "ExecStart=" not in unpacked_later and "release 2.0.0 is not unpacked yet" in unpacked_later
+
+
+def test_the_rollout_records_what_runs_and_status_reads_it_back(tmp_path):
+    """roles/apps/tasks/record.yml for real (a local host), then jincai release status on its record."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "apps"
+    for app, version in (("budget", "2.0.0"), ("township", "1.0.0")):
+        (root / app / "releases" / version).mkdir(parents=True)
+        (root / app / "current").symlink_to(root / app / "releases" / version)
+    record = tmp_path / "release.json"
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({"app_servers": {"hosts": {"220102-app1": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
+        "jincai_apps": ["budget", "township"], "jincai_site_code": "220102", "jincai_tier": "county"}}}}))
+    play = tmp_path / "record.yml"
+    play.write_text(yaml.safe_dump([{"name": "Record", "hosts": "app_servers", "gather_facts": False, "tasks": [
+        {"name": "Record", "ansible.builtin.import_role": {"name": "apps", "tasks_from": "record"}}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_ROLES_PATH=os.path.join(ROOT, "roles"))
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(play), "-i", str(inv),
+            "-e", f"@{os.path.join(LAB, 'group_vars', 'all', 'apps.yml')}",
+            "-e", f"apps_root={root} apps_release_record={record} apps_releases_dir={release.RELEASES_DIR}"]
+    res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    doc = json.loads(record.read_text())
+    assert doc == {"release": "lab-2", "overrides": {}, "host": "220102-app1", "site": "220102", "tier": "county",
+                   "apps": {"budget": {"version": "2.0.0",
+                                       "sha256": release.load_release("lab-2")["apps"]["budget"]["sha256"]},
+                            "township": {"version": "1.0.0", "sha256": release.inventory_vars(LAB)[
+                                "apps_catalog"]["township"]["versions"]["1.0.0"]["sha256"]}}}
+    records = release.read_status(str(inv), status_file=str(record))
+    line = next(x for x in release.format_status(records).splitlines() if "220102-app1" in x)
+    assert "lab-2" in line and "DIFFERS: township 1.0.0 (release: 2.0.0)" in line
