@@ -422,9 +422,8 @@ def build_parser():
     st.add_argument("--hosts", default="app_servers", help="host pattern (default: %(default)s)")
     st.add_argument("--file", default=STATUS_FILE, help="the record on each host (default: %(default)s)")
     st.add_argument("--json", action="store_true")
-    ro = sub.add_parser("check-rollout", help="check a release, its overrides and its artifacts' manifests "
-                                              "(JSON on stdin; run by playbooks/apps.yml)")
-    ro.set_defaults(where="")
+    sub.add_parser("check-rollout", help="check a release, its overrides and its artifacts' manifests "
+                                         "(JSON on stdin; run by playbooks/apps.yml)")
     ck = sub.add_parser("check-production", help="refuse test applications on production (JSON on stdin; "
                                                   "run by playbooks/validate.yml)")
     ck.add_argument("--where", default="inventory", help="the inventory named in messages")
