@@ -6,12 +6,18 @@
   the validation play without ``jincai_allow_production``; a run that can change anything is refused.
 """
 
+import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 
+import jinja2
 import pytest
+import yaml
 
-from jincai import ROOT, compliance
+from jincai import ROOT
 from jincai.playbook import run as run_playbook
 
 LAB = os.path.join(ROOT, "inventories", "lab")
@@ -45,22 +51,33 @@ def clean_production(tmp_path_factory):
     return _production_copy(tmp_path_factory.mktemp("prod"), with_fixtures=False)
 
 
-def test_the_nightly_drift_run_passes_validation_on_production_without_the_flag(clean_production, tmp_path):
-    # Exactly what `jincai compliance` (the timer's command) runs for drift: site.yml --check --diff, limited
-    # to one app server whose address is a closed loopback port: the validation play (control node) runs
-    # in full, then the first contact with the host fails at once as unreachable, nothing else is reached.
-    timings = {}
-    compliance._play("playbooks/site.yml", clean_production, "220102-app1",
-                     ["ansible_host=127.0.0.1", "ansible_port=1"], str(tmp_path / "drift.json"), True,
-                     str(tmp_path / "drift.log"), timings, "drift", str(tmp_path / "facts"))
-    log = (tmp_path / "drift.log").read_text(encoding="utf-8")
-    assert timings["drift"]["rc"] in compliance.RUN_OK, log[-3000:]
+def _timer_command(inventory, reports):
+    """The compliance timer's command (roles/compliance_timer defaults), for this checkout."""
+    with open(os.path.join(ROOT, "roles", "compliance_timer", "defaults", "main.yml"), encoding="utf-8") as fh:
+        defaults = yaml.safe_load(fh)
+    command = jinja2.Template(defaults["compliance_timer_command"]).render(
+        compliance_timer_venv=os.path.dirname(os.path.dirname(sys.executable)),
+        compliance_timer_inventory=inventory, compliance_timer_reports_dir=reports)
+    return shlex.split(command)
+
+
+def test_the_nightly_timer_command_runs_on_production_without_the_flag(clean_production, tmp_path):
+    # The timer's exact command, plus extra args (compliance_timer_extra_args) that limit it to one app
+    # server pointed at a closed loopback port: validation runs in full in the drift run
+    # (site.yml --check), then the host is unreachable at once; nothing else is contacted.
+    argv = _timer_command(clean_production, str(tmp_path / "reports"))
+    assert argv[1:3] == ["compliance", "--inventory"] and "--quiet" in argv
+    res = subprocess.run(argv + ["--limit", "220102-app1", "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1"],
+                         cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    # 1 = findings (the unreachable host): the run worked. It was 2 (the run failed) before issue 17.
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    run_dir = next(d for d in (tmp_path / "reports").iterdir() if d.is_dir())
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["errors"] == [] and report["drift_checked"] is True, report["errors"]
+    drift_log = (run_dir / "raw" / "drift.log").read_text(encoding="utf-8")
     assert ("TASK [Refuse to change the production network unless the operator says so] *****\n"
-            "ok: [220102-app1 -> localhost") in log
-    assert "PRODUCTION network" not in log and "production refuses" not in log
-    # the run went past validation to the managed host (which the closed port makes unreachable)
-    assert timings["drift"]["recap"]["220102-app1"] == dict(timings["drift"]["recap"]["220102-app1"], failed=0,
-                                                             unreachable=1), log[-3000:]
+            "ok: [220102-app1 -> localhost") in drift_log
+    assert "PRODUCTION network" not in drift_log and "production refuses" not in drift_log
 
 
 def test_a_changing_run_on_production_is_refused_without_the_flag_even_under_limit(clean_production):
