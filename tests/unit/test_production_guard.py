@@ -1,7 +1,8 @@
 """The production guard of playbooks/validate.yml, on a production-marked copy of the lab inventory
 (nothing but localhost is ever contacted: validate.yml runs on the control node only).
 
-- a production inventory whose catalogue or release points at the test applications is refused;
+- a production inventory whose catalogue or release points at the test applications is refused
+  (tests/unit/test_site_preflight.py, which also proves no host is contacted);
 - the nightly drift run of ``jincai compliance`` (site.yml in check mode, as the timer runs it) passes
   the validation play without ``jincai_allow_production``; a run that can change anything is refused.
 """
@@ -24,31 +25,17 @@ LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN_APPS = os.path.join(ROOT, "inventories", "jilin", "group_vars", "all", "apps.yml")
 
 
-def _production_copy(tmp_path, with_fixtures):
-    inv = tmp_path / "inv"
+@pytest.fixture(scope="module")
+def clean_production(tmp_path_factory):
+    """A production-marked copy of the lab inventory with production's catalogue (no test artifacts)."""
+    inv = tmp_path_factory.mktemp("prod") / "inv"
     shutil.copytree(LAB, inv)
     network = inv / "source" / "network.yml"
     text = network.read_text(encoding="utf-8")
     assert "  environment: lab\n" in text
     network.write_text(text.replace("  environment: lab\n", "  environment: production\n"), encoding="utf-8")
-    if not with_fixtures:  # the catalogue production ships: applications without the test artifacts
-        shutil.copy(JILIN_APPS, inv / "group_vars" / "all" / "apps.yml")
+    shutil.copy(JILIN_APPS, inv / "group_vars" / "all" / "apps.yml")
     return str(inv)
-
-
-def test_production_refuses_a_catalogue_and_release_of_test_applications(tmp_path):
-    inv = _production_copy(tmp_path, with_fixtures=True)
-    res = run_playbook("playbooks/validate.yml", inventory=inv, check=True)
-    assert res.rc != 0
-    assert f"{inv}: apps_build_fixtures is true" in res.output
-    assert f"{inv}: apps_catalog.treasury.versions.2.0.0: sha256 is the test application treasury-2.0.0.tar.gz" \
-        in res.output
-    assert "releases/lab-2.yml: application budget: sha256 is the test application" in res.output
-
-
-@pytest.fixture(scope="module")
-def clean_production(tmp_path_factory):
-    return _production_copy(tmp_path_factory.mktemp("prod"), with_fixtures=False)
 
 
 def _timer_command(inventory, reports):

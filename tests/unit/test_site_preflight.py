@@ -60,7 +60,10 @@ def test_production_inventory_with_the_lab_catalogue_is_refused_before_any_host(
     res = run("playbooks/site.yml", inventory=str(lab_copy), check=True,
               args=["-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1"])
     assert res.rc != 0
-    assert "production refuses the test applications" in res.output
+    assert f"{lab_copy}: apps_build_fixtures is true" in res.output
+    assert (f"{lab_copy}: apps_catalog.treasury.versions.2.0.0: sha256 is the test application "
+            "treasury-2.0.0.tar.gz") in res.output
+    assert "releases/lab-2.yml: application budget: sha256 is the test application" in res.output
     assert "UNREACHABLE" not in res.output and "PLAY [Configure the WAN routers" not in res.output
     # the validation play runs once, delegated to the control node, in the name of the first host
     assert len(res.recap) == 1 and res.total("unreachable") == 0, f"hosts were contacted: {res.recap}"
