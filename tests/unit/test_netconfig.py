@@ -201,8 +201,10 @@ class FakeVtysh:
             return self.send_command(line)
         if self.pending_save:
             self.pending_save = False
-            self.saved = nc.render(self.tree)
-            return "[OK]"
+            if line.upper().startswith("Y"):
+                self.saved = nc.render(self.tree)
+                return "[OK]"
+            return "Cancelled"
         if self.path is None:
             if line == "configure terminal":
                 self.path = []
@@ -267,11 +269,13 @@ def test_rollback_restores_the_backup():
     assert nc.same(nc.parse(d.running(), FRR), nc.parse(backup, FRR))
 
 
-def test_confirmation_is_answered():
+def test_a_confirmation_not_expected_on_the_platform_is_refused_and_named():
+    """FRR expects no confirmation: one is answered N and raises, naming the question."""
     dev = FakeVtysh(RUNNING_FRR, confirm_save=True)
     d = nc.Device(dev, FRR, line_timeout=2)
-    d.save()
-    assert dev.saved == nc.render(dev.tree)
+    with pytest.raises(nc.UnexpectedPrompt, match=r"unexpected prompt 'Overwrite\? \[Y/N\]:'"):
+        d.save()
+    assert dev.saved is None
 
 
 LINES = st.sampled_from(["ip ospf cost 10", "ip ospf cost 20", "description a", "description b",
@@ -329,7 +333,7 @@ class FakeModule:
     def __init__(self, config, check=False, diff=True, backup_dir=None):
         self.params = dict(platform="frr", host="198.18.250.10", port=22, username="netops", key_file=None,
                            password=None, config=config, backup_dir=backup_dir, save=True, timeout=2,
-                           known_hosts=None)
+                           known_hosts=None, rollback_timer=300, timer_scale=1.0)
         self.check_mode = check
         self._diff = diff
 
