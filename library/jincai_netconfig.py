@@ -239,8 +239,10 @@ def run(module):
 
 
 def _disconnect(dev):
+    if dev is None:
+        return
     try:
-        dev.conn.disconnect()
+        dev.close()
     except Exception:  # the session may already be gone: nothing left to close
         pass
 
@@ -258,6 +260,8 @@ def _push(module, sessions, dev, running_text, intended, cmds, result):
                          f"{exc.message}; nothing was changed", failed_line=exc.line, device_output=exc.output,
                          **result)
     timer_end = time.monotonic() + window
+    if dev.prepared:  # arming changed the config (IOS archive): that is the last good config now
+        running_text = dev.running()
     timings["arm"] = round(time.monotonic() - t0, 3)
     t0 = time.monotonic()
     try:

@@ -89,6 +89,7 @@ class Platform:
     commit: bool = False  # candidate config (VRPv8): commit at the end, abort on error
     config_enter: str = "configure terminal"
     config_leave: str = "end"
+    logout: str = "exit"  # leaves the session from the user/exec view
     silent_success: bool = False  # any answer to a config line is an error (FRR's vtysh)
     # '#' separator lines close every section (VRP, Comware print global lines with a leading space)
     separator_resets: bool = False
@@ -177,6 +178,7 @@ _HUAWEI_COMMON = {
     "secret_res": (r"^snmp-agent usm-user v3 \S+ (?:authentication|privacy)-mode \S+ cipher (?P<secret>\S+)",),
     "config_enter": "system-view",
     "config_leave": "return",
+    "logout": "quit",
 }
 
 PLATFORMS = {
@@ -276,6 +278,7 @@ PLATFORMS = {
         save_confirm=False,
         config_enter="system-view",
         config_leave="return",
+        logout="quit",
         separator_resets=True,
         owned=_OWNED_COMWARE,
         safety="comware_delay",
@@ -613,6 +616,7 @@ class Device:
         self.transcript = []
         self.armed = None  # (timer value, seconds it stands for) once the device's own way back is armed
         self.trial_committed = False
+        self.prepared = False  # arm() changed the config (IOS: added the archive): the baseline moved
 
     def _closed(self):
         chan = getattr(self.conn, "remote_conn", None)
@@ -760,7 +764,9 @@ class Device:
         elif plat.safety == "ios_revert":
             archive = parse(self.running(), plat).get("archive")
             if archive is None or not any(k.startswith("path ") for k in archive.children):
+                # the revert timer needs a configuration archive: the one change made outside the window
                 self.apply(["archive", "path flash:jincai-rollback", "maximum 14", "exit"])
+                self.prepared = True
         self.armed = (value, real)
         return real
 
@@ -791,6 +797,25 @@ class Device:
                 self._in_system_view("commit")
         elif plat.safety in ("ios_revert", "comware_delay"):
             self.confirm(save=False)
+
+    def close(self):
+        """Log out and close the SSH session at once (netmiko's disconnect probes the mode for ~2 s).
+
+        The device is in its user/exec view between operations (``apply`` always leaves config
+        mode), so the logout line is ``quit`` / ``exit``; a session already gone is just dropped.
+        """
+        conn = self.conn
+        if not hasattr(conn, "paramiko_cleanup"):
+            conn.disconnect()
+            return
+        try:
+            conn.write_channel(self.platform.logout + conn.RETURN)
+        except Exception:  # already closed by the device: nothing to log out of
+            pass
+        try:
+            conn.paramiko_cleanup()
+        except Exception:  # a transport closed under us raises on close: it is closed either way
+            pass
 
     def _in_system_view(self, line):
         self.send(self.platform.config_enter)

@@ -4,17 +4,12 @@ The flow tests drive ``Device`` and the module's ``run`` against a small simulat
 config tree behind a fake netmiko channel); the live proof against FRR is tests/lab/test_routing.py.
 """
 
-import importlib.util
-import os
-import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "module_utils"))
-import jincai_netconfig as nc  # noqa: E402
+from netconfig_support import Failed, FakeModule, load_module, nc
 
 FRR = nc.PLATFORMS["frr"]
 IOS = nc.PLATFORMS["cisco_ios"]
@@ -316,34 +311,9 @@ def test_plan_converges_and_is_idempotent(start, goal):
 # ------------------------------------------------------------------ the module's run()
 
 
-def _load_module():
-    sys.modules["ansible.module_utils.jincai_netconfig"] = nc
-    spec = importlib.util.spec_from_file_location("jincai_netconfig_module",
-                                                  os.path.join(ROOT, "library", "jincai_netconfig.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-class Failed(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self, config, check=False, diff=True, backup_dir=None):
-        self.params = dict(platform="frr", host="198.18.250.10", port=22, username="netops", key_file=None,
-                           password=None, config=config, backup_dir=backup_dir, save=True, timeout=2,
-                           known_hosts=None, rollback_timer=300, timer_scale=1.0)
-        self.check_mode = check
-        self._diff = diff
-
-    def fail_json(self, **kw):
-        raise Failed(kw)
-
-
 @pytest.fixture
 def module_with(monkeypatch):
-    mod = _load_module()
+    mod = load_module()
 
     def make(dev):
         monkeypatch.setattr(mod, "connect", lambda *a, **k: dev)

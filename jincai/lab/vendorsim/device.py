@@ -303,12 +303,12 @@ class Session:
                 return handler(line)
             if not line:
                 return ""
-            self.lines += 1
+            if self.mode == "exec":
+                return self._exec(line)
+            self.lines += 1  # config-mode lines: the drop hook cuts the session at the N-th one, unprocessed
             if self.dev.drop_after and self.lines >= self.dev.drop_after:
                 self.dev.drop_after = None  # one-shot
                 raise Drop("test hook: session dropped")
-            if self.mode == "exec":
-                return self._exec(line)
             if self.dev.unexpected_prompt_re and re.fullmatch(self.dev.unexpected_prompt_re, line):
                 self.dev.unexpected_prompt_re = None  # one-shot
                 return self._ask(f"Warning: {line!r} will reset the routing process on this device. "

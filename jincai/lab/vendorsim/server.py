@@ -73,6 +73,7 @@ class SimServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True, name="vendorsim-session").start()
 
     def _serve(self, conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # echo and answer are separate writes
         transport = paramiko.Transport(conn)
         self._transports.append(transport)
         transport.add_server_key(self.key)
@@ -108,11 +109,19 @@ class SimServer:
             data = chan.recv(4096)
             if not data:
                 return
+            echo = ""
             for ch in data.decode(errors="replace"):
                 if ch == "\n" and skip_lf:
                     skip_lf = False
                     continue
                 skip_lf = ch == "\r"
+                if ch not in "\r\n\x03\x7f\x08\x1a":
+                    buf += ch
+                    echo += ch
+                    continue
+                if echo:  # echo what was typed, in one write, before answering
+                    self._send(chan, echo)
+                    echo = ""
                 if ch in "\r\n":
                     try:
                         answer = session.line(buf)
@@ -134,9 +143,8 @@ class SimServer:
                     buf = ""
                     answer = session.line(self.device.dialect.leave_config) if session.mode == "config" else ""
                     self._send(chan, "\n" + session.prompt())
-                else:
-                    buf += ch
-                    self._send(chan, ch)
+            if echo:
+                self._send(chan, echo)
 
     def close(self):
         """Stop listening and cut every session."""
