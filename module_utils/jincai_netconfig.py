@@ -99,6 +99,9 @@ class Platform:
     safety: str = "none"
     # the only confirmations answered: (regex on the question, answer); any other aborts the push
     expected_prompts: tuple = ()
+    # who computes the commands: "jincai" (plan() below) or "hier_config" (hier-config's driver for
+    # the platform, which knows its negation and idempotent commands; IOS only in hier-config 2.2)
+    planner: str = "jincai"
 
 
 def _owned_huawei(acl, vty, filter_line, ntp, ssh):
@@ -241,6 +244,7 @@ PLATFORMS = {
         write_only_res=(r"^snmp-server user ",),
         owned=_OWNED_IOS,
         safety="ios_revert",
+        planner="hier_config",
     ),
     "huawei_vrp": Platform(name="huawei_vrp", device_type="huawei", safety="vrp_reboot",
                            expected_prompts=(_VRP_SAVE_PROMPT, _VRP_REBOOT_PROMPT), **_HUAWEI_COMMON),
@@ -511,10 +515,51 @@ def split_owned(running, intended, platform):
     return managed, kept
 
 
+def _texts(tree, indent=0):
+    """A tree as config text with the lines as sent (secrets in clear), one space per level."""
+    out = []
+    for node in tree.values():
+        out.append(" " * indent + node.text)
+        out.extend(_texts(node.children, indent + 1))
+    return out
+
+
+def _hier_config_plan(running, intended, platform):
+    """The commands from hier-config's remediation (its ``ios`` driver), flattened for line-by-line sending.
+
+    hier-config orders negations first and knows which IOS commands replace each other; a section's
+    lines are followed by ``exit`` as everywhere in this engine.
+    """
+    from hier_config import Host  # imported here: only the IOS path needs it
+
+    host = Host("router", "ios")
+    host.load_running_config("\n".join(_texts(running)))
+    host.load_generated_config("\n".join(_texts(intended)))
+    cmds = []
+
+    def flatten(child):
+        cmds.append(child.text)
+        for sub in sorted(child.children):  # hier-config's order weights (negations first)
+            flatten(sub)
+        if child.children:
+            cmds.append(platform.exit_section)
+
+    for child in sorted(host.remediation_config().children):
+        flatten(child)
+    return cmds
+
+
+def remediate(running, intended, platform):
+    """Commands that take ``running`` to ``intended`` with the platform's planner (``Platform.planner``)."""
+    if platform.planner == "hier_config":
+        return _hier_config_plan(running, intended, platform)
+    return plan(running, intended, platform)
+
+
 def plan_owned(running, intended, platform):
-    """``plan`` restricted to the owned parts: (commands, unmanaged lines kept as they are)."""
+    """The remediation restricted to the owned parts: (commands, unmanaged lines kept as they are)."""
     managed, kept = split_owned(running, intended, platform)
-    return plan(managed, intended, platform), kept
+    return remediate(managed, intended, platform), kept
 
 
 def find_error(output, platform):
@@ -828,7 +873,7 @@ class Device:
         """Take the device back to ``backup_text``; return the remaining diff ('' = restored)."""
         current = parse(self.running(), self.platform)
         target = parse(backup_text, self.platform)
-        cmds = plan(current, target, self.platform)
+        cmds = remediate(current, target, self.platform)
         if cmds:
             self.apply(cmds)
         after = parse(self.running(), self.platform)

@@ -471,3 +471,29 @@ def test_vrp_save_answers_its_confirmation():
     out = d.save()
     assert dev.sent == ["save", "Y"]
     assert "saved" in out.lower() or "successfully" in out
+
+
+def test_ios_remediation_is_hier_configs():
+    """IOS goes through hier-config's ios driver: ACL entries edited by sequence number, negations first."""
+    running = ("hostname r1\nip access-list extended M\n 10 permit tcp host 1.1.1.1 any eq 8102\n"
+               " 1000 deny ip any any log\nntp server 10.0.0.1\n")
+    intended = ("hostname r1\nip access-list extended M\n 10 permit tcp host 1.1.1.1 any eq 8102\n"
+                " 20 permit tcp host 1.1.1.2 any eq 8103\n 1000 deny ip any any log\nntp server 10.0.0.2\n")
+    cmds = nc.remediate(nc.parse(running, IOS), nc.parse(intended, IOS), IOS)
+    assert cmds == ["no ntp server 10.0.0.1", "ip access-list extended M", "20 permit tcp host 1.1.1.2 any eq 8103",
+                    "exit", "ntp server 10.0.0.2"]
+    assert nc.remediate(nc.parse(intended, IOS), nc.parse(intended, IOS), IOS) == []
+    assert VRP.planner == "jincai" and nc.remediate({}, nc.parse("sysname r\n", VRP), VRP) == ["sysname r"]
+
+
+def test_owned_parts_split_operator_lines_from_jincais():
+    running = nc.parse("sysname OLD\n#\nacl number 3999\n rule 5 deny ip\n#\ninterface GigabitEthernet0/0/1\n"
+                       " mtu 1400\n ospf cost 50\n#\ninterface GigabitEthernet0/0/9\n ip address 1.1.1.1 255.0.0.0\n"
+                       "#\n ntp-service unicast-server 10.9.9.9\n", VRP)
+    intended = nc.parse("sysname NEW\n#\ninterface GigabitEthernet0/0/1\n ospf cost 10\n", VRP)
+    cmds, kept = nc.plan_owned(running, intended, VRP)
+    assert kept == ["acl number 3999", "acl number 3999 > rule 5 deny ip", "interface GigabitEthernet0/0/1 > mtu 1400",
+                    "interface GigabitEthernet0/0/9", "interface GigabitEthernet0/0/9 > ip address 1.1.1.1 255.0.0.0"]
+    assert cmds == ["undo sysname", "undo ntp-service unicast-server 10.9.9.9", "interface GigabitEthernet0/0/1",
+                    "undo ospf cost", "ospf cost 10", "quit", "sysname NEW"]
+    assert nc.split_owned(running, intended, FRR) == (running, [])  # FRR: the lab's routers are all jincai's
