@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "module_utils"))
 sys.path.insert(0, ROOT)
 import jincai_netconfig as nc  # noqa: E402
 
-START = os.path.join(ROOT, "tests", "unit", "vendorsim")
+START = os.path.join(ROOT, "jincai", "lab", "vendorsim", "start")
 GOLDEN = os.path.join(ROOT, "tests", "unit", "golden", "router")
 VENDOR_PLATFORMS = ("huawei_vrp", "huawei_vrpv8", "h3c_comware", "cisco_ios")
 
@@ -56,7 +56,7 @@ def read(path):
 
 def start_config(platform):
     """The realistic starting config of a simulated router (factory defaults + operator lines)."""
-    return read(os.path.join(START, f"{platform}-start.cfg"))
+    return read(os.path.join(START, f"{platform}.cfg"))
 
 
 def intended(platform, tier="county"):

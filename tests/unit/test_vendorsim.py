@@ -178,7 +178,7 @@ def test_the_command_line_serves_a_router(tmp_path):
     host_key().write_private_key_file(str(key))
     proc = subprocess.Popen([sys.executable, "-m", "jincai.lab.vendorsim", "--platform", "h3c_comware",
                              "--listen", "127.0.0.1:0", "--state", str(tmp_path / "s.json"), "--host-key", str(key),
-                             "--config", os.path.join(ROOT, "tests", "unit", "vendorsim", "h3c_comware-start.cfg")],
+                             "--config", os.path.join(ROOT, "jincai", "lab", "vendorsim", "start", "h3c_comware.cfg")],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -191,3 +191,31 @@ def test_the_command_line_serves_a_router(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_a_lab_key_logs_in_and_the_lab_command_is_namespaced(tmp_path):
+    """The lab's key-based login works (as the router role connects); the lab command stays in its namespace."""
+    import paramiko
+
+    from netconfig_support import nc
+    from jincai.lab.vendorsim import lab
+
+    key = paramiko.RSAKey.generate(2048)
+    key.write_private_key_file(str(tmp_path / "id_rsa"))
+    (tmp_path / "id_rsa.pub").write_text(f"{key.get_name()} {key.get_base64()} netops@lab\n")
+    from jincai.lab.vendorsim.server import authorized_keys
+
+    sim = simulator("cisco_ios", authorized=authorized_keys(str(tmp_path / "id_rsa.pub")))
+    try:
+        dev = nc.Device(nc.connect(nc.PLATFORMS["cisco_ios"], "127.0.0.1", "netops", port=sim.port,
+                                   key_file=str(tmp_path / "id_rsa"), timeout=5), nc.PLATFORMS["cisco_ios"])
+        assert "hostname CC-NANGUAN-ISR01" in dev.running()
+        dev.close()
+    finally:
+        sim.close()
+        sim.device.close()
+    twin = lab.TWINS[0]
+    argv = lab.command(twin, "/var/lib/jincai-lab/twins", "/var/lib/jincai-lab/ssh/id_ed25519.pub")
+    assert argv[:4] == ["ip", "netns", "exec", "jlab-twin-vrp"] and f"{twin.mgmt_address}:22" in argv
+    assert os.path.exists(argv[argv.index("--config") + 1])
+    assert {t.platform for t in lab.TWINS} == {"huawei_vrp", "huawei_vrpv8", "h3c_comware", "cisco_ios"}

@@ -13,10 +13,10 @@ restarts. Test hooks: drop the session after N lines; ask an unexpected confirma
 Run one::
 
     python -m jincai.lab.vendorsim --platform huawei_vrp --listen 127.0.0.1:2201 \\
-        --state /tmp/vrp.json --config tests/unit/vendorsim/huawei_vrp-start.cfg
+        --state /tmp/vrp.json --config jincai/lab/vendorsim/start/huawei_vrp.cfg
 
 Modules: ``dialects`` (per-vendor data), ``device`` (config, sessions, timers, state),
-``server`` (paramiko SSH), ``lab`` (what the live lab calls to place one in a namespace).
+``server`` (paramiko SSH), ``lab`` (what the live lab will call to place one in a namespace).
 Fidelity and sources: docs/routing.md, "Vendor CLI twins".
 """
 
@@ -27,10 +27,10 @@ from .server import SimServer  # noqa: F401
 PLATFORMS = tuple(sorted(DIALECTS))
 
 
-def start(platform, state_file, start_config="", host="127.0.0.1", port=0, key=None, **options):
+def start(platform, state_file, start_config="", host="127.0.0.1", port=0, key=None, authorized=(), **options):
     """Start a simulator in this process; returns the ``SimServer`` (``.port``, ``.device``, ``.close()``).
 
     ``options`` go to ``SimDevice`` (time_scale, drop_after, unexpected_prompt_re, username, password).
     """
     device = SimDevice(platform, state_file, start_config, **options)
-    return SimServer(device, host, port, key=key)
+    return SimServer(device, host, port, key=key, authorized=authorized)

@@ -2,7 +2,8 @@
 
     python -m jincai.lab.vendorsim --platform cisco_ios --listen 127.0.0.1:2203 \\
         --state /tmp/ios.json --config START.cfg [--time-scale 0.02] [--drop-after 12] \\
-        [--unexpected-prompt 'ospf 1 router-id .*'] [--user netops --password netops] [--host-key FILE]
+        [--unexpected-prompt 'ospf 1 router-id .*'] [--user netops --password netops] [--host-key FILE] \\
+        [--authorized-keys ID.pub]
 
 ``--state`` keeps the router across restarts (the start config is read only when the state file
 does not exist yet). ``--time-scale`` is real seconds per device second (default 1: real time).
@@ -14,7 +15,7 @@ import sys
 import threading
 
 from . import PLATFORMS, start
-from .server import host_key
+from .server import authorized_keys, host_key
 
 
 def main(argv=None):
@@ -30,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--user", default="netops")
     ap.add_argument("--password", default="netops")
     ap.add_argument("--host-key", help="RSA host key file (generated if absent)")
+    ap.add_argument("--authorized-keys", help="OpenSSH public keys also accepted for --user")
     args = ap.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     start_config = ""
@@ -39,8 +41,12 @@ def main(argv=None):
                 start_config = fh.read()
         except OSError as exc:
             ap.error(f"--config {args.config}: {exc.strerror}")
+    try:
+        authorized = authorized_keys(args.authorized_keys) if args.authorized_keys else ()
+    except (OSError, ValueError) as exc:
+        ap.error(f"--authorized-keys {args.authorized_keys}: {exc}")
     server = start(args.platform, args.state, start_config, host=host or "127.0.0.1", port=int(port or 0),
-                   key=host_key(args.host_key), time_scale=args.time_scale, drop_after=args.drop_after,
+                   key=host_key(args.host_key), authorized=authorized, time_scale=args.time_scale, drop_after=args.drop_after,
                    unexpected_prompt_re=args.unexpected_prompt, username=args.user, password=args.password)
     print(f"vendorsim {args.platform} listening on {server.host}:{server.port}", flush=True)
     done = threading.Event()

@@ -6,6 +6,7 @@ echoed as a router's terminal does (netmiko waits for the echo); answers end wit
 prompt; a pending yes/no question is printed instead of the prompt.
 """
 
+import base64
 import os
 import socket
 import threading
@@ -25,17 +26,34 @@ def host_key(path=None):
     return key
 
 
+def authorized_keys(path):
+    """The public keys of an OpenSSH authorized_keys / .pub file (ed25519, rsa, ecdsa)."""
+    keys = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) >= 2 and not line.startswith("#"):
+                keys.append(paramiko.PKey.from_type_string(fields[0], base64.b64decode(fields[1])))
+    return keys
+
+
 class _Auth(paramiko.ServerInterface):
-    def __init__(self, device):
+    def __init__(self, device, authorized=()):
         self.device = device
+        self.authorized = list(authorized)
         self.shell = threading.Event()
 
     def check_auth_password(self, username, password):
         ok = username == self.device.username and password == self.device.password
         return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
+    def check_auth_publickey(self, username, key):
+        ok = username == self.device.username and any(
+            key.get_name() == k.get_name() and key.asbytes() == k.asbytes() for k in self.authorized)
+        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
     def get_allowed_auths(self, username):
-        return "password"
+        return "publickey,password" if self.authorized else "password"
 
     def check_channel_request(self, kind, chanid):
         return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
@@ -51,8 +69,9 @@ class _Auth(paramiko.ServerInterface):
 class SimServer:
     """Serve ``device`` over SSH on ``host:port`` (port 0 = any free port; see ``.port``)."""
 
-    def __init__(self, device, host="127.0.0.1", port=0, key=None):
+    def __init__(self, device, host="127.0.0.1", port=0, key=None, authorized=()):
         self.device = device
+        self.authorized = list(authorized)  # public keys accepted besides the password
         self.key = key or host_key()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,7 +96,7 @@ class SimServer:
         transport = paramiko.Transport(conn)
         self._transports.append(transport)
         transport.add_server_key(self.key)
-        auth = _Auth(self.device)
+        auth = _Auth(self.device, self.authorized)
         try:
             transport.start_server(server=auth)
             chan = transport.accept(20)
