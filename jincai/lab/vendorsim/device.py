@@ -427,10 +427,7 @@ class Session:
                 return "% No Rollback Confirmed Change pending."
             return ""
         if line == "configure revert now":
-            if dev.timer is None:
-                return "% No Rollback Confirmed Change pending."
-            dev.fire()
-            return "Rollback Done"
+            return self._revert_now("% No Rollback Confirmed Change pending.", "Rollback Done")
         if line in ("write memory", "copy running-config startup-config"):
             self._save()
             return "Building configuration...\n[OK]"
@@ -550,6 +547,13 @@ class Session:
         if self.candidate is None:
             self.dev.changed()
 
+    def _revert_now(self, nothing_armed, done):
+        """Take the armed way back at once (IOS `configure revert now`, VRP V8 `abort trial`)."""
+        if self.dev.timer is None:
+            return nothing_armed
+        self.dev.fire()
+        return done
+
     def _safety_in_config(self, line):
         d, dev = self.d, self.dev
         if d.two_stage:
@@ -572,10 +576,9 @@ class Session:
                 dev.cancel()
                 return ""
             if line == "abort trial":
-                if dev.timer is None:
-                    return "Error: No trial configuration is running."
-                dev.fire()
-                return "Warning: The trial configuration has been aborted, the configuration was rolled back."
+                return self._revert_now("Error: No trial configuration is running.",
+                                        "Warning: The trial configuration has been aborted, the configuration "
+                                        "was rolled back.")
             if line == "abort":
                 self.candidate = copy.deepcopy(dev.running)
                 self.path = []
