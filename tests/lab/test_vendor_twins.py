@@ -1,7 +1,7 @@
 """The vendor CLI twins on the lab's management network (issue 15 part 5): routers.yml on all five platforms.
 
 Needs the lab with one simulated router per vendor platform placed on the management network
-(jincai.lab.vendorsim.lab: TWINS, started by the lab in namespaces jlab-twin-*) and in the lab
+(jincai.lab.vendorsim.lab: TWINS, started by the lab in namespaces jlab-vsim-*) and in the lab
 inventory as group ``vendor_twins`` (platform from ``jincai_twin_platform``). Until the lab does
 that, the group is absent and these tests fail saying so: they are written, not yet run.
 """

@@ -216,6 +216,6 @@ def test_a_lab_key_logs_in_and_the_lab_command_is_namespaced(tmp_path):
         sim.device.close()
     twin = lab.TWINS[0]
     argv = lab.command(twin, "/var/lib/jincai-lab/twins", "/var/lib/jincai-lab/ssh/id_ed25519.pub")
-    assert argv[:4] == ["ip", "netns", "exec", "jlab-twin-vrp"] and f"{twin.mgmt_address}:22" in argv
+    assert argv[:4] == ["ip", "netns", "exec", "jlab-vsim-vrp"] and f"{twin.mgmt_address}:22" in argv
     assert os.path.exists(argv[argv.index("--config") + 1])
     assert {t.platform for t in lab.TWINS} == {"huawei_vrp", "huawei_vrpv8", "h3c_comware", "cisco_ios"}

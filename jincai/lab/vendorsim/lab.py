@@ -1,7 +1,7 @@
 """Placing the vendor CLI twins on the live lab's management network (issue 15 part 5: prepared, not wired).
 
 One simulated router per vendor platform, management plane only (the data plane stays FRR): a
-process ``python -m jincai.lab.vendorsim`` inside its own network namespace ``jlab-twin-<platform>``
+process ``python -m jincai.lab.vendorsim`` inside its own network namespace ``jlab-vsim-<name>``
 whose only link is a port of the lab's management bridge, listening on its management address,
 port 22, with the lab's SSH key authorised for ``netops``. No container: a twin has no data plane.
 
@@ -36,10 +36,10 @@ class Twin:
 
 #: One per vendor platform, at the top of the management network (the lab's hosts start at .10).
 TWINS = (
-    Twin("twin-vrp", "huawei_vrp", "198.19.0.241"),
-    Twin("twin-vrpv8", "huawei_vrpv8", "198.19.0.242"),
-    Twin("twin-comware", "h3c_comware", "198.19.0.243"),
-    Twin("twin-ios", "cisco_ios", "198.19.0.244"),
+    Twin("vsim-vrp", "huawei_vrp", "198.19.0.241"),
+    Twin("vsim-vrpv8", "huawei_vrpv8", "198.19.0.242"),
+    Twin("vsim-comware", "h3c_comware", "198.19.0.243"),
+    Twin("vsim-ios", "cisco_ios", "198.19.0.244"),
 )
 
 
