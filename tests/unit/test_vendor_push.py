@@ -10,7 +10,11 @@ Device timers run on a fast clock (``time_scale``): one device minute is a few r
 
 import pytest
 
-from netconfig_support import VENDOR_PLATFORMS, Failed, FakeModule, intended, load_module, nc, simulator
+from netconfig_support import (
+    VENDOR_PLATFORMS, Failed, FakeModule, intended, load_module, nc, simulator, start_config,
+)
+
+from jincai.lab.vendorsim import Session, SimDevice
 
 SCALE = 0.1  # a 1-minute device timer lasts 6 s: room for a whole push, confirmed from a new session
 
@@ -157,3 +161,23 @@ def test_an_unexpected_prompt_aborts_and_restores(mod, sim_of, platform):
     assert res["rolled_back"] is True
     assert restored(sim, platform, before)
     assert sim.device.timer is None
+
+
+@pytest.mark.parametrize("platform", VENDOR_PLATFORMS)
+@pytest.mark.parametrize("tier", ["province", "city", "county"])
+def test_every_tier_renders_what_the_twin_accepts_and_converges(platform, tier):
+    """The planned commands of every golden config, typed into the twin's CLI (no SSH: fast): none
+    refused, no question asked, and the owned parts then equal the intended config."""
+    plat = nc.PLATFORMS[platform]
+    dev = SimDevice(platform, None, start_config(platform))
+    cli = Session(dev)
+    want = nc.parse(intended(platform, tier), plat)
+    cmds, _ = nc.plan_owned(nc.parse(dev.render(dev.running), plat), want, plat)
+    cli.line(dev.dialect.enter_config)
+    answers = [(c, cli.line(c)) for c in cmds + nc.write_only_lines(intended(platform, tier), plat)]
+    refused = [(c, a) for c, a in answers if a.startswith("\0ASK") or "'^'" in a or a.lstrip().startswith("%")]
+    assert refused == []
+    if plat.commit:
+        cli.line("commit")
+    assert nc.plan_owned(nc.parse(dev.render(dev.running), plat), want, plat)[0] == []
+    dev.close()
