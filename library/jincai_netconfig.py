@@ -147,7 +147,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.jincai_netconfig import (
-    NetconfigError, SessionLost, Device, connect, display, get_platform, normalize, parse, plan_owned, render,
+    NetconfigError, SessionLost, TimerExpiring, Device, connect, display, get_platform, normalize, parse, plan_owned, render,
     same, write_only_lines,
 )
 
@@ -260,12 +260,18 @@ def _push(module, sessions, dev, running_text, intended, cmds, result):
                          f"{exc.message}; nothing was changed", failed_line=exc.line, device_output=exc.output,
                          **result)
     timer_end = time.monotonic() + window
+    # stop sending well before the device reverts (its clock and ours are not the same clock)
+    last_line = timer_end - 0.1 * window if window else None
     if dev.prepared:  # arming changed the config (IOS archive): that is the last good config now
         running_text = dev.running()
     timings["arm"] = round(time.monotonic() - t0, 3)
     t0 = time.monotonic()
     try:
-        dev.apply(cmds, armed=True)
+        dev.apply(cmds, armed=True, deadline=last_line)
+    except TimerExpiring as exc:
+        _wait_for_device(module, sessions, running_text, timer_end, TimerExpiring(
+            exc.line, f"the push outlasted the device timer ({p['rollback_timer']} s) and was stopped: raise "
+            "router_rollback_timer"), result)
     except SessionLost as exc:
         _wait_for_device(module, sessions, running_text, timer_end, exc, result)
     except NetconfigError as exc:
@@ -285,6 +291,10 @@ def _push(module, sessions, dev, running_text, intended, cmds, result):
     try:
         new_text = new.running()
         left, _ = plan_owned(parse(new_text, platform), intended, platform)
+        if left and window and time.monotonic() >= last_line:  # reverted (or about to) before we could confirm
+            _wait_for_device(module, sessions, running_text, timer_end, TimerExpiring(
+                left[0], f"the device timer ({p['rollback_timer']} s) expired before the confirmation: raise "
+                "router_rollback_timer"), result)
         if left:
             new.armed, new.trial_committed = dev.armed, dev.trial_committed
             _fail_and_roll_back(module, new, running_text, NetconfigError(

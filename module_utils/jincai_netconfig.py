@@ -41,6 +41,10 @@ class SessionLost(NetconfigError):
     """The SSH session ended under the push (closed by the device, cut, or unwritable)."""
 
 
+class TimerExpiring(SessionLost):
+    """The device's own timer is about to take its way back: no further line may be sent."""
+
+
 @dataclass(frozen=True)
 class Owned:
     """A part of a router's config that jincai owns (everything else is never negated).
@@ -745,13 +749,15 @@ class Device:
         self.conn.clear_buffer()
         return self.send(self.platform.show_running)
 
-    def apply(self, commands, armed=False):
+    def apply(self, commands, armed=False, deadline=None):
         """Enter config mode, send ``commands`` one by one, commit if needed, leave config mode.
 
         With ``armed`` (after ``arm``) the push goes through the device's own way back: IOS enters
         config mode with the revert timer, Comware starts with the commit delay, VRP V8 commits on
         trial. On an error the session leaves config mode (VRPv8: aborts the candidate) and
-        re-raises; a lost session raises SessionLost.
+        re-raises; a lost session raises SessionLost. Past ``deadline`` (monotonic; the armed timer
+        minus a margin) no line is sent: lines typed after the device has reverted would apply to
+        the restored config and leave it half-changed; TimerExpiring is raised instead.
         """
         plat = self.platform
         self.conn.clear_buffer()
@@ -764,6 +770,9 @@ class Device:
             if armed and plat.safety == "comware_delay":
                 self.send(f"configuration commit delay {self.armed[0]}")
             for line in commands:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimerExpiring(line, "the device timer expires before the push ends: stopped before "
+                                        "this line")
                 self.send(line, strict=strict)
             if plat.commit:
                 if armed and plat.safety == "vrpv8_trial":

@@ -109,17 +109,18 @@ INVALID = {"huawei_vrp": " ospf frobnicate 7", "huawei_vrpv8": " ospf frobnicate
            "cisco_ios": " ip ospf frobnicate 7", "h3c_comware": " ospf frobnicate 7"}
 
 
-@pytest.mark.parametrize("platform", ["huawei_vrp", "huawei_vrpv8", "cisco_ios"])
+@pytest.mark.parametrize("platform", VENDOR_PLATFORMS)
 def test_an_invalid_line_mid_push_is_rolled_back_and_named(mod, sim_of, platform):
     sim = sim_of(platform)
     before = tree(sim, platform)
-    loopback = "interface LoopBack0\n" if platform != "cisco_ios" else "interface Loopback0\n"
+    loopback = "interface Loopback0\n" if platform == "cisco_ios" else "interface LoopBack0\n"
     config = intended(platform).replace(loopback, loopback + INVALID[platform] + "\n")
     with pytest.raises(Failed) as err:
         push(mod, sim, platform, config=config)
     res = err.value.args[0]
     assert res["failed_line"] == INVALID[platform].strip()
-    assert INVALID[platform].strip() in res["msg"] and ("Error:" in res["msg"] or "% Invalid" in res["msg"])
+    assert INVALID[platform].strip() in res["msg"]
+    assert any(e in res["msg"] for e in ("Error: Unrecognized", "% Invalid input", "% Unrecognized command"))
     assert res["rolled_back"] is True and res["rolled_back_by"] == "control node"
     assert restored(sim, platform, before)
     assert sim.device.timer is None  # the device's way back was cancelled, not left to fire
@@ -181,3 +182,14 @@ def test_every_tier_renders_what_the_twin_accepts_and_converges(platform, tier):
         cli.line("commit")
     assert nc.plan_owned(nc.parse(dev.render(dev.running), plat), want, plat)[0] == []
     dev.close()
+
+
+def test_a_push_longer_than_the_device_timer_is_reported_as_restored_by_the_device(mod, sim_of):
+    """A timer too short for the push: the device reverts during it, the module says so (not 'did not converge')."""
+    sim = sim_of("h3c_comware", time_scale=0.002)  # one minute = 0.12 s: shorter than the push
+    before = tree(sim, "h3c_comware")
+    with pytest.raises(Failed) as err:
+        push(mod, sim, "h3c_comware")
+    res = err.value.args[0]
+    assert "outlasted the device timer" in res["msg"] and res["rolled_back_by"] == "device timer"
+    assert restored(sim, "h3c_comware", before) and [k for k, _ in sim.device.events] == ["revert"]
