@@ -15,12 +15,14 @@ Run one::
     python -m jincai.lab.vendorsim --platform huawei_vrp --listen 127.0.0.1:2201 \\
         --state /tmp/vrp.json --config jincai/lab/vendorsim/start/huawei_vrp.cfg
 
-Modules: ``dialects`` (per-vendor data), ``device`` (config, sessions, timers, state),
+Modules: ``dialects`` (per-vendor data), ``device`` (config, timers, state, display), ``session``
+(one login's CLI and the native safety commands),
 ``server`` (paramiko SSH), ``lab`` (what the live lab will call to place one in a namespace).
 Fidelity and sources: docs/routing.md, "Vendor CLI twins".
 """
 
-from .device import Session, SimDevice  # noqa: F401
+from .device import SimDevice  # noqa: F401
+from .session import Session  # noqa: F401
 from .dialects import DIALECTS  # noqa: F401
 from .server import SimServer  # noqa: F401
 

@@ -13,7 +13,8 @@ import threading
 
 import paramiko
 
-from .device import Drop, Session
+from .device import Drop
+from .session import Session
 
 
 def host_key(path=None):
