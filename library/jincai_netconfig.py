@@ -147,8 +147,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.jincai_netconfig import (
-    NetconfigError, SessionLost, TimerExpiring, Device, connect, display, get_platform, normalize, parse, plan_owned, render,
-    same, write_only_lines,
+    NetconfigError, SessionLost, TimerExpiring, Device, connect, display, get_platform, normalize, parse, plan_owned,
+    remediate, render, same, split_owned, write_only_lines,
 )
 
 
@@ -215,14 +215,14 @@ def run(module):
         running_text = dev.running()
         timings["fetch"] = round(time.monotonic() - t0, 3)
         running = parse(running_text, platform)
-        cmds, kept = plan_owned(running, intended, platform)
+        managed, kept = split_owned(running, intended, platform)
+        cmds = remediate(managed, intended, platform)
         result["unmanaged"] = [display(k, platform) for k in kept]
         if cmds:
             cmds += write_only_lines(p["config"], platform)
         result["commands"] = [display(c, platform) for c in cmds]
         if module._diff and cmds:
             block = _kept_block(result["unmanaged"])
-            managed = {k: n for k, n in running.items() if k not in kept}
             before = normalize(running_text, platform) if platform.owned is None else render(managed)
             result["diff"] = dict(before=before + block, after=render(intended) + block,
                                   before_header=f"{p['host']} running-config (owned parts)",

@@ -101,6 +101,8 @@ def test_check_diff_changes_nothing_and_shows_unmanaged_lines_as_kept(mod, sim_o
     for side in ("before", "after"):
         assert "# unmanaged, kept:\n" in res["diff"][side]
         assert "#   aaa > local-user admin privilege level 15\n" in res["diff"][side]
+    # the owned part only: an operator's line inside a jincai interface is listed as kept, not as removed
+    assert "\n mtu 1400\n" not in res["diff"]["before"] and "\n ospf cost 50\n" in res["diff"]["before"]
     assert "undo ospf cost" in res["commands"]  # a contradicting owned line is brought in line
     assert not any("local-user" in c or "3999" in c for c in res["commands"])
 
