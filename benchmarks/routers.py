@@ -10,8 +10,14 @@ Prints, per router and in total (wall clock, all routers at once):
 * ``ansible``: ``ansible-playbook playbooks/routers.yml`` end to end on the converged lab.
 
 Needs the lab (``jincai lab up``) and converged routers (``ansible-playbook playbooks/routers.yml``).
+
+``--twins`` (no lab needed): the cost of the native safety per vendor platform, against the vendor
+CLI twins (jincai.lab.vendorsim) on 127.0.0.1 in real time: a first-contact push with its phases
+(arm, push, reconnect + verify, confirm + save), then a one-line change pushed with the device's
+own way back armed and confirmed from a new session, against the same change with it switched off.
 """
 
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -90,8 +96,51 @@ def parallel(fn, jobs):
     return results, time.monotonic() - t0
 
 
+def twins(rounds=3):
+    """Arming/confirming cost per vendor platform against the simulators; prints a table."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
+    from netconfig_support import VENDOR_PLATFORMS, FakeModule, intended, load_module, simulator
+
+    mod = load_module()
+    print(f"vendor CLI twins on 127.0.0.1, real time; one-line change = mean of {rounds} pushes")
+    print(f"{'platform':<13} {'1st push':>8} {'arm':>6} {'apply':>6} {'verify':>7} {'confirm':>8}  "
+          f"{'change safe':>11} {'change bare':>11} {'cost':>6}  (seconds)")
+    for platform in VENDOR_PLATFORMS:
+        sim = simulator(platform)
+        base = intended(platform)
+        loop = "interface Loopback0\n" if platform == "cisco_ios" else "interface LoopBack0\n"
+        changed = base.replace(" description router loopback\n", " description router loopback bench\n")
+        assert changed != base and loop in base
+
+        def push(config):
+            t0 = time.monotonic()
+            res = mod.run(FakeModule(config, platform=platform, host="127.0.0.1", port=sim.port, password="netops",
+                                     timeout=10, rollback_timer=300))
+            return time.monotonic() - t0, res
+
+        try:
+            first, res = push(base)
+            ph = res["timings"]
+            safe = [push(changed if i % 2 == 0 else base)[0] for i in range(rounds * 2)]
+            real = nc.PLATFORMS[platform]
+            nc.PLATFORMS[platform] = dataclasses.replace(real, safety="none")
+            try:
+                bare = [push(changed if i % 2 == 0 else base)[0] for i in range(rounds * 2)]
+            finally:
+                nc.PLATFORMS[platform] = real
+        finally:
+            sim.close()
+            sim.device.close()
+        s_mean, b_mean = statistics.mean(safe), statistics.mean(bare)
+        print(f"{platform:<13} {first:8.2f} {ph['arm']:6.2f} {ph['apply']:6.2f} {ph['verify']:7.2f} "
+              f"{ph['confirm']:8.2f}  {s_mean:11.2f} {b_mean:11.2f} {s_mean - b_mean:+6.2f}")
+    return 0
+
+
 def main():
     """Run the benchmark and print the figures."""
+    if "--twins" in sys.argv[1:]:
+        return twins()
     gv = _group_vars()
     user, key = gv["jincai_netmiko_user"], gv["jincai_netmiko_key_file"]
     inv = invmod.build(LAB)

@@ -4,17 +4,12 @@ The flow tests drive ``Device`` and the module's ``run`` against a small simulat
 config tree behind a fake netmiko channel); the live proof against FRR is tests/lab/test_routing.py.
 """
 
-import importlib.util
-import os
-import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "module_utils"))
-import jincai_netconfig as nc  # noqa: E402
+from netconfig_support import Failed, FakeModule, load_module, nc
 
 FRR = nc.PLATFORMS["frr"]
 IOS = nc.PLATFORMS["cisco_ios"]
@@ -201,8 +196,10 @@ class FakeVtysh:
             return self.send_command(line)
         if self.pending_save:
             self.pending_save = False
-            self.saved = nc.render(self.tree)
-            return "[OK]"
+            if line.upper().startswith("Y"):
+                self.saved = nc.render(self.tree)
+                return "[OK]"
+            return "Cancelled"
         if self.path is None:
             if line == "configure terminal":
                 self.path = []
@@ -267,11 +264,13 @@ def test_rollback_restores_the_backup():
     assert nc.same(nc.parse(d.running(), FRR), nc.parse(backup, FRR))
 
 
-def test_confirmation_is_answered():
+def test_a_confirmation_not_expected_on_the_platform_is_refused_and_named():
+    """FRR expects no confirmation: one is answered N and raises, naming the question."""
     dev = FakeVtysh(RUNNING_FRR, confirm_save=True)
     d = nc.Device(dev, FRR, line_timeout=2)
-    d.save()
-    assert dev.saved == nc.render(dev.tree)
+    with pytest.raises(nc.UnexpectedPrompt, match=r"unexpected prompt 'Overwrite\? \[Y/N\]:'"):
+        d.save()
+    assert dev.saved is None
 
 
 LINES = st.sampled_from(["ip ospf cost 10", "ip ospf cost 20", "description a", "description b",
@@ -312,34 +311,9 @@ def test_plan_converges_and_is_idempotent(start, goal):
 # ------------------------------------------------------------------ the module's run()
 
 
-def _load_module():
-    sys.modules["ansible.module_utils.jincai_netconfig"] = nc
-    spec = importlib.util.spec_from_file_location("jincai_netconfig_module",
-                                                  os.path.join(ROOT, "library", "jincai_netconfig.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-class Failed(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self, config, check=False, diff=True, backup_dir=None):
-        self.params = dict(platform="frr", host="198.18.250.10", port=22, username="netops", key_file=None,
-                           password=None, config=config, backup_dir=backup_dir, save=True, timeout=2,
-                           known_hosts=None)
-        self.check_mode = check
-        self._diff = diff
-
-    def fail_json(self, **kw):
-        raise Failed(kw)
-
-
 @pytest.fixture
 def module_with(monkeypatch):
-    mod = _load_module()
+    mod = load_module()
 
     def make(dev):
         monkeypatch.setattr(mod, "connect", lambda *a, **k: dev)
@@ -497,3 +471,29 @@ def test_vrp_save_answers_its_confirmation():
     out = d.save()
     assert dev.sent == ["save", "Y"]
     assert "saved" in out.lower() or "successfully" in out
+
+
+def test_ios_remediation_is_hier_configs():
+    """IOS goes through hier-config's ios driver: ACL entries edited by sequence number, negations first."""
+    running = ("hostname r1\nip access-list extended M\n 10 permit tcp host 1.1.1.1 any eq 8102\n"
+               " 1000 deny ip any any log\nntp server 10.0.0.1\n")
+    intended = ("hostname r1\nip access-list extended M\n 10 permit tcp host 1.1.1.1 any eq 8102\n"
+                " 20 permit tcp host 1.1.1.2 any eq 8103\n 1000 deny ip any any log\nntp server 10.0.0.2\n")
+    cmds = nc.remediate(nc.parse(running, IOS), nc.parse(intended, IOS), IOS)
+    assert cmds == ["no ntp server 10.0.0.1", "ip access-list extended M", "20 permit tcp host 1.1.1.2 any eq 8103",
+                    "exit", "ntp server 10.0.0.2"]
+    assert nc.remediate(nc.parse(intended, IOS), nc.parse(intended, IOS), IOS) == []
+    assert VRP.planner == "jincai" and nc.remediate({}, nc.parse("sysname r\n", VRP), VRP) == ["sysname r"]
+
+
+def test_owned_parts_split_operator_lines_from_jincais():
+    running = nc.parse("sysname OLD\n#\nacl number 3999\n rule 5 deny ip\n#\ninterface GigabitEthernet0/0/1\n"
+                       " mtu 1400\n ospf cost 50\n#\ninterface GigabitEthernet0/0/9\n ip address 1.1.1.1 255.0.0.0\n"
+                       "#\n ntp-service unicast-server 10.9.9.9\n", VRP)
+    intended = nc.parse("sysname NEW\n#\ninterface GigabitEthernet0/0/1\n ospf cost 10\n", VRP)
+    cmds, kept = nc.plan_owned(running, intended, VRP)
+    assert kept == ["acl number 3999", "acl number 3999 > rule 5 deny ip", "interface GigabitEthernet0/0/1 > mtu 1400",
+                    "interface GigabitEthernet0/0/9", "interface GigabitEthernet0/0/9 > ip address 1.1.1.1 255.0.0.0"]
+    assert cmds == ["undo sysname", "undo ntp-service unicast-server 10.9.9.9", "interface GigabitEthernet0/0/1",
+                    "undo ospf cost", "ospf cost 10", "quit", "sysname NEW"]
+    assert nc.split_owned(running, intended, FRR) == (running, [])  # FRR: the lab's routers are all jincai's
