@@ -14,8 +14,9 @@ import sys
 from jincai import ROOT
 
 
-def _netconfig():
-    """Import module_utils/jincai_netconfig.py (not a package on sys.path)."""
+def load_netconfig():
+    """Import module_utils/jincai_netconfig.py (not a package on sys.path): the router push engine
+    the role uses, for the control node's read-only callers (compliance, the twin's vendor configs)."""
     path = os.path.join(ROOT, "module_utils", "jincai_netconfig.py")
     spec = importlib.util.spec_from_file_location("jincai_netconfig_utils", path)
     mod = importlib.util.module_from_spec(spec)
@@ -25,7 +26,7 @@ def _netconfig():
 
 def fetch(platform, host, user, key_file=None, port=22, timeout=20):
     """Return the running config text of one router."""
-    nc = _netconfig()
+    nc = load_netconfig()
     plat = nc.get_platform(platform)
     conn = nc.connect(plat, host, user, port=port, key_file=key_file, timeout=timeout)
     try:

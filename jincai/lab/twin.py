@@ -243,17 +243,6 @@ def default_out_dir(production):
     return os.path.join(ROOT, "build", "twin", os.path.basename(os.path.abspath(production).rstrip("/")))
 
 
-def _netconfig():
-    """The router push engine's parser (module_utils/jincai_netconfig.py, shared with the role)."""
-    import importlib.util
-
-    path = os.path.join(ROOT, "module_utils", "jincai_netconfig.py")
-    spec = importlib.util.spec_from_file_location("jincai_netconfig", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def vendor_configs(hostvars, out_dir=None):
     """Render every twin router's configuration for its production platform (``twin_of``) and check it.
 
@@ -265,7 +254,9 @@ def vendor_configs(hostvars, out_dir=None):
     """
     import jinja2
 
-    nc = _netconfig()
+    from jincai.compliance.router_config import load_netconfig
+
+    nc = load_netconfig()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "templates", "router")),
                              trim_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
     with open(os.path.join(ROOT, "policy", "metro.yml"), encoding="utf-8") as fh:
