@@ -268,7 +268,7 @@ def _check_links(ctx, usable, by_code):
             seen.add((peer, role))
             if up.get("subnet"):
                 sn = model.net(up["subnet"])
-                if sn.prefixlen != plan.get("wan_link_prefix"):
+                if plan.get("wan_link_prefix") and sn.prefixlen != plan["wan_link_prefix"]:
                     ctx.err(file, code, f"{f}.subnet", f"{sn} is not a /{plan.get('wan_link_prefix')}",
                             f"use a /{plan.get('wan_link_prefix')} from plan.wan_links")
                 elif plan.get("wan_links") and not sn.subnet_of(model.net(plan["wan_links"])):
