@@ -96,7 +96,7 @@ def _obj(properties, required=(), **extra):
     out = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         out["required"] = list(required)
-    out.update(extra)
+    out.update({k: v for k, v in extra.items() if v != []})
     return out
 
 
@@ -244,12 +244,16 @@ def site_schema(out_of_band=False, lab=False):
     """One site of ``sites/*.yml``; ``out_of_band``: every host records ``mgmt``; ``lab``: lab-only fields."""
     mgmt_required = {"required": ["mgmt"]} if out_of_band else {}
     router = {"platform": _enum(model.PLATFORMS, "platform"), "loopback": ADDRESS}
-    if lab:
+    twin_rule = []
+    if lab:  # a province twin (jincai lab twin): FRR carries the data plane of a production platform
         router["twin_of"] = _enum(model.PLATFORMS, "platform")
+        twin_rule = [{"if": {"required": ["twin_of"]}, "then": {"properties": {"platform": {
+            "const": "frr", "x-messages": {"const": ("only a lab twin's FRR router stands in for a platform",
+                                                     "write platform: frr (twin_of names the production one)")}}}}}]
     else:
         router["twin_of"] = {"not": {}, "x-doc": True, "x-messages": {"not": (
-            "only a lab router can stand in for a production platform",
-            "remove twin_of (it belongs in the lab source, environment: lab)")}}
+            "only a lab twin's FRR router stands in for a platform",
+            "remove twin_of (production routers run their own platform)")}}
     host = _obj({**HOST_SPEC, "address": ADDRESS, "mgmt": ADDRESS, "vpn_access": ADDRESS},
                 ("name", "function", "address"), allOf=[
                     {"if": {"properties": {"function": {"const": "vpn_concentrator"}}, "required": ["function"]},
@@ -276,7 +280,7 @@ def site_schema(out_of_band=False, lab=False):
         "name_zh": STRING,
         "pinyin": STRING,
         "block": PREFIX, "lan": PREFIX, "metro": PREFIX, "vpn_pool": PREFIX,
-        "router": _obj(router, ("platform", "loopback")),
+        "router": _obj(router, ("platform", "loopback"), allOf=twin_rule),
         "uplinks": _list(uplink),
         "hosts": _list(host),
         "parties": _list(party),
@@ -290,7 +294,110 @@ def site_schema(out_of_band=False, lab=False):
 @functools.lru_cache(maxsize=16)
 def _validator(which, *args):
     schema = network_schema(*args) if which == "network" else site_schema(*args)
-    return jsonschema.Draft202012Validator(schema, format_checker=FORMATS)
+    return _Validator(schema, format_checker=FORMATS)
+
+
+def _is_integer(_checker, value):
+    """YAML integers only (jsonschema's default also takes 8101.0)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
+# --------------------------------------------------------------------------- the fast path
+
+# jsonschema builds an error object per keyword visited and costs ~1 s on the Jilin source under
+# load; the inventory plugin validates on every parse. :func:`conforms` answers only "valid or not"
+# for the keywords used above (a differential hypothesis test keeps it equal to jsonschema), so
+# valid input never pays for the messages; invalid input goes through jsonschema for them.
+_TYPES = {"string": str, "array": list, "object": dict, "boolean": bool}
+_FORMAT_FUNCS = {"ipv4-prefix": _is_prefix, "ipv4-address": _is_address, "ssh-public-key": _is_key}
+
+
+def _same(a, b):
+    """JSON equality: true and 1 differ."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _format_ok(name, value):
+    try:
+        return _FORMAT_FUNCS[name](value)
+    except ValueError:
+        return False
+
+
+def conforms(schema, value):  # noqa: C901, PLR0911, PLR0912 - one branch per keyword, as in the spec
+    """True when ``value`` is valid under ``schema`` (the subset of JSON Schema this module uses)."""
+    kind = schema.get("type")
+    if kind is not None:
+        if kind == "integer":
+            if not _is_integer(None, value):
+                return False
+        elif not isinstance(value, _TYPES[kind]):
+            return False
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key, sub in props.items():
+            if key in value and not conforms(sub, value[key]):
+                return False
+        for key in schema.get("required", ()):
+            if key not in value:
+                return False
+        extra = schema.get("additionalProperties", True)
+        if extra is not True:
+            for key, sub in value.items():
+                if key not in props and (extra is False or not conforms(extra, sub)):
+                    return False
+        names = schema.get("propertyNames")
+        if names is not None and not all(conforms(names, key) for key in value):
+            return False
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if items is not None and not all(conforms(items, x) for x in value):
+            return False
+        if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
+            return False
+    elif isinstance(value, str):
+        if not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value)):
+            return False
+        if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
+            return False
+        if "format" in schema and not _format_ok(schema["format"], value):
+            return False
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            return False
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        return False
+    if "const" in schema and not _same(value, schema["const"]):
+        return False
+    if "not" in schema and conforms(schema["not"], value):
+        return False
+    if not all(conforms(sub, value) for sub in schema.get("allOf", ())):
+        return False
+    if "anyOf" in schema and not any(conforms(sub, value) for sub in schema["anyOf"]):
+        return False
+    if "oneOf" in schema and sum(conforms(sub, value) for sub in schema["oneOf"]) != 1:
+        return False
+    if "if" in schema:
+        branch = schema.get("then" if conforms(schema["if"], value) else "else")
+        if branch is not None and not conforms(branch, value):
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(text):
+    return re.compile(text)
+
+
+#: The keywords :func:`conforms` implements (a unit test checks the schemas use no other).
+KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties", "propertyNames", "items",
+                      "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum",
+                      "maximum", "enum", "const", "not", "allOf", "anyOf", "oneOf", "if", "then", "else"})
 
 
 # --------------------------------------------------------------------------- errors to messages
@@ -365,6 +472,8 @@ def _explain(err, root):
         return [(path, f"not an SSH public key: {err.cause}", "paste the one-line .pub content")]
     if kw in ("type", "format"):
         kind = _kind(schema)
+        if value is None and path and isinstance(path[-1], int):
+            return [(path, "empty entry (a '-' with nothing after it)", f"write {KIND_TEXT[kind]} or remove the '-'")]
         if value is None:
             return [(path, "missing (the key has no value)", f"write {KIND_TEXT[kind]} after the colon, or remove the key")]
         hint = f"; quote it, e.g. \"{value}\"" if kind == "string" and isinstance(value, int) else ""
@@ -389,6 +498,8 @@ def problems(which, instance, *args):
     """``[(path, message, fix)]`` of ``instance`` against the ``network`` or ``site`` schema (``args``:
     the schema's parameters), in document order of the paths; never raises."""
     validator = _validator(which, *args)
+    if conforms(validator.schema, instance):
+        return []
     errors = list(validator.iter_errors(instance))
     # a value of the wrong type gets that one message, not also those of the keywords meant for its type
     mistyped = [tuple(e.absolute_path) for e in errors if e.validator == "type"]
@@ -452,3 +563,58 @@ def documented_keys(schema, prefix=()):
 def keyword_re(name):
     """A regex finding ``name`` as a whole word in documentation text."""
     return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])")
+
+
+# --------------------------------------------------------------------------- reference (docs)
+
+_KIND_DOC = {"cidr": "IPv4 prefix", "ip": "IPv4 address", "key": "SSH public key line", "string": "string",
+             "integer": "integer", "array": "list", "object": "mapping", "boolean": "true/false"}
+
+
+def _doc_rows(node, prefix, required, rows):
+    for key, sub in (node.get("properties") or {}).items():
+        if sub.get("x-doc"):
+            continue
+        path = f"{prefix}{key}"
+        kind = _KIND_DOC.get(sub.get("x-kind") or sub.get("type"), "")
+        values = ""
+        if "enum" in sub:
+            values = ", ".join(map(str, sub["enum"]))
+        elif "minimum" in sub:
+            values = f"{sub['minimum']}..{sub['maximum']}" if "maximum" in sub else f">= {sub['minimum']}"
+        rows.append((path, kind, values, "yes" if key in required else ""))
+        _doc_children(sub, path, rows)
+
+
+def _doc_children(sub, path, rows):
+    if sub.get("type") == "object":
+        if isinstance(sub.get("additionalProperties"), dict):
+            extra = sub["additionalProperties"]
+            rows.append((f"{path}.<name>", _KIND_DOC.get(extra.get("type"), ""), "", ""))
+            _doc_rows(extra, f"{path}.<name>.", extra.get("required") or (), rows)
+        _doc_rows(sub, f"{path}.", sub.get("required") or (), rows)
+    elif sub.get("type") == "array" and isinstance(sub.get("items"), dict):
+        items = sub["items"]
+        if items.get("type") == "object":
+            _doc_rows(items, f"{path}[].", items.get("required") or (), rows)
+        else:
+            kind = _KIND_DOC.get(items.get("x-kind") or items.get("type"), "")
+            values = ", ".join(items["enum"]) if "enum" in items else ""
+            rows.append((f"{path}[]", kind, values, ""))
+
+
+def reference():
+    """The Markdown reference tables of every key (docs/source-of-truth.md holds them verbatim)."""
+    out = []
+    for title, root in (("`network.yml` (under `network:`)", network_schema(True)),
+                        ("a site (`sites/*.yml`, each entry under `sites:`)", site_schema(True, True))):
+        rows = []
+        _doc_rows(root, "", root.get("required") or (), rows)
+        out += [f"**{title}**", "", "| key | type | values | required |", "|---|---|---|---|"]
+        out += [f"| `{p}` | {k} | {v} | {r} |" for p, k, v, r in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference(), end="")
