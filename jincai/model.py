@@ -130,6 +130,11 @@ class Source:
             path = os.path.join(self.source_dir, path)
         return load_divisions(path)
 
+    def keys_dir(self):
+        """Where ``key_file: <name>`` keys live (``network.keys_dir``, relative to the source directory)."""
+        keys_dir = (self.network or {}).get("keys_dir", "/var/lib/jincai-lab/keys")
+        return keys_dir if os.path.isabs(keys_dir) else os.path.join(self.source_dir, keys_dir)
+
     def site_map(self):
         """``{code: site}`` for every site with a string code (first one wins on duplicates)."""
         out = {}
@@ -236,7 +241,7 @@ def load(path, overrides=None):
     src.vault_file = display_path(vfile)
     if os.path.isfile(vfile):
         try:
-            src.vault = load_yaml(vfile) or {}
+            src.vault = read(vfile) or {}
         except yaml.YAMLError as exc:
             src.load_errors.append(Finding(src.vault_file, None, "yaml", _yaml_msg(exc), "fix the YAML syntax"))
     return src
@@ -341,9 +346,7 @@ def derive(src):
     province = next(s for s in ordered if s["tier"] == "province")
     mgmt_plan = plan.get("management") or {}
     mgmt_net = mgmt_plan.get("network")
-    keys_dir = network.get("keys_dir", "/var/lib/jincai-lab/keys")
-    if not os.path.isabs(keys_dir):
-        keys_dir = os.path.join(src.source_dir, keys_dir)
+    keys_dir = src.keys_dir()
     ospf = network.get("ospf") or {}
     apps_catalogue = network.get("applications") or {}
     tier_apps = network.get("tiers") or {}

@@ -14,10 +14,11 @@ hold only the rules a schema cannot state: cross-field and cross-site ones.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import sys
 
-from jincai import model, schema, sourceyaml
+from jincai import model, schema, sourceyaml, sshkeys
 from jincai.model import Finding
 
 DEFAULT_TECH_COUNTS = {"city": (5, 8), "county": (2, 4)}
@@ -38,6 +39,7 @@ class _Ctx:
         self.sites = []  # (file, site) for every site entry that is a mapping, pruned
         self.raw = {}  # (file, code) -> the site as loaded (for line numbers)
         self.rejected = {}  # id(pruned site) -> its top-level keys the schema rejected
+        self.keys_dir = src.keys_dir()
 
     @property
     def plan(self):
@@ -479,10 +481,27 @@ def _check_host_name(ctx, file, code, field, name):
                 f"holds at most {DNS_NAME_MAX}", "use a shorter name or network.domain")
 
 
+def _key_file_error(ctx, file, code, field, person):
+    """The key a ``key_file`` names, when that file exists: it must decode like a literal key."""
+    resolved = model._technician(person, ctx.keys_dir)  # noqa: SLF001 - the one key_file resolution
+    path, key = resolved["key_file"], resolved["key"]
+    if not os.path.isfile(path):
+        return None  # not there yet (the lab creates its keys); the accounts role checks it on hosts
+    problem = sshkeys.key_error(key)
+    if problem:
+        ctx.err(file, code, f"{field}.key_file", f"{model.display_path(path)} is not an SSH public key: {problem}",
+                "put the one-line .pub content in the file")
+        return None
+    return key
+
+
 def _check_people_unique(ctx, people):
-    """One login per person and one key per login, across the administrators and every site."""
+    """One login per person and one key per login, across the administrators and every site (a
+    ``key_file`` key too, when the file exists)."""
     users, keys = {}, {}
     for file, code, field, person in people:
+        if person.get("key_file") and person.get("user") is not None:
+            person = dict(person, key=_key_file_error(ctx, file, code, field, person))
         u = person.get("user")
         where = f"site {code}" if code else "admins"
         if u is not None:

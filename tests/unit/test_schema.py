@@ -113,3 +113,29 @@ def test_the_fast_path_implements_every_keyword_the_schemas_use():
 def test_the_schemas_are_valid_json_schemas():
     for s in SCHEMAS:
         schema._Validator.check_schema(s)
+
+
+def test_key_files_that_exist_must_decode_and_not_be_shared(tmp_path):
+    src = model.load(LAB)
+    src.network["keys_dir"] = str(tmp_path)
+    good = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGO7vUeWbhEkT38fWYwwMEjlqmbTREkHhraEYxhDMg9F a@b"
+    (tmp_path / "t220102a.pub").write_text("ssh-ed25519 AAAAnotakey a@b\n")
+    (tmp_path / "t220103a.pub").write_text(good + "\n")
+    (tmp_path / "t220103b.pub").write_text(good + "\n")
+    errors = {(f.site, f.field): f.message for f in validate.check(src) if f.severity == "error"}
+    assert errors[("220102", "technicians[0].key_file")].endswith("is not an SSH public key: key data is not valid base64")
+    assert errors[("220103", "technicians[1].key")] == "same key as site 220103 t220103a (a shared key is a shared account)"
+    assert len(errors) == 2  # missing key files are not an error here (the lab creates them)
+
+
+def test_a_secret_appended_twice_to_the_vault_is_reported(tmp_path):
+    import shutil
+
+    inv = tmp_path / "lab"
+    shutil.copytree(LAB, inv)
+    vault = inv / "group_vars" / "all" / "vault.yml"
+    text = vault.read_text()
+    first = text.split("\n", 1)[1] if text.startswith("---") else text
+    vault.write_text(text + first)
+    fs = [f for f in validate.findings(str(inv)) if "duplicate key" in f.message]
+    assert fs and all(f.file.endswith("vault.yml") and f.line for f in fs)
