@@ -130,9 +130,10 @@ class Source:
             path = os.path.join(self.source_dir, path)
         return load_divisions(path)
 
-    def keys_dir(self):
-        """Where ``key_file: <name>`` keys live (``network.keys_dir``, relative to the source directory)."""
-        keys_dir = (self.network or {}).get("keys_dir", "/var/lib/jincai-lab/keys")
+    def keys_dir(self, network=None):
+        """Where ``key_file: <name>`` keys live: ``keys_dir`` of ``network`` (default: this source's
+        settings), relative to the source directory."""
+        keys_dir = (self.network if network is None else network).get("keys_dir", "/var/lib/jincai-lab/keys")
         return keys_dir if os.path.isabs(keys_dir) else os.path.join(self.source_dir, keys_dir)
 
     def site_map(self):

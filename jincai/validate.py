@@ -24,8 +24,6 @@ from jincai.model import Finding
 DEFAULT_TECH_COUNTS = {"city": (5, 8), "county": (2, 4)}
 PLAIN_SECRET_KEYS = ("user", "username", "name")
 PLAN_POOLS = ("loopbacks", "wan_links", "vpn_pool", "city_vpn_pools", "vpn_access")
-#: Site fields the cross-site checks and derive() rely on: a site with one of them rejected is not used.
-CORE_FIELDS = ("code", "tier", "parent", "block", "lan", "router", "hosts")
 DNS_LABEL_MAX, DNS_NAME_MAX = 63, 253
 
 
@@ -39,7 +37,8 @@ class _Ctx:
         self.sites = []  # (file, site) for every site entry that is a mapping, pruned
         self.raw = {}  # (file, code) -> the site as loaded (for line numbers)
         self.rejected = {}  # id(pruned site) -> its top-level keys the schema rejected
-        self.keys_dir = src.keys_dir()
+        self.keys_dir = None  # from the pruned settings (a mistyped keys_dir is reported, not used)
+        self.plan_ok = False  # the plan passed the schema and its own rules (pools, ranges)
 
     @property
     def plan(self):
@@ -328,7 +327,7 @@ def _claims(ctx, usable):
     return prefixes, addresses
 
 
-def _check_addresses(ctx, usable, by_code, plan_ok):
+def _check_addresses(ctx, usable, by_code):
     """Duplicates, overlaps, and addresses outside their site's block or pool."""
     plan = ctx.plan
     prefixes, addresses = _claims(ctx, usable)
@@ -345,7 +344,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
                     "give each host its own address (jincai site add picks free ones)")
         else:
             seen[addr] = (file, code, field)
-    if not plan_ok:
+    if not ctx.plan_ok:
         return
     sup = model.net(plan["supernet"])
     pools = {k: model.net(plan[k]) for k in PLAN_POOLS if plan.get(k)}
@@ -557,7 +556,7 @@ def _check_duplicates(ctx, sites):
     _check_people_unique(ctx, people)
 
 
-def _check_vault(ctx):
+def _check_vault(ctx, _usable, _by_code):
     """Every required secret is present in group_vars/all/vault.yml and encrypted."""
     required = ctx.network.get("secrets") or []
     if not isinstance(required, list):
@@ -587,7 +586,7 @@ def _check_vault(ctx):
                 ctx.err(vf, None, path, "secret stored in plain text", "encrypt it with ansible-vault encrypt_string")
 
 
-def _check_province(ctx):
+def _check_province(ctx, _usable, _by_code):
     provs = [(f, s) for f, s in ctx.sites if s.get("tier") == "province"]
     if len(provs) != 1:
         ctx.err(ctx.src.network_file, None, "sites", f"{len(provs)} province sites", "define exactly one site with tier: province")
@@ -599,7 +598,7 @@ def _check_province(ctx):
 
 
 #: Checks across sites, in order; each takes (context, usable sites, {code: site}).
-SOURCE_CHECKS = (_check_divisions, _check_links, _check_pools)
+SOURCE_CHECKS = (_check_province, _check_divisions, _check_links, _check_addresses, _check_pools, _check_vault)
 
 
 def _shape_sites(ctx, oob, lab):
@@ -657,7 +656,8 @@ def check(src):
         return ctx.findings
     lab = src.network.get("environment") == "lab"
     ctx.network, bad = _apply_schema(ctx, src.network_file, None, "network", src.network, lab)
-    plan_ok = _check_plan(ctx, bad)
+    ctx.keys_dir = src.keys_dir(ctx.network)
+    ctx.plan_ok = _check_plan(ctx, bad)
     for rule in NETWORK_CHECKS:
         rule(ctx)
     oob = _dict(ctx.plan.get("management")).get("mode") == "out_of_band"
@@ -675,11 +675,8 @@ def check(src):
             seen.add(code)
             usable.append((file, site))
     by_code = {s["code"]: s for _, s in usable}
-    _check_province(ctx)
     for rule in SOURCE_CHECKS:
         rule(ctx, usable, by_code)
-    _check_addresses(ctx, usable, by_code, plan_ok)
-    _check_vault(ctx)
     _add_lines(ctx)
     return ctx.findings
 
