@@ -220,10 +220,9 @@ def network_schema(lab=False):
         "ospf": _obj({"areas": _enum(("single", "per_city"), "OSPF area design", "use 'single' or 'per_city'"),
                       "hello": _int(1, 65535), "dead": _int(1, 65535)}),
         "ntp_upstream": _list(ADDRESS),
-        "applications": {"type": "object", "propertyNames": {"pattern": APP_PATTERN},
-                         "additionalProperties": _obj({"name_zh": STRING, "port": PORT}, ("name_zh", "port")),
-                         "x-messages": {"propertyNames": ("{value!r} is not an application name",
-                                                          "lower-case letters, digits and '_', e.g. budget")}},
+        "applications": {"type": "object", "propertyNames": {"pattern": APP_PATTERN, "x-messages": {"pattern": (
+                             "{value!r} is not an application name", "lower-case letters, digits and '_', e.g. budget")}},
+                         "additionalProperties": _obj({"name_zh": STRING, "port": PORT}, ("name_zh", "port"))},
         "tiers": _per_tier_required(_list({"type": "string"})),
         "technician_counts": _obj({t: pair for t in model.TIERS}),
         "admins": _list(PERSON),
@@ -447,6 +446,8 @@ def _type_name(value):
 def _explain(err, root):
     """``[(path, message, fix)]`` for one jsonschema error."""
     path, schema, value, kw = tuple(err.absolute_path), err.schema, err.instance, err.validator
+    if "propertyNames" in err.relative_schema_path:
+        path += (value,)  # the key itself is wrong: name it (and prune only its entry)
     custom = (schema.get("x-messages") or {}).get(kw) if isinstance(schema, dict) else None
     if custom:
         msg, fix, *suffix = custom
@@ -496,7 +497,7 @@ def _explain(err, root):
 
 def problems(which, instance, *args):
     """``[(path, message, fix)]`` of ``instance`` against the ``network`` or ``site`` schema (``args``:
-    the schema's parameters), in document order of the paths; never raises."""
+    the schema's parameters), in the schema's order; never raises."""
     validator = _validator(which, *args)
     if conforms(validator.schema, instance):
         return []
@@ -558,11 +559,6 @@ def documented_keys(schema, prefix=()):
         if isinstance(sub, dict):
             out.extend(documented_keys(sub, prefix))
     return out
-
-
-def keyword_re(name):
-    """A regex finding ``name`` as a whole word in documentation text."""
-    return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])")
 
 
 # --------------------------------------------------------------------------- reference (docs)

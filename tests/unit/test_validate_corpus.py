@@ -33,7 +33,7 @@ def apply_case(case, dest):
 
 
 def test_corpus_is_large_enough():
-    assert len(CASES) >= 25
+    assert len(CASES) >= 69
 
 
 @pytest.mark.parametrize("name", CASES)
