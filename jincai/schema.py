@@ -20,8 +20,6 @@ import functools
 import ipaddress
 import re
 
-import jsonschema
-
 from jincai import model, sshkeys
 
 CODE_PATTERN = r"^\d{6}$"
@@ -56,10 +54,6 @@ KIND_TEXT = {"string": "a string", "integer": "an integer", "array": "a list", "
 # --------------------------------------------------------------------------- formats
 
 
-FORMATS = jsonschema.FormatChecker(formats=())
-
-
-@FORMATS.checks("ipv4-prefix", raises=ValueError)
 def _is_prefix(value):
     """An IPv4 prefix with a length and host bits zero (``10.22.1.0/24``)."""
     if not isinstance(value, str):
@@ -70,7 +64,6 @@ def _is_prefix(value):
     return True
 
 
-@FORMATS.checks("ipv4-address", raises=ValueError)
 def _is_address(value):
     """A plain IPv4 address."""
     if isinstance(value, str):
@@ -78,7 +71,6 @@ def _is_address(value):
     return True
 
 
-@FORMATS.checks("ssh-public-key", raises=ValueError)
 def _is_key(value):
     """An OpenSSH public key line whose blob decodes and names its own type (see :mod:`jincai.sshkeys`)."""
     if isinstance(value, str):
@@ -220,8 +212,9 @@ def network_schema(lab=False):
         "ospf": _obj({"areas": _enum(("single", "per_city"), "OSPF area design", "use 'single' or 'per_city'"),
                       "hello": _int(1, 65535), "dead": _int(1, 65535)}),
         "ntp_upstream": _list(ADDRESS),
-        "applications": {"type": "object", "propertyNames": {"pattern": APP_PATTERN, "x-messages": {"pattern": (
-                             "{value!r} is not an application name", "lower-case letters, digits and '_', e.g. budget")}},
+        "applications": {"type": "object", "propertyNames": {"type": "string", "pattern": APP_PATTERN, "x-messages": {
+                             k: ("{value!r} is not an application name", "lower-case letters, digits and '_', e.g. budget")
+                             for k in ("type", "pattern")}},
                          "additionalProperties": _obj({"name_zh": STRING, "port": PORT}, ("name_zh", "port"))},
         "tiers": _per_tier_required(_list({"type": "string"})),
         "technician_counts": _obj({t: pair for t in model.TIERS}),
@@ -293,17 +286,34 @@ def site_schema(out_of_band=False, lab=False):
 @functools.lru_cache(maxsize=16)
 def _validator(which, *args):
     schema = network_schema(*args) if which == "network" else site_schema(*args)
-    return _Validator(schema, format_checker=FORMATS)
+    return validator_class()(schema, format_checker=_format_checker())
+
+
+@functools.lru_cache(maxsize=1)
+def validator_class():
+    """jsonschema's draft 2020-12 validator with YAML's integers (its default also takes 8101.0).
+
+    jsonschema is imported here, not at module level: only invalid input needs its messages (valid
+    input passes :func:`conforms`), and the inventory plugin saves the import on every parse."""
+    import jsonschema  # noqa: PLC0415
+
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
+def _format_checker():
+    import jsonschema  # noqa: PLC0415
+
+    checker = jsonschema.FormatChecker(formats=())
+    for name, func in _FORMAT_FUNCS.items():
+        checker.checks(name, raises=ValueError)(func)
+    return checker
 
 
 def _is_integer(_checker, value):
-    """YAML integers only (jsonschema's default also takes 8101.0)."""
+    """YAML integers only."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 
 # --------------------------------------------------------------------------- the fast path
@@ -498,9 +508,9 @@ def _explain(err, root):
 def problems(which, instance, *args):
     """``[(path, message, fix)]`` of ``instance`` against the ``network`` or ``site`` schema (``args``:
     the schema's parameters), in the schema's order; never raises."""
-    validator = _validator(which, *args)
-    if conforms(validator.schema, instance):
+    if conforms(network_schema(*args) if which == "network" else site_schema(*args), instance):
         return []
+    validator = _validator(which, *args)
     errors = list(validator.iter_errors(instance))
     # a value of the wrong type gets that one message, not also those of the keywords meant for its type
     mistyped = [tuple(e.absolute_path) for e in errors if e.validator == "type"]
@@ -535,8 +545,9 @@ def prune(instance, paths, schema):
         try:
             for step in path[:-1]:
                 node = node[step]
-            if isinstance(node, dict):
-                node.pop(path[-1], None)
+            if isinstance(node, dict):  # messages name keys as text: remove 0 for "0" too
+                for key in [k for k in node if k == path[-1] or str(k) == str(path[-1])]:
+                    del node[key]
             elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
                 if (schema_at(schema, path).get("type")) == "object":
                     node[path[-1]] = None
