@@ -182,8 +182,10 @@ def load(path, overrides=None):
         src.marks.update(marks)
         shown = display_path(p)
         for key, line, first in dups:
-            src.load_errors.append(Finding(shown, None, str(key), f"duplicate key: written again at line {line} "
-                                           f"(first at line {first}); YAML would silently keep only the last one",
+            where = f"written twice on line {line}" if line == first else \
+                f"written again at line {line} (first at line {first})"
+            src.load_errors.append(Finding(shown, None, str(key), f"duplicate key: {where}; YAML would silently "
+                                           "keep only the last one",
                                            f"write '{key}:' once and merge the two entries", line=line))
         return data
 
