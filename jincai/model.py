@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from jincai import sourceyaml
+from jincai.sourceyaml import VaultValue  # noqa: F401 - re-exported: validate checks vault values
+
 TIERS = ("province", "city", "county")
 PLATFORMS = ("huawei_vrp", "huawei_vrpv8", "h3c_comware", "cisco_ios", "frr")
 FUNCTIONS = ("router", "vpn_concentrator", "app_server", "services")
@@ -43,7 +46,7 @@ class SourceError(Exception):
 
 @dataclass
 class Finding:
-    """One validation result, printed as ``FILE: site CODE: FIELD: message (fix: ...)``."""
+    """One validation result, printed as ``FILE: site CODE: FIELD: message (fix: ...) (line N)``."""
 
     file: str
     site: str | None
@@ -51,32 +54,24 @@ class Finding:
     message: str
     fix: str = ""
     severity: str = "error"
+    line: int | None = None
 
     def __str__(self):
         scope = f"site {self.site}" if self.site else "network"
         text = f"{self.file}: {scope}: {self.field}: {self.message}"
         if self.fix:
             text += f" (fix: {self.fix})"
+        if self.line:
+            text += f" (line {self.line})"
         if self.severity != "error":
             text = f"{self.severity}: {text}"
         return text
 
 
-class VaultValue(str):
-    """An ``!vault`` inline-encrypted value (kept encrypted; only its presence matters here)."""
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """Safe loader (libyaml when available: ~10x faster) that also accepts Ansible's ``!vault`` tag."""
-
-
-_Loader.add_constructor("!vault", lambda loader, node: VaultValue(loader.construct_scalar(node)))
-
-
 def load_yaml(path):
-    """Parse one YAML file with the project's loader."""
+    """Parse one YAML file with the project's loader (see :mod:`jincai.sourceyaml`)."""
     with open(path, encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_Loader)  # noqa: S506 - safe loader subclass
+        return sourceyaml.parse(fh)[0]
 
 
 def display_path(path):
@@ -120,6 +115,7 @@ class Source:
     vault: dict | None = None
     vault_file: str = ""
     load_errors: list = field(default_factory=list)
+    marks: dict = field(default_factory=dict)  # line of every key and item (sourceyaml.Loader.marks)
 
     @property
     def plan(self):
@@ -133,6 +129,12 @@ class Source:
         if path and not os.path.isabs(path):
             path = os.path.join(self.source_dir, path)
         return load_divisions(path)
+
+    def keys_dir(self, network=None):
+        """Where ``key_file: <name>`` keys live: ``keys_dir`` of ``network`` (default: this source's
+        settings), relative to the source directory."""
+        keys_dir = (self.network if network is None else network).get("keys_dir", "/var/lib/jincai-lab/keys")
+        return keys_dir if os.path.isabs(keys_dir) else os.path.join(self.source_dir, keys_dir)
 
     def site_map(self):
         """``{code: site}`` for every site with a string code (first one wins on duplicates)."""
@@ -171,9 +173,30 @@ def load(path, overrides=None):
     src = Source(inv_dir=inv_dir, source_dir=source_dir)
 
     def read(p):
+        """Parse one source file; its duplicate keys become findings, its lines go to ``src.marks``."""
         if p in overrides:
-            return yaml.load(overrides[p], Loader=_Loader)  # noqa: S506
-        return load_yaml(p)
+            data, dups, marks = sourceyaml.parse(overrides[p])
+        else:
+            with open(p, encoding="utf-8") as fh:
+                data, dups, marks = sourceyaml.parse(fh)
+        src.marks.update(marks)
+        shown = display_path(p)
+        for key, line, first in dups:
+            where = f"written twice on line {line}" if line == first else \
+                f"written again at line {line} (first at line {first})"
+            src.load_errors.append(Finding(shown, None, str(key), f"duplicate key: {where}; YAML would silently "
+                                           "keep only the last one",
+                                           f"write '{key}:' once and merge the two entries", line=line))
+        return data
+
+    def top_level(data, p, key, what):
+        """Unknown top-level keys of a source file (only ``key`` belongs there)."""
+        for k in data:
+            if k != key:
+                src.load_errors.append(Finding(display_path(p), None, str(k), "unknown top-level key",
+                                               f"did you mean {key}? ({what})" if _close(k, key) else
+                                               f"remove it; the file holds only '{key}:'",
+                                               line=sourceyaml.line_of(src.marks, data, [k])))
 
     netfile = os.path.join(source_dir, "network.yml")
     src.network_file = display_path(netfile)
@@ -182,13 +205,17 @@ def load(path, overrides=None):
     except FileNotFoundError:
         src.load_errors.append(Finding(src.network_file, None, "network.yml", "file missing",
                                        "create source/network.yml with a top-level 'network:' mapping"))
-        data = None
+        data = False
     except yaml.YAMLError as exc:
         src.load_errors.append(Finding(src.network_file, None, "yaml", _yaml_msg(exc), "fix the YAML syntax"))
-        data = None
-    if data is not None:
+        data = False
+    if data is None:
+        src.load_errors.append(Finding(src.network_file, None, "network", "the file is empty (or only comments)",
+                                       "start the file with 'network:' and indent the settings under it"))
+    elif data is not False:
         if isinstance(data, dict) and isinstance(data.get("network"), dict):
             src.network = data["network"]
+            top_level(data, netfile, "network", "the settings are indented under 'network:'")
         else:
             src.load_errors.append(Finding(src.network_file, None, "network",
                                            "top-level 'network:' mapping missing",
@@ -210,16 +237,24 @@ def load(path, overrides=None):
             src.load_errors.append(Finding(shown, None, "sites", "top-level 'sites:' list missing",
                                            "the file must hold 'sites:' followed by a list of sites"))
             continue
+        top_level(data, p, "sites", "the sites are listed under 'sites:'")
         for site in data["sites"]:
             src.sites.append((shown, site))
     vfile = os.path.join(inv_dir, "group_vars", "all", "vault.yml")
     src.vault_file = display_path(vfile)
     if os.path.isfile(vfile):
         try:
-            src.vault = load_yaml(vfile) or {}
+            src.vault = read(vfile) or {}
         except yaml.YAMLError as exc:
             src.load_errors.append(Finding(src.vault_file, None, "yaml", _yaml_msg(exc), "fix the YAML syntax"))
     return src
+
+
+def _close(word, known):
+    """True when ``word`` looks like a misspelling of ``known``."""
+    import difflib  # noqa: PLC0415 - only on this error path
+
+    return bool(difflib.get_close_matches(str(word), [known], n=1))
 
 
 def _yaml_msg(exc):
@@ -314,9 +349,7 @@ def derive(src):
     province = next(s for s in ordered if s["tier"] == "province")
     mgmt_plan = plan.get("management") or {}
     mgmt_net = mgmt_plan.get("network")
-    keys_dir = network.get("keys_dir", "/var/lib/jincai-lab/keys")
-    if not os.path.isabs(keys_dir):
-        keys_dir = os.path.join(src.source_dir, keys_dir)
+    keys_dir = src.keys_dir()
     ospf = network.get("ospf") or {}
     apps_catalogue = network.get("applications") or {}
     tier_apps = network.get("tiers") or {}

@@ -13,10 +13,10 @@ import sys
 
 import yaml
 
-from jincai import allocate, model, validate
+from jincai import allocate, model, schema, validate
 
-SITE_KEY_ORDER = ("code", "tier", "parent", "name_zh", "pinyin", "block", "lan", "metro", "vpn_pool", "router",
-                  "uplinks", "hosts", "parties", "budget_units", "vpn_clients", "technicians", "notes")
+#: Keys of a site in the order the hand-written files use: the schema's order (jincai/schema.py).
+SITE_KEY_ORDER = tuple(schema.site_schema()["properties"])
 MAX_FLOW = 130
 
 

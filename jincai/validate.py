@@ -1,47 +1,50 @@
 """Pre-flight validation of a source of truth, before any host is contacted.
 
 :func:`check` collects EVERY finding at once; each names the file, the site, the field and how to
-fix it. :func:`run` prints them (``FILE: site CODE: FIELD: message (fix: ...)``, one per line, to
-stderr) and returns 1 when there is at least one error. Warnings (e.g. technician counts) do not
-fail validation.
+fix it (and the line, where known). :func:`run` prints them (``FILE: site CODE: FIELD: message
+(fix: ...) (line N)``, one per line, to stderr) and returns 1 when there is at least one error.
+Warnings (e.g. technician counts) do not fail validation.
+
+Shape (keys, types, enumerations, ranges) is the declarative schema of :mod:`jincai.schema`; what
+it rejects is reported and removed (:func:`jincai.schema.prune`), so the registered checks below
+(:data:`NETWORK_CHECKS`, :data:`SITE_CHECKS`, :data:`SOURCE_CHECKS`) see only well-typed values and
+hold only the rules a schema cannot state: cross-field and cross-site ones.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
+import os
 import re
 import sys
 
-from jincai import model
+from jincai import model, schema, sourceyaml, sshkeys
 from jincai.model import Finding
 
-CODE_RE = re.compile(r"^\d{6}$")
-HOSTNAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{40,}( .*)?$")
-LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
 DEFAULT_TECH_COUNTS = {"city": (5, 8), "county": (2, 4)}
-NETWORK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PLAIN_SECRET_KEYS = ("user", "username", "name")
-
-SITE_FIELDS = {
-    "code": "str", "tier": "str", "parent": "str", "name_zh": "str", "pinyin": "str", "block": "cidr",
-    "lan": "cidr", "metro": "cidr", "vpn_pool": "cidr", "router": "dict", "uplinks": "list",
-    "hosts": "list", "parties": "list", "budget_units": "dict", "vpn_clients": "list",
-    "technicians": "list", "notes": "str",
-}
-SITE_REQUIRED = ("code", "tier", "name_zh", "pinyin", "block", "lan", "router", "hosts")
 PLAN_POOLS = ("loopbacks", "wan_links", "vpn_pool", "city_vpn_pools", "vpn_access")
+DNS_LABEL_MAX, DNS_NAME_MAX = 63, 253
 
 
 class _Ctx:
-    """Accumulates findings for one source."""
+    """Accumulates findings for one source; ``network``, ``plan`` and ``sites`` are the pruned data."""
 
     def __init__(self, src):
         self.src = src
         self.findings = list(src.load_errors)
-        self.files = {}
+        self.network = {}
+        self.sites = []  # (file, site) for every site entry that is a mapping, pruned
+        self.raw = {}  # (file, code) -> the site as loaded (for line numbers)
+        self.rejected = {}  # id(pruned site) -> its top-level keys the schema rejected
+        self.keys_dir = None  # from the pruned settings (a mistyped keys_dir is reported, not used)
+        self.plan_ok = False  # the plan passed the schema and its own rules (pools, ranges)
+
+    @property
+    def plan(self):
+        """The pruned address plan."""
+        plan = self.network.get("plan")
+        return plan if isinstance(plan, dict) else {}
 
     def err(self, file, site, field, message, fix="", severity="error"):
         self.findings.append(Finding(file, site, field, message, fix, severity))
@@ -50,9 +53,9 @@ class _Ctx:
         self.err(file, site, field, message, fix, "warning")
 
 
-def _list(value):
-    """``value`` when it is a list, else an empty list (its type is reported elsewhere)."""
-    return value if isinstance(value, list) else []
+def _items(value):
+    """``(index, item)`` of the mappings in a list (other items were reported and pruned)."""
+    return [(i, x) for i, x in enumerate(value) if isinstance(x, dict)] if isinstance(value, list) else []
 
 
 def _dict(value):
@@ -60,348 +63,148 @@ def _dict(value):
     return value if isinstance(value, dict) else {}
 
 
-def _kind_ok(value, kind):
-    if kind == "str":
-        return isinstance(value, str)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "list":
-        return isinstance(value, list)
-    if kind == "dict":
-        return isinstance(value, dict)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "cidr":
-        if not isinstance(value, str) or "/" not in value:
-            return False
-        try:
-            ipaddress.IPv4Network(value, strict=True)
-        except ValueError:
-            return False
-        return True
-    if kind == "ip":
-        if not isinstance(value, str):
-            return False
-        try:
-            ipaddress.IPv4Address(value)
-        except ValueError:
-            return False
-        return True
-    raise ValueError(kind)
+def _unknown(noun, value, known):
+    """``(message, fix)`` for a value that is not one of ``known`` (with a did-you-mean)."""
+    fix = f"use one of {', '.join(known)}"
+    close = schema.suggest(value, known)
+    return f"unknown {noun} {value!r}", (f"did you mean {close}? ({fix})" if close else fix)
 
 
-KIND_TEXT = {"str": "a string", "int": "an integer", "list": "a list", "dict": "a mapping", "bool": "true or false",
-             "cidr": "an IPv4 prefix such as 10.22.1.0/24 (host bits zero)", "ip": "an IPv4 address such as 10.22.1.10"}
-
-
-def _typed(ctx, file, code, field, value, kind, required=True):
-    """Check presence and type of one field; True when usable."""
-    if value is None:
-        if required:
-            ctx.err(file, code, field, "missing", f"add '{field.split('.')[-1]}:' ({KIND_TEXT[kind]})")
-        return False
-    if not _kind_ok(value, kind):
-        hint = ""
-        if kind == "str" and isinstance(value, int):
-            hint = "; quote it, e.g. \"%s\"" % value
-        ctx.err(file, code, field, f"must be {KIND_TEXT[kind]}, got {type(value).__name__} {value!r}",
-                f"write {KIND_TEXT[kind]}{hint}")
-        return False
-    return True
+def _apply_schema(ctx, file, code, which, instance, *args):
+    """Report ``instance``'s schema problems; return ``(pruned instance, rejected top-level keys)``."""
+    probs = schema.problems(which, instance, *args)
+    for path, message, fix in probs:
+        ctx.err(file, code, schema.field_name(path) or which, message, fix)
+    root = schema.network_schema(*args) if which == "network" else schema.site_schema(*args)
+    return schema.prune(instance, [p for p, _, _ in probs], root), {p[0] for p, _, _ in probs if p}
 
 
 # --------------------------------------------------------------------------- network.yml
 
 
-def _check_network(ctx):
-    src, nf = ctx.src, ctx.src.network_file
-    netw = src.network
-    if not netw:
+def _check_plan(ctx, bad):
+    """The address plan: pools inside the supernet and disjoint, lab and production ranges."""
+    nf, plan = ctx.src.network_file, ctx.plan
+    env = ctx.network.get("environment", "production")
+    if "plan" in bad:
         return False
     ok = True
-    if _typed(ctx, nf, None, "name", netw.get("name"), "str") and not NETWORK_NAME_RE.match(netw["name"]):
-        ctx.err(nf, None, "name", f"{netw['name']!r} cannot name the network's state directory "
-                "(/var/lib/jincai/pki/<name>)", "use lower-case letters, digits, '-' or '_', e.g. jilin")
-    env = netw.get("environment", "production")
-    if env not in ("lab", "production"):
-        ctx.err(nf, None, "environment", f"unknown environment {env!r}", "use 'lab' or 'production'")
-    plan = netw.get("plan")
-    if not _typed(ctx, nf, None, "plan", plan, "dict"):
-        return False
-    if not _typed(ctx, nf, None, "plan.supernet", plan.get("supernet"), "cidr"):
-        ok = False
-    for key in PLAN_POOLS:
-        if not _typed(ctx, nf, None, f"plan.{key}", plan.get(key), "cidr", required=key != "city_vpn_pools"):
-            ok = ok and key == "city_vpn_pools" and plan.get(key) is None
-    prefixes_ok = True
-    for key, lo, hi in (("city_block_prefix", 8, 28), ("county_block_prefix", 16, 30), ("wan_link_prefix", 30, 31)):
-        if not _typed(ctx, nf, None, f"plan.{key}", plan.get(key), "int"):
-            ok = prefixes_ok = False
-        elif not lo <= plan[key] <= hi:
-            ctx.err(nf, None, f"plan.{key}", f"{plan[key]} is out of range", f"use a prefix length {lo}..{hi}")
-            ok = prefixes_ok = False
-    if prefixes_ok and plan["city_block_prefix"] >= plan["county_block_prefix"]:
+    if plan["city_block_prefix"] >= plan["county_block_prefix"]:
         ctx.err(nf, None, "plan.county_block_prefix", "county blocks must be smaller than city blocks",
                 "make county_block_prefix larger than city_block_prefix")
-    mg = plan.get("management")
-    if _typed(ctx, nf, None, "plan.management", mg, "dict"):
-        mode = mg.get("mode")
-        if mode not in ("out_of_band", "inband"):
-            ctx.err(nf, None, "plan.management.mode", f"unknown mode {mode!r}", "use 'out_of_band' or 'inband'")
-        if not _typed(ctx, nf, None, "plan.management.network", mg.get("network"), "cidr"):
+    mg = plan["management"]
+    if mg["mode"] == "out_of_band" and ipaddress.ip_address(mg["control_node"]) not in model.net(mg["network"]):
+        ctx.err(nf, None, "plan.management.control_node", "not inside the management network",
+                f"pick an address inside {mg['network']}")
+    sup = model.net(plan["supernet"])
+    for key in PLAN_POOLS:
+        if plan.get(key) and not model.net(plan[key]).subnet_of(sup):
+            ctx.err(nf, None, f"plan.{key}", f"{plan[key]} is outside the supernet {sup}",
+                    f"choose a pool inside {sup}")
             ok = False
-        elif mode == "out_of_band":
-            if _typed(ctx, nf, None, "plan.management.control_node", mg.get("control_node"), "ip"):
-                if ipaddress.ip_address(mg["control_node"]) not in model.net(mg["network"]):
-                    ctx.err(nf, None, "plan.management.control_node", "not inside the management network",
-                            f"pick an address inside {mg['network']}")
-    else:
-        ok = False
-    if ok:
-        sup = model.net(plan["supernet"])
-        for key in PLAN_POOLS:
-            if plan.get(key) and not model.net(plan[key]).subnet_of(sup):
-                ctx.err(nf, None, f"plan.{key}", f"{plan[key]} is outside the supernet {sup}",
-                        f"choose a pool inside {sup}")
+    pools = [(k, model.net(plan[k])) for k in PLAN_POOLS if plan.get(k)]
+    for i, (k1, n1) in enumerate(pools):
+        for k2, n2 in pools[i + 1:]:
+            if n1.overlaps(n2):
+                ctx.err(nf, None, f"plan.{k2}", f"{n2} overlaps plan.{k1} {n1}", "make the pools disjoint")
                 ok = False
-        pools = [(k, model.net(plan[k])) for k in PLAN_POOLS if plan.get(k)]
-        for i, (k1, n1) in enumerate(pools):
-            for k2, n2 in pools[i + 1:]:
-                if n1.overlaps(n2):
-                    ctx.err(nf, None, f"plan.{k2}", f"{n2} overlaps plan.{k1} {n1}", "make the pools disjoint")
-                    ok = False
-        if env == "lab":
-            nets = [("plan.supernet", sup)]
-            if isinstance(mg, dict) and _kind_ok(mg.get("network"), "cidr"):
-                nets.append(("plan.management.network", model.net(mg["network"])))
-            for field, n in nets:
-                if not n.subnet_of(LAB_RANGE):
-                    ctx.err(nf, None, field, f"{n} is outside 198.18.0.0/15; the lab may only use that range",
-                            "use addresses from 198.18.0.0/15")
-                    ok = False
-        elif not sup.is_private:
-            ctx.err(nf, None, "plan.supernet", f"{sup} is not a private range", "use an RFC 1918 prefix")
-    for key in ("lan_prefix", "metro_prefix"):
-        val = plan.get(key)
-        if _typed(ctx, nf, None, f"plan.{key}", val, "dict"):
-            for tier in model.TIERS:
-                _typed(ctx, nf, None, f"plan.{key}.{tier}", val.get(tier), "int")
-    for key, kind in (("domain", "str"), ("keys_dir", "str"), ("ospf", "dict"), ("ntp_upstream", "list"),
-                      ("admins", "list"), ("defaults", "dict"), ("divisions_file", "str")):
-        if key in netw:
-            _typed(ctx, nf, None, key, netw[key], kind)
-    for i, addr in enumerate(_list(netw.get("ntp_upstream"))):
-        _typed(ctx, nf, None, f"ntp_upstream[{i}]", addr, "ip")
-    ospf = _dict(netw.get("ospf"))
-    if ospf.get("areas", "single") not in ("single", "per_city"):
-        ctx.err(nf, None, "ospf.areas", f"unknown OSPF area design {ospf.get('areas')!r}",
-                "use 'single' or 'per_city'")
-    for key in ("hello", "dead"):
-        if key in ospf:
-            _typed(ctx, nf, None, f"ospf.{key}", ospf[key], "int")
-    if _kind_ok(ospf.get("hello"), "int") and _kind_ok(ospf.get("dead"), "int") and ospf["dead"] <= ospf["hello"]:
-        ctx.err(nf, None, "ospf.dead", "dead interval must exceed the hello interval", "e.g. hello 1, dead 4")
-    apps = netw.get("applications")
-    if _typed(ctx, nf, None, "applications", apps, "dict"):
-        for name, spec in apps.items():
-            if not isinstance(spec, dict) or not _kind_ok(spec.get("port"), "int"):
-                ctx.err(nf, None, f"applications.{name}.port", "missing or not an integer", "give the TCP port")
-    tiers = netw.get("tiers")
-    if _typed(ctx, nf, None, "tiers", tiers, "dict"):
-        for tier in model.TIERS:
-            lst = tiers.get(tier)
-            if _typed(ctx, nf, None, f"tiers.{tier}", lst, "list"):
-                for a in lst:
-                    if isinstance(apps, dict) and a not in apps:
-                        ctx.err(nf, None, f"tiers.{tier}", f"unknown application {a!r}",
-                                f"use one of {', '.join(apps)}")
-                    if a == "township" and tier != "county":
-                        ctx.err(nf, None, f"tiers.{tier}", "township (乡财县管) runs at counties only",
-                                f"remove township from tiers.{tier}")
-    for i, adm in enumerate(_list(netw.get("admins"))):
-        _check_person(ctx, nf, None, f"admins[{i}]", adm)
-    counts = netw.get("technician_counts")
-    if counts is not None and _typed(ctx, nf, None, "technician_counts", counts, "dict"):
-        for tier, rng in counts.items():
-            if not (isinstance(rng, list) and len(rng) == 2 and all(_kind_ok(x, "int") for x in rng)):
-                ctx.err(nf, None, f"technician_counts.{tier}", "must be [min, max]", "e.g. [2, 4]")
-    secrets = netw.get("secrets", [])
-    if not (isinstance(secrets, list) and all(isinstance(s, str) for s in secrets)):
-        ctx.err(nf, None, "secrets", "must be a list of variable names", "e.g. [vault_snmp_auth]")
+    if env == "lab":
+        for field, n in (("plan.supernet", sup), ("plan.management.network", model.net(mg["network"]))):
+            if not n.subnet_of(schema.LAB_RANGE):
+                ctx.err(nf, None, field, f"{n} is outside 198.18.0.0/15; the lab may only use that range",
+                        "use addresses from 198.18.0.0/15 (management: any prefix of 198.19.0.0/16)")
+                ok = False
+    elif not sup.is_private:
+        ctx.err(nf, None, "plan.supernet", f"{sup} is not a private range", "use an RFC 1918 prefix")
     return ok
 
 
-def _check_person(ctx, file, code, field, p):
-    """A technician or administrator: user, name, key or key_file, state."""
-    if not _typed(ctx, file, code, field, p, "dict"):
-        return
-    if _typed(ctx, file, code, f"{field}.user", p.get("user"), "str") and not USER_RE.match(p["user"]):
-        ctx.err(file, code, f"{field}.user", f"{p['user']!r} is not a valid login name",
-                "lower-case letters, digits, '-' or '_', at most 32 characters")
-    _typed(ctx, file, code, f"{field}.name", p.get("name"), "str")
-    if p.get("state", "present") not in ("present", "absent"):
-        ctx.err(file, code, f"{field}.state", f"unknown state {p.get('state')!r}", "use 'present' or 'absent'")
-    has_key, has_file = p.get("key") is not None, p.get("key_file") is not None
-    if has_key == has_file:
-        ctx.err(file, code, f"{field}.key", "give exactly one of key (literal public key) or key_file",
-                "add key: 'ssh-ed25519 AAAA...' or key_file: <name> (resolved in keys_dir)")
-    elif has_key and not (isinstance(p["key"], str) and SSH_KEY_RE.match(p["key"])):
-        ctx.err(file, code, f"{field}.key", "not an SSH public key", "paste the one-line .pub content")
-    elif has_file and not (isinstance(p["key_file"], str) and USER_RE.match(p["key_file"])):
-        ctx.err(file, code, f"{field}.key_file", "must be a plain key name (no path)",
-                "write the name; the key is read from keys_dir/<name>.pub")
+def _check_network_rules(ctx):
+    """Cross-field rules of network.yml: OSPF timers, applications, tiers, technician counts."""
+    nf, netw = ctx.src.network_file, ctx.network
+    ospf = _dict(netw.get("ospf"))
+    if "hello" in ospf and "dead" in ospf and ospf["dead"] <= ospf["hello"]:
+        ctx.err(nf, None, "ospf.dead", "dead interval must exceed the hello interval", "e.g. hello 1, dead 4")
+    apps = _dict(netw.get("applications"))
+    ports = {}
+    for name, spec in apps.items():
+        port = _dict(spec).get("port")
+        if port in ports:
+            ctx.err(nf, None, f"applications.{name}.port", f"port {port} is also the port of {ports[port]}",
+                    "give each application its own TCP port")
+        elif port is not None:
+            ports[port] = name
+    for tier, lst in _dict(netw.get("tiers")).items():
+        for a in lst:
+            if a not in apps:
+                ctx.err(nf, None, f"tiers.{tier}", *_unknown("application", a, list(apps)))
+            if a == "township" and tier != "county":
+                ctx.err(nf, None, f"tiers.{tier}", "township (乡财县管) runs at counties only",
+                        f"remove township from tiers.{tier}")
+    for tier, pair in _dict(netw.get("technician_counts")).items():
+        if len(pair) == 2 and pair[0] > pair[1]:
+            ctx.err(nf, None, f"technician_counts.{tier}", f"[{pair[0]}, {pair[1]}] is written backwards "
+                    "(min is larger than max)", f"write [{pair[1]}, {pair[0]}]")
+
+
+#: Checks of the (pruned) network settings, in order; each takes the context.
+NETWORK_CHECKS = (_check_network_rules,)
 
 
 # --------------------------------------------------------------------------- sites
 
 
-def _check_site_shape(ctx, file, site):
-    """Field presence and types for one site; returns the code when usable, else None."""
-    if not isinstance(site, dict):
-        ctx.err(file, None, "sites", f"entry is not a mapping: {site!r}", "each site is a mapping with code:, tier:, ...")
-        return None
-    code = site.get("code")
-    shown = str(code) if code is not None else "?"
-    ok = True  # only fields later checks and derive() rely on clear it
-    for key in site:
-        if key not in SITE_FIELDS:
-            close = difflib.get_close_matches(str(key), SITE_FIELDS, n=1)
-            ctx.err(file, shown, str(key), "unknown field",
-                    f"did you mean {close[0]}?" if close else f"remove it; known fields: {', '.join(SITE_FIELDS)}")
-    for key, kind in SITE_FIELDS.items():
-        required = key in SITE_REQUIRED or (key == "parent" and site.get("tier") in ("city", "county"))
-        if not _typed(ctx, file, shown, key, site.get(key), kind, required):
-            core = key in ("tier", "parent", "block", "lan", "router", "hosts") or (key == "code" and not isinstance(code, int))
-            if core and (required or site.get(key) is not None):
-                ok = False
-    if isinstance(code, str) and not CODE_RE.match(code):
-        ctx.err(file, shown, "code", f"{code!r} is not a 6-digit GB/T 2260 code", "write the 6-digit code")
-        ok = False
-    if isinstance(code, int) and not isinstance(code, bool):
-        site["code"] = shown  # reported above; go on checking the rest of the site under its code
-    if site.get("tier") not in model.TIERS:
-        if isinstance(site.get("tier"), str):
-            ctx.err(file, shown, "tier", f"unknown tier {site['tier']!r}", "use province, city or county")
-        ok = False
-    rtr = site.get("router")
-    if isinstance(rtr, dict):
-        plat = rtr.get("platform")
-        if _typed(ctx, file, shown, "router.platform", plat, "str") and plat not in model.PLATFORMS:
-            ctx.err(file, shown, "router.platform", f"unknown platform {plat!r}",
-                    f"use one of {', '.join(model.PLATFORMS)}")
-        if not _typed(ctx, file, shown, "router.loopback", rtr.get("loopback"), "ip"):
-            ok = False
-        twin_of = rtr.get("twin_of")
-        if twin_of is not None:
-            if ctx.src.network.get("environment") != "lab" or plat != "frr":
-                ctx.err(file, shown, "router.twin_of", "only a lab twin's FRR router stands in for a platform",
-                        "remove twin_of (production routers run their own platform)")
-            elif twin_of not in model.PLATFORMS:
-                ctx.err(file, shown, "router.twin_of", f"unknown platform {twin_of!r}",
-                        f"use one of {', '.join(model.PLATFORMS)}")
-    if site.get("tier") == "province" and site.get("uplinks"):
-        ctx.err(file, shown, "uplinks", "the province has no uplinks", "remove uplinks from the province")
-    if site.get("tier") == "province" and site.get("parent"):
-        ctx.err(file, shown, "parent", "the province has no parent", "remove parent")
-    return shown if ok else None
-
-
-def _check_hosts(ctx, file, code, site, oob):
-    """Host entries: names, functions, addresses, management addresses."""
-    hosts = site.get("hosts") if isinstance(site.get("hosts"), list) else []
+def _check_hosts(ctx, file, code, site):
+    """Exactly one router; VPN concentrators only at the province and cities."""
     routers = 0
-    for i, h in enumerate(hosts):
-        f = f"hosts[{i}]"
-        if not _typed(ctx, file, code, f, h, "dict"):
-            continue
-        name = h.get("name")
-        if _typed(ctx, file, code, f"{f}.name", name, "str") and not HOSTNAME_RE.match(name):
-            ctx.err(file, code, f"{f}.name", f"{name!r} is not a valid host name part",
-                    "lower-case letters and digits, e.g. app1")
-        fn = h.get("function")
-        if _typed(ctx, file, code, f"{f}.function", fn, "str") and fn not in model.FUNCTIONS:
-            ctx.err(file, code, f"{f}.function", f"unknown function {fn!r}", f"use one of {', '.join(model.FUNCTIONS)}")
-        routers += fn == "router"
-        if fn == "vpn_concentrator" and site.get("tier") == "county":
-            ctx.err(file, code, f"{f}.function", "VPN concentrators run at the province and the cities only",
+    for i, h in _items(site.get("hosts")):
+        routers += h.get("function") == "router"
+        if h.get("function") == "vpn_concentrator" and site.get("tier") == "county":
+            ctx.err(file, code, f"hosts[{i}].function", "VPN concentrators run at the province and the cities only",
                     "remove it; county budget units dial in to their city")
-        _typed(ctx, file, code, f"{f}.address", h.get("address"), "ip")
-        if fn == "vpn_concentrator":
-            _typed(ctx, file, code, f"{f}.vpn_access", h.get("vpn_access"), "ip")
-        if oob:
-            _typed(ctx, file, code, f"{f}.mgmt", h.get("mgmt"), "ip")
-        for key in h:
-            if key not in ("name", "function", "address", "mgmt", "vpn_access"):
-                ctx.err(file, code, f"{f}.{key}", "unknown field", "remove it (known: name, function, address, mgmt, vpn_access)")
-    if routers != 1:
+    if "hosts" in site and routers != 1:
         ctx.err(file, code, "hosts", f"needs exactly one host with function router, found {routers}",
                 "list one {name: rtr, function: router, address: <LAN gateway>}")
         return False
     return True
 
 
-def _check_parties(ctx, file, code, site, oob, apps):
-    tier_apps = _list(_dict(ctx.src.network.get("tiers")).get(site.get("tier")))
-    parties = _list(site.get("parties"))
+def _check_parties(ctx, file, code, site):
+    """Parties need a metro segment; parties and budget units reach applications of their tier."""
+    apps = _dict(ctx.network.get("applications"))
+    tier_apps = _dict(ctx.network.get("tiers")).get(site.get("tier")) or []
+    parties = _items(site.get("parties"))
     if parties and not site.get("metro"):
         ctx.err(file, code, "metro", "site has external parties but no metro segment",
                 "allocate a metro prefix inside the site's block (jincai site add does)")
-    for i, p in enumerate(parties):
-        f = f"parties[{i}]"
-        if not _typed(ctx, file, code, f, p, "dict"):
-            continue
-        if _typed(ctx, file, code, f"{f}.name", p.get("name"), "str") and not HOSTNAME_RE.match(p["name"]):
-            ctx.err(file, code, f"{f}.name", f"{p['name']!r} is not a valid host name part", "e.g. pbc, bank1, tax")
-        if p.get("kind") not in model.PARTY_KINDS:
-            ctx.err(file, code, f"{f}.kind", f"unknown party kind {p.get('kind')!r}",
-                    f"use one of {', '.join(model.PARTY_KINDS)}")
-        _typed(ctx, file, code, f"{f}.org", p.get("org"), "str")
-        if _typed(ctx, file, code, f"{f}.apps", p.get("apps"), "list"):
-            for a in p["apps"]:
-                if a not in apps:
-                    ctx.err(file, code, f"{f}.apps", f"unknown application {a!r}", f"use one of {', '.join(apps)}")
-                elif a not in tier_apps:
-                    ctx.err(file, code, f"{f}.apps", f"{a} does not run at a {site.get('tier')}",
-                            f"use one of {', '.join(tier_apps)}")
-        _typed(ctx, file, code, f"{f}.address", p.get("address"), "ip")
-        if p.get("managed") is not None:
-            _typed(ctx, file, code, f"{f}.managed", p.get("managed"), "bool")
-        if p.get("managed") and oob:
-            _typed(ctx, file, code, f"{f}.mgmt", p.get("mgmt"), "ip")
-    bu = site.get("budget_units")
-    if isinstance(bu, dict):
-        if _typed(ctx, file, code, "budget_units.count", bu.get("count"), "int") and bu["count"] < 0:
-            ctx.err(file, code, "budget_units.count", "must not be negative", "give the number of budget units")
-        if _typed(ctx, file, code, "budget_units.apps", bu.get("apps"), "list"):
-            for a in bu["apps"]:
-                if a not in tier_apps:
-                    ctx.err(file, code, "budget_units.apps", f"{a!r} does not run at a {site.get('tier')}",
-                            f"use one of {', '.join(tier_apps)}")
-    for i, c in enumerate(_list(site.get("vpn_clients"))):
-        f = f"vpn_clients[{i}]"
-        if not _typed(ctx, file, code, f, c, "dict"):
-            continue
-        if _typed(ctx, file, code, f"{f}.name", c.get("name"), "str") and not HOSTNAME_RE.match(c["name"]):
-            ctx.err(file, code, f"{f}.name", f"{c['name']!r} is not a valid host name", "e.g. bu0001")
-        _typed(ctx, file, code, f"{f}.address", c.get("address"), "ip")
-        if oob:
-            _typed(ctx, file, code, f"{f}.mgmt", c.get("mgmt"), "ip")
+    for i, p in parties:
+        for a in p.get("apps") or []:
+            if a not in apps:
+                ctx.err(file, code, f"parties[{i}].apps", *_unknown("application", a, list(apps)))
+            elif a not in tier_apps:
+                ctx.err(file, code, f"parties[{i}].apps", f"{a} does not run at a {site.get('tier')}",
+                        f"use one of {', '.join(tier_apps)}")
+    for a in _dict(site.get("budget_units")).get("apps") or []:
+        if a not in tier_apps:
+            ctx.err(file, code, "budget_units.apps", f"{a!r} does not run at a {site.get('tier')}",
+                    f"use one of {', '.join(tier_apps)}")
 
 
 def _check_people(ctx, file, code, site):
-    techs = _list(site.get("technicians"))
-    for i, t in enumerate(techs):
-        _check_person(ctx, file, code, f"technicians[{i}]", t)
-    tier = site.get("tier")
+    """Technician counts per tier (a warning)."""
     counts = dict(DEFAULT_TECH_COUNTS)
-    counts.update({k: tuple(v) for k, v in _dict(ctx.src.network.get("technician_counts")).items()
-                   if isinstance(v, list) and len(v) == 2})
-    if tier in counts:
+    counts.update({k: tuple(v) for k, v in _dict(ctx.network.get("technician_counts")).items() if len(v) == 2})
+    tier = site.get("tier")
+    if tier in counts and "technicians" not in ctx.rejected.get(id(site), ()):
         lo, hi = counts[tier]
-        n = sum(1 for t in techs if isinstance(t, dict) and t.get("state", "present") == "present")
+        n = sum(1 for _, t in _items(site.get("technicians")) if t.get("state", "present") == "present")
         if not lo <= n <= hi:
             ctx.warn(file, code, "technicians", f"{n} technicians; a {tier} should have {lo}-{hi}",
                      f"list {lo}-{hi} technicians with state present")
+
+
+#: Checks of one (pruned) site, in order; each takes (context, file, code, site).
+SITE_CHECKS = (_check_parties, _check_people)
 
 
 # --------------------------------------------------------------------------- cross-site checks
@@ -445,39 +248,31 @@ def _check_divisions(ctx, usable, by_code):
 
 def _check_links(ctx, usable, by_code):
     """Uplinks: known peers, tier rules, roles, pool and prefix length."""
-    plan = ctx.src.plan
+    plan = ctx.plan
     for file, site in usable:
         code, tier = site["code"], site["tier"]
-        ups = _list(site.get("uplinks"))
+        ups = _items(site.get("uplinks"))
         if tier != "province" and not ups:
             ctx.err(file, code, "uplinks", "a city or county needs a primary uplink",
                     "add {peer: <parent>, subnet: <free /30>, role: primary}")
         primaries = 0
         seen = set()
-        for i, up in enumerate(ups):
+        for i, up in ups:
             f = f"uplinks[{i}]"
-            if not _typed(ctx, file, code, f, up, "dict"):
-                continue
-            for key in up:
-                if key not in ("peer", "subnet", "role", "direct", "carrier"):
-                    ctx.err(file, code, f"{f}.{key}", "unknown field",
-                            "remove it (known: peer, subnet, role, direct, carrier)")
             peer = up.get("peer")
-            if not _typed(ctx, file, code, f"{f}.peer", peer, "str"):
+            if peer is None:
                 continue
             role = up.get("role")
-            if role not in model.LINK_ROLES:
-                ctx.err(file, code, f"{f}.role", f"unknown role {role!r}", "use primary or backup")
             primaries += role == "primary"
             if (peer, role) in seen:
                 ctx.err(file, code, f"{f}", f"second {role} uplink to {peer}", "remove the duplicate link")
             seen.add((peer, role))
-            if _typed(ctx, file, code, f"{f}.subnet", up.get("subnet"), "cidr"):
+            if up.get("subnet"):
                 sn = model.net(up["subnet"])
-                if sn.prefixlen != plan.get("wan_link_prefix"):
+                if plan.get("wan_link_prefix") and sn.prefixlen != plan["wan_link_prefix"]:
                     ctx.err(file, code, f"{f}.subnet", f"{sn} is not a /{plan.get('wan_link_prefix')}",
                             f"use a /{plan.get('wan_link_prefix')} from plan.wan_links")
-                elif _kind_ok(plan.get("wan_links"), "cidr") and not sn.subnet_of(model.net(plan["wan_links"])):
+                elif plan.get("wan_links") and not sn.subnet_of(model.net(plan["wan_links"])):
                     ctx.err(file, code, f"{f}.subnet", f"{sn} is outside plan.wan_links {plan['wan_links']}",
                             "allocate the link from plan.wan_links")
             if peer == code:
@@ -503,45 +298,43 @@ def _check_links(ctx, usable, by_code):
 
 def _claims(ctx, usable):
     """Every prefix and address the sites claim, with who claims it."""
-    plan = ctx.src.plan
+    plan = ctx.plan
     prefixes, addresses = [], []  # (network, owner_key, file, code, field)
     mg = _dict(plan.get("management"))
     oob = mg.get("mode") == "out_of_band"
     for file, site in usable:
         code = site["code"]
-        if mg.get("mode") == "inband" and site["tier"] == "province" and _kind_ok(mg.get("network"), "cidr"):
+        if mg.get("mode") == "inband" and site["tier"] == "province" and mg.get("network"):
             prefixes.append((model.net(mg["network"]), ("mgmt", code), ctx.src.network_file, code,
                              "plan.management.network"))
         for key in ("block", "lan", "metro", "vpn_pool"):
-            if _kind_ok(site.get(key), "cidr"):
+            if site.get(key):
                 prefixes.append((model.net(site[key]), (key, code), file, code, key))
-        for i, up in enumerate(_list(site.get("uplinks"))):
-            if isinstance(up, dict) and _kind_ok(up.get("subnet"), "cidr"):
+        for i, up in _items(site.get("uplinks")):
+            if up.get("subnet"):
                 prefixes.append((model.net(up["subnet"]), ("wan", code, i), file, code, f"uplinks[{i}].subnet"))
         rtr = _dict(site.get("router"))
-        if _kind_ok(rtr.get("loopback"), "ip"):
+        if rtr.get("loopback"):
             addresses.append((rtr["loopback"], "loopback", file, code, "router.loopback"))
         for lst, area in (("hosts", "lan"), ("parties", "metro"), ("vpn_clients", "vpn_access")):
-            for i, h in enumerate(_list(site.get(lst))):
-                if not isinstance(h, dict):
-                    continue
-                if _kind_ok(h.get("address"), "ip"):
+            for i, h in _items(site.get(lst)):
+                if h.get("address"):
                     addresses.append((h["address"], area, file, code, f"{lst}[{i}].address"))
-                if _kind_ok(h.get("vpn_access"), "ip"):
+                if h.get("vpn_access"):
                     addresses.append((h["vpn_access"], "vpn_access", file, code, f"{lst}[{i}].vpn_access"))
-                if oob and _kind_ok(h.get("mgmt"), "ip"):
+                if oob and h.get("mgmt"):
                     addresses.append((h["mgmt"], "mgmt", file, code, f"{lst}[{i}].mgmt"))
     return prefixes, addresses
 
 
-def _check_addresses(ctx, usable, by_code, plan_ok):
+def _check_addresses(ctx, usable, by_code):
     """Duplicates, overlaps, and addresses outside their site's block or pool."""
-    plan = ctx.src.plan
+    plan = ctx.plan
     prefixes, addresses = _claims(ctx, usable)
     mg = _dict(plan.get("management"))
     # duplicates of single addresses
     seen = {}
-    if mg.get("mode") == "out_of_band" and _kind_ok(mg.get("control_node"), "ip"):
+    if mg.get("mode") == "out_of_band" and mg.get("control_node"):
         seen[mg["control_node"]] = (ctx.src.network_file, None, "plan.management.control_node")
     for addr, _, file, code, field in addresses:
         if addr in seen:
@@ -551,7 +344,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
                     "give each host its own address (jincai site add picks free ones)")
         else:
             seen[addr] = (file, code, field)
-    if not plan_ok:
+    if not ctx.plan_ok:
         return
     sup = model.net(plan["supernet"])
     pools = {k: model.net(plan[k]) for k in PLAN_POOLS if plan.get(k)}
@@ -567,7 +360,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
             container, what = model.net(mg["network"]), "plan.management.network"
         else:
             cidr = site.get(area)
-            if not _kind_ok(cidr, "cidr"):
+            if not cidr:
                 continue
             container, what = model.net(cidr), f"the site's {area} {cidr}"
         if ip not in container:
@@ -579,7 +372,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
     for n, owner, file, code, field in prefixes:
         site = by_code[code]
         kind = owner[0]
-        if kind in ("lan", "metro", "mgmt") and _kind_ok(site.get("block"), "cidr"):
+        if kind in ("lan", "metro", "mgmt") and site.get("block"):
             blk = model.net(site["block"])
             if not n.subnet_of(blk):
                 ctx.err(file, code, field, f"{n} is outside the site's block {blk}",
@@ -589,7 +382,7 @@ def _check_addresses(ctx, usable, by_code, plan_ok):
                 ctx.err(file, code, field, f"{n} is outside the supernet {sup}", f"allocate from {sup}")
             elif site["tier"] == "county":
                 parent = by_code.get(site.get("parent"))
-                if parent and _kind_ok(parent.get("block"), "cidr") and not n.subnet_of(model.net(parent["block"])):
+                if parent and parent.get("block") and not n.subnet_of(model.net(parent["block"])):
                     ctx.err(file, code, field, f"{n} is outside its city's block {parent['block']}",
                             f"allocate the county block from {parent['block']}")
             if site["tier"] == "county" and n.prefixlen != plan.get("county_block_prefix"):
@@ -648,14 +441,14 @@ def _check_pools(ctx, usable, by_code):
     """Budget-unit VPN pools are large enough for the units they serve."""
     for file, site in usable:
         code, tier = site["code"], site["tier"]
-        has_vpn = any(isinstance(h, dict) and h.get("function") == "vpn_concentrator" for h in _list(site.get("hosts")))
+        has_vpn = any(h.get("function") == "vpn_concentrator" for _, h in _items(site.get("hosts")))
         if tier == "county":
             continue
         served = [site] + ([s for _, s in usable if s.get("parent") == code and s["tier"] == "county"]
                            if tier == "city" else [])
         count = sum(_dict(s.get("budget_units")).get("count", 0) for s in served
                     if isinstance(_dict(s.get("budget_units")).get("count", 0), int))
-        if has_vpn and not _kind_ok(site.get("vpn_pool"), "cidr"):
+        if has_vpn and not site.get("vpn_pool"):
             ctx.err(file, code, "vpn_pool", "site has a VPN concentrator but no budget-unit pool",
                     "allocate vpn_pool (jincai site add does)")
             continue
@@ -670,57 +463,102 @@ def _check_pools(ctx, usable, by_code):
                         f"fewer than the {count} budget units it serves",
                         "allocate a larger pool (a /21 holds 2,046)")
     for file, site in usable:
-        if site.get("vpn_clients") and not any(isinstance(h, dict) and h.get("function") == "vpn_concentrator"
-                                               for h in _list(site.get("hosts"))):
+        if site.get("vpn_clients") and not any(h.get("function") == "vpn_concentrator"
+                                               for _, h in _items(site.get("hosts"))):
             ctx.err(file, site["code"], "vpn_clients", "VPN clients but no VPN concentrator at this site",
                     "add a vpn_concentrator host or move the clients")
 
 
-def _check_duplicates(ctx, usable_all):
-    """Duplicate site codes, names, host names and technician users."""
-    codes, names, hostnames, users = {}, {}, {}, {}
+def _check_host_name(ctx, file, code, field, name):
+    """A host name fits DNS: one label of at most 63 characters, with the domain at most 253."""
+    domain = ctx.network.get("domain")
+    if len(name) > DNS_LABEL_MAX:
+        ctx.err(file, code, field, f"host name {name} is {len(name)} characters; a DNS label holds at most "
+                f"{DNS_LABEL_MAX}", "use a shorter name")
+    elif domain and len(name) + 1 + len(domain) > DNS_NAME_MAX:
+        ctx.err(file, code, field, f"{name}.{domain} is {len(name) + 1 + len(domain)} characters; a DNS name "
+                f"holds at most {DNS_NAME_MAX}", "use a shorter name or network.domain")
+
+
+def _key_file_error(ctx, file, code, field, person):
+    """The key a ``key_file`` names, when that file exists: it must decode like a literal key."""
+    resolved = model._technician(person, ctx.keys_dir)  # noqa: SLF001 - the one key_file resolution
+    path, key = resolved["key_file"], resolved["key"]
+    if not os.path.isfile(path):
+        return None  # not there yet (the lab creates its keys); the accounts role checks it on hosts
+    problem = sshkeys.key_error(key)
+    if problem:
+        ctx.err(file, code, f"{field}.key_file", f"{model.display_path(path)} is not an SSH public key: {problem}",
+                "put the one-line .pub content in the file")
+        return None
+    return key
+
+
+def _check_people_unique(ctx, people):
+    """One login per person and one key per login, across the administrators and every site (a
+    ``key_file`` key too, when the file exists)."""
+    users, keys = {}, {}
+    for file, code, field, person in people:
+        if person.get("key_file") and person.get("user") is not None:
+            person = dict(person, key=_key_file_error(ctx, file, code, field, person))
+        u = person.get("user")
+        where = f"site {code}" if code else "admins"
+        if u is not None:
+            if u in users:
+                ofile, ocode, _ = users[u]
+                other = f"site {ocode}" if ocode else "admins"
+                what = "technician" if code else "administrator"
+                ctx.err(file, code, f"{field}.user", f"duplicate user {u}, also {other} ({ofile})",
+                        f"give each {what} a unique login name")
+            else:
+                users[u] = (file, code, field)
+        key = person.get("key")
+        if key and person.get("state", "present") == "present":
+            blob = key.split()[1]
+            if blob in keys:
+                ctx.err(file, code, f"{field}.key", f"same key as {keys[blob]} (a shared key is a shared account)",
+                        "each person logs in with their own key pair")
+            else:
+                keys[blob] = f"{where} {u}"
+
+
+def _check_duplicates(ctx, sites):
+    """Duplicate site codes, names, host names (and their DNS length) and people."""
+    codes, names, hostnames = {}, {}, {}
     nf = ctx.src.network_file
-    for i, adm in enumerate(_list(ctx.src.network.get("admins"))):
-        if isinstance(adm, dict) and isinstance(adm.get("user"), str):
-            users[adm["user"]] = (nf, None)
-    for file, site in usable_all:
+    people = [(nf, None, f"admins[{i}]", a) for i, a in _items(ctx.network.get("admins"))]
+    for file, site in sites:
         code = site.get("code")
-        if not isinstance(code, str):
+        if code is None:
             continue
         if code in codes:
             ctx.err(file, code, "code", f"duplicate site code, also in {codes[code]}", "keep one entry per site")
             continue
         codes[code] = file
         nm = site.get("name_zh")
-        if isinstance(nm, str):
+        if nm is not None:
             if nm in names:
                 ctx.err(file, code, "name_zh", f"duplicate name {nm}, also site {names[nm][1]} ({names[nm][0]})",
                         "each site has its own GB/T 2260 name")
             else:
                 names[nm] = (file, code)
         for lst, prefix in (("hosts", True), ("parties", True), ("vpn_clients", False)):
-            for i, h in enumerate(_list(site.get(lst))):
-                if isinstance(h, dict) and isinstance(h.get("name"), str):
+            for i, h in _items(site.get(lst)):
+                if h.get("name") is not None:
                     hn = f"{code}-{h['name']}" if prefix else h["name"]
                     if hn in hostnames:
                         ctx.err(file, code, f"{lst}[{i}].name", f"duplicate host name {hn}, also in {hostnames[hn]}",
                                 "rename one of them")
                     else:
                         hostnames[hn] = file
-        for i, t in enumerate(_list(site.get("technicians"))):
-            if isinstance(t, dict) and isinstance(t.get("user"), str):
-                u = t["user"]
-                if u in users:
-                    other = f"site {users[u][1]}" if users[u][1] else "admins"
-                    ctx.err(file, code, f"technicians[{i}].user", f"duplicate user {u}, also {other} ({users[u][0]})",
-                            "give each technician a unique login name")
-                else:
-                    users[u] = (file, code)
+                        _check_host_name(ctx, file, code, f"{lst}[{i}].name", hn)
+        people += [(file, code, f"technicians[{i}]", t) for i, t in _items(site.get("technicians"))]
+    _check_people_unique(ctx, people)
 
 
-def _check_vault(ctx):
+def _check_vault(ctx, _usable, _by_code):
     """Every required secret is present in group_vars/all/vault.yml and encrypted."""
-    required = ctx.src.network.get("secrets") or []
+    required = ctx.network.get("secrets") or []
     if not isinstance(required, list):
         return
     vf = ctx.src.vault_file
@@ -748,48 +586,98 @@ def _check_vault(ctx):
                 ctx.err(vf, None, path, "secret stored in plain text", "encrypt it with ansible-vault encrypt_string")
 
 
-def _check_province(ctx, usable_all):
-    provs = [(f, s) for f, s in usable_all if isinstance(s, dict) and s.get("tier") == "province"]
+def _check_province(ctx, _usable, _by_code):
+    provs = [(f, s) for f, s in ctx.sites if s.get("tier") == "province"]
     if len(provs) != 1:
         ctx.err(ctx.src.network_file, None, "sites", f"{len(provs)} province sites", "define exactly one site with tier: province")
         return
     f, p = provs[0]
-    hosts = p.get("hosts") if isinstance(p.get("hosts"), list) else []
-    if not any(isinstance(h, dict) and h.get("function") == "services" for h in hosts):
+    if not any(h.get("function") == "services" for _, h in _items(p.get("hosts"))):
         ctx.err(f, p.get("code"), "hosts", "the province needs a services host (log collector, NTP, artifacts)",
                 "add {name: svc, function: services, address: ...}")
 
 
-def check(src):
-    """Return every finding (errors and warnings) for a loaded :class:`jincai.model.Source`."""
-    ctx = _Ctx(src)
-    if not src.network:
-        return ctx.findings
-    plan_ok = _check_network(ctx)
-    mg = src.plan.get("management") if isinstance(src.plan.get("management"), dict) else {}
-    oob = mg.get("mode") == "out_of_band"
-    apps = src.network.get("applications") if isinstance(src.network.get("applications"), dict) else {}
-    _check_duplicates(ctx, src.sites)
-    usable = []
-    seen = set()
-    for file, site in src.sites:
-        code = _check_site_shape(ctx, file, site)
-        if code is None:
+#: Checks across sites, in order; each takes (context, usable sites, {code: site}).
+SOURCE_CHECKS = (_check_province, _check_divisions, _check_links, _check_addresses, _check_pools, _check_vault)
+
+
+def _shape_sites(ctx, oob, lab):
+    """Apply the site schema to every entry of every sites file; fill ``ctx.sites``."""
+    for file, site in ctx.src.sites:
+        if not isinstance(site, dict):
+            what = "empty entry (a '-' with nothing after it)" if site is None else f"entry is not a mapping: {site!r}"
+            ctx.err(file, None, "sites", what, "each site is a mapping with code:, tier:, ...")
             continue
-        hosts_ok = _check_hosts(ctx, file, code, site, oob)
-        _check_parties(ctx, file, code, site, oob, apps)
-        _check_people(ctx, file, code, site)
+        code = site.get("code")
+        shown = str(code) if isinstance(code, (str, int)) else "?"
+        clean, bad = _apply_schema(ctx, file, shown, "site", site, oob, lab)
+        if isinstance(code, int) and not isinstance(code, bool):
+            clean = dict(clean, code=shown)  # reported above; go on checking the site under its code
+        ctx.rejected[id(clean)] = bad
+        ctx.raw[(file, clean.get("code"))] = site
+        ctx.sites.append((file, clean))
+
+
+def _usable(site):
+    """A site the cross-site checks can rely on: its core fields are present and valid."""
+    return (all(site.get(k) is not None for k in ("code", "tier", "block", "lan", "hosts"))
+            and (site["tier"] == "province" or site.get("parent") is not None)
+            and _dict(site.get("router")).get("loopback") is not None)
+
+
+_FIELD_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _add_lines(ctx):
+    """The line of each finding's field, where the loader recorded it; a finding of the loader (a
+    duplicate key) in a sites file is given the site it lies in."""
+    starts = {}  # file -> [(line where a site starts, code)]
+    for (file, code), raw in ctx.raw.items():
+        line = sourceyaml.line_of(ctx.src.marks, raw, [], fallback=True)
+        if line is not None and code is not None:
+            starts.setdefault(file, []).append((line, code))
+    for f in ctx.findings:
+        if f.line is not None:
+            if f.site is None and f.file in starts:
+                f.site = max(((ln, c) for ln, c in starts[f.file] if ln <= f.line), default=(0, None))[1]
+            continue
+        path = [int(i) if i else k for k, i in _FIELD_STEP.findall(f.field)]
+        if f.site is None and f.file == ctx.src.network_file:
+            f.line = sourceyaml.line_of(ctx.src.marks, ctx.src.network, path)
+        elif f.site is not None:
+            f.line = sourceyaml.line_of(ctx.src.marks, ctx.raw.get((f.file, f.site)), path, fallback=True)
+
+
+def check(src):
+    """Return every finding (errors and warnings) for a loaded :class:`jincai.model.Source`; never raises
+    on any data a YAML file can hold (tests/unit/test_validate_property.py)."""
+    ctx = _Ctx(src)
+    if not src.network and any(f.file == src.network_file for f in src.load_errors):
+        return ctx.findings
+    lab = src.network.get("environment") == "lab"
+    ctx.network, bad = _apply_schema(ctx, src.network_file, None, "network", src.network, lab)
+    ctx.keys_dir = src.keys_dir(ctx.network)
+    ctx.plan_ok = _check_plan(ctx, bad)
+    for rule in NETWORK_CHECKS:
+        rule(ctx)
+    oob = _dict(ctx.plan.get("management")).get("mode") == "out_of_band"
+    _shape_sites(ctx, oob, lab)
+    _check_duplicates(ctx, ctx.sites)
+    usable, seen = [], set()
+    for file, site in ctx.sites:
+        if not _usable(site):
+            continue
+        code = site["code"]
+        hosts_ok = _check_hosts(ctx, file, code, site)
+        for rule in SITE_CHECKS:
+            rule(ctx, file, code, site)
         if hosts_ok and code not in seen:
             seen.add(code)
             usable.append((file, site))
     by_code = {s["code"]: s for _, s in usable}
-    _check_province(ctx, src.sites)
-    _check_divisions(ctx, usable, by_code)
-    _check_links(ctx, usable, by_code)
-    _check_addresses(ctx, usable, by_code, plan_ok)
-    _check_pools(ctx, usable, by_code)
-    _check_vault(ctx)
-    # sites that failed their own checks make the derived inventory unusable
+    for rule in SOURCE_CHECKS:
+        rule(ctx, usable, by_code)
+    _add_lines(ctx)
     return ctx.findings
 
 

@@ -14,13 +14,16 @@ CASES = sorted(f for f in os.listdir(CORPUS) if f.endswith(".yml"))
 
 
 def apply_case(case, dest):
-    """Copy the case's base inventory to ``dest`` and apply its text edits (each must match once)."""
+    """Copy the case's base inventory to ``dest`` and apply its text edits (each must match once;
+    ``write`` replaces the whole file)."""
     shutil.copytree(os.path.join(ROOT, "inventories", case.get("base", "lab")), dest)
     for edit in case["edits"]:
         path = os.path.join(dest, edit["file"])
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
-        if "append" in edit:
+        if "write" in edit:
+            text = edit["write"]
+        elif "append" in edit:
             text += edit["append"]
         else:
             assert text.count(edit["replace"]) == 1, f"edit target not found exactly once: {edit['replace']!r}"
@@ -30,7 +33,7 @@ def apply_case(case, dest):
 
 
 def test_corpus_is_large_enough():
-    assert len(CASES) >= 25
+    assert len(CASES) >= 69
 
 
 @pytest.mark.parametrize("name", CASES)
