@@ -16,7 +16,7 @@ import sys
 import time
 
 from jincai import ROOT
-from jincai.playbook import run as run_playbook
+from jincai.run import run as run_playbook
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 VERIFY_MARKERS = "lab and not fresh and not lifecycle and not slow"

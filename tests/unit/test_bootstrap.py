@@ -206,16 +206,6 @@ def test_a_wrong_root_password_names_host_and_fix():
     assert "Caps Lock" in text and "secret" not in text
 
 
-def test_ansible_failures_are_parsed_per_host():
-    out = ('fatal: [220104-rtr]: FAILED! => {"changed": false, "msg": "220104-rtr: uplink port eth1 cannot reach"}\n'
-           'fatal: [220104-app1]: UNREACHABLE! => {"changed": false, "msg": "ssh: connect timed out", "unreachable": true}\n'
-           'failed: [220104-app1] (item=x) => {"msg": "nope"}\n')
-    found = bootstrap.failures(out)
-    assert found[0] == ("220104-rtr", "220104-rtr: uplink port eth1 cannot reach")
-    assert found[1] == ("220104-app1", "unreachable: ssh: connect timed out")
-    assert found[2] == ("220104-app1", "nope")
-
-
 # ---------------------------------------------------------------- state and checklist
 
 
