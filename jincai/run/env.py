@@ -8,7 +8,6 @@ its vault credentials): an inventory that ships a vault id script beside it (the
 ``vault-pass.sh``) gets it through ``ANSIBLE_VAULT_IDENTITY_LIST`` unless the caller set a vault source.
 """
 
-import functools
 import os
 import sys
 
@@ -20,18 +19,18 @@ VAULT_SCRIPT = "vault-pass.sh"
 VAULT_ENV = ("ANSIBLE_VAULT_IDENTITY_LIST", "ANSIBLE_VAULT_PASSWORD_FILE")
 
 
-@functools.lru_cache(maxsize=4)
-def config_value(name, cfg=ANSIBLE_CFG):
-    """The effective value of ansible setting ``name`` (e.g. ``CALLBACKS_ENABLED``) from ``cfg``
-    (environment variables included, as Ansible reads them)."""
+def config_values(*names, cfg=ANSIBLE_CFG):
+    """``{name: value}``: the effective values of ansible settings (e.g. ``CALLBACKS_ENABLED``) from
+    ``cfg``, environment variables included, as Ansible reads them (one parse for all names)."""
     from ansible.config.manager import ConfigManager
 
-    return ConfigManager(cfg).get_config_value(name)
+    manager = ConfigManager(cfg)
+    return {name: manager.get_config_value(name) for name in names}
 
 
 def default_inventory():
     """The inventory ansible.cfg names (``inventories/lab``), as an absolute path."""
-    inv = config_value("DEFAULT_HOST_LIST")
+    inv = config_values("DEFAULT_HOST_LIST")["DEFAULT_HOST_LIST"]
     first = inv[0] if isinstance(inv, (list, tuple)) and inv else inv
     return os.path.join(ROOT, first) if first and not os.path.isabs(first) else first
 
@@ -56,9 +55,10 @@ def vault_env(inventory, base=None):
     return {"ANSIBLE_VAULT_IDENTITY_LIST": ident} if ident else {}
 
 
-def callbacks_enabled(extra=()):
-    """ansible.cfg's ``callbacks_enabled`` (or $ANSIBLE_CALLBACKS_ENABLED) plus ``extra``, comma-separated."""
-    names = list(config_value("CALLBACKS_ENABLED") or [])
+def callbacks_enabled(configured, extra=()):
+    """``configured`` (ansible.cfg's ``callbacks_enabled`` or $ANSIBLE_CALLBACKS_ENABLED) plus
+    ``extra``, comma-separated."""
+    names = list(configured or [])
     return ",".join(names + [n for n in extra if n not in names])
 
 
@@ -70,15 +70,17 @@ def ansible_env(inventory=None, callbacks=(), extra=None):
     """
     env = dict(os.environ)
     env.setdefault("ANSIBLE_CONFIG", ANSIBLE_CFG)
+    cfg = config_values("DEFAULT_CALLBACK_PLUGIN_PATH", "HOST_KEY_CHECKING", "CALLBACKS_ENABLED",
+                        cfg=env["ANSIBLE_CONFIG"])
     env["PATH"] = BIN_DIR + os.pathsep + env.get("PATH", "")
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_FORCE_COLOR"] = "0"
-    plugin_dirs = [os.path.join(ROOT, p) for p in config_value("DEFAULT_CALLBACK_PLUGIN_PATH") or []]
+    plugin_dirs = [os.path.join(ROOT, p) for p in cfg["DEFAULT_CALLBACK_PLUGIN_PATH"] or []]
     env["ANSIBLE_CALLBACK_PLUGINS"] = ":".join(dict.fromkeys(
         [p for p in env.get("ANSIBLE_CALLBACK_PLUGINS", "").split(":") if p] + plugin_dirs))
-    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", str(bool(config_value("HOST_KEY_CHECKING"))))
+    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", str(bool(cfg["HOST_KEY_CHECKING"])))
     if callbacks:
-        env["ANSIBLE_CALLBACKS_ENABLED"] = callbacks_enabled(callbacks)
+        env["ANSIBLE_CALLBACKS_ENABLED"] = callbacks_enabled(cfg["CALLBACKS_ENABLED"], callbacks)
     env.update(vault_env(inventory, env))
     env.update(extra or {})
     return env

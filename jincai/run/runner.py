@@ -73,6 +73,10 @@ def recap_from_stats(event_data):
 
 
 def _message(res):
+    """The one-line message of a failed result (for a loop: the failed items' messages)."""
+    items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("failed")]
+    if items:
+        return "; ".join(_message(r) for r in items)
     msg = res.get("msg") or res.get("stderr") or res.get("stdout") or res.get("reason") or ""
     if isinstance(msg, list):
         msg = " ".join(str(m) for m in msg)
@@ -92,6 +96,7 @@ class PlaybookRun:
         self.log_path = log_path
         self._stop = threading.Event()
         self._log = None
+        self.private_dir = None  # ansible-runner's private data dir while the run lasts
         self.result = RunResult(rc=-1)
 
     def command(self):
@@ -124,8 +129,9 @@ class PlaybookRun:
         return True
 
     def _status(self, status, runner_config=None):
-        # ansible-runner writes the whole environment (passwords handed to a playbook included) to
-        # artifacts/<ident>/command before it starts the process: remove it at once.
+        # The environment may hold secrets (a root password handed to the bootstrap playbook): no env/
+        # files (suppress_env_files), and artifacts/<ident>/command, which ansible-runner writes with
+        # the whole environment before it starts the process, is removed at once.
         if status.get("status") == "running" and runner_config is not None:
             try:
                 os.remove(os.path.join(runner_config.artifact_dir, "command"))
@@ -136,7 +142,7 @@ class PlaybookRun:
         """Run the playbook to its end (or :meth:`stop`); return the :class:`RunResult`."""
         import ansible_runner
 
-        private = tempfile.mkdtemp(prefix="jincai-run-")
+        private = self.private_dir = tempfile.mkdtemp(prefix="jincai-run-")
         try:
             if self.log_path:
                 os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
@@ -145,7 +151,7 @@ class PlaybookRun:
             cmdline = shlex.join(["-m", "jincai.run.child", os.path.join(BIN_DIR, "ansible-playbook")] + self.argv)
             runner = ansible_runner.run(
                 private_data_dir=private, project_dir=ROOT, binary=sys.executable, cmdline=cmdline,
-                envvars=self.env, quiet=not self.echo, event_handler=self._event, status_handler=self._status,
+                envvars=self.env, suppress_env_files=True, quiet=not self.echo, event_handler=self._event, status_handler=self._status,
                 cancel_callback=self._stop.is_set, settings={"pexpect_timeout": 1, "suppress_ansible_output":
                                                               not self.echo})
             self.result.rc = runner.rc
