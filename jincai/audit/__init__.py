@@ -8,6 +8,7 @@ network, the release (the checkout's git commit), and ``site:CODE`` for each sit
 targeted. Recorded by plugins/callback/jincai_ara.py; read by ``jincai history`` (jincai.audit.history).
 """
 
+import json
 import os
 import subprocess
 
@@ -57,7 +58,13 @@ def release():
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
+#: sqlite tuning for the offline client, which writes every result as it comes: write-ahead log and
+#: no fsync per transaction (a power cut may lose the last results, never corrupt the store).
+SQLITE_OPTIONS = {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+
+
 def offline_env(network):
     """Environment for ARA's offline client to use network ``network``'s sqlite store (ARA reads its
     settings.yaml and database from ``ARA_BASE_DIR``)."""
-    return {"ARA_BASE_DIR": store_dir(network), "ARA_DATABASE_NAME": os.path.join(store_dir(network), DB_FILE)}
+    return {"ARA_BASE_DIR": store_dir(network), "ARA_DATABASE_NAME": os.path.join(store_dir(network), DB_FILE),
+            "ARA_DATABASE_OPTIONS": "@json " + json.dumps(SQLITE_OPTIONS)}
