@@ -42,6 +42,7 @@ def test_ansible_builder_creates_a_context_with_the_pinned_stack(tmp_path):
     refs = re.search(r'ANSIBLE_INSTALL_REFS="([^"]*)"', containerfile).group(1).split()
     assert f"ansible-core=={want['ansible-core']}" in refs and f"ansible-runner=={want['ansible-runner']}" in refs
     assert "ENV PYTHONPATH=/runner/project" in containerfile
+    assert "ENV ANSIBLE_CALLBACK_PLUGINS=/runner/project/plugins/callback" in containerfile
     with open(os.path.join(ROOT, "execution-environment.yml"), encoding="utf-8") as fh:
         base = yaml.safe_load(fh)["images"]["base_image"]["name"]
     assert f'EE_BASE_IMAGE="{base}"' in containerfile
