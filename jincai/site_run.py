@@ -59,7 +59,7 @@ def provision_in_waves(inventory):
     (:func:`jincai.lab.twin.waves` says why); returns one RunResult with every wave's recap."""
     from jincai import inventory as invmod
     from jincai.lab import twin
-    from jincai.playbook import RunResult
+    from jincai.run import RunResult
 
     total = RunResult(rc=0)
     waves = twin.waves(invmod.build(inventory))
