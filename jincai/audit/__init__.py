@@ -4,8 +4,9 @@ Where the records go: one sqlite store per network, ``<state>/ara/<network>/ansi
 is ``/var/lib/jincai``, moved by ``$JINCAI_STATE_DIR``; ``$JINCAI_ARA_DIR`` names the store directory
 itself), written by ARA's offline client; with ``ARA_API_CLIENT=http`` and ``ARA_API_SERVER=URL``
 (environment or ansible.cfg ``[ara]``) the runs go to an ARA server instead. What labels a run: the
-network, the release (the checkout's git commit), and ``site:CODE`` for each site whose hosts it
-targeted. Recorded by plugins/callback/jincai_ara.py; read by ``jincai history`` (jincai.audit.history).
+network, the application release the inventory deploys (``apps_release``, releases/<id>.yml; an
+``-e apps_release=`` of the run wins), the checkout's git commit, and ``site:CODE`` for each site
+whose hosts it targeted. Recorded by plugins/callback/jincai_ara.py; read by ``jincai history`` (jincai.audit.history).
 """
 
 import json
@@ -17,7 +18,7 @@ import yaml
 from jincai import ROOT, paths
 
 STORE_ENV = "JINCAI_ARA_DIR"
-RELEASE_ENV = "JINCAI_RELEASE"
+COMMIT_ENV = "JINCAI_COMMIT"
 DB_FILE = "ansible.sqlite"
 
 
@@ -45,11 +46,23 @@ def store_dir(network):
     return os.path.join(paths.state_dir(), "ara", network)
 
 
-def release():
-    """The release being run: ``$JINCAI_RELEASE`` (AWX: the project revision), else the checkout's
+def inventory_release(inventory):
+    """The application release an inventory deploys (``apps_release`` of its group ``all``), or None."""
+    from jincai import release
+
+    if not inventory or not os.path.isdir(inventory):
+        return None
+    try:
+        return release.inventory_vars(inventory).get("apps_release")
+    except Exception:  # noqa: BLE001 - a label must never stop a run
+        return None
+
+
+def commit():
+    """The code being run: ``$JINCAI_COMMIT``, else the checkout's
     commit (``git describe --always --dirty``), else ``unknown``."""
-    if os.environ.get(RELEASE_ENV):
-        return os.environ[RELEASE_ENV]
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     try:
         out = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty", "--abbrev=12"],
                              capture_output=True, text=True, timeout=10, check=False)

@@ -132,7 +132,8 @@ def format_run(pb):
     limit = ",".join(_labels(pb, "subset:")) or "all"
     lines = [f"{(pb.get('started') or '')[:19].replace('T', ' ')} UTC  {pb.get('user') or '?'}@"
              f"{pb.get('controller') or '?'}  {path}  {pb.get('status')}  ({check}, limit {limit}, "
-             f"release {','.join(_labels(pb, 'release:')) or '?'}, ARA playbook {pb['id']})"]
+             f"release {','.join(_labels(pb, 'release:')) or '-'}, commit {','.join(_labels(pb, 'commit:')) or '?'}, "
+             f"ARA playbook {pb['id']})"]
     for r in pb["results"]:
         lines.append(f"    {r['status'].upper():<11} {r['host']:<16} {r['task']}")
         if r.get("diff"):

@@ -6,7 +6,8 @@ pinned in requirements.txt), as plugins/strategy/mitogen_linear.py is for Mitoge
 
 * the store: ARA's offline client writes network N's runs to ``/var/lib/jincai/ara/N/ansible.sqlite``
   (jincai.audit.store_dir); ``ARA_API_CLIENT=http`` + ``ARA_API_SERVER`` send them to a server;
-* labels: ``network:N``, ``release:<git commit>`` and ``site:CODE`` for every site the run targets,
+* labels: ``network:N``, ``release:<apps_release>`` (the application release the inventory deploys,
+  or the run's ``-e apps_release=``), ``commit:<git commit>`` and ``site:CODE`` for every site the run targets,
   besides ARA's argument labels (check, diff, limit, tags: ansible.cfg ``[ara] argument_labels``).
 
 What stays out is ARA's own settings in ansible.cfg ``[ara]`` (``ignored_arguments``: extra vars and
@@ -54,7 +55,7 @@ class CallbackModule(_Base):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._jincai_labels = []
+        self._release = None
         self._sites = set()
         if _ara is None:  # pragma: no cover
             display.warning(f"jincai_ara: ara is not installed ({_IMPORT_ERROR}): this run is not recorded")
@@ -83,8 +84,8 @@ class CallbackModule(_Base):
             for key, value in audit.offline_env(network).items():
                 os.environ.setdefault(key, value)
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
-        self._jincai_labels = [f"network:{network}", f"release:{audit.release()}"]
-        self.default_labels = list(self.default_labels) + self._jincai_labels
+        self._release = audit.inventory_release(inventory)
+        self.default_labels = list(self.default_labels) + [f"network:{network}", f"commit:{audit.commit()}"]
 
     def v2_playbook_on_play_start(self, play):
         """Add ``site:CODE`` labels for the sites of the hosts this play targets (limit applied)."""
@@ -97,6 +98,11 @@ class CallbackModule(_Base):
                 m = SITE_GROUP.match(group.name)
                 if m:
                     self._sites.add(m.group(1))
-        base = [label for label in self.default_labels if not label.startswith("site:")]
-        self.default_labels = base + [f"site:{code}" for code in sorted(self._sites)]
+        try:
+            self._release = play._variable_manager.extra_vars.get("apps_release") or self._release
+        except Exception:  # noqa: BLE001
+            pass
+        base = [label for label in self.default_labels if not label.startswith(("site:", "release:"))]
+        self.default_labels = base + [f"site:{code}" for code in sorted(self._sites)] + (
+            [f"release:{self._release}"] if self._release else [])
         return super().v2_playbook_on_play_start(play)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from jincai import ROOT, audit
+from jincai import ROOT, audit, release
 from jincai.audit import history as hist
 from jincai.run import run
 from conftest import JINCAI, LAB_INVENTORY, run_on
@@ -35,7 +35,8 @@ def test_the_lab_suites_site_runs_are_recorded_with_results(client, lab_up):
     site_runs = [r for r in runs if r.get("path", "").endswith("playbooks/site.yml")]
     assert site_runs, "no site.yml run of the lab suite in the audit trail"
     labels = {label["name"] for label in site_runs[0]["labels"]}
-    assert "network:lab" in labels and any(name.startswith("release:") for name in labels)
+    assert "network:lab" in labels and any(name.startswith("commit:") for name in labels)
+    assert f"release:{release.inventory_vars(LAB_INVENTORY)['apps_release']}" in labels
     assert any(name.startswith("site:") for name in labels)
     assert any(r["status"] == "completed" for r in site_runs)
 

@@ -59,6 +59,7 @@ def network(tmp_path_factory):
     (inv / "group_vars" / "all").mkdir(parents=True)
     pwfile = base / "vault-password"
     pwfile.write_text(VAULT_PASSWORD + "\n")
+    (inv / "group_vars" / "all" / "apps.yml").write_text("apps_release: unit-7\n")
     (inv / "group_vars" / "all" / "vault.yml").write_text(_vault_encrypt(SECRET, pwfile, "audit_secret"))
     extra = base / "extra.yml"
     extra.write_text(f"audit_extra_secret: {EXTRA_SECRET}\n")
@@ -75,12 +76,13 @@ def network(tmp_path_factory):
     out.mkdir()
     state = base / "state"
     env = {"JINCAI_ARA_DIR": "", "JINCAI_STATE_DIR": str(state), "ANSIBLE_CALLBACKS_ENABLED": "jincai_timer,jincai_ara",
-           "ANSIBLE_VAULT_IDENTITY_LIST": f"unit@{pwfile}", "JINCAI_RELEASE": "rel-1234"}
+           "ANSIBLE_VAULT_IDENTITY_LIST": f"unit@{pwfile}", "JINCAI_COMMIT": "abc1234"}
     first = run(str(base / "site.yml"), inventory=str(inv), diff=True,
                 args=["-e", f"audit_dir={out}", "-e", "audit_round=1", "-e", f"@{extra}"], env=env)
     assert first.rc == 0, first.output[-3000:]
     plain = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(inv), str(base / "site.yml"), "--check",
                             "--diff", "--limit", "220102-app1", "-e", f"audit_dir={out}", "-e", "audit_round=2",
+                            "-e", "apps_release=unit-8",
                             "-e", f"@{extra}"], capture_output=True, text=True, cwd=str(base),
                            env={**os.environ, **env, "ANSIBLE_CONFIG": os.path.join(hist.ROOT, "ansible.cfg")})
     assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
@@ -133,9 +135,11 @@ def test_history_shows_who_ran_what_with_labels_diffs_and_site_scope(network, mo
     assert len(runs) == 2
     newest, oldest = runs
     labels = {label["name"] for label in oldest["labels"]}
-    assert {"network:unitnet", "release:rel-1234", "site:220102", "site:220103", "check:False",
+    assert {"network:unitnet", "release:unit-7", "commit:abc1234", "site:220102", "site:220103", "check:False",
             "diff:True"} <= labels
-    assert {label["name"] for label in newest["labels"]} >= {"check:True", "subset:220102-app1", "site:220102"}
+    assert {label["name"] for label in newest["labels"]} >= {"check:True", "subset:220102-app1", "site:220102",
+                                                              "release:unit-8"}
+    assert "release:unit-7" not in {label["name"] for label in newest["labels"]}  # -e apps_release wins
     assert "site:220103" not in {label["name"] for label in newest["labels"]}
     assert oldest["user"] and oldest["controller"] and oldest["status"] == "completed"
     changed = {(r["host"], r["task"]) for r in oldest["results"]}
@@ -147,7 +151,7 @@ def test_history_shows_who_ran_what_with_labels_diffs_and_site_scope(network, mo
     with redirect_stdout(buf):
         assert hist.main(["--site", "220102", "--since", "1h", "-i", network["inv"]]) == 0
     text = buf.getvalue()
-    assert "2 runs on site 220102" in text and "(check, limit 220102-app1" in text
+    assert "2 runs on site 220102" in text and "(check, limit 220102-app1, release unit-8, commit abc1234" in text
     assert "CHANGED     220102-app2      Write the motd" in text
 
 
