@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# ansible.cfg names no vault password file (AWX brings its own): the lab's targets use the lab's.
+export ANSIBLE_VAULT_IDENTITY_LIST ?= lab@$(CURDIR)/inventories/lab/vault-pass.sh
 APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap systemd-container \
 	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps \
 	chromium fonts-wqy-microhei graphviz

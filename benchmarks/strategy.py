@@ -15,14 +15,13 @@ import argparse
 import glob
 import os
 import resource
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from jincai.lab import lab  # noqa: E402
-from jincai.playbook import parse_recap  # noqa: E402
+from jincai.run import run as run_playbook  # noqa: E402
 
 
 def lab_cpu_seconds():
@@ -40,23 +39,18 @@ def lab_cpu_seconds():
 
 def run(strategy, args):
     """Run the playbook once with *strategy*; return a dict of figures."""
-    env = dict(os.environ, ANSIBLE_STRATEGY=strategy)
-    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), args.playbook,
-            "-i", os.path.join(ROOT, "inventories", "lab")]
-    if args.limit:
-        argv += ["--limit", args.limit]
-    if args.check:
-        argv.append("--check")
+    extra = ["--limit", args.limit] if args.limit else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab0, t0 = lab_cpu_seconds(), time.monotonic()
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    res = run_playbook(args.playbook, inventory=os.path.join(ROOT, "inventories", "lab"), args=extra,
+                       check=args.check, env={"ANSIBLE_STRATEGY": strategy})
     wall = time.monotonic() - t0
     lab = lab_cpu_seconds() - lab0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    recap = parse_recap(proc.stdout)
-    if proc.returncode:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-2000:])
-        raise SystemExit(f"{strategy}: ansible-playbook exited {proc.returncode}")
+    recap = res.recap
+    if res.rc:
+        sys.stderr.write(res.output[-3000:])
+        raise SystemExit(f"{strategy}: ansible-playbook exited {res.rc}")
     return {"wall": wall, "control_cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
             "lab_cpu": lab, "hosts": len(recap), "changed": sum(r.get("changed", 0) for r in recap.values())}
 

@@ -22,14 +22,12 @@ expensive steps that already passed for the same site plan (``--full`` repeats t
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
 import getpass
 import json
 import os
 import re
 import secrets
-import shlex
 import signal
 import subprocess
 import sys
@@ -40,7 +38,7 @@ from jincai.bootstrap_preflight import (PASSWORD_ENV, BootstrapError, check_reac
                                         combine_known_hosts, compare_keys, key_login_works, merge_known_hosts,
                                         parse_known_hosts, resolve_site, scan_host_keys, write_known_hosts)
 from jincai.bootstrap_state import STEPS, State, checklist
-from jincai.playbook import parse_recap
+from jincai.run import PlaybookRun
 
 PLAYBOOK = "playbooks/bootstrap.yml"
 LAB_DIR = "/var/lib/jincai-lab"  # the lab's own files (jincai lab); bootstrap never writes there
@@ -48,7 +46,6 @@ DEFAULT_INVENTORY = os.path.join(ROOT, "inventories", "jilin")
 ROOT_KEY_ENV = "JINCAI_BOOTSTRAP_ROOT_KEY"
 PRODUCTION_ENV = "JINCAI_ALLOW_PRODUCTION"
 CONTACTS = ["province network team / 省财政厅信息中心网络组 (see docs/runbook.en.md, 'Who to call')"]
-_PR_SET_PDEATHSIG = 1
 
 
 class Interrupted(Exception):
@@ -59,109 +56,75 @@ def _say(msg=""):
     print(msg, flush=True)
 
 
-def _die_with_parent():
-    """In the child: receive SIGTERM when the bootstrap process dies (even by SIGKILL)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 # ---------------------------------------------------------------- ansible runs
 
 
 class Runner:
-    """Runs ansible-playbook for one site and keeps each run's full output in the site's dir."""
+    """Runs the bootstrap playbook for one site (jincai.run) and keeps each run's output in the site's dir."""
 
     def __init__(self, site, state, verbose=False):
         self.site = site
         self.state = state
         self.verbose = verbose
-        self.proc = None
+        self.current = None  # the jincai.run.PlaybookRun in progress
         self.conn = None  # the automation user and key, set by Bootstrap.connection()
+        self.last_output = ""
+        self.stop_reason = None
 
     def run(self, step, tags, limit, password=None, root_key=None, extra=None):
-        """Run the bootstrap playbook with ``tags`` on ``limit``; return ``(rc, recap, failures)``."""
+        """Run the bootstrap playbook with ``tags`` on ``limit``; return ``(rc, recap, failures)``
+        (failures: ``[(host, message)]``). Raises Interrupted when :meth:`stop` ended the run."""
         if self.conn:
             combine_known_hosts(self.conn["run_known_hosts"], self.conn["site_known_hosts"], self.conn["known_hosts"])
-        argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), PLAYBOOK,
-                "-i", self.site.inventory, "--tags", ",".join(tags), "--limit", limit,
-                "-e", f"jincai_bootstrap_site={self.site.code}"]
+        args = ["--tags", ",".join(tags), "--limit", limit, "-e", f"jincai_bootstrap_site={self.site.code}"]
         login = "key"
-        env = dict(os.environ)
-        env.pop(PASSWORD_ENV, None)
-        env.pop(ROOT_KEY_ENV, None)
+        env = {PASSWORD_ENV: "", ROOT_KEY_ENV: ""}
         if password is not None:
             env[PASSWORD_ENV] = password
             login = "password"
         elif root_key:
             env[ROOT_KEY_ENV] = root_key
-        argv += ["-e", f"jincai_bootstrap_login={login}"]
+        args += ["-e", f"jincai_bootstrap_login={login}"]
         if self.conn:
-            argv += ["-e", json.dumps({"jincai_bootstrap_automation_user": self.conn["user"],
+            args += ["-e", json.dumps({"jincai_bootstrap_automation_user": self.conn["user"],
                                        "jincai_bootstrap_automation_key": self.conn["key"],
                                        "ansible_ssh_common_args": self.conn["ssh_args"]})]
         for key, value in (extra or {}).items():
-            argv += ["-e", f"{key}={value}"]
-        env.setdefault("ANSIBLE_CONFIG", os.path.join(ROOT, "ansible.cfg"))
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        env["ANSIBLE_NOCOLOR"] = "1"
-        env.setdefault("ANSIBLE_SSH_RETRIES", "3")  # a freshly booted host or a busy WAN may drop one attempt
-        env["ANSIBLE_FORCE_COLOR"] = "0"
-        log_path = os.path.join(self.state.dir, f"{step}.log")
-        os.makedirs(self.state.dir, exist_ok=True)
-        with open(log_path, "w", encoding="utf-8") as log:
-            log.write("$ " + " ".join(shlex.quote(a) for a in argv) + "\n")
-            log.flush()
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
-            lines = []
-            for line in self.proc.stdout:
-                log.write(line)
-                lines.append(line)
-                self._echo(line)
-            rc = self.proc.wait()
-            self.proc = None
-        out = "".join(lines)
-        self.last_output = out
-        return rc, parse_recap(out), failures(out)
-
-    def _echo(self, line):
-        if self.verbose:
-            sys.stdout.write(line)
-            return
-        if line.startswith("TASK [") and "Validating arguments against arg spec" not in line:
-            name = line[6:].split("]", 1)[0]
-            _say(f"      - {name}")
-        elif line.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in line:
-            _say("      " + line.rstrip()[:400])
-
-    def stop(self):
-        """Terminate a running ansible-playbook (its hosts keep what it finished)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-
-
-FATAL_RE = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=[^)]*\))?(?:: (?P<kind>FAILED!|UNREACHABLE!))? => "
-                      r"(?P<json>\{.*\})\s*$")
-
-
-def failures(output):
-    """Return ``[(host, message)]`` for every failed or unreachable host in an ansible output."""
-    found = []
-    for line in output.splitlines():
-        m = FATAL_RE.match(line.strip())
-        if not m:
-            continue
+            args += ["-e", f"{key}={value}"]
+        env["ANSIBLE_SSH_RETRIES"] = os.environ.get("ANSIBLE_SSH_RETRIES", "3")  # a freshly booted host or a busy WAN may drop one attempt
+        self.current = PlaybookRun(PLAYBOOK, inventory=self.site.inventory, args=args, echo=self.verbose, env=env,
+                                   on_event=None if self.verbose else self._echo,
+                                   log_path=os.path.join(self.state.dir, f"{step}.log"))
         try:
-            data = json.loads(m.group("json"))
-            msg = data.get("msg") or data.get("stderr") or data.get("stdout") or m.group("json")
-        except ValueError:
-            msg = m.group("json")
-        if m.group("kind") == "UNREACHABLE!":
-            msg = f"unreachable: {msg}"
-        found.append((m.group("host"), " ".join(str(msg).split())))
-    return found
+            res = self.current.run()
+        finally:
+            self.current = None
+        self.last_output = res.output
+        if res.status == "canceled":
+            raise Interrupted(self.stop_reason or "stopped")
+        return res.rc, res.recap, [(f.host, f"unreachable: {f.message}" if f.unreachable else f.message)
+                                   for f in res.failures]
+
+    @staticmethod
+    def _echo(event):
+        """The short progress view: each task's name, and the lines of failed or unreachable results."""
+        data = event.get("event_data") or {}
+        if event.get("event") == "playbook_on_task_start":
+            name = f"{data['role']} : {data.get('task', '')}" if data.get("role") else data.get("task", "")
+            if "Validating arguments against arg spec" not in name:
+                _say(f"      - {name}")
+        elif event.get("event") in ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed"):
+            for line in (event.get("stdout") or "").splitlines():
+                if line.startswith(("fatal:", "failed:")):
+                    _say("      " + line.rstrip()[:400])
+
+    def stop(self, reason=None):
+        """End a running playbook (its hosts keep what it finished); False when none runs."""
+        self.stop_reason = reason
+        if self.current is not None:
+            self.current.stop()
+            return True
+        return False
 
 
 # ---------------------------------------------------------------- the bootstrap
@@ -537,8 +500,8 @@ def main(argv=None):
               f"{', '.join(h.name for h in site.hosts)}")
 
     def _on_signal(signum, _frame):
-        run.runner.stop()
-        raise Interrupted(signal.Signals(signum).name)
+        if not run.runner.stop(signal.Signals(signum).name):  # a playbook in progress ends first, then raises Interrupted
+            raise Interrupted(signal.Signals(signum).name)
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

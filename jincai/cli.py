@@ -48,6 +48,7 @@ DELEGATED = {
     "pki": ("jincai.pki_cli", "the province CA: budget-unit certificates, revocation, CRL"),
     "topology": ("jincai.topology.cli", "an SVG map of the WAN from the source of truth (--live: lab link state)"),
     "release": ("jincai.release", "application releases: plan a rollout, show which release each site runs"),
+    "history": ("jincai.audit.history", "what changed on a site, when, and who ran it (ARA audit trail)"),
 }
 
 

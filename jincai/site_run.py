@@ -16,7 +16,7 @@ import sys
 import time
 
 from jincai import ROOT
-from jincai.playbook import run as run_playbook
+from jincai.run import run as run_playbook
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 VERIFY_MARKERS = "lab and not fresh and not lifecycle and not slow"
@@ -59,7 +59,7 @@ def provision_in_waves(inventory):
     (:func:`jincai.lab.twin.waves` says why); returns one RunResult with every wave's recap."""
     from jincai import inventory as invmod
     from jincai.lab import twin
-    from jincai.playbook import RunResult
+    from jincai.run import RunResult
 
     total = RunResult(rc=0)
     waves = twin.waves(invmod.build(inventory))

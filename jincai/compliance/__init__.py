@@ -22,7 +22,7 @@ LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 REPORTS = os.path.join(ROOT, "reports", "compliance")
 SCOPE_GROUPS = ("routers", "machine_room")
 TIERS = ("province", "city", "county")
-CALLBACKS = "jincai_drift"
+CALLBACKS = ("jincai_drift",)  # on top of ansible.cfg's (the timer, the ARA audit trail)
 RUN_OK = (0, 2, 4)  # ansible-playbook: ok, some host failed, some host unreachable
 
 
@@ -100,7 +100,7 @@ def _load_facts(facts_dir):
 
 def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, timings, key, facts_dir):
     """Run one playbook with the jincai_drift callback; store (rc, output tail) in ``timings``."""
-    from jincai.playbook import run as run_playbook
+    from jincai.run import run as run_playbook
 
     args = []
     if limit:
@@ -108,9 +108,8 @@ def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, 
     for ev in extra_vars:
         args += ["-e", ev]
     t0 = time.monotonic()
-    res = run_playbook(playbook, inventory=inventory, args=args, check=check, diff=check,
-                       env={"ANSIBLE_CALLBACKS_ENABLED": CALLBACKS, "JINCAI_DRIFT_FILE": record_file,
-                            "JINCAI_FACTS_DIR": facts_dir if key == "collect" else ""})
+    res = run_playbook(playbook, inventory=inventory, args=args, check=check, diff=check, callbacks=CALLBACKS,
+                       env={"JINCAI_DRIFT_FILE": record_file, "JINCAI_FACTS_DIR": facts_dir if key == "collect" else ""})
     timings[key] = {"rc": res.rc, "seconds": round(time.monotonic() - t0, 2), "recap": res.recap}
     with open(log_file, "w", encoding="utf-8") as fh:
         fh.write(res.output)

@@ -355,7 +355,7 @@ def _remove(code, log=print, restore_inventory=None):
     save_state(state)
     log(f"blank: site {code} removed")
     if restore_inventory and parent_ns:
-        from jincai.playbook import run as run_playbook
+        from jincai.run import run as run_playbook
 
         parent = parent_ns[len(topology.NS_PREFIX):]
         res = run_playbook("playbooks/routers.yml", inventory=restore_inventory, args=["--limit", parent])

@@ -1,7 +1,7 @@
 """Print how long each play and the whole run took (ansible-core ships no timing callback).
 
 Enabled in ansible.cfg (``callbacks_enabled = jincai_timer``). It only adds lines after the normal
-output, so the PLAY RECAP that jincai.playbook parses is unchanged. ``JINCAI_TIMER_TASKS=N`` also
+output; jincai.run reads a run's outcome from events, never from this text. ``JINCAI_TIMER_TASKS=N`` also
 prints the N slowest tasks (wall time across all hosts of the task, as the linear strategy runs them):
 the list to shorten first when a play is slow.
 """

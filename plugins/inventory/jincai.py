@@ -47,6 +47,16 @@ def _config_dir(path):
     return None
 
 
+def _import_path():
+    """Make the checkout's ``jincai`` package importable when it is not installed (an AWX project
+    synced into an execution environment): the package sits two levels above this file."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("jincai") is None:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
 class InventoryModule(BaseInventoryPlugin):
     """Groups and host vars derived from a jincai source of truth."""
 
@@ -73,6 +83,7 @@ class InventoryModule(BaseInventoryPlugin):
             return  # a file of the source itself: read through the config file
         self._read_config_data(path)
         try:
+            _import_path()
             from jincai import inventory as jinv
             from jincai import model
         except ImportError as exc:

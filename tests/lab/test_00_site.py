@@ -9,7 +9,7 @@ import os
 import pytest
 
 from jincai import ROOT
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 pytestmark = pytest.mark.lab
 
@@ -43,11 +43,11 @@ def test_second_run_changes_nothing(first_run):
     assert first_run.rc == 0, "the first run failed; idempotency is meaningless"
     second = run("playbooks/site.yml", inventory=LAB)
     assert second.rc == 0, _tail(second)
-    assert second.total("changed") == 0, f"not idempotent: {changed_tasks(second.output)}"
+    assert second.total("changed") == 0, f"not idempotent: {second.changed_tasks()}"
 
 
 def test_check_mode_with_diff_is_clean_and_changes_nothing(first_run):
     assert first_run.rc == 0, "the first run failed"
     check = run("playbooks/site.yml", inventory=LAB, check=True, diff=True)
     assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, f"check mode reports drift: {changed_tasks(check.output)}"
+    assert check.total("changed") == 0, f"check mode reports drift: {check.changed_tasks()}"

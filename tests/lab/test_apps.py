@@ -20,7 +20,7 @@ import yaml
 
 from conftest import LAB_INVENTORY, hostvars, inventory, run_on
 from jincai import ROOT, pki, release
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 pytestmark = pytest.mark.lab
 
@@ -235,10 +235,10 @@ def test_bank_payment_request_is_stored_by_the_province_treasury(converged):
 def test_rollout_is_idempotent_and_clean_in_check_mode(converged):
     again = apps_playbook()
     assert again.rc == 0, _tail(again)
-    assert again.total("changed") == 0, changed_tasks(again.output)
+    assert again.total("changed") == 0, again.changed_tasks()
     check = apps_playbook(check=True)
     assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, changed_tasks(check.output)
+    assert check.total("changed") == 0, check.changed_tasks()
 
 
 def test_every_app_server_records_the_release_it_runs(converged):

@@ -22,7 +22,7 @@ import pytest
 
 from jincai import ROOT
 from jincai.lab import lab as labmod
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 from conftest import hostvars, inventory, lab_state, mgmt_address, run_on
 
@@ -84,7 +84,7 @@ def test_second_run_changes_nothing(converged):
     """L3-SMC1-11: a second run reports changed=0 on every host (idempotent)."""
     second = run(PLAYBOOK, inventory=LAB)
     assert second.rc == 0, _tail(second)
-    assert second.total("changed") == 0, f"not idempotent: {changed_tasks(second.output)}"
+    assert second.total("changed") == 0, f"not idempotent: {second.changed_tasks()}"
 
 
 @control("L3-SMC1-11")
@@ -92,7 +92,7 @@ def test_check_mode_is_clean(converged):
     """L3-SMC1-11: --check --diff on a converged lab fails nowhere and reports no drift."""
     check = run(PLAYBOOK, inventory=LAB, check=True, diff=True)
     assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, f"check mode reports drift: {changed_tasks(check.output)}"
+    assert check.total("changed") == 0, f"check mode reports drift: {check.changed_tasks()}"
 
 
 # ------------------------------------------------------------------ one report per host
@@ -720,7 +720,7 @@ def test_sshd_change_that_locks_ansible_out_is_rolled_back(converged):
         assert "rolled back" in run_on(host, "journalctl -q -t jincai-sshd --no-pager | tail -1").stdout
     finally:
         again = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "sshd"])
-    assert again.rc == 0 and again.total("changed") == 0, changed_tasks(again.output)
+    assert again.rc == 0 and again.total("changed") == 0, again.changed_tasks()
 
 
 @control("L3-CES1-18")

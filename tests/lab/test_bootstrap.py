@@ -22,7 +22,7 @@ from jincai import ROOT
 from jincai import bootstrap_preflight as pf
 from jincai.lab import blank
 from jincai.lab import lab as labmod
-from jincai.playbook import run
+from jincai.run import run
 
 pytestmark = pytest.mark.slow
 

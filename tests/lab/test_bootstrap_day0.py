@@ -25,7 +25,7 @@ from jincai import ROOT
 from jincai import bootstrap_day0 as day0
 from jincai.lab import blank
 from jincai.lab import lab as labmod
-from jincai.playbook import run
+from jincai.run import run
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from jincai import ROOT
-from jincai.playbook import run
+from jincai.run import run
 
 from conftest import run_on
 

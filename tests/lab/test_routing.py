@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from jincai import ROOT
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 from conftest import hostvars, inventory, mgmt_address, run_on
 
@@ -107,13 +107,13 @@ def _wait_for_full_adjacencies(deadline_s=60):
 def test_second_run_changes_nothing(converged):
     again = run(PLAYBOOK, inventory=LAB, diff=True)
     assert again.rc == 0, _tail(again)
-    assert again.total("changed") == 0, f"not idempotent: {changed_tasks(again.output)}\n{_tail(again, 80)}"
+    assert again.total("changed") == 0, f"not idempotent: {again.changed_tasks()}\n{_tail(again, 80)}"
 
 
 def test_check_mode_reports_no_drift(converged):
     check = run(PLAYBOOK, inventory=LAB, check=True, diff=True)
     assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, f"{changed_tasks(check.output)}\n{_tail(check, 80)}"
+    assert check.total("changed") == 0, f"{check.changed_tasks()}\n{_tail(check, 80)}"
 
 
 def test_ospf_adjacencies_are_full(converged):

@@ -12,7 +12,7 @@ import pytest
 
 from jincai import ROOT
 from jincai.lab.vendorsim import lab as twins
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 from conftest import inventory
 
@@ -35,7 +35,7 @@ def test_routers_playbook_converges_on_every_vendor_twin_and_keeps_operator_line
     first = run(PLAYBOOK, inventory=LAB, args=limit)
     assert first.rc == 0, first.output[-4000:]
     again = run(PLAYBOOK, inventory=LAB, args=limit)
-    assert again.rc == 0 and again.total("changed") == 0, changed_tasks(again.output)
+    assert again.rc == 0 and again.total("changed") == 0, again.changed_tasks()
     check = run(PLAYBOOK, inventory=LAB, args=limit, check=True, diff=True)
-    assert check.rc == 0 and check.total("changed") == 0, changed_tasks(check.output)
+    assert check.rc == 0 and check.total("changed") == 0, check.changed_tasks()
     assert "unmanaged, kept" not in check.output  # no diff at all on a converged twin

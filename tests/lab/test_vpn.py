@@ -14,7 +14,7 @@ import time
 import pytest
 
 from jincai import ROOT, pki
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 from conftest import hostvars, run_on
 
@@ -197,10 +197,10 @@ def test_clients_reconnect_after_a_concentrator_restart(provisioned):
 def test_vpn_playbook_is_idempotent_and_clean_in_check_mode(provisioned):
     second = run("playbooks/vpn.yml", inventory=LAB)
     assert second.rc == 0, _tail(second)
-    assert second.total("changed") == 0, changed_tasks(second.output)
+    assert second.total("changed") == 0, second.changed_tasks()
     check = run("playbooks/vpn.yml", inventory=LAB, check=True, diff=True)
     assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, changed_tasks(check.output)
+    assert check.total("changed") == 0, check.changed_tasks()
 
 
 def test_vpn_events_reach_the_province_collector(provisioned):

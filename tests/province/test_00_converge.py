@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from jincai.playbook import changed_tasks, run
+from jincai.run import run
 
 from conftest import group
 
@@ -38,11 +38,11 @@ def test_second_run_changes_nothing(converged):
     again = run(PLAYBOOK, inventory=converged)
     print(f"idempotent site.yml on the twin: {time.monotonic() - t0:.0f} s")
     assert again.rc == 0, _tail(again)
-    assert again.total("changed") == 0, f"not idempotent: {changed_tasks(again.output)[:20]}"
+    assert again.total("changed") == 0, f"not idempotent: {again.changed_tasks()[:20]}"
     assert len(again.recap) >= len(group("routers")) + len(group("machine_room"))
 
 
 def test_check_diff_is_clean(converged):
     check = run(PLAYBOOK, inventory=converged, check=True, diff=True)
     assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, f"drift in check mode: {changed_tasks(check.output)[:20]}"
+    assert check.total("changed") == 0, f"drift in check mode: {check.changed_tasks()[:20]}"

@@ -206,16 +206,6 @@ def test_a_wrong_root_password_names_host_and_fix():
     assert "Caps Lock" in text and "secret" not in text
 
 
-def test_ansible_failures_are_parsed_per_host():
-    out = ('fatal: [220104-rtr]: FAILED! => {"changed": false, "msg": "220104-rtr: uplink port eth1 cannot reach"}\n'
-           'fatal: [220104-app1]: UNREACHABLE! => {"changed": false, "msg": "ssh: connect timed out", "unreachable": true}\n'
-           'failed: [220104-app1] (item=x) => {"msg": "nope"}\n')
-    found = bootstrap.failures(out)
-    assert found[0] == ("220104-rtr", "220104-rtr: uplink port eth1 cannot reach")
-    assert found[1] == ("220104-app1", "unreachable: ssh: connect timed out")
-    assert found[2] == ("220104-app1", "nope")
-
-
 # ---------------------------------------------------------------- state and checklist
 
 
@@ -293,3 +283,30 @@ def test_plan_renames_follow_the_addresses():
               "eth5": "198.18.16.1/24"}
     assert blank.plan_renames(existing, wanted) == [("eth4", "eth5")]
     assert blank.plan_renames({"eth4": ["198.18.16.1/24"]}, {"eth4": "198.18.16.1/24"}) == []
+
+
+# ---------------------------------------------------------------- progress view (jincai.run events)
+
+
+def test_progress_view_shows_task_names_and_failure_lines_from_events(capsys):
+    events = [
+        {"event": "playbook_on_task_start", "event_data": {"task": "Validating arguments against arg spec 'main'",
+                                                            "role": "router"}},
+        {"event": "playbook_on_task_start", "event_data": {"task": "Push the uplink config", "role": "router"}},
+        {"event": "runner_on_ok", "event_data": {"host": "220104-rtr"}, "stdout": "ok: [220104-rtr]"},
+        {"event": "runner_on_failed", "event_data": {"host": "220104-rtr"},
+         "stdout": '[ERROR]: Task failed\nfatal: [220104-rtr]: FAILED! => {"msg": "uplink eth1 down"}'},
+        {"event": "runner_on_unreachable", "event_data": {"host": "220104-app1"},
+         "stdout": 'fatal: [220104-app1]: UNREACHABLE! => {"msg": "timed out"}'},
+    ]
+    for event in events:
+        bootstrap.Runner._echo(event)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["      - router : Push the uplink config",
+                   '      fatal: [220104-rtr]: FAILED! => {"msg": "uplink eth1 down"}',
+                   '      fatal: [220104-app1]: UNREACHABLE! => {"msg": "timed out"}']
+
+
+def test_a_stop_without_a_running_playbook_says_so():
+    runner = bootstrap.Runner(site=None, state=None)
+    assert runner.stop("SIGTERM") is False and runner.stop_reason == "SIGTERM"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from jincai import ROOT
-from jincai.playbook import run as run_playbook
+from jincai.run import run as run_playbook
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN_APPS = os.path.join(ROOT, "inventories", "jilin", "group_vars", "all", "apps.yml")

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from jincai import ROOT
-from jincai.playbook import run
+from jincai.run import run
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")

@@ -1,0 +1,32 @@
+"""Session settings for the unit tests.
+
+* The ARA audit trail (plugins/callback/jincai_ara.py) records every playbook run; in unit tests it
+  is off (ANSIBLE_CALLBACKS_ENABLED: about a second of Django start-up per run, many runs) except
+  where a test enables it (tests/unit/test_audit.py), and then it records into a temporary store,
+  never into the control node's ``/var/lib/jincai/ara``.
+* ansible.cfg names no vault password file: playbooks run directly with ``ansible-playbook`` get the
+  lab inventory's vault id script, as the Makefile and jincai.run give it.
+"""
+
+import os
+
+import pytest
+
+from jincai.run.env import vault_env
+
+UNIT_CALLBACKS = "jincai_timer"  # ansible.cfg's list without jincai_ara
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _unit_environment(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in ("JINCAI_ARA_DIR", "ANSIBLE_VAULT_IDENTITY_LIST",
+                                            "ANSIBLE_CALLBACKS_ENABLED")}
+    os.environ["JINCAI_ARA_DIR"] = str(tmp_path_factory.mktemp("ara"))
+    os.environ["ANSIBLE_CALLBACKS_ENABLED"] = UNIT_CALLBACKS
+    os.environ.update(vault_env(None))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
