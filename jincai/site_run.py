@@ -54,9 +54,10 @@ def _run_echoed(argv):
     return proc.wait(), b"".join(chunks).decode("utf-8", "replace")
 
 
-def provision_in_waves(inventory):
+def provision_in_waves(inventory, check=False, diff=False, echo=True):
     """site.yml on the twin, one wave (province, then each city with its counties) at a time
-    (:func:`jincai.lab.twin.waves` says why); returns one RunResult with every wave's recap."""
+    (:func:`jincai.lab.twin.waves` says why); returns one RunResult with every wave's recap, changed
+    tasks and output."""
     from jincai import inventory as invmod
     from jincai.lab import twin
     from jincai.run import RunResult
@@ -67,10 +68,12 @@ def provision_in_waves(inventory):
         _step(f"provision wave {n}/{len(waves)}: {label} ({len(hosts)} hosts, playbooks/site.yml)")
         t0 = time.monotonic()
         res = run_playbook("playbooks/site.yml", inventory=inventory, args=["--limit", ",".join(hosts)],
-                           echo=True)
+                           check=check, diff=diff, echo=echo)
         print(f"==== wave {n}/{len(waves)}: rc {res.rc}, changed {res.total('changed')}, "
               f"{time.monotonic() - t0:.0f} s", flush=True)
         total.recap.update(res.recap)
+        total.changed += res.changed
+        total.output += res.output
         total.rc = total.rc or res.rc
     return total
 
