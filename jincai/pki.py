@@ -111,15 +111,26 @@ def _cert_pem(cert):
 # --------------------------------------------------------------------------------------------
 
 def vault_password_file():
-    """Return the vault password file: ``$ANSIBLE_VAULT_PASSWORD_FILE`` or ansible.cfg's."""
+    """Return the vault password file, where Ansible would find it: ``$ANSIBLE_VAULT_PASSWORD_FILE``,
+    the first source of ``$ANSIBLE_VAULT_IDENTITY_LIST`` (``label@path``; what `make`, jincai.run and
+    AWX set), ansible.cfg's ``vault_password_file``, else the default inventory's own vault id script
+    (:func:`jincai.run.env.vault_identity`)."""
     path = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+    ids = [i.strip() for i in (os.environ.get("ANSIBLE_VAULT_IDENTITY_LIST") or "").split(",") if i.strip()]
+    if not path and ids:
+        path = ids[0].split("@", 1)[1] if "@" in ids[0] else ids[0]
     if not path:
         cfg = configparser.ConfigParser(interpolation=None)
         cfg.read(os.environ.get("ANSIBLE_CONFIG") or os.path.join(ROOT, "ansible.cfg"))
         path = cfg.get("defaults", "vault_password_file", fallback=None)
     if not path:
-        raise PkiError("no vault password file: set ANSIBLE_VAULT_PASSWORD_FILE or vault_password_file "
-                       "in ansible.cfg (the CA key is ansible-vault encrypted)")
+        from jincai.run import env as runenv
+
+        ident = runenv.vault_identity(runenv.default_inventory())
+        path = ident.split("@", 1)[1] if ident else None
+    if not path:
+        raise PkiError("no vault password file: set ANSIBLE_VAULT_IDENTITY_LIST (label@file) or "
+                       "ANSIBLE_VAULT_PASSWORD_FILE (the CA key is ansible-vault encrypted)")
     return path if os.path.isabs(path) else os.path.join(ROOT, path)
 
 

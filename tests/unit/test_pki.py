@@ -266,3 +266,18 @@ def test_an_older_checkout_local_ca_is_not_silently_replaced(tmp_path, monkeypat
     assert pki.main(["sync"]) == 1
     assert pki.main(["ca"]) == 1
     assert not new.exists()
+
+
+def test_the_vault_password_file_is_found_where_ansible_finds_it(monkeypatch, tmp_path):
+    """ansible.cfg names no vault password file (AWX brings its own): `jincai pki`, run by the VPN play
+    or by hand, takes the vault id that `make`/jincai.run/AWX set, else the default inventory's script."""
+    for var in ("ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_VAULT_IDENTITY_LIST"):
+        monkeypatch.delenv(var, raising=False)
+    script = tmp_path / "pass.sh"
+    monkeypatch.setenv("ANSIBLE_VAULT_IDENTITY_LIST", f"prod@{script},lab@/elsewhere")
+    assert pki.vault_password_file() == str(script)
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", "/explicit")
+    assert pki.vault_password_file() == "/explicit"
+    for var in ("ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_VAULT_IDENTITY_LIST"):
+        monkeypatch.delenv(var)
+    assert pki.vault_password_file() == os.path.join(pki.ROOT, "inventories", "lab", "vault-pass.sh")
