@@ -59,6 +59,16 @@ def client_for(network):
     return get_client(client="offline", run_sql_migrations=False)
 
 
+def result_diffs(content):
+    """The ``diff`` entries of one task result: its own, or those of its loop items (a looped task's
+    result holds one ``results`` entry per item, each with its diff)."""
+    diffs = []
+    for part in [content] + list(content.get("results") or []):
+        d = part.get("diff") if isinstance(part, dict) else None
+        diffs.extend(d if isinstance(d, list) else [d] if d else [])
+    return diffs
+
+
 def render_diff(diff):
     """Ansible's ``diff`` result field (a dict or a list of them) as unified-diff text."""
     out = []
@@ -114,7 +124,7 @@ def history(client, site=None, since=None, host=None, diff=False):
                     "ended": res.get("ended")}
             if diff and status == "changed":
                 content = client.get(f"/api/v1/results/{res['id']}").get("content") or {}
-                item["diff"] = render_diff(content.get("diff", []))
+                item["diff"] = render_diff(result_diffs(content))
             results.append(item)
         runs.append({**pb, "results": results})
     return runs

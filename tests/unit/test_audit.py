@@ -166,3 +166,15 @@ def test_network_of_names_the_store():
     assert audit.network_of(os.path.join(hist.ROOT, "inventories", "lab")) == "lab"
     assert audit.network_of(os.path.join(hist.ROOT, "inventories", "jilin")) == "jilin"
     assert audit.network_of("localhost,") == "adhoc"
+
+
+def test_a_looped_tasks_diff_is_read_from_its_items():
+    """A looped task's result holds its items' diffs (content.results[*].diff), not a diff of its own."""
+    from jincai.audit.history import render_diff, result_diffs
+
+    content = {"changed": True, "results": [
+        {"diff": [{"before": "a\n", "after": "a\nb\n", "before_header": "/etc/x"}]},
+        {"diff": {"before": "c\n", "after": "d\n"}}, {"changed": False}]}
+    text = render_diff(result_diffs(content))
+    assert "+b" in text and "-c" in text and "+d" in text and "/etc/x" in text
+    assert result_diffs({"diff": {"before": "1", "after": "2"}}) == [{"before": "1", "after": "2"}]
