@@ -210,7 +210,7 @@ def _add(inventory, code, password, miswire, log):
     # Wiring: namespaces, management ports, the WAN line to the parent, the LAN switch.
     used = set(_ns_links(topology.SWITCH_NS))
     for host in hosts:
-        net._new_ns(host.netns)  # noqa: SLF001 (the lab's own helper)
+        net.new_namespace(host.netns)
         record["netns"].append(host.netns)
         save_state(state)
         port = next(f"bk{i}" for i in range(1000) if f"bk{i}" not in used)

@@ -85,6 +85,14 @@ def _sysctls(ns, forwards):
     sysctl(ns, **values)
 
 
+def new_namespace(name, forwards=False):
+    """Create one lab namespace with lo up and IPv6 off (used by the blank county of the bootstrap
+    proofs; :func:`build` makes the whole lab's in one batch)."""
+    ip("netns", "add", name)
+    ip("link", "set", "lo", "up", ns=name)
+    _sysctls(name, forwards)
+
+
 def build(plan, log=print):
     """Create namespaces, links, bridges and addresses for ``plan``. Returns the created namespaces.
 
