@@ -14,6 +14,7 @@ import os
 import signal
 import time
 
+from jincai import model
 from jincai.lab import lab, net
 
 
@@ -35,9 +36,8 @@ def find_link(plan, a, b, backup=False):
     """Return ``(segment id, [(host, ifname), (host, ifname)])`` of the WAN link between two sites,
     parent first."""
     ra, rb = _router(plan, a), _router(plan, b)
-    suffix = "-backup" if backup else ""
     for first, second in ((ra, rb), (rb, ra)):
-        seg_id = f"wan-{first.site}-{second.site}{suffix}"
+        seg_id = model.wan_segment(first.site, second.site, "backup" if backup else "primary")
         seg = plan.segments.get(seg_id)
         if seg is not None:
             ends = {h: i.name for h, i in seg.members}
@@ -48,22 +48,18 @@ def find_link(plan, a, b, backup=False):
 
 def isolated_hosts(plan, child_site, cuts):
     """Hosts cut off from the province once the links in ``cuts`` are down: those of ``child_site``
-    and of every site below it, when none of ``child_site``'s uplinks is left (one level: a city
-    with a live backup keeps its counties)."""
-    uplinks = [sid for sid, seg in plan.segments.items() if seg.point_to_point and sid.startswith("wan-")
-               and any(plan.hosts[h].site == child_site and i.role == "uplink" for h, i in seg.members)]
-    if any(sid not in cuts for sid in uplinks):
+    when none of its uplinks is left, and of every site below it that has no live uplink elsewhere."""
+    links = [p for p in map(model.parse_wan_segment, plan.segments) if p]  # (parent, child, role)
+    if any(model.wan_segment(*p) not in cuts for p in links if p[1] == child_site):
         return []
     below = {child_site}
     changed = True
-    while changed:  # the sites whose uplinks all lead into `below`
-        changed = False
-        for sid, seg in plan.segments.items():
-            if not (seg.point_to_point and sid.startswith("wan-")):
-                continue
-            ends = {i.role: plan.hosts[h].site for h, i in seg.members}
-            if ends.get("downlink") in below and ends.get("uplink") not in below:
-                below.add(ends["uplink"])
+    while changed:  # sites every live uplink of which leads into `below` (220184's backup to the
+        changed = False  # province keeps it reachable when its city is cut off)
+        for parent, child, _role in links:
+            if parent in below and child not in below and all(
+                    p in below or model.wan_segment(p, c, r) in cuts for p, c, r in links if c == child):
+                below.add(child)
                 changed = True
     return sorted(h.name for h in plan.hosts.values() if h.site in below)
 

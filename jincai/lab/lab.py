@@ -616,6 +616,7 @@ def up(plan, log=print):
         log(f"restarting {len(dead)} stopped container(s), the others keep running: {', '.join(dead)}")
         for name in dead:
             state["hosts"][name] = start_container(plan.hosts[name], state["hosts"][name]["root"])
+            state["stopped"] = sorted(set(state.get("stopped") or []) - {name})  # `lab host stop` undone
             save_state(state)
         wait_ready(state["hosts"], log=log)
         log(f"lab up: {len(plan.hosts)} hosts")

@@ -207,3 +207,18 @@ def test_waves_cover_every_host_once_province_first(twin_inv):
         city = label.split()[1]
         assert all(twin_inv["_meta"]["hostvars"][h]["jincai_site"]["city_code"] == city for h in hs)
         assert f"{city}-rtr" in hs and f"bu{city}-1" in hs
+
+
+def test_a_cut_isolates_only_sites_with_no_live_uplink_left(twin_inv):
+    """`jincai lab link down --inband` darkens the hosts a cut leaves without any path to the
+    province: 220184's own backup to the province keeps it when its city 220100 is cut off."""
+    from jincai.lab import inject
+
+    plan = topology.plan(twin_inv, source="twin")
+    assert inject.find_link(plan, "220182", "220100", backup=True)[0] == "wan-220100-220182-backup"
+    assert inject.isolated_hosts(plan, "220182", {"wan-220100-220182"}) == []
+    assert inject.isolated_hosts(plan, "220102", {"wan-220100-220102"}) == ["220102-app1", "220102-rtr"]
+    city = inject.isolated_hosts(plan, "220100", {"wan-220000-220100", "wan-220000-220100-backup"})
+    assert "220102-rtr" in city and "220100-vpn" in city and "220184-rtr" not in city
+    with pytest.raises(inject.InjectError, match="no backup WAN link between 220100 and 220102"):
+        inject.find_link(plan, "220100", "220102", backup=True)
