@@ -295,6 +295,68 @@ def _sudo(facts, ctx, exp):
     return not bad, "no sudo rule for ALL users", "; ".join(bad) or "none"
 
 
+def parse_sudo_list(text):
+    """``[(runas, command)]`` from ``sudo -l -U USER`` output (its "may run the following commands"
+    section; tags such as ``NOPASSWD:`` dropped, one entry per command of a rule)."""
+    out, inside = [], False
+    for raw in (text or "").splitlines():
+        if re.match(r"^User \S+ may run the following commands", raw):
+            inside = True
+            continue
+        if not inside:
+            continue
+        if raw and not raw[0].isspace():
+            inside = False
+            continue
+        m = re.match(r"^\s*\(([^)]*)\)\s*(.*)$", raw)
+        if not m:
+            continue
+        runas, rest = re.sub(r"\s+", "", m.group(1)), m.group(2)
+        while re.match(r"^[A-Z_]+:\s*", rest):
+            rest = re.sub(r"^[A-Z_]+:\s*", "", rest, count=1)
+        out += [(runas, c.strip()) for c in rest.split(", ") if c.strip()]
+    return out
+
+
+def _person_roles(ctx):
+    """{user: role} of the present people: an administrator's one role, ``technician`` for technicians."""
+    roles = {}
+    for a in ctx.get("admins") or []:
+        if a.get("state", "present") == "present":
+            roles[a["user"]] = ",".join(a.get("roles") or []) or "no role"
+    for t in ctx.get("technicians") or []:
+        if t.get("state", "present") == "present":
+            roles[t["user"]] = "technician"
+    return roles
+
+
+@check(SERVER_CHECKS, "access.sudo_roles", "L3-CES1-08", "each person's effective sudo rights fit their role")
+def _sudo_roles(facts, ctx, exp):
+    rights = facts.get("sudo")
+    if rights is None:  # raw data of a run before the collector read them (jincai compliance --from)
+        return None
+    policy, forbidden = exp["sudo_role_commands"], exp.get("sudo_forbidden_commands") or []
+    roles = _person_roles(ctx)
+    automation = ctx.get("automation_user") or "jincai"
+    bad, people = [], 0
+    for user, res in sorted(rights.items()):
+        if user == automation:
+            continue
+        people += 1
+        text = res.get("out") or ""
+        if "may run the following commands" not in text and "not allowed to run sudo" not in text:
+            bad.append(f"{user}: sudo -l failed (rc {res.get('rc')}: {(res.get('err') or '').strip()[:120]})")
+            continue
+        role = roles.get(user)
+        allowed = policy.get(role) or []
+        for runas, command in parse_sudo_list(text):
+            fits = any(re.fullmatch(p, command) for p in allowed) and (role == "system" or runas == "root")
+            if not fits or (role != "system" and any(re.fullmatch(p, command) for p in forbidden)):
+                bad.append(f"{user} ({role or 'not a person of the inventory'}): ({runas}) {command}")
+    return (not bad, "system administrators ALL; security, audit and technicians only their role's commands as root",
+            "; ".join(bad) or f"{people} account(s) within their role")
+
+
 @check(SERVER_CHECKS, "access.management_sources", "L3-CES1-18", "sshd admits users only from management networks")
 def _allow_users(facts, ctx, exp):
     nets = (ctx.get("management_networks") or []) + (ctx.get("ssh_extra_sources") or [])

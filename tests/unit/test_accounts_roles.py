@@ -162,3 +162,19 @@ def test_role_commands_refuse_anything_but_their_listed_reads(tmp_path, name, ar
 @pytest.mark.parametrize("name", ["jincai-audit-read", "jincai-secadm"])
 def test_role_commands_are_valid_shell(tmp_path, name):
     assert subprocess.run(["sh", "-n", str(role_command(tmp_path, name))], check=False).returncode == 0
+
+
+def test_what_the_role_renders_is_what_compliance_accepts_per_role():
+    """The catalogue's sudo policy (jincai/data/mlps_controls.yml) admits every command the role gives."""
+    import re  # noqa: PLC0415
+
+    from jincai.compliance import model  # noqa: PLC0415
+
+    exp = model.load_controls()["expected"]
+    policy, forbidden = exp["sudo_role_commands"], exp["sudo_forbidden_commands"]
+    for role, commands in DEFAULTS["accounts_sudo_role_commands"].items():
+        assert all(any(re.fullmatch(p, c) for p in policy[role]) for c in commands), role
+    for functions in (["app_server"], ["services"], ["vpn_concentrator"]):
+        for c in technician_commands(functions, ["budget", "township"]):
+            assert any(re.fullmatch(p, c) for p in policy["technician"]), c
+            assert not any(re.fullmatch(p, c) for p in forbidden), c

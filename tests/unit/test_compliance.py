@@ -42,7 +42,8 @@ NFT_GOOD = {"nftables": [
 CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"], "addresses": ["198.18.33.10", "198.19.0.29"],
        "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
        "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
-       "admins": [{"user": "jcadmin", "state": "present"}],
+       "admins": [{"user": "jcadmin", "state": "present", "roles": ["system"]},
+                  {"user": "jcaudit", "state": "present", "roles": ["audit"]}],
        "technicians": [{"user": "t220202a", "state": "present"}, {"user": "t220202b", "state": "absent"}]}
 
 SSHD = {"permitrootlogin": ["no"], "maxauthtries": ["3"], "clientaliveinterval": ["300"],
@@ -57,6 +58,14 @@ SSHD = {"permitrootlogin": ["no"], "maxauthtries": ["3"], "clientaliveinterval":
 def _svc(*names):
     return {f"{n}.service": {"load": "loaded", "active": "active", "sub": "running", "enabled": "enabled"}
             for n in names}
+
+
+def sudo_list(user, *rules):
+    """``sudo -l -U USER`` output with ``rules`` (sudo 1.9's format)."""
+    return (f"Matching Defaults entries for {user} on 220202-app1:\n    env_reset, mail_badpass, use_pty,\n"
+            f"    logfile=/var/log/sudo.log, timestamp_timeout=5\n\n"
+            f"User {user} may run the following commands on 220202-app1:\n"
+            + "".join(f"    {r}\n" for r in rules))
 
 
 def server_facts():
@@ -96,6 +105,13 @@ def server_facts():
              "password": "locked"},
         ],
         "sshd": {"rc": 0, "err": "", "config": copy.deepcopy(SSHD)},
+        "sudo": {"jincai": {"rc": 0, "out": sudo_list("jincai", "(ALL) NOPASSWD: ALL")},
+                 "jcadmin": {"rc": 0, "out": sudo_list("jcadmin", "(ALL : ALL) ALL")},
+                 "jcaudit": {"rc": 0, "out": sudo_list("jcaudit", "(root) /usr/local/sbin/jincai-audit-read")},
+                 "t220202a": {"rc": 0, "out": sudo_list(
+                     "t220202a", "(root) /usr/bin/systemctl restart jincai-budget.service, "
+                     "/usr/bin/systemctl --no-pager status nginx.service, "
+                     "/usr/bin/journalctl --no-pager -n 500 -u nginx.service")}},
         "virt": "none",
         "services": dict(_svc("ssh", "rsyslog", "chrony", "nftables", "nginx", "postgresql", "auditd", "jincai-budget"),
                          **{f"{t}.timer": {"load": "loaded", "active": "active", "sub": "waiting", "enabled": "enabled"}
@@ -168,6 +184,24 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["files"].update({"/etc/sudoers.d/x": "t220202a ALL=(ALL) NOPASSWD: ALL\n"}), "ssh.two_factor",
      "L3-CES1-04"),
     (lambda f: f["files"].update({"/etc/sudoers.d/x": "ALL ALL=(ALL) ALL\n"}), "access.sudo", "L3-CES1-08"),
+    (lambda f: f["sudo"]["jcaudit"].update(out=sudo_list("jcaudit", "(ALL : ALL) ALL")), "access.sudo_roles",
+     "L3-CES1-08"),
+    (lambda f: f["sudo"]["jcaudit"].update(out=sudo_list("jcaudit", "(root) /usr/local/sbin/jincai-audit-read",
+                                                        "(root) /usr/bin/vi /var/log/audit/audit.log")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(root) /usr/bin/systemctl")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(root) NOPASSWD: /bin/bash")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(ALL) /usr/bin/systemctl restart x.service")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(root) /usr/bin/systemctl stop rsyslog.service")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"].update(stranger={"rc": 0, "out": sudo_list("stranger", "(root) /usr/bin/journalctl "
+                                                                   "--no-pager -n 5 -u x")}),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["jcaudit"].update(rc=1, out="", err="sudo: unable to resolve host"), "access.sudo_roles",
+     "L3-CES1-08"),
     (lambda f: f["accounts"][5].update(shell="/bin/bash"), "access.accounts", "L3-CES1-07"),
     (lambda f: f["accounts"].append({"user": "admin", "uid": 1010, "gid": 1010, "home": "/", "shell": "/bin/bash",
                                      "password": "set", "max_days": "90"}), "access.accounts", "L3-CES1-07"),
@@ -515,3 +549,33 @@ def test_router_packet_filter_passes_and_each_violation_is_found():
     nft = router_nft()
     nft["nftables"][0]["chain"]["policy"] = "accept"
     assert ("router.filter_default_deny", "L3-CES1-17") in failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, nft))
+
+
+def test_sudo_list_parsing_and_a_person_without_rights():
+    text = sudo_list("t1", "(root) NOPASSWD: NOEXEC: /usr/bin/a x, /usr/bin/b", "(ALL : ALL) ALL")
+    assert checks.parse_sudo_list(text) == [("root", "/usr/bin/a x"), ("root", "/usr/bin/b"), ("ALL:ALL", "ALL")]
+    assert checks.parse_sudo_list("User t1 is not allowed to run sudo on 220202-app1.\n") == []
+    facts = server_facts()
+    facts["sudo"]["t220202a"] = {"rc": 1, "out": "User t220202a is not allowed to run sudo on 220202-app1.\n"}
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["access.sudo_roles"].passed, res["access.sudo_roles"]
+    facts["sudo"]["t220202a"] = {"rc": 0, "out": sudo_list("t220202a", "(ALL : ALL) ALL")}
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["access.sudo_roles"].found == "t220202a (technician): (ALL:ALL) ALL"
+
+
+def test_raw_data_of_an_older_run_without_sudo_rights_is_not_judged():
+    facts = server_facts()
+    facts.pop("sudo")
+    assert "access.sudo_roles" not in {r.check for r in checks.evaluate_server(facts, CTX, EXP)}
+
+
+def test_the_collector_asks_sudo_for_every_person_who_can_log_in(monkeypatch):
+    from jincai.compliance import collector  # noqa: PLC0415
+
+    asked = []
+    monkeypatch.setattr(collector, "run", lambda argv, timeout=20: asked.append(argv) or {"rc": 0, "out": "x",
+                                                                                            "err": ""})
+    got = collector.sudo_rights(server_facts()["accounts"])
+    assert sorted(got) == ["jcadmin", "jincai", "t220202a"]  # not root, daemons, nobody or locked t220202b
+    assert ["sudo", "-n", "-l", "-U", "jcadmin"] in asked
