@@ -11,6 +11,8 @@ import ipaddress
 import re
 from dataclasses import asdict, dataclass
 
+from jincai import tls as tlspolicy
+
 SERVER_CHECKS = []
 ROUTER_CHECKS = []
 
@@ -585,6 +587,32 @@ def _ntp(facts, ctx, exp):
 def _aide(facts, ctx, exp):
     have = [p for p in exp["aide_databases"] if (facts.get("stat") or {}).get(p)]
     return bool(have), "an AIDE database", ", ".join(have) or "no AIDE database"
+
+
+@check(SERVER_CHECKS, "tls.endpoints", "L3-CES1-26", "TLS endpoints offer TLS 1.2 with AEAD suites and TLS 1.3 only")
+def _tls(facts, ctx, exp):
+    probes, pg = facts.get("tls"), facts.get("postgres_tls")
+    if probes is None or (not probes and not pg):
+        return None  # no TLS endpoint here (or raw data of a run before the collector probed them)
+    bad = []
+    for port, p in sorted(probes.items(), key=lambda kv: int(kv[0])):
+        if p.get("tls12_cbc") and not tlspolicy.is_aead(p["tls12_cbc"].split()[-1]):
+            bad.append(f"{port}: accepts a CBC suite ({p['tls12_cbc']})")
+        if p.get("legacy"):
+            bad.append(f"{port}: accepts {p['legacy']}")
+        if not p.get("tls12_aead"):
+            bad.append(f"{port}: refuses TLS 1.2 with AEAD suites")
+        if not p.get("tls13"):
+            bad.append(f"{port}: refuses TLS 1.3")
+    if pg and pg.get("ssl") == "on":
+        if pg.get("ssl_min_protocol_version") not in ("TLSv1.2", "TLSv1.3"):
+            bad.append(f"postgresql: ssl_min_protocol_version {pg.get('ssl_min_protocol_version')}")
+        weak = [c for c in (pg.get("ssl_ciphers") or "").split(":") if c and not tlspolicy.is_aead(c)]
+        if weak:
+            bad.append(f"postgresql: ssl_ciphers not AEAD: {':'.join(weak)}")
+    what = [f"ports {','.join(sorted(probes, key=int))}"] if probes else []
+    what += ["postgresql"] if pg else []
+    return not bad, "TLS 1.2 AEAD suites and TLS 1.3, nothing else", "; ".join(bad) or (" and ".join(what) + " as expected")
 
 
 @check(SERVER_CHECKS, "services.running", "L3-SMC1-09", "the host runs its required services")

@@ -12,9 +12,11 @@ import glob
 import json
 import os
 import socket
+import ssl
 import stat
 import subprocess
 import sys
+import warnings
 
 TEXT_FILES = [
     "/etc/login.defs", "/etc/security/pwquality.conf", "/etc/security/faillock.conf",
@@ -149,6 +151,47 @@ def packages():
                   if len(line.split()) > 1 and line.split()[1].startswith("ii"))
 
 
+def _handshake(port, low, high, ciphers=None):
+    """Protocol and suite a TLS handshake with 127.0.0.1:``port`` agrees on, or None when refused."""
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with warnings.catch_warnings():  # asking for TLS 1.0/1.1 is the point (does the server refuse them?)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version, ctx.maximum_version = low, high
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw, ctx.wrap_socket(raw) as conn:
+            return f"{conn.version()} {conn.cipher()[0]}"
+    except (OSError, ValueError):  # ssl.SSLError is an OSError; ValueError: the client cannot offer it
+        return None
+
+
+def tls_probes(socks):
+    """For every TCP port nginx listens on (the TLS frontends): what a client is granted when it offers
+    only TLS 1.2 CBC suites, only TLS 1.0/1.1, TLS 1.2 AEAD suites, TLS 1.3. Local handshakes only."""
+    tls = ssl.TLSVersion
+    out = {}
+    for port in sorted({s["port"] for s in socks if s["proto"] == "tcp" and '"nginx"' in s["process"]}):
+        out[str(port)] = {
+            "tls12_cbc": _handshake(port, tls.TLSv1_2, tls.TLSv1_2, "ALL:!AESGCM:!CHACHA20:!AESCCM:!ARIAGCM:@SECLEVEL=0"),
+            "legacy": _handshake(port, tls.TLSv1, tls.TLSv1_1, "ALL:@SECLEVEL=0"),
+            "tls12_aead": _handshake(port, tls.TLSv1_2, tls.TLSv1_2, "ECDHE+AESGCM:ECDHE+CHACHA20"),
+            "tls13": _handshake(port, tls.TLSv1_3, tls.TLSv1_3),
+        }
+    return out
+
+
+def postgres_tls():
+    """PostgreSQL's TLS settings in force (``SHOW``), when it runs."""
+    res = run(["runuser", "-u", "postgres", "--", "psql", "-XAtc",
+               "select name, setting from pg_settings where name in ('ssl', 'ssl_min_protocol_version', 'ssl_ciphers')"])
+    if res["rc"] != 0:
+        return None
+    return dict(line.split("|", 1) for line in res["out"].splitlines() if "|" in line)
+
+
 def _login_shell(shell):
     return bool(shell) and not shell.endswith(("nologin", "/false", "/sync", "/halt", "/shutdown"))
 
@@ -168,6 +211,7 @@ def main():
     """Collect everything and print one JSON document (with the context passed as argument 1, if any)."""
     context = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     users = accounts()
+    socks = listening()
     facts = {
         "schema": 1,
         "hostname": socket.gethostname(),
@@ -178,7 +222,9 @@ def main():
         "sudo": sudo_rights(users),
         "sshd": sshd_effective(),
         "services": services(),
-        "listening": listening(),
+        "listening": socks,
+        "tls": tls_probes(socks),
+        "postgres_tls": postgres_tls(),
         "nft": nft_ruleset(),
         "packages": packages(),
     }
