@@ -178,3 +178,13 @@ def test_what_the_role_renders_is_what_compliance_accepts_per_role():
         for c in technician_commands(functions, ["budget", "township"]):
             assert any(re.fullmatch(p, c) for p in policy["technician"]), c
             assert not any(re.fullmatch(p, c) for p in forbidden), c
+
+
+def test_other_local_accounts_with_a_password_are_aged_too():
+    shadow = {"root": ["$y$j9T$salt$hash", "19000", "0", "99999", "7", "", "", ""],
+              "daemon": ["*", "19000", "0", "99999", "7", "", "", ""],
+              "jincai": ["!", "19000", "", "", "", "", "", ""],
+              "jcadmin": ["$y$j9T$s$h", "19000", "0", "99999", "7", "", "", ""],
+              "svc": ["$y$x$s$h", "19000", "2", "90", "7", "", "", ""],
+              "nopw": ["", "19000", "", "", "", "", "", ""]}
+    assert ACC.accounts_unaged(shadow, ["jcadmin", "jincai"], 90, 2, 7) == ["root"]

@@ -112,10 +112,25 @@ def accounts_technician_commands(services, functions, apps=(), app_operations=()
     return sorted(commands) + [c for c in extra or [] if c not in commands]
 
 
+def accounts_unaged(shadow, exclude, max_days, min_days, warn_age):
+    """Names of the accounts in ``shadow`` (getent: user -> [password, lastchg, min, max, warn, ...]) that
+    have a usable password and other ageing than max/min/warn, ``exclude`` left out; sorted."""
+    out = []
+    for user, fields in (shadow or {}).items():
+        password = (fields or [""])[0] or ""
+        if user in exclude or not password or password.startswith(("!", "*")):
+            continue
+        got = [(fields[i] if len(fields) > i else "") for i in (3, 2, 4)]
+        if got != [str(max_days), str(min_days), str(warn_age)]:
+            out.append(user)
+    return sorted(out)
+
+
 class FilterModule:
     """Filters of the accounts role."""
 
     def filters(self):
         """Return the filter table."""
         return {"accounts_errors": accounts_errors, "accounts_key_error": key_error,
-                "accounts_people": accounts_people, "accounts_technician_commands": accounts_technician_commands}
+                "accounts_people": accounts_people, "accounts_technician_commands": accounts_technician_commands,
+                "accounts_unaged": accounts_unaged}
