@@ -729,8 +729,12 @@ def _aide(facts, ctx, exp):
 @check(SERVER_CHECKS, "tls.endpoints", "L3-CES1-26", "TLS endpoints offer TLS 1.2 with AEAD suites and TLS 1.3 only")
 def _tls(facts, ctx, exp):
     probes, pg = facts.get("tls"), facts.get("postgres_tls")
-    if probes is None or (not probes and not pg):
-        return None  # no TLS endpoint here (or raw data of a run before the collector probed them)
+    if probes is None:
+        return None  # raw data of a run before the collector probed them
+    # a port that no handshake reaches is not a TLS endpoint (the artifact repository's plain HTTP)
+    probes = {port: p for port, p in probes.items() if any(p.values())}
+    if not probes and not pg:
+        return None
     bad = []
     for port, p in sorted(probes.items(), key=lambda kv: int(kv[0])):
         if p.get("tls12_cbc") and not tlspolicy.is_aead(p["tls12_cbc"].split()[-1]):

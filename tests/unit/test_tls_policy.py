@@ -109,6 +109,7 @@ def _probe(port):
                                   "process": 'users:(("nginx",pid=1,fd=6))'}])[str(port)]
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_the_probe_catches_tls10_and_tls11(cert):
     old = _server(cert, "ALL:@SECLEVEL=0", ssl.TLSVersion.TLSv1)
     try:
@@ -139,4 +140,7 @@ def test_the_probe_passes_the_policy_and_catches_cbc(cert):
     facts = {"tls": {"443": ok}, "postgres_tls": {"ssl": "on", "ssl_min_protocol_version": "TLSv1.2",
                                                  "ssl_ciphers": POLICY["openssl_ciphers"]}}
     assert checks._tls(facts, {}, {})[0]  # noqa: SLF001
+    plain = {"tls12_cbc": None, "legacy": None, "tls12_aead": None, "tls13": None}  # nginx on port 80
+    assert checks._tls({"tls": {"80": plain}}, {}, {}) is None  # noqa: SLF001
+    assert "80" not in checks._tls({"tls": {"80": plain, "443": ok}}, {}, {})[2]  # noqa: SLF001
     assert "L3-CES1-26" in model.load_controls()["controls"]
