@@ -8,6 +8,7 @@ from its running config (``show running-config``). Each check is a small pure fu
 """
 
 import ipaddress
+import json
 import re
 from dataclasses import asdict, dataclass
 
@@ -754,6 +755,29 @@ def _tls(facts, ctx, exp):
     what = [f"ports {','.join(sorted(probes, key=int))}"] if probes else []
     what += ["postgresql"] if pg else []
     return not bad, "TLS 1.2 AEAD suites and TLS 1.3, nothing else", "; ".join(bad) or (" and ".join(what) + " as expected")
+
+
+BACKUP_STATUS = "/var/backups/jincai/last-backup.json"
+
+
+@check(SERVER_CHECKS, "backup.offsite", "L3-CES1-29", "the province holds a backup of this host from the last day")
+def _backup_offsite(facts, ctx, exp):
+    if facts.get("time") is None:
+        return None  # raw data of a run before the collector read the backup status
+    limit = exp["backup_offsite_max_age_hours"]
+    text = (facts.get("files") or {}).get(BACKUP_STATUS)
+    want = f"last copy at the province (or, on the services host, its own store) under {limit} h old"
+    if not text:
+        return False, want, f"no backup recorded ({BACKUP_STATUS} missing)"
+    try:
+        status = json.loads(text)
+        age = (facts["time"] - int(status.get("offsite_time") or 0)) / 3600
+    except (ValueError, TypeError) as exc:
+        return False, want, f"unreadable {BACKUP_STATUS}: {exc}"
+    dbs = ", ".join(status.get("databases") or []) or "none"
+    found = (f"never copied (last run {status.get('offsite')})" if not status.get("offsite_time") else
+             f"{age:.1f} h old (last run: {status.get('offsite')}, databases dumped: {dbs})")
+    return bool(status.get("offsite_time")) and age <= limit, want, found
 
 
 @check(SERVER_CHECKS, "services.running", "L3-SMC1-09", "the host runs its required services")

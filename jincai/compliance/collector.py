@@ -16,6 +16,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 import warnings
 
 TEXT_FILES = [
@@ -27,7 +28,7 @@ TEXT_FILES = [
     "/etc/audit/auditd.conf", "/etc/audit/rules.d/*.rules", "/etc/aide/aide.conf",
     "/etc/issue", "/etc/issue.net", "/etc/security/limits.conf", "/etc/security/limits.d/*.conf",
     "/etc/systemd/system.conf", "/etc/systemd/system.conf.d/*.conf", "/etc/modprobe.d/*.conf",
-    "/etc/sysctl.conf", "/etc/sysctl.d/*.conf",
+    "/etc/sysctl.conf", "/etc/sysctl.d/*.conf", "/var/backups/jincai/last-backup.json",
 ]
 #: Kernel parameters the hardening checks judge (read from /proc/sys: what is in force).
 SYSCTL_KEYS = [
@@ -291,6 +292,7 @@ def main():
     facts = {
         "schema": 1,
         "hostname": socket.gethostname(),
+        "time": int(time.time()),
         "virt": run(["systemd-detect-virt"])["out"].strip() or "none",
         "files": text_files(),
         "stat": {p: file_stat(p) for p in STAT_FILES},

@@ -7,6 +7,7 @@ reads the intended state from the inventory. They assume a provisioned lab (test
 * the auditor reads the audit trail and can change nothing; a technician runs their listed service
   operations and cannot become root (sudo with the person's own key and a temporary password);
 * a TLS scan of every frontend of every app server accepts only the policy's AEAD suites;
+* a row written before the nightly backup is back after the restore drill (scratch database);
 * compliance flags each new control kind when it is broken by hand, then everything is restored.
 """
 
@@ -18,6 +19,7 @@ import subprocess
 import uuid
 
 import pytest
+import yaml
 
 from jincai import ROOT, tls
 from jincai.lab import lab as labmod
@@ -185,6 +187,36 @@ def test_every_tls_frontend_accepts_only_the_policys_aead_suites(lab_up):
             if bad or got["legacy"] or not got["tls13"] or not got["tls12"]:
                 problems[f"{host}:{port}"] = got
     assert not problems, problems
+
+
+with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml"), encoding="utf-8") as _fh:
+    CATALOG = yaml.safe_load(_fh)["apps_catalog"]
+
+
+@control("L3-CES1-28")
+def test_a_row_written_before_the_nightly_backup_is_back_after_the_restore_drill(lab_up):
+    """L3-CES1-28/29 finance data backup: the nightly run dumps every database (and copies it to the
+    province); the restore drill restores the newest dump into a scratch database and verifies it row
+    for row; a row written just before the backup is in the scratch database."""
+    host = county_app_server()
+    app = next(a for a in hostvars(host)["jincai_apps"] if CATALOG.get(a, {}).get("database"))
+    db = CATALOG[app]["database"]
+    marker = uuid.uuid4().hex
+    psql = "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1"
+    run_on(host, f"{psql} -d {db} -c \"CREATE TABLE IF NOT EXISTS jcmp_drill (marker text); "
+                 f"INSERT INTO jcmp_drill VALUES ('{marker}')\"", check=True)
+    try:
+        night = run_on(host, "jincai-backup", timeout=120)  # rc 1 only when the province cannot be reached
+        assert night.returncode in (0, 1) and "database dumps:" in night.stdout and db in night.stdout, night.stdout
+        drill = run_on(host, f"jincai-backup restore-drill --keep {db}", timeout=120)
+        assert drill.returncode == 0 and "restore drill OK" in drill.stdout, drill.stdout + drill.stderr
+        got = run_on(host, f"{psql} -d jincai_drill_{db} -c 'SELECT marker FROM jcmp_drill'", check=True)
+        assert marker in got.stdout.split()
+        status = json.loads(run_on(host, "cat /var/backups/jincai/last-backup.json", check=True).stdout)
+        assert db in status["databases"]
+    finally:
+        run_on(host, f"{psql} -d {db} -c 'DROP TABLE IF EXISTS jcmp_drill'; "
+                     f"runuser -u postgres -- dropdb --if-exists jincai_drill_{db}", check=True)
 
 
 def compliance(out_dir, *args, timeout=300):

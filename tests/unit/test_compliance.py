@@ -63,6 +63,7 @@ def _svc(*names):
             for n in names}
 
 
+NOW = 1796000000
 BANNER = "吉林省财政厅金财工程专网：仅限授权人员使用。\nauthorised users only.\n"
 #: the kernel parameters roles/base sets (base_sysctl)
 with open(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "base", "defaults", "main.yml"),
@@ -103,6 +104,8 @@ def server_facts():
             "/etc/rsyslog.d/90-forward.conf": 'action(type="omfwd" target="198.18.0.11" port="514" protocol="tcp")\n',
             "/etc/chrony/chrony.conf": "server 198.18.32.1 iburst\nserver 198.18.0.11 iburst\n",
             "/etc/audit/rules.d/50-jincai.rules": "-w /etc/passwd -p wa -k identity\n",
+            checks.BACKUP_STATUS: json.dumps({"time": NOW - 3600, "offsite_time": NOW - 3600, "offsite": "ok",
+                                              "archive": "220202-app1-x.tar.gz", "databases": ["jincai_budget"]}),
         },
         "stat": {"/var/log/auth.log": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
                  "/var/log/syslog": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
@@ -145,6 +148,7 @@ def server_facts():
                   "jcadmin": {"mode": "0750", "uid": 1001, "gid": 1001, "size": 1},
                   "t220202a": {"mode": "0700", "uid": 1002, "gid": 1002, "size": 1}},
         "loose_logs": {"/var/log/wtmp": "0664", "/var/log/lastlog": "0664"},
+        "time": NOW,
     }
 
 
@@ -248,6 +252,12 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["homes"]["t220202a"].update(mode="0755"), "access.home_permissions", "L3-CES1-10"),
     (lambda f: f["loose_logs"].update({"/var/log/apt/history.log": "0644"}), "audit.log_permissions", "L3-CES1-14"),
     (lambda f: f["accounts"][0].update(password="set", max_days="99999"), "auth.account_ageing", "L3-CES1-01"),
+    (lambda f: f["files"].pop(checks.BACKUP_STATUS), "backup.offsite", "L3-CES1-29"),
+    (lambda f: f.update(time=NOW + 26 * 3600), "backup.offsite", "L3-CES1-29"),
+    (lambda f: f["files"].update({checks.BACKUP_STATUS: json.dumps({"time": NOW, "offsite_time": 0,
+                                                                     "offsite": "failed"})}),
+     "backup.offsite", "L3-CES1-29"),
+    (lambda f: f["files"].update({checks.BACKUP_STATUS: "{"}), "backup.offsite", "L3-CES1-29"),
     (lambda f: f["accounts"][5].update(shell="/bin/bash"), "access.accounts", "L3-CES1-07"),
     (lambda f: f["accounts"].append({"user": "admin", "uid": 1010, "gid": 1010, "home": "/", "shell": "/bin/bash",
                                      "password": "set", "max_days": "90"}), "access.accounts", "L3-CES1-07"),
@@ -652,3 +662,11 @@ def test_the_catalogue_expects_what_the_roles_set():
     assert EXP["disabled_protocols"] == base["base_disabled_protocols"]
     assert EXP["log_mode_exempt"] == base["base_log_exempt"]
     assert re.search(EXP["banner_pattern"], base["base_banner"])
+
+
+def test_a_failed_last_copy_passes_while_the_province_still_holds_one_from_the_last_day():
+    facts = server_facts()
+    facts["files"][checks.BACKUP_STATUS] = json.dumps({"time": NOW, "offsite_time": NOW - 20 * 3600,
+                                                       "offsite": "failed", "databases": []})
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["backup.offsite"].passed and "20.0 h old (last run: failed" in res["backup.offsite"].found
