@@ -46,8 +46,13 @@ def test_each_administrator_gets_their_one_role_group_and_technicians_theirs():
 
 @pytest.mark.parametrize("roles", [[], ["system", "audit"], ["dba"], None])
 def test_an_administrator_without_exactly_one_known_role_stops_the_role(roles):
+    admins = [{"user": "x1", "name": "x", "key": GOOD, "roles": roles}]
+    assert ACC.accounts_role_errors(admins, GROUPS) == [
+        f"administrator x1: roles {roles or []!r}: exactly one of audit, security, system (三员分立; jincai validate "
+        "says so too)"]
+    assert ACC.accounts_role_errors([dict(admins[0], state="absent")], GROUPS) == []
     with pytest.raises(ValueError, match="exactly one of audit, security, system"):
-        ACC.accounts_people([{"user": "x1", "name": "x", "key": GOOD, "roles": roles}], [], "a", "t", GROUPS)
+        ACC.accounts_people(admins, [], "a", "t", GROUPS)
 
 
 def technician_commands(functions, apps=(), services=None):

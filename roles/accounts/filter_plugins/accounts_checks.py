@@ -70,6 +70,17 @@ def _present(people):
     return [p for p in people or [] if p.get("state", "present") == "present"]
 
 
+def accounts_role_errors(admins, role_groups):
+    """Problems with the administrators' roles: each present one holds exactly one known role (三员分立)."""
+    errors = []
+    for admin in _present(admins):
+        roles = list(admin.get("roles") or [])
+        if len(roles) != 1 or roles[0] not in role_groups:
+            errors.append("administrator %s: roles %r: exactly one of %s (三员分立; jincai validate says so too)"
+                          % (admin.get("user"), roles, ", ".join(sorted(role_groups))))
+    return errors
+
+
 def accounts_people(admins, technicians, admin_group, technician_group, role_groups):
     """The present people with the exact supplementary groups each gets (``_groups``) and their role
     (``_role``: system, security or audit for administrators, technician for technicians).
@@ -77,12 +88,12 @@ def accounts_people(admins, technicians, admin_group, technician_group, role_gro
     An administrator is in ``admin_group`` and the group of their one role; a technician in
     ``technician_group``. The set is exact (the role replaces any other group), so a person whose
     role changes leaves the old role's group."""
+    problems = accounts_role_errors(admins, role_groups)
+    if problems:
+        raise ValueError("; ".join(problems))
     out = []
     for admin in _present(admins):
         roles = list(admin.get("roles") or [])
-        if len(roles) != 1 or roles[0] not in role_groups:
-            raise ValueError("administrator %s: roles %r: exactly one of %s (三员分立; jincai validate says so too)"
-                             % (admin.get("user"), roles, ", ".join(sorted(role_groups))))
         out.append(dict(admin, _role=roles[0], _groups=[admin_group, role_groups[roles[0]]]))
     for tech in _present(technicians):
         out.append(dict(tech, _role="technician", _groups=[technician_group]))
@@ -132,5 +143,5 @@ class FilterModule:
     def filters(self):
         """Return the filter table."""
         return {"accounts_errors": accounts_errors, "accounts_key_error": key_error,
-                "accounts_people": accounts_people, "accounts_technician_commands": accounts_technician_commands,
+                "accounts_people": accounts_people, "accounts_role_errors": accounts_role_errors, "accounts_technician_commands": accounts_technician_commands,
                 "accounts_unaged": accounts_unaged}
