@@ -293,20 +293,8 @@ def vendor_configs(hostvars, out_dir=None):
 
 
 def waves(inv):
-    """Split a twin's hosts into provisioning waves: the province, then each city with its counties.
+    """The twin's provisioning waves: :func:`jincai.run.waves.waves` (province, then each city with its
+    counties) says why runs over the twin go wave by wave."""
+    from jincai.run import waves as waves_mod  # pylint: disable=import-outside-toplevel
 
-    On the twin every target shares this machine's memory. With Mitogen a run keeps ~4 interpreters
-    per target alive until it ends (100-250 MiB PSS per host, measured: 18 GiB for 172 hosts before
-    the apps play, when the machine ran out), so ``make province`` runs site.yml wave by wave (each a
-    separate ``--limit`` run). A wave is a whole subtree, so each site's province dependencies (log
-    collector, NTP, artifact repository, CA) are already provisioned when it runs. Returns
-    ``[(label, [host, ...])]`` covering every host once.
-    """
-    hostvars = inv["_meta"]["hostvars"]
-    buckets = {}
-    for name, hv in sorted(hostvars.items()):
-        site = hv.get("jincai_site") or {}
-        key = site.get("city_code") or "province"
-        buckets.setdefault(key, []).append(name)
-    order = ["province"] + sorted(k for k in buckets if k != "province")
-    return [(("province" if k == "province" else f"city {k} and its counties"), buckets[k]) for k in order]
+    return waves_mod.waves(inv)
