@@ -46,7 +46,9 @@ def build_parser():
                         "the memory the runs hold on targets sharing one machine (the province twin)")
     p.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to both ansible-playbook runs")
     p.add_argument("--keep-days", type=int, default=0, help="delete run directories older than this (0: keep all)")
-    p.add_argument("--from", dest="from_dir", help="re-evaluate the raw data of an earlier run (contacts nothing)")
+    p.add_argument("--from", dest="from_dir", action="append", default=[],
+                   help="re-evaluate the raw data of an earlier run (contacts nothing); repeated: merge the "
+                        "runs of several slices (AWX job slicing, waves) into one report")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the one-line result")
     return p
 
@@ -194,6 +196,41 @@ def collect_in_waves(inventory, inventory_dir, limit, extra_vars, raw_dir, skip_
     return merged
 
 
+def merge_slices(raw_dirs, raw_dir):
+    """Merge the raw directories of several slices of one nightly run (AWX job slicing: each job ran
+    drift and collection on 1/N of the hosts) into ``raw_dir``: facts copied into one facts/, the
+    record documents and runs.json merged as :func:`collect_in_waves` merges its waves. A host found in
+    two slices is an error (the slices overlapped)."""
+    import shutil
+
+    from jincai.run import waves as waves_mod
+
+    facts = os.path.join(raw_dir, "facts")
+    os.makedirs(facts, exist_ok=True)
+    seen = {}
+    docs, runs = {"collect": [], "drift": []}, []
+    for src in raw_dirs:
+        src_facts = os.path.join(src, "facts")
+        for name in sorted(os.listdir(src_facts)) if os.path.isdir(src_facts) else []:
+            if name in seen:
+                raise UsageError(f"--from: {name} is in two slices ({seen[name]} and {src}): they overlap")
+            seen[name] = src
+            shutil.copy2(os.path.join(src_facts, name), os.path.join(facts, name))
+        for key in docs:
+            docs[key].append(_load_json(os.path.join(src, f"{key}.json")))
+        slice_runs = _load_json(os.path.join(src, "runs.json"))
+        if slice_runs is None:  # AWX artifacts: a run whose record file exists ran
+            slice_runs = {k: {"rc": 0} for k in docs if os.path.exists(os.path.join(src, f"{k}.json"))}
+        runs.append(slice_runs)
+    for key, slice_docs in docs.items():
+        if any(d is not None for d in slice_docs):
+            with open(os.path.join(raw_dir, f"{key}.json"), "w", encoding="utf-8") as fh:
+                json.dump(waves_mod.merge_records(slice_docs), fh, indent=1, sort_keys=True, default=str)
+    with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
+        json.dump(merge_runs(runs), fh, indent=1)
+    return raw_dir
+
+
 def evaluate(raw_dir, inventory, scope, catalogue, meta):
     """Build the report from a raw directory (facts/, drift.json, collect.json, runs.json)."""
     from jincai.compliance import model
@@ -264,9 +301,15 @@ def main(argv=None):
     history = args.history or os.path.join(os.path.dirname(out_dir), "history.json")
     os.makedirs(out_dir, exist_ok=True)
     if args.from_dir:
-        raw_dir = os.path.join(os.path.abspath(args.from_dir), "raw")
-        if not os.path.isdir(raw_dir):
-            print(f"jincai compliance: --from {args.from_dir}: no raw/ directory", file=sys.stderr)
+        raws = [os.path.join(os.path.abspath(d), "raw") for d in args.from_dir]
+        missing = [d for d, r in zip(args.from_dir, raws) if not os.path.isdir(r)]
+        if missing:
+            print(f"jincai compliance: --from {', '.join(missing)}: no raw/ directory", file=sys.stderr)
+            return 2
+        try:
+            raw_dir = raws[0] if len(raws) == 1 else merge_slices(raws, os.path.join(out_dir, "raw"))
+        except UsageError as exc:
+            print(f"jincai compliance: {exc} (nothing was contacted)", file=sys.stderr)
             return 2
     else:
         raw_dir = os.path.join(out_dir, "raw")

@@ -80,3 +80,48 @@ def test_collect_in_waves_runs_each_wave_and_writes_one_merged_raw_dir(lab_inv, 
     calls.clear()
     compliance.collect_in_waves(lab_inv, "inv", None, [], str(tmp_path / "raw2"), log=lambda m: None)
     assert len(calls) == len(waves_mod.waves(lab_inv)) >= 2 and "220000-svc" in calls[0]
+
+
+def _slice(base, hosts, drift_hosts=(), rc=0):
+    raw = base / "raw"
+    (raw / "facts").mkdir(parents=True)
+    for h in hosts:
+        (raw / "facts" / f"{h}.json").write_text(json.dumps({"host": h}))
+    (raw / "drift.json").write_text(json.dumps(
+        {"check_mode": True, "records": [{"host": h, "status": "changed", "task": "t"} for h in drift_hosts],
+         "stats": {h: {"ok": 1} for h in hosts}, "host_seconds": {h: 1.0 for h in hosts}}))
+    (raw / "runs.json").write_text(json.dumps({"drift": {"rc": rc, "seconds": 3, "tail": f"rc {rc}"}}))
+    return str(base)
+
+
+def test_slices_of_a_nightly_run_merge_into_one_raw_dir(tmp_path):
+    a = _slice(tmp_path / "s1", ["h1", "h2"], drift_hosts=["h2"])
+    b = _slice(tmp_path / "s2", ["h3"], rc=4)
+    raw = compliance.merge_slices([os.path.join(a, "raw"), os.path.join(b, "raw")], str(tmp_path / "out" / "raw"))
+    assert sorted(os.listdir(os.path.join(raw, "facts"))) == ["h1.json", "h2.json", "h3.json"]
+    with open(os.path.join(raw, "drift.json"), encoding="utf-8") as fh:
+        drift = json.load(fh)
+    assert [r["host"] for r in drift["records"]] == ["h2"] and sorted(drift["stats"]) == ["h1", "h2", "h3"]
+    with open(os.path.join(raw, "runs.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["drift"] == {"rc": 4, "seconds": 6, "recap": {}, "tail": "rc 4"}
+
+
+def test_overlapping_slices_are_refused_naming_the_host(tmp_path):
+    a = _slice(tmp_path / "s1", ["h1"])
+    b = _slice(tmp_path / "s2", ["h1"])
+    with pytest.raises(compliance.UsageError, match="h1.json is in two slices"):
+        compliance.merge_slices([os.path.join(a, "raw"), os.path.join(b, "raw")], str(tmp_path / "o"))
+
+
+def test_compliance_from_two_slices_reports_both_and_contacts_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(compliance, "collect", lambda *a, **k: pytest.fail("contacted"))
+    lab = os.path.join(ROOT, "inventories", "lab")
+    a = _slice(tmp_path / "s1", ["220202-app1"], drift_hosts=["220202-app1"])
+    b = _slice(tmp_path / "s2", ["220202-rtr"])
+    out = tmp_path / "rep"
+    rc = compliance.main(["-i", lab, "--limit", "220202", "--from", a, "--from", b, "-o", str(out), "-q",
+                          "--skip-drift"])
+    rep = json.loads((out / "report.json").read_text())
+    assert rc in (1, 2) and os.path.isdir(out / "raw" / "facts")
+    assert rep["hosts"]["220202-app1"]["is_drifted"] is True
+    assert rep["hosts"]["220202-rtr"]["is_drifted"] is False
