@@ -243,6 +243,23 @@ def default_out_dir(production):
     return os.path.join(ROOT, "build", "twin", os.path.basename(os.path.abspath(production).rstrip("/")))
 
 
+def as_platform(hv, platform):
+    """A copy of a twin router's host vars as its production ``platform`` sees them: interface names
+    mapped back (``eth<N>`` -> ``GigabitEthernet0/0/<N>`` on VRP, same index) in the interfaces and
+    the OSPF passive list, and ``jincai_router.platform`` set to it. The lab's management port
+    (``eth0``, role ``mgmt``) is left out: it is the twin's out-of-band link, which production's
+    in-band routers do not have (rendered as ``GigabitEthernet0/0/0`` it replaced an operator's port)."""
+    pattern = model.PLATFORM_IFNAME[platform]
+    rename = {f"eth{n}": pattern.format(n=n) for n in range(64)}
+    hv = copy.deepcopy(hv)
+    hv["jincai_interfaces"] = [i for i in hv["jincai_interfaces"] if not (i["role"] == "mgmt" and i["name"] == "eth0")]
+    for i in hv["jincai_interfaces"] + hv["jincai_router"]["interfaces"]:
+        i["name"] = rename.get(i["name"], i["name"])
+    hv["jincai_router"]["ospf"]["passive"] = [rename.get(n, n) for n in hv["jincai_router"]["ospf"]["passive"]]
+    hv["jincai_router"]["platform"] = platform
+    return hv
+
+
 def vendor_configs(hostvars, out_dir=None):
     """Render every twin router's configuration for its production platform (``twin_of``) and check it.
 
@@ -267,12 +284,7 @@ def vendor_configs(hostvars, out_dir=None):
         platform = (hv.get("jincai_router") or {}).get("twin_of")
         if not platform or platform == "frr":
             continue
-        pattern = model.PLATFORM_IFNAME[platform]
-        rename = {f"eth{n}": pattern.format(n=n) for n in range(64)}
-        hv = copy.deepcopy(hv)
-        for i in hv["jincai_interfaces"] + hv["jincai_router"]["interfaces"]:
-            i["name"] = rename.get(i["name"], i["name"])
-        hv["jincai_router"]["ospf"]["passive"] = [rename.get(n, n) for n in hv["jincai_router"]["ospf"]["passive"]]
+        hv = as_platform(hv, platform)
         try:
             text = env.get_template(f"{platform}.j2").render(
                 **hv, router_metro_policy=policy, router_snmp=snmp) + "\n"
