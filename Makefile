@@ -46,7 +46,7 @@ lint: venv
 	@echo "== syntax check"; for p in playbooks/*.yml; do ansible-playbook --syntax-check -i inventories/lab "$$p" >/dev/null || exit 1; done; echo "playbooks OK"
 
 unit: venv
-	@echo "== unit and integration tests (no lab)"; $(PY) -m pytest -q -p no:cacheprovider -n 2 tests/unit tests/integration
+	@echo "== unit tests"; $(PY) -m pytest -q -p no:cacheprovider -n 2 tests/unit
 
 lab-up: deps
 	jincai lab up -i inventories/lab

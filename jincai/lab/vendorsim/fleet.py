@@ -19,7 +19,7 @@ written into a known_hosts file the push checks strictly.
     ansible-playbook -i <fleet.inventory> playbooks/routers.yml
     fleet.stop()
 
-Used by tests/integration/test_vendor_routers.py (in `make test`'s fast phase: no lab needed).
+Used by tests/unit/test_vendor_routers_playbook.py (in `make test`'s fast phase: no lab needed).
 """
 
 import os
