@@ -17,6 +17,7 @@ import sys
 import jinja2
 import pytest
 import yaml
+from ciscoconfparse import CiscoConfParse  # pinned: a missing one is an error, not a skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = os.path.join(ROOT, "templates", "router")
@@ -26,7 +27,6 @@ PLATFORMS = ["frr", "huawei_vrp", "huawei_vrpv8", "h3c_comware", "cisco_ios"]
 ROUTERS = {"province": "220000-rtr", "city": "220100-rtr", "county": "220102-rtr"}
 SNMP = {"user": "jincai-snmp", "auth_key": "GOLDEN-AUTH-KEY", "priv_key": "GOLDEN-PRIV-KEY"}
 UPDATE = os.environ.get("JINCAI_UPDATE_GOLDEN") == "1"
-CCP_MISSING = "ciscoconfparse==1.9.52 is not installed (requirements.txt)"
 
 sys.path.insert(0, os.path.join(ROOT, "module_utils"))
 import jincai_netconfig as nc  # noqa: E402
@@ -151,7 +151,6 @@ def test_policy_denies_what_the_kind_does_not_allow():
 @pytest.mark.parametrize("platform", PLATFORMS[1:])
 def test_acl_ends_with_a_logged_deny(platform):
     """The metro ACL's last rule denies everything and logs it, on every vendor platform."""
-    CiscoConfParse = pytest.importorskip("ciscoconfparse", reason=CCP_MISSING).CiscoConfParse
     text = render(platform, "220000-rtr")
     comment = "!" if platform == "cisco_ios" else "#"
     parse = CiscoConfParse(text.splitlines(), comment=comment, ignore_blank_lines=True)
@@ -166,7 +165,6 @@ def test_acl_ends_with_a_logged_deny(platform):
 def test_syntax_structure(platform):
     """Parsed as IOS-style hierarchy: every WAN interface has its OSPF area, hello 1 / dead 4 unless
     overridden, and the management plane (SSH restricted, syslog, NTP) is present."""
-    CiscoConfParse = pytest.importorskip("ciscoconfparse", reason=CCP_MISSING).CiscoConfParse
     text = render(platform, "220100-rtr")
     comment = "#" if platform in ("huawei_vrp", "huawei_vrpv8", "h3c_comware") else "!"
     parse = CiscoConfParse(text.splitlines(), comment=comment, ignore_blank_lines=True)
