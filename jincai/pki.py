@@ -28,7 +28,8 @@ re-issued by ``add``/``sync``.
 Command line (``python -m jincai.pki ...`` or ``jincai pki ...``)::
 
     ca | issue NAME --san X [--client] | issue-many SPEC.json   (JSON output; --dir, --check)
-    init | sync | add CODE NAME | add --csv F | revoke CODE.. | revoke --csv F | renew [CODE..]
+    init | sync | add CODE NAME | add --csv F | import --csv F [--dry-run] | move CODE --to C [--site S]
+    revoke CODE.. | revoke --csv F | renew [CODE..]
     crl | bundle CODE | list                                        (-i INVENTORY)
 """
 
@@ -346,14 +347,18 @@ class UnitRegistry:
     address so it can never be handed to another unit by accident).
     """
 
-    def __init__(self, vpn_plan, pki_dir=None):
+    def __init__(self, vpn_plan, pki_dir=None, db=None, ca=None):
         self.dir = pki_dir or default_dir()
         self.plan = vpn_plan
         self.pool = ipaddress.ip_network(vpn_plan["pool"])
-        ensure_ca(self.dir)
-        self.ca_cert, self._ca_key = _load_ca(self.dir)
+        if ca is None:
+            ensure_ca(self.dir)
+            ca = _load_ca(self.dir)
+        self.ca_cert, self._ca_key = ca
         self.vault = _vault()
-        self.db = self._read_json(os.path.join(self.dir, "db.json"), {"crl_number": 0, "certs": {}})
+        # the certificate database is shared by every concentrator's registry (Registries passes one)
+        self.db = db if db is not None else self._read_json(os.path.join(self.dir, "db.json"),
+                                                            {"crl_number": 0, "certs": {}})
         doc = self._read_json(self.path("units.json"), {"units": []})
         self.units = {u["code"]: u for u in doc["units"]}
         self._taken = {u["address"] for u in self.units.values()}
@@ -378,6 +383,21 @@ class UnitRegistry:
     def server_identity(self):
         """The IKE identity of the concentrator."""
         return f"{self.plan['concentrator']['name']}.{self.plan['domain']}"
+
+    def served(self, home=None, where=None):
+        """What the plan says of a site this concentrator serves (its own by default): ``lan`` (the
+        unit's traffic selector) and ``apps`` (its budget units' applications)."""
+        home = home or self.plan["site"]
+        sites = self.plan.get("served") or {self.plan["site"]: {"lan": self.plan["lan"], "apps": self.plan["apps"]}}
+        if home not in sites:
+            raise PkiError(f"{where or 'unit'}: site: {home} is not served by {self.plan['concentrator']['name']} "
+                           f"(fix: one of {', '.join(sites)}, or the concentrator that serves {home})")
+        return sites[home]
+
+    @staticmethod
+    def home(entry):
+        """The unit's own site (a county for a county's unit at a city concentrator)."""
+        return entry.get("home") or entry["site"]
 
     def _allocate(self, wanted, where):
         hosts = (self.pool.network_address, self.pool.broadcast_address)
@@ -418,22 +438,26 @@ class UnitRegistry:
 
         pending = {}
         added = [r["code"] for r in rows
-                 if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), _keys=pending)]
+                 if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), r.get("where"),
+                             home=r.get("home"), _keys=pending)]
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
         for code, data in vaulted.items():
             _write(self.path("units", f"{code}.key.vault"), data, 0o600)
         return added
 
-    def add(self, code, name, address=None, apps=None, where=None, _keys=None):
+    def add(self, code, name, address=None, apps=None, where=None, home=None, _keys=None):
         """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
 
-        An active unit is left untouched; a revoked unit gets a new key and certificate and keeps its
-        address.
+        *home* is the unit's own site (default: the concentrator's; a county it serves for a county's
+        unit): its LAN and apps are what the unit reaches. An active unit is left untouched; a revoked
+        unit gets a new key and certificate and keeps its address.
         """
         where = where or f"unit {code}"
         if not CODE_RE.match(code or ""):
             raise PkiError(f"{where}: code: {code!r} is not valid (fix: letters, digits and '-', at most 63)")
+        home = home or self.plan["site"]
+        served = self.served(home, where)
         entry = self.units.get(code)
         if entry and entry["status"] == "active":
             return False
@@ -443,9 +467,21 @@ class UnitRegistry:
             _keys[code] = _key_pem(key)  # add_many encrypts them in parallel
         else:
             _write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(_key_pem(key)), 0o600)
-        self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "address": addr,
-                            "identity": self.identity(code), "serial": serial, "status": "active",
-                            "apps": sorted(apps or self.plan["apps"])}
+        self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "home": home,
+                            "address": addr, "identity": self.identity(code), "serial": serial,
+                            "status": "active", "apps": sorted(apps or served["apps"])}
+        return True
+
+    def rehome(self, code, home, where=None):
+        """Give an active unit another own site served by the same concentrator (same address and
+        certificate; its LAN and apps follow the new site). True if it changed."""
+        entry = self.units[code]
+        served = self.served(home, where or f"unit {code}")
+        if self.home(entry) == home and entry["apps"] == sorted(served["apps"]):
+            return False
+        entry.update(home=home, apps=sorted(served["apps"]))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path("bundles", f"{code}.tar.gz"))  # its README and traffic selector changed
         return True
 
     def revoke(self, code, reason="cessationOfOperation"):
@@ -558,7 +594,8 @@ class UnitRegistry:
         with open(self.path("units", f"{code}.crt"), "rb") as fh:
             cert = fh.read()
         c = self.plan["concentrator"]
-        conf = client_conf(code, entry["identity"], self.server_identity(), c["address"], self.plan["lan"])
+        lan = self.served(self.home(entry), f"unit {code}")["lan"]
+        conf = client_conf(code, entry["identity"], self.server_identity(), c["address"], lan)
         readme = README.format(code=code, name=entry["name"], address=entry["address"], server=c["address"],
                                apps=", ".join(entry["apps"]))
         files = [(f"{code}/swanctl/conf.d/province.conf", conf.encode(), 0o644),
@@ -626,20 +663,38 @@ connections {{
 """
 
 
+CSV_COLUMNS = ("code", "name", "concentrator", "site")
+
+
 def read_csv(path):
-    """Read ``code,name`` rows (a ``code,name`` header is optional); every error names file, line, field."""
+    """Read unit rows: ``code,name[,concentrator[,site]]`` (a header naming the columns, in any order,
+    is optional). ``concentrator`` is a host name or site code, ``site`` the unit's own site (a county
+    for a county's unit; its concentrator is then derived). Every error names file, line and field.
+    Rows are dicts with ``code``, ``name``, ``line`` and the optional columns given."""
     rows, errors, seen = [], [], set()
     try:
         fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
     except OSError as exc:
         raise PkiError(f"{path}: {exc.strerror}") from exc
+    columns = CSV_COLUMNS
     with fh:
         for lineno, row in enumerate(csv.reader(fh), 1):
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
-            code, name = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
-            if lineno == 1 and code.lower() == "code":
+            cells = [c.strip() for c in row]
+            if not rows and not errors and cells[0].lower() == "code" and lineno == 1:
+                columns = tuple(c.lower() for c in cells)
+                bad = [c for c in columns if c not in CSV_COLUMNS]
+                if bad or "name" not in columns or len(set(columns)) != len(columns):
+                    raise PkiError(f"{path}: line 1: header: {', '.join(columns)} (fix: the columns are "
+                                   f"{', '.join(CSV_COLUMNS)}; code and name are required, each once)")
                 continue
+            if len(cells) > len(columns):
+                errors.append(f"{path}: line {lineno}: {len(cells)} fields, the columns are {', '.join(columns)} "
+                              "(fix: remove the extra fields)")
+                continue
+            r = dict(zip(columns, cells))
+            code, name = r.get("code", ""), r.get("name", "")
             if not CODE_RE.match(code):
                 errors.append(f"{path}: line {lineno}: code: {code!r} is not a valid unit code "
                               "(fix: letters, digits and '-', at most 63)")
@@ -648,7 +703,7 @@ def read_csv(path):
             if not name:
                 errors.append(f"{path}: line {lineno}: name: missing (fix: the unit's name as 2nd column)")
             seen.add(code)
-            rows.append({"code": code, "name": name})
+            rows.append(dict({k: v for k, v in r.items() if v}, code=code, name=name, line=lineno))
     if errors:
         raise PkiError("\n".join(errors))
     return rows
@@ -673,8 +728,12 @@ def plans(inventory_dir):
         if not vpn.get("pool"):
             raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
                            "(fix: give the site its budget-unit VPN pool)")
+        served = {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
+                  for s in vpn.get("served") or []}
+        homes = {c: (hv.get(c, {}).get("jincai_vpn_client") or {}).get("home") for c in vpn.get("clients") or []}
         out.append({"pool": vpn["pool"], "apps": list(vpn.get("apps") or []), "lan": vpn.get("lan"),
-                    "site": v.get("jincai_site_code"),
+                    "site": v.get("jincai_site_code"), "served": served,
+                    "client_homes": {c: h for c, h in homes.items() if h},
                     "domain": v.get("jincai_domain") or _network_field(
                         inventory_dir, "domain", "the IKE identities are <unit>.bu.<domain>"),
                     "concentrator": {"name": name, "address": vpn.get("access_address")},
@@ -725,7 +784,9 @@ def sync(reg, bundles=True):
     c = reg.plan["concentrator"]
     _, server_changed = issue(c["name"], [reg.server_identity(), c["address"]], reg.dir)
     # only units never onboarded: a revoked unit stays revoked until an explicit `add`
-    added = [code for code in reg.plan["clients"] if code not in reg.units and reg.add(code, code)]
+    homes = reg.plan.get("client_homes") or {}
+    added = [code for code in reg.plan["clients"]
+             if code not in reg.units and reg.add(code, code, home=homes.get(code))]
     renewed = reg.renew()
     crl = reg.publish_crl()
     reg.save()
@@ -764,6 +825,16 @@ def build_parser(prog="jincai pki"):
     a.add_argument("code", nargs="?")
     a.add_argument("name", nargs="?")
     a.add_argument("--csv")
+    im = sub.add_parser("import", help="a batch across every concentrator (--csv FILE: code,name[,concentrator"
+                        "[,site]]): add new units, move units to their new concentrator, rerun changes nothing")
+    im.add_argument("--csv", required=True)
+    im.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    mv = sub.add_parser("move", help="move a unit to another concentrator (revoked at the old one, a new "
+                        "address from the new pool) or to another own site")
+    mv.add_argument("code")
+    mv.add_argument("--to", default=None, help="the new concentrator (host name or site code)")
+    mv.add_argument("--site", default=None, help="the unit's own site (a county: its city's concentrator)")
+    mv.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     r = sub.add_parser("revoke", help="offboard units (CODE... or --csv FILE) and publish the CRL")
     r.add_argument("codes", nargs="*")
     r.add_argument("--csv")
@@ -816,6 +887,30 @@ def _sync_all(vpn_plans, pki_dir, as_json):
     return 0
 
 
+def _batch_command(args, rows, pki_dir):
+    """``import`` and ``move`` (:mod:`jincai.pki_batch`): every concentrator's registry at once."""
+    from jincai import pki_batch
+
+    vpn_plans = plans(args.inventory)
+    default = plan(args.inventory, args.concentrator) if args.concentrator else None
+    with _locked(pki_dir):
+        if args.cmd == "move":
+            regs = pki_batch.Registries(vpn_plans, pki_dir)
+            _, entry = regs.active(args.code)
+            if entry is None:
+                raise PkiError(f"move: unit {args.code} is active at no concentrator (fix: `jincai pki import` or "
+                               "`add` it; see `jincai pki list -c CONCENTRATOR`)")
+            if not (args.to or args.site):
+                raise PkiError("move: give --to CONCENTRATOR and/or --site SITE")
+            rows = [{"code": args.code, "name": entry["name"], **({"concentrator": args.to} if args.to else {}),
+                     **({"site": args.site} if args.site else {})}]
+            where = "move"
+        else:
+            where = args.csv
+        pki_batch.run(vpn_plans, pki_dir, rows, default, where, dry_run=args.dry_run)
+    return 0
+
+
 def _unit_commands(args):
     rows = read_csv(args.csv) if getattr(args, "csv", None) else None  # bad input fails before any change
     if args.cmd == "add" and bool(rows is not None) == bool(args.code):
@@ -825,6 +920,11 @@ def _unit_commands(args):
     if args.cmd in ("init", "sync"):
         with _locked(pki_dir):
             return _sync_all(plans(args.inventory), pki_dir, args.json)
+    if args.cmd in ("import", "move"):
+        return _batch_command(args, rows, pki_dir)
+    if args.cmd == "add" and rows and any("concentrator" in r or "site" in r for r in rows):
+        raise PkiError(f"{args.csv}: columns concentrator/site: use `jincai pki import --csv {args.csv}` "
+                       "(it places each unit at its concentrator); nothing changed")
     vpn_plan = plan(args.inventory, args.concentrator)
     with _locked(pki_dir):
         reg = UnitRegistry(vpn_plan, pki_dir)
