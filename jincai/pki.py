@@ -808,7 +808,8 @@ def build_parser(prog="jincai pki"):
                    help="source of truth for the VPN plan (default: the lab)")
     p.add_argument("-c", "--concentrator", default=None,
                    help="add/revoke/renew/list/bundle/crl: the concentrator (host name or site code) whose "
-                        "registry to use (default: the province's); sync covers every concentrator")
+                        "registry to use (default: the province's); sync, import and move cover every "
+                        "concentrator, revoke without it finds each unit's")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("ca", help="create the CA unless it exists")
     one = sub.add_parser("issue", help="issue or keep one leaf certificate (e.g. nginx TLS)")
@@ -911,6 +912,21 @@ def _batch_command(args, rows, pki_dir):
     return 0
 
 
+def _revoke_anywhere(args, rows, pki_dir):
+    """``revoke`` without ``--concentrator``: each unit at the concentrator where it is active."""
+    from jincai import pki_batch
+
+    codes = [r["code"] for r in rows] if rows else args.codes
+    if not codes:
+        raise PkiError("revoke: give CODE..., or --csv FILE")
+    with _locked(pki_dir):
+        done = pki_batch.offboard(plans(args.inventory), pki_dir, codes, args.reason)
+    n = sum(len(v) for v in done.values())
+    where = "; ".join(f"{k}: {', '.join(v)}" for k, v in done.items()) or "already revoked"
+    print(f"{n} revoked ({where}); deploy the CRL with `ansible-playbook playbooks/vpn.yml --tags vpn_crl`")
+    return 0
+
+
 def _unit_commands(args):
     rows = read_csv(args.csv) if getattr(args, "csv", None) else None  # bad input fails before any change
     if args.cmd == "add" and bool(rows is not None) == bool(args.code):
@@ -925,6 +941,8 @@ def _unit_commands(args):
     if args.cmd == "add" and rows and any("concentrator" in r or "site" in r for r in rows):
         raise PkiError(f"{args.csv}: columns concentrator/site: use `jincai pki import --csv {args.csv}` "
                        "(it places each unit at its concentrator); nothing changed")
+    if args.cmd == "revoke" and not args.concentrator:
+        return _revoke_anywhere(args, rows, pki_dir)
     vpn_plan = plan(args.inventory, args.concentrator)
     with _locked(pki_dir):
         reg = UnitRegistry(vpn_plan, pki_dir)
