@@ -799,6 +799,25 @@ def sync(reg, bundles=True):
     return {"server": server_changed, "added": added, "renewed": renewed, "crl": crl, "bundles": made}
 
 
+def crl_next_update(pki_dir):
+    """``nextUpdate`` of the published CRL (UTC), or None when there is none."""
+    path = os.path.join(pki_dir, "crl.pem")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as fh:
+        return x509.load_pem_x509_crl(fh.read()).next_update_utc
+
+
+def push_crl(inventory_dir, runner=None):
+    """Deploy the published CRL: ``playbooks/vpn.yml --tags vpn_crl`` (every concentrator loads it,
+    flushes the cached one and drops revoked units' SAs; the province services host publishes it over
+    HTTP). Returns the playbook's exit code. What the CRL timer (roles/vpn_crl_timer) runs."""
+    if runner is None:
+        from jincai.run import run as runner
+    res = runner("playbooks/vpn.yml", inventory=inventory_dir, args=("--tags", "vpn_crl"), echo=True)
+    return res.rc
+
+
 def build_parser(prog="jincai pki"):
     """Return the ``jincai pki`` argument parser (also ``python -m jincai.pki``)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -844,7 +863,13 @@ def build_parser(prog="jincai pki"):
     n.add_argument("codes", nargs="*")
     n.add_argument("--within-days", type=int, default=RENEW_BEFORE.days)
     n.add_argument("--rekey", action="store_true", help="generate a new key pair too")
-    sub.add_parser("crl", help="publish a fresh CRL now")
+    cr = sub.add_parser("crl", help="publish a fresh CRL now (--if-due: only when the revoked set changed or half "
+                        "its validity has passed; --push: then deploy it to every concentrator and the services host)")
+    cr.add_argument("--if-due", action="store_true", help="publish only when due (what sync does; the timer's mode)")
+    cr.add_argument("--days", type=float, default=CRL_DAYS, help=f"validity in days (default {CRL_DAYS}; "
+                    "a short one tests the refresh)")
+    cr.add_argument("--push", action="store_true", help="run playbooks/vpn.yml --tags vpn_crl afterwards "
+                    "(exit code: the playbook's)")
     b = sub.add_parser("bundle", help="rewrite a unit's client bundle and print its path")
     b.add_argument("code")
     sub.add_parser("list", help="list onboarded units: code, address, status, serial, name")
@@ -975,11 +1000,14 @@ def _unit_commands(args):
                 reg.bundle(code)
             print(f"{len(done)} renewed")
         elif args.cmd == "crl":
-            reg.publish_crl(force=True)
+            published = reg.publish_crl(days=args.days, force=not args.if_due)
             reg.save()
-            print(os.path.join(pki_dir, "crl.pem"))
+            print(f"{os.path.join(pki_dir, 'crl.pem')}: {'published' if published else 'unchanged'}, CRL number "
+                  f"{reg.db['crl_number']}, next update {crl_next_update(pki_dir).isoformat()}")
         elif args.cmd == "bundle":
             print(reg.bundle(args.code, force=True))
+    if args.cmd == "crl" and args.push:
+        return push_crl(args.inventory)  # outside the lock: the playbook's pki sync takes it again
     return 0
 
 

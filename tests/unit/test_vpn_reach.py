@@ -2,7 +2,6 @@
 concentrator reaches its own county's app servers, a city's unit its city's; the concentrator's
 firewall set and traffic selectors, the client's and the bundle's, all follow the unit's own site."""
 
-import ast
 import io
 import os
 import re
@@ -39,13 +38,17 @@ def _env():
 
 
 def _reach(units, served, allowed):
-    """Evaluate the role's own expression (vars/main.yml) for what each unit reaches."""
+    """Evaluate the role's own expression (vars/main.yml) with Ansible's templating engine."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
     with open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8") as fh:
-        expr = yaml.safe_load(fh)["_vpn_concentrator_reach_of_units"]
-    env = jinja2.Environment()
-    text = env.from_string(expr).render(_vpn_concentrator_units=units, vpn_concentrator_served=served,
-                                        vpn_concentrator_allowed_apps=allowed)
-    return ast.literal_eval(text.strip())
+        role_vars = {k: trust_as_template(v) for k, v in yaml.safe_load(fh).items()}
+    templar = Templar(loader=DataLoader(), variables=dict(
+        role_vars, _vpn_concentrator_units=units, vpn_concentrator_served=served, vpn_concentrator_allowed_apps=allowed))
+    reach = templar.template(role_vars["_vpn_concentrator_reach_of_units"])
+    assert isinstance(reach, dict)
+    return reach
 
 
 def _render(hv, units):
