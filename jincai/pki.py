@@ -339,6 +339,20 @@ def issue(name, sans, pki_dir=None, client=False, check=False):
 # budget units: registry, onboarding, offboarding, renewal, CRL, bundles
 # --------------------------------------------------------------------------------------------
 
+def next_free(pool, taken, start=None):
+    """The lowest host address of *pool* not in *taken* at or above *start* (an int; default the
+    first host), and where the next search may start. Addresses are never given back, so everything
+    below the returned cursor stays taken: a batch of n units costs O(n), not O(n^2)."""
+    n = int(pool.network_address) + 1 if start is None else start
+    last = int(pool.broadcast_address)  # exclusive: the broadcast address is no host
+    while n < last:
+        addr = str(ipaddress.IPv4Address(n))
+        n += 1
+        if addr not in taken:
+            return addr, n
+    return None, n
+
+
 class UnitRegistry:
     """The budget-unit registry of the province on top of the CA.
 
@@ -412,11 +426,11 @@ class UnitRegistry:
                 raise PkiError(f"{where}: address: {wanted} is already used by another unit")
             self._taken.add(str(addr))
             return str(addr)
-        for addr in self.pool.hosts():
-            if str(addr) not in self._taken:
-                self._taken.add(str(addr))
-                return str(addr)
-        raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
+        addr, self._cursor = next_free(self.pool, self._taken, getattr(self, "_cursor", None))
+        if addr is None:
+            raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
+        self._taken.add(addr)
+        return addr
 
     def _issue_unit(self, code, key=None):
         cert, key = _sign_leaf(self.ca_cert, self._ca_key, code, [self.identity(code)], client=True,
@@ -444,6 +458,10 @@ class UnitRegistry:
             vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
         for code, data in vaulted.items():
             _write(self.path("units", f"{code}.key.vault"), data, 0o600)
+        # the bundles written next need the keys: keep them in memory for this command rather than
+        # decrypting each vault again (PBKDF2: the slowest step of a batch)
+        self._fresh_keys = getattr(self, "_fresh_keys", {})
+        self._fresh_keys.update(pending)
         return added
 
     def add(self, code, name, address=None, apps=None, where=None, home=None, _keys=None):
@@ -525,6 +543,7 @@ class UnitRegistry:
             entry["serial"], key = self._issue_unit(code, key)
             if rekey:
                 _write(kpath, self.vault.encrypt(_key_pem(key)), 0o600)
+                getattr(self, "_fresh_keys", {}).pop(code, None)  # never bundle the old key
             if old in self.db["certs"]:
                 self.db["certs"][old]["status"] = "superseded"
             with contextlib.suppress(FileNotFoundError):
@@ -588,9 +607,11 @@ class UnitRegistry:
         out = self.path("bundles", f"{code}.tar.gz")
         if os.path.exists(out) and not force:
             return out
-        kpath = self.path("units", f"{code}.key.vault")
-        with open(kpath, "rb") as fh:
-            key = self.vault.decrypt(fh.read(), kpath)
+        key = getattr(self, "_fresh_keys", {}).pop(code, None)
+        if key is None:
+            kpath = self.path("units", f"{code}.key.vault")
+            with open(kpath, "rb") as fh:
+                key = self.vault.decrypt(fh.read(), kpath)
         with open(self.path("units", f"{code}.crt"), "rb") as fh:
             cert = fh.read()
         c = self.plan["concentrator"]

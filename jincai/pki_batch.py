@@ -104,8 +104,8 @@ def resolve(regs, rows, default=None, where="batch"):
             if prior:
                 act["address"] = prior["address"]  # re-onboarded where it was before: its old address
             else:
-                free = taken.setdefault(act["to"], set(reg._taken))
-                act["address"] = next((str(a) for a in reg.pool.hosts() if str(a) not in free), None)
+                free, cursor = taken.setdefault(act["to"], [set(reg._taken), None])
+                act["address"], taken[act["to"]][1] = pki.next_free(reg.pool, free, cursor)
                 if act["address"] is None:
                     errors.append(f"{at}: concentrator: the pool {reg.pool} of {act['to']} is full "
                                   "(fix: enlarge its vpn_pool in the source, or place the unit elsewhere)")
@@ -128,7 +128,7 @@ def apply(regs, actions, reason="affiliationChanged", bundles=True):
     for a in actions:
         if a["action"] in ("add", "move"):
             by_target.setdefault(a["to"], []).append(
-                {"code": a["code"], "name": a["name"], "home": a["home"],
+                {"code": a["code"], "name": a["name"], "home": a["home"], "address": a["address"],
                  "where": f"line {a['line']}" if a["line"] else f"unit {a['code']}"})
         elif a["action"] == "rehome":
             regs.get(regs.concentrator(a["to"])).rehome(a["code"], a["home"])

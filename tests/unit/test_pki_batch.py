@@ -167,3 +167,32 @@ def test_revoke_finds_each_units_concentrator(pkidir, tmp_path, capsys):
     assert _units(pkidir, "vpn/220200")["k002"]["status"] == "revoked"
     assert _cli("revoke", "k001") == 0
     assert "0 revoked (already revoked)" in capsys.readouterr().out
+
+
+def test_the_province_benchmark_batch_is_every_unit_of_the_source_and_resolves_linearly(pkidir):
+    """benchmarks/vpn_province.py onboards what the source declares: 3,032 units, each at the
+    concentrator that serves its own site, with distinct addresses from that concentrator's pool."""
+    import importlib.util
+    import time
+
+    from jincai import model, pki_batch
+
+    spec = importlib.util.spec_from_file_location("vpn_province", os.path.join(ROOT, "benchmarks", "vpn_province.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in model.load(JILIN).sites}
+    plans = pki.plans(JILIN)
+    rows = bench.unit_rows(plans, counts)
+    assert len(rows) == sum(counts.values()) == 3032
+    regs = pki_batch.Registries(plans, str(pkidir))
+    t0 = time.process_time()
+    actions = pki_batch.resolve(regs, rows)
+    assert time.process_time() - t0 < 5  # the allocator is linear (it was quadratic: 1.5 M address objects)
+    assert {a["action"] for a in actions} == {"add"}
+    by_conc = {}
+    for a in actions:
+        by_conc.setdefault(a["to"], []).append(ipaddress.ip_address(a["address"]))
+    plan_of = {p["concentrator"]["name"]: p for p in plans}
+    for name, addrs in by_conc.items():
+        assert len(set(addrs)) == len(addrs) and all(x in ipaddress.ip_network(plan_of[name]["pool"]) for x in addrs)
+    assert len(by_conc["220000-vpn"]) == 1040

@@ -5,6 +5,7 @@ firewall set and traffic selectors, the client's and the bundle's, all follow th
 import io
 import os
 import re
+import sys
 import tarfile
 
 import jinja2
@@ -12,6 +13,9 @@ import pytest
 import yaml
 
 from jincai import ROOT, inventory, pki
+
+sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
+import jincai_vpn  # noqa: E402
 
 ROLE = os.path.join(ROOT, "roles", "vpn_concentrator")
 
@@ -38,17 +42,11 @@ def _env():
 
 
 def _reach(units, served, allowed):
-    """Evaluate the role's own expression (vars/main.yml) with Ansible's templating engine."""
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar, trust_as_template
-
+    """What the role computes (vars/main.yml: the vpn_unit_reach filter of plugins/filter/jincai_vpn.py)."""
     with open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8") as fh:
-        role_vars = {k: trust_as_template(v) for k, v in yaml.safe_load(fh).items()}
-    templar = Templar(loader=DataLoader(), variables=dict(
-        role_vars, _vpn_concentrator_units=units, vpn_concentrator_served=served, vpn_concentrator_allowed_apps=allowed))
-    reach = templar.template(role_vars["_vpn_concentrator_reach_of_units"])
-    assert isinstance(reach, dict)
-    return reach
+        expr = yaml.safe_load(fh)["_vpn_concentrator_reach_of_units"]
+    assert "_vpn_concentrator_units | vpn_unit_reach(vpn_concentrator_served, vpn_concentrator_allowed_apps)" in expr
+    return jincai_vpn.vpn_unit_reach(units, served, allowed)
 
 
 def _render(hv, units):
