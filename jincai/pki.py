@@ -50,7 +50,7 @@ import tarfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from jincai import ROOT, paths
@@ -61,6 +61,7 @@ CA_DAYS = 3650
 LEAF_DAYS = 825
 RENEW_BEFORE = datetime.timedelta(days=30)
 CRL_DAYS = 30
+PUBLIC_KEY_TYPES = (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.ReasonFlags.key_compromise,
            "superseded": x509.ReasonFlags.superseded, "affiliationChanged": x509.ReasonFlags.affiliation_changed,
@@ -282,8 +283,10 @@ def _leaf_ok(path, ca_cert, sans, client):
 
 
 def _sign_leaf(ca_cert, ca_key, name, sans, client, key=None, ou=None, days=LEAF_DAYS):
-    """Return ``(cert, key)``: a leaf for *name* with *sans*, a new P-256 key unless *key* is given."""
+    """Return ``(cert, key)``: a leaf for *name* with *sans*, a new P-256 key unless *key* is given.
+    *key* may be a public key (CSR enrolment: the private key stays with its owner)."""
     key = key or ec.generate_private_key(ec.SECP256R1())
+    public = key if isinstance(key, PUBLIC_KEY_TYPES) else key.public_key()
     now = _now()
     eku = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG)]
@@ -293,7 +296,7 @@ def _sign_leaf(ca_cert, ca_key, name, sans, client, key=None, ou=None, days=LEAF
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name(attrs))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .issuer_name(ca_cert.subject).public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(not_after)
@@ -338,6 +341,27 @@ def issue(name, sans, pki_dir=None, client=False, check=False):
 # --------------------------------------------------------------------------------------------
 # budget units: registry, onboarding, offboarding, renewal, CRL, bundles
 # --------------------------------------------------------------------------------------------
+
+def load_csr(data, where="CSR"):
+    """Load and check a unit's certificate signing request (PEM or DER bytes): the signature proves
+    the sender holds the private key; EC P-256/P-384 or RSA of 3072 bits or more."""
+    try:
+        csr = (x509.load_pem_x509_csr(data) if data.lstrip().startswith(b"-----")
+               else x509.load_der_x509_csr(data))
+    except ValueError as exc:
+        raise PkiError(f"{where}: csr: not a certificate signing request ({exc}) (fix: openssl req -new "
+                       "-key unit.key -out unit.csr, PEM or DER)") from None
+    if not csr.is_signature_valid:
+        raise PkiError(f"{where}: csr: the signature does not match its key (fix: sign it with the unit's key)")
+    key = csr.public_key()
+    ok = ((isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1"))
+          or (isinstance(key, rsa.RSAPublicKey) and key.key_size >= 3072))
+    if not ok:
+        raise PkiError(f"{where}: csr: key {type(key).__name__} "
+                       f"{getattr(getattr(key, 'curve', None), 'name', getattr(key, 'key_size', ''))} is not "
+                       "accepted (fix: EC P-256 or P-384, or RSA of 3072 bits or more)")
+    return csr
+
 
 def next_free(pool, taken, start=None):
     """The lowest host address of *pool* not in *taken* at or above *start* (an int; default the
@@ -453,7 +477,7 @@ class UnitRegistry:
         pending = {}
         added = [r["code"] for r in rows
                  if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), r.get("where"),
-                             home=r.get("home"), _keys=pending)]
+                             home=r.get("home"), public_key=r.get("public_key"), _keys=pending)]
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
         for code, data in vaulted.items():
@@ -464,7 +488,7 @@ class UnitRegistry:
         self._fresh_keys.update(pending)
         return added
 
-    def add(self, code, name, address=None, apps=None, where=None, home=None, _keys=None):
+    def add(self, code, name, address=None, apps=None, where=None, home=None, public_key=None, _keys=None):
         """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
 
         *home* is the unit's own site (default: the concentrator's; a county it serves for a county's
@@ -480,15 +504,45 @@ class UnitRegistry:
         if entry and entry["status"] == "active":
             return False
         addr = entry["address"] if entry else self._allocate(address, where)
-        serial, key = self._issue_unit(code)
-        if _keys is not None:
+        serial, key = self._issue_unit(code, public_key)
+        if public_key is not None:  # CSR enrolment: the province holds no key of this unit
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path("units", f"{code}.key.vault"))
+        elif _keys is not None:
             _keys[code] = _key_pem(key)  # add_many encrypts them in parallel
         else:
             _write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(_key_pem(key)), 0o600)
         self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "home": home,
                             "address": addr, "identity": self.identity(code), "serial": serial,
-                            "status": "active", "apps": sorted(apps or served["apps"])}
+                            "status": "active", "apps": sorted(apps or served["apps"]),
+                            "enrolment": "csr" if public_key is not None else "bundle"}
         return True
+
+    def public_key(self, code):
+        """The public key of a unit's current certificate."""
+        with open(self.path("units", f"{code}.crt"), "rb") as fh:
+            return x509.load_pem_x509_certificate(fh.read()).public_key()
+
+    def enrol(self, code, name, csr_data, home=None, address=None, where=None):
+        """Sign a unit's own key (CSR enrolment): the unit generated its key pair and sends a CSR; the
+        province checks it and certifies its public key for the unit's identity (subject and SANs of
+        the CSR are ignored: the identity is ``<code>.bu.<domain>``). True if anything changed.
+
+        Rerunning with the same CSR changes nothing; a CSR with another key replaces the certificate and
+        revokes the old one (reason superseded: the old key may be why the unit rekeyed)."""
+        where = where or f"unit {code}"
+        csr = load_csr(csr_data, where)
+        entry = self.units.get(code)
+        home = home or (self.home(entry) if entry else None)
+        if entry and entry["status"] == "active":
+            pub = serialization.PublicFormat.SubjectPublicKeyInfo
+            same = (self.public_key(code).public_bytes(serialization.Encoding.DER, pub)
+                    == csr.public_key().public_bytes(serialization.Encoding.DER, pub))
+            if same and entry.get("enrolment") == "csr":
+                return self.rehome(code, home, where)  # same key: at most its own site changes
+            self.revoke(code, "superseded")
+        return self.add(code, name or (entry or {}).get("name") or code, address, None, where,
+                        home=home, public_key=csr.public_key())
 
     def rehome(self, code, home, where=None):
         """Give an active unit another own site served by the same concentrator (same address and
@@ -536,7 +590,12 @@ class UnitRegistry:
                     continue
             key = None
             kpath = self.path("units", f"{code}.key.vault")
-            if not rekey:
+            if entry.get("enrolment") == "csr":
+                if rekey:
+                    raise PkiError(f"unit {code}: renew --rekey: the unit holds its own key (CSR enrolment); it "
+                                   "sends a new CSR: jincai pki enrol CODE --csr FILE")
+                key = self.public_key(code)  # same key, new certificate
+            elif not rekey:
                 with open(kpath, "rb") as fh:
                     key = serialization.load_pem_private_key(self.vault.decrypt(fh.read(), kpath), None)
             old = entry["serial"]
@@ -607,8 +666,9 @@ class UnitRegistry:
         out = self.path("bundles", f"{code}.tar.gz")
         if os.path.exists(out) and not force:
             return out
+        csr_unit = entry.get("enrolment") == "csr"
         key = getattr(self, "_fresh_keys", {}).pop(code, None)
-        if key is None:
+        if key is None and not csr_unit:
             kpath = self.path("units", f"{code}.key.vault")
             with open(kpath, "rb") as fh:
                 key = self.vault.decrypt(fh.read(), kpath)
@@ -619,8 +679,10 @@ class UnitRegistry:
         conf = client_conf(code, entry["identity"], self.server_identity(), c["address"], lan)
         readme = README.format(code=code, name=entry["name"], address=entry["address"], server=c["address"],
                                apps=", ".join(entry["apps"]))
+        if csr_unit:
+            readme += CSR_NOTE.format(code=code)
         files = [(f"{code}/swanctl/conf.d/province.conf", conf.encode(), 0o644),
-                 (f"{code}/swanctl/private/{code}.key", key, 0o600),
+                 *([] if csr_unit else [(f"{code}/swanctl/private/{code}.key", key, 0o600)]),
                  (f"{code}/swanctl/x509/{code}.crt", cert, 0o644),
                  (f"{code}/swanctl/x509ca/province-ca.crt", _cert_pem(self.ca_cert), 0o644),
                  (f"{code}/README.txt", readme.encode(), 0o644)]
@@ -646,6 +708,12 @@ README = """Budget unit {code} ({name}): VPN to the province (strongSwan, IKEv2,
 4. Reachable at the province through the tunnel: {apps}; nothing else.
 Keep the key secret. A lost or leaked key must be reported to the province at once: the certificate
 is then revoked and a new bundle issued.
+"""
+
+
+CSR_NOTE = """
+This unit enrolled with its own key (CSR): the bundle holds no private key. Keep the key you generated
+in swanctl/private/{code}.key on the gateway (mode 0600); for a new key send a new CSR to the province.
 """
 
 
@@ -876,6 +944,12 @@ def build_parser(prog="jincai pki"):
     mv.add_argument("--to", default=None, help="the new concentrator (host name or site code)")
     mv.add_argument("--site", default=None, help="the unit's own site (a county: its city's concentrator)")
     mv.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    en = sub.add_parser("enrol", help="CSR enrolment: certify a key the unit generated itself (the private key "
+                        "never leaves the unit); rerun with the same CSR changes nothing")
+    en.add_argument("code")
+    en.add_argument("--csr", required=True, help="the unit's CSR (PEM or DER)")
+    en.add_argument("--name", default=None)
+    en.add_argument("--site", default=None, help="the unit's own site (default: the concentrator's)")
     r = sub.add_parser("revoke", help="offboard units (CODE... or --csv FILE) and publish the CRL")
     r.add_argument("codes", nargs="*")
     r.add_argument("--csv")
@@ -1027,6 +1101,20 @@ def _unit_commands(args):
                   f"{reg.db['crl_number']}, next update {crl_next_update(pki_dir).isoformat()}")
         elif args.cmd == "bundle":
             print(reg.bundle(args.code, force=True))
+        elif args.cmd == "enrol":
+            try:
+                with open(args.csr, "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                raise PkiError(f"{args.csr}: {exc.strerror}") from None
+            changed = reg.enrol(args.code, args.name, data, home=args.site, where=f"{args.csr}")
+            reg.publish_crl(force=False)
+            reg.save()
+            if changed:
+                reg.bundle(args.code, force=True)
+            e = reg.units[args.code]
+            print(f"{args.code}: {'certified' if changed else 'unchanged'} ({e['address']}, serial {e['serial']}); "
+                  f"certificate {reg.path('units', args.code + '.crt')}")
     if args.cmd == "crl" and args.push:
         return push_crl(args.inventory)  # outside the lock: the playbook's pki sync takes it again
     return 0

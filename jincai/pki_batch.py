@@ -8,7 +8,8 @@ anything changes; the result is one action per row:
     add      not active anywhere: onboarded at its concentrator (a fixed address from that pool;
              a unit revoked there before gets its old address back)
     move     active at another concentrator: revoked there (reason affiliationChanged, the CRL is
-             published), onboarded at the new one with an address from the new pool
+             published), onboarded at the new one with an address from the new pool (a unit enrolled
+             by CSR keeps its own key: the new certificate certifies the same public key)
     rehome   active at the same concentrator with another own site: same address and certificate,
              its LAN and applications follow the new site
     keep     already as the row says (a rerun changes nothing)
@@ -121,14 +122,19 @@ def apply(regs, actions, reason="affiliationChanged", bundles=True):
     """Carry out resolved actions; returns ``{action: [codes]}``. Revocations first (a moved unit's old
     certificate is on the CRL before its new one exists), then onboarding per concentrator."""
     done = {"add": [], "move": [], "rehome": [], "keep": []}
+    keys = {}  # CSR-enrolled units keep their own key: the new certificate certifies the same one
     for a in actions:
         if a["action"] == "move":
-            regs.get(regs.concentrator(a["from"])).revoke(a["code"], reason)
+            old = regs.get(regs.concentrator(a["from"]))
+            if old.units[a["code"]].get("enrolment") == "csr":
+                keys[a["code"]] = old.public_key(a["code"])
+            old.revoke(a["code"], reason)
     by_target = {}
     for a in actions:
         if a["action"] in ("add", "move"):
             by_target.setdefault(a["to"], []).append(
                 {"code": a["code"], "name": a["name"], "home": a["home"], "address": a["address"],
+                 "public_key": keys.get(a["code"]),
                  "where": f"line {a['line']}" if a["line"] else f"unit {a['code']}"})
         elif a["action"] == "rehome":
             regs.get(regs.concentrator(a["to"])).rehome(a["code"], a["home"])
