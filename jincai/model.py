@@ -621,6 +621,7 @@ def derive(src):
             hv["jincai_vpn_client"] = {"concentrator": hname(site, vpn_host["name"]),
                                        "server": vpn_host["vpn_access"], "pool": site.get("vpn_pool"),
                                        "home": home["code"], "lan": home["lan"],
+                                       "enrolment": c.get("enrolment", "bundle"),
                                        "apps": list(bu.get("apps", [])),
                                        "targets": app_targets(home, bu.get("apps", [])),
                                        "registry": vpn_registry(site)}

@@ -820,9 +820,11 @@ def plans(inventory_dir):
         served = {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
                   for s in vpn.get("served") or []}
         homes = {c: (hv.get(c, {}).get("jincai_vpn_client") or {}).get("home") for c in vpn.get("clients") or []}
+        csr_clients = [c for c in vpn.get("clients") or []
+                       if (hv.get(c, {}).get("jincai_vpn_client") or {}).get("enrolment") == "csr"]
         out.append({"pool": vpn["pool"], "apps": list(vpn.get("apps") or []), "lan": vpn.get("lan"),
                     "site": v.get("jincai_site_code"), "served": served,
-                    "client_homes": {c: h for c, h in homes.items() if h},
+                    "client_homes": {c: h for c, h in homes.items() if h}, "csr_clients": csr_clients,
                     "domain": v.get("jincai_domain") or _network_field(
                         inventory_dir, "domain", "the IKE identities are <unit>.bu.<domain>"),
                     "concentrator": {"name": name, "address": vpn.get("access_address")},
@@ -874,8 +876,9 @@ def sync(reg, bundles=True):
     _, server_changed = issue(c["name"], [reg.server_identity(), c["address"]], reg.dir)
     # only units never onboarded: a revoked unit stays revoked until an explicit `add`
     homes = reg.plan.get("client_homes") or {}
+    csr = set(reg.plan.get("csr_clients") or [])  # they enrol with their own key (roles/vpn_client)
     added = [code for code in reg.plan["clients"]
-             if code not in reg.units and reg.add(code, code, home=homes.get(code))]
+             if code not in reg.units and code not in csr and reg.add(code, code, home=homes.get(code))]
     renewed = reg.renew()
     crl = reg.publish_crl()
     reg.save()
@@ -947,7 +950,7 @@ def build_parser(prog="jincai pki"):
     en = sub.add_parser("enrol", help="CSR enrolment: certify a key the unit generated itself (the private key "
                         "never leaves the unit); rerun with the same CSR changes nothing")
     en.add_argument("code")
-    en.add_argument("--csr", required=True, help="the unit's CSR (PEM or DER)")
+    en.add_argument("--csr", required=True, help="the unit's CSR (PEM or DER; - for stdin)")
     en.add_argument("--name", default=None)
     en.add_argument("--site", default=None, help="the unit's own site (default: the concentrator's)")
     r = sub.add_parser("revoke", help="offboard units (CODE... or --csv FILE) and publish the CRL")
@@ -1103,8 +1106,11 @@ def _unit_commands(args):
             print(reg.bundle(args.code, force=True))
         elif args.cmd == "enrol":
             try:
-                with open(args.csr, "rb") as fh:
-                    data = fh.read()
+                if args.csr == "-":
+                    data = sys.stdin.buffer.read()
+                else:
+                    with open(args.csr, "rb") as fh:
+                        data = fh.read()
             except OSError as exc:
                 raise PkiError(f"{args.csr}: {exc.strerror}") from None
             changed = reg.enrol(args.code, args.name, data, home=args.site, where=f"{args.csr}")

@@ -125,3 +125,44 @@ def test_a_csr_unit_moved_to_another_concentrator_keeps_its_key(pkidir):
     assert moved.units["bu0100"]["enrolment"] == "csr" and moved.units["bu0100"]["address"] == "198.18.192.1"
     assert _spki(moved.public_key("bu0100")) == _spki(key.public_key())
     assert not (pkidir / "vpn" / "220100" / "units" / "bu0100.key.vault").exists()
+
+
+def test_a_csr_client_of_the_source_enrols_itself_before_the_concentrators_and_sync_skips_it(pkidir, tmp_path):
+    """Source field vpn_clients[].enrolment: csr -> jincai_vpn_client.enrolment; sync does not give it a
+    province key; playbooks/vpn.yml enrols it (key generated on the host) before the concentrators."""
+    import os
+    import shutil
+
+    import yaml
+
+    from jincai import ROOT, inventory
+
+    inv = tmp_path / "lab"
+    shutil.copytree(os.path.join(ROOT, "inventories", "lab"), inv)
+    site = inv / "source" / "sites" / "220000.yml"
+    text = site.read_text(encoding="utf-8")
+    old = "      - {name: bu0002, address: 198.18.232.102, mgmt: 198.19.0.18}"
+    assert old in text
+    site.write_text(text.replace(old, old[:-1] + ", enrolment: csr}"), encoding="utf-8")
+    hv = inventory.build(str(inv))["_meta"]["hostvars"]
+    assert hv["bu0002"]["jincai_vpn_client"]["enrolment"] == "csr"
+    assert hv["bu0001"]["jincai_vpn_client"]["enrolment"] == "bundle"
+    plan = pki.plans(str(inv))[0]
+    assert plan["csr_clients"] == ["bu0002"]
+    reg = pki.UnitRegistry(plan)
+    assert pki.sync(reg)["added"] == ["bu0001"]
+    with open(os.path.join(ROOT, "playbooks", "vpn.yml"), encoding="utf-8") as fh:
+        plays = yaml.safe_load(fh)
+    names = [p["name"] for p in plays]
+    enrol = next(i for i, p in enumerate(plays) if "tasks_from: enrol" in yaml.safe_dump(p)
+                 or any(t.get("ansible.builtin.include_role", {}).get("tasks_from") == "enrol" for t in p.get("tasks", [])))
+    conc = next(i for i, p in enumerate(plays) if p["hosts"] == "vpn_concentrators" and "roles" in p)
+    assert enrol < conc, names
+    role = os.path.join(ROOT, "roles", "vpn_client", "tasks")
+    with open(os.path.join(role, "enrol.yml"), encoding="utf-8") as fh:
+        enrol_tasks = fh.read()
+    assert "genpkey" in enrol_tasks and "decrypt" not in enrol_tasks and "key.vault" not in enrol_tasks
+    with open(os.path.join(role, "main.yml"), encoding="utf-8") as fh:
+        main = yaml.safe_load(fh)
+    vault_copy = next(t for t in main if "key.vault" in str(t.get("ansible.builtin.copy", {}).get("src", "")))
+    assert vault_copy["when"] == "vpn_client_enrolment == 'bundle'"
