@@ -149,3 +149,16 @@ def test_the_twin_has_a_county_unit_at_every_city_concentrator(tmp_path):
                         v["jincai_functions"])
         assert {t["host"] for t in vc["targets"]} == {home_app}
         assert vc["lan"] == hv[home_app]["jincai_site"]["lan"]
+
+
+def test_every_concentrators_ike_events_go_to_the_province_collector(jilin):
+    """charon-systemd logs IKE events to the journal; the baseline's rsyslog (playbooks/baseline.yml on
+    machine_room) forwards them to the province collector: every concentrator, city ones included."""
+    inv = inventory.build(os.path.join(ROOT, "inventories", "jilin"))
+    concentrators = inv["vpn_concentrators"]["hosts"]
+    assert len(concentrators) == 10 and set(concentrators) <= set(inv["machine_room"]["hosts"])
+    collector = jilin["220000-svc"]["jincai_address"]
+    assert {jilin[h]["jincai_province_services"]["collector"] for h in concentrators} == {collector}
+    with open(os.path.join(ROOT, "playbooks", "baseline.yml"), encoding="utf-8") as fh:
+        baseline = yaml.safe_load(fh)
+    assert any(p["hosts"] == "machine_room" and any("rsyslog" in str(r) for r in p.get("roles", [])) for p in baseline)
