@@ -12,7 +12,8 @@ Layout of the PKI directory::
     issued/<name>/cert.pem key.pem  a leaf per name (EC P-256, ~2 years), SANs: DNS names and IPs
     crl.pem crl.der                 the published CRL (crlNumber grows at each publication)
     db.json                         serials issued through the registry below, their status
-    vpn/units.json                  the budget-unit registry: code, name, site, virtual IP, identity, status
+    vpn/units.json                  the budget-unit registry: code, name, site, home, virtual IP, identity,
+                                    status, enrolment (vpn/<city>/... for a city's concentrator)
     vpn/units/<code>.crt .key.vault one certificate and vaulted key per budget unit
     vpn/bundles/<code>.tar.gz       the unit technician's client bundle (mode 0600)
 
@@ -29,8 +30,8 @@ Command line (``python -m jincai.pki ...`` or ``jincai pki ...``)::
 
     ca | issue NAME --san X [--client] | issue-many SPEC.json   (JSON output; --dir, --check)
     init | sync | add CODE NAME | add --csv F | import --csv F [--dry-run] | move CODE --to C [--site S]
-    revoke CODE.. | revoke --csv F | renew [CODE..]
-    crl | bundle CODE | list                                        (-i INVENTORY)
+    enrol CODE --csr F | revoke CODE.. | revoke --csv F | renew [CODE..]
+    crl [--if-due] [--days N] [--push] | bundle CODE | list         (-i INVENTORY, -c CONCENTRATOR)
 """
 
 import argparse
