@@ -118,6 +118,9 @@ def test_the_crl_timer_runs_the_refresh_every_six_hours_under_a_lock():
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
     assert exec_start == ("ExecStart=/usr/bin/flock --nonblock --conflict-exit-code 75 /run/lock/jincai-vpn-crl.lock "
                           "/opt/jincai/.venv/bin/jincai pki --inventory /opt/jincai/inventories/jilin crl --if-due --push")
+    with_vault = _render("vpn_crl_timer", "service.j2",
+                         vpn_crl_timer_environment={"ANSIBLE_VAULT_IDENTITY_LIST": "jilin@/etc/jincai/vault-jilin.sh"})
+    assert "Environment=ANSIBLE_VAULT_IDENTITY_LIST=jilin@/etc/jincai/vault-jilin.sh" in with_vault
     timer = _render("vpn_crl_timer", "timer.j2")
     assert "OnCalendar=*-*-* 00/6:20:00" in timer and "Persistent=true" in timer
     # four runs a day against a re-issue at half of 30 days: many retries before any CRL expires
