@@ -323,6 +323,14 @@ class Derived:
     children: dict
 
 
+def vpn_served_site(site, targets):
+    """What a concentrator knows of one site it serves (itself, or a county of its city): the site's
+    LAN (its units' traffic selector), the apps its budget units may use (``budget_units.apps``) and
+    the app servers that run them (``targets``: ``{app, host, address, port}``)."""
+    return {"site": site["code"], "tier": site["tier"], "lan": site["lan"],
+            "apps": list((site.get("budget_units") or {}).get("apps", [])), "targets": targets}
+
+
 def _prefixed(addr, cidr):
     return f"{addr}/{net(cidr).prefixlen}"
 
@@ -562,7 +570,12 @@ def derive(src):
                                    if tier == "city" else [])
                 bu_apps = sorted({a for s in served for a in (s.get("budget_units") or {}).get("apps", [])},
                                  key=lambda a: list(apps_catalogue).index(a) if a in apps_catalogue else 99)
+                # every served site's LAN, its units' apps and where they run: a county's unit reaches
+                # its own county's app servers through the city's concentrator (issue 16)
+                served_vpn = [vpn_served_site(s, app_targets(s, (s.get("budget_units") or {}).get("apps", [])))
+                              for s in served]
                 hv["jincai_vpn"] = {
+                    "served": served_vpn,
                     "pool": site.get("vpn_pool"),
                     "access_address": h["vpn_access"],
                     "access_network": plan["vpn_access"],
@@ -603,11 +616,14 @@ def derive(src):
             hv = common(c["name"], ["budget_unit_client"], c["address"], c.get("mgmt") or c["address"], ifaces)
             hv["jincai_routes"] = []
             hv["jincai_technicians"] = []
-            bu = site.get("budget_units") or {}
+            home = sites.get(c.get("home") or code, site)  # the unit's own site: this one or a county it serves
+            bu = home.get("budget_units") or {}
             hv["jincai_vpn_client"] = {"concentrator": hname(site, vpn_host["name"]),
                                        "server": vpn_host["vpn_access"], "pool": site.get("vpn_pool"),
+                                       "home": home["code"], "lan": home["lan"],
+                                       "enrolment": c.get("enrolment", "bundle"),
                                        "apps": list(bu.get("apps", [])),
-                                       "targets": app_targets(site, bu.get("apps", [])),
+                                       "targets": app_targets(home, bu.get("apps", [])),
                                        "registry": vpn_registry(site)}
             add("budget_unit_clients", c["name"])
 

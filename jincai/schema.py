@@ -254,7 +254,9 @@ def site_schema(out_of_band=False, lab=False):
     if out_of_band:
         party["allOf"] = [{"if": {"properties": {"managed": {"const": True}}, "required": ["managed"]},
                            "then": mgmt_required}]
-    client = _obj({"name": _name("e.g. bu0001"), "address": ADDRESS, "mgmt": ADDRESS},
+    client = _obj({"name": _name("e.g. bu0001"), "address": ADDRESS, "mgmt": ADDRESS, "home": CODE,
+                   "enrolment": _enum(("bundle", "csr"), "enrolment", "use bundle (the province issues the key) "
+                                      "or csr (the unit generates it)")},
                   ("name", "address") + (("mgmt",) if out_of_band else ()))
     uplink = _obj({"peer": CODE, "subnet": PREFIX, "role": _enum(model.LINK_ROLES, "role", "use primary or backup"),
                    "direct": BOOL, "carrier": STRING}, ("peer", "subnet", "role"))

@@ -467,6 +467,26 @@ def _check_pools(ctx, usable, by_code):
                                                for _, h in _items(site.get("hosts"))):
             ctx.err(file, site["code"], "vpn_clients", "VPN clients but no VPN concentrator at this site",
                     "add a vpn_concentrator host or move the clients")
+        _check_vpn_reach(ctx, file, site, by_code)
+
+
+def _check_vpn_reach(ctx, file, site, by_code):
+    """A site's budget units reach their apps at their own site (a county's through its city's
+    concentrator): an app server must be there; a lab client's ``home`` is a site its concentrator serves."""
+    code = site["code"]
+    bu = _dict(site.get("budget_units"))
+    count = bu.get("count", 0) if isinstance(bu.get("count", 0), int) else 0
+    if count and bu.get("apps") and not any(h.get("function") == "app_server" for _, h in _items(site.get("hosts"))):
+        ctx.err(file, code, "budget_units.apps", f"{count} budget units use {', '.join(map(str, bu['apps']))} "
+                "but no app server at this site runs them", "add a host with function app_server")
+    for i, c in _items(site.get("vpn_clients")):
+        home = c.get("home")
+        if home is None or home == code:
+            continue
+        h = by_code.get(home)
+        if not (h and h.get("tier") == "county" and h.get("parent") == code and site.get("tier") == "city"):
+            ctx.err(file, code, f"vpn_clients[{i}].home", f"{home} is not a site this concentrator serves",
+                    f"use {code} or one of its counties")
 
 
 def _check_host_name(ctx, file, code, field, name):

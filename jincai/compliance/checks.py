@@ -7,7 +7,9 @@ from its running config (``show running-config``). Each check is a small pure fu
 (IDs and expected values in jincai/data/mlps_controls.yml).
 """
 
+import datetime
 import ipaddress
+import os
 import re
 from dataclasses import asdict, dataclass
 
@@ -517,6 +519,32 @@ def _ntp(facts, ctx, exp):
     else:
         ok = bool(sources) and not unknown and sources[0] == want[0]
     return ok, "sources " + (", ".join(want) or "authorised upstream or local"), ", ".join(sources) or "none"
+
+
+@check(SERVER_CHECKS, "vpn.crl_fresh", "L3-CES1-05", "the VPN concentrator's CRL is far from expiry")
+def _crl_fresh(facts, ctx, exp):
+    """With ``revocation = strict`` an expired CRL refuses every unit: fail N days before it expires."""
+    if "vpn_concentrator" not in (ctx.get("functions") or []):
+        return None
+    days = exp.get("crl_min_days", 7)
+    want = f"every CRL in /etc/swanctl/x509crl valid {days} more days or longer"
+    crls, now = facts.get("crls"), facts.get("collected_at")
+    if crls is None or now is None:
+        return False, want, "not collected (older collector)"
+    if not crls:
+        return False, want, "no CRL installed"
+    found, ok = [], True
+    for path, c in sorted(crls.items()):
+        try:
+            nu = datetime.datetime.strptime(" ".join((c.get("next_update") or "").split()), "%b %d %H:%M:%S %Y %Z")
+        except ValueError:
+            ok = False
+            found.append(f"{path}: unreadable ({c.get('err') or c.get('next_update')})")
+            continue
+        left = (nu.replace(tzinfo=datetime.timezone.utc).timestamp() - now) / 86400
+        ok = ok and left >= days
+        found.append(f"{os.path.basename(path)}: nextUpdate {nu:%Y-%m-%d %H:%M} UTC ({left:.1f} days)")
+    return ok, want, "; ".join(found)
 
 
 @check(SERVER_CHECKS, "integrity.aide", "L3-CES1-21", "file integrity database initialised (AIDE)")

@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 TEXT_FILES = [
     "/etc/login.defs", "/etc/security/pwquality.conf", "/etc/security/faillock.conf",
@@ -142,6 +143,16 @@ def nft_ruleset():
         return {"error": f"nft -j output is not JSON: {exc}"}
 
 
+def crls():
+    """Return {path: {next_update, rc}} for the CRLs a VPN concentrator loads (``openssl crl``)."""
+    out = {}
+    for path in sorted(glob.glob("/etc/swanctl/x509crl/*.crl")):
+        res = run(["openssl", "crl", "-noout", "-nextupdate", "-in", path])
+        value = res["out"].strip().partition("=")[2].strip()
+        out[path] = {"rc": res["rc"], "next_update": value or None, "err": res["err"][-300:]}
+    return out
+
+
 def packages():
     """Return the names of the installed Debian packages."""
     res = run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"])
@@ -164,6 +175,8 @@ def main():
         "listening": listening(),
         "nft": nft_ruleset(),
         "packages": packages(),
+        "crls": crls(),
+        "collected_at": int(time.time()),
     }
     print(json.dumps({"host": context.get("host") or facts["hostname"], "kind": "server", "context": context,
                       "facts": facts}, sort_keys=True))

@@ -21,6 +21,8 @@ each by a fixed rule (docs/lab.md, "The province twin"):
 * **parties** stay unmanaged (not Ansible hosts): the lab gives each one a bare network namespace on its
   site's metro segment, enough to open (or fail to open) its declared flows;
 * **budget units**: a fixed sample of ``CLIENTS_PER_CONCENTRATOR`` client hosts per VPN concentrator;
+  at a city's, the last one is a unit of the city's first county (``home``), served by the city's
+  concentrator and reaching that county's app servers;
 * **technicians and administrators**: same users and names; their production public keys (whose
   private halves nobody here has) are replaced by lab key pairs (``key_file``);
 * **time**: the province services host is the root of the NTP chain (no upstream in the lab); OSPF
@@ -142,7 +144,7 @@ def translate_network(network, nf, name=None):
     return out, amap
 
 
-def translate_site(site, amap, file):
+def translate_site(site, amap, file, county=None):
     """Return the twin version of one production site (see the module docstring for the rules)."""
     code = site.get("code")
     where = f"{file}: site {code}"
@@ -185,7 +187,10 @@ def translate_site(site, amap, file):
         clients = []
         for k in range(1, CLIENTS_PER_CONCENTRATOR + 1):
             addr = str(base + 256 * k)  # the next /24s of the access /22, same host part
-            clients.append({"name": f"bu{code}-{k}", "address": addr, "mgmt": mgmt_of(addr)})
+            client = {"name": f"bu{code}-{k}", "address": addr, "mgmt": mgmt_of(addr)}
+            if county and k == CLIENTS_PER_CONCENTRATOR:
+                client["home"] = county  # a county's unit at its city's concentrator (issue 16)
+            clients.append(client)
         out["vpn_clients"] = clients
     else:
         out.pop("vpn_clients", None)
@@ -223,9 +228,13 @@ def translate(production, out_dir, name=None):
     if os.path.isdir(sites_dir):
         shutil.rmtree(sites_dir)  # a site removed from production leaves the twin too
     _dump(os.path.join(source_dir, "network.yml"), {"network": network}, header)
-    by_file = {}
+    by_file, first_county = {}, {}
+    for _, site in sorted(src.sites, key=lambda fs: fs[1]["code"]):
+        if site["tier"] == "county" and (site.get("budget_units") or {}).get("count"):
+            first_county.setdefault(site.get("parent"), site["code"])
     for file, site in src.sites:
-        by_file.setdefault(os.path.basename(file), []).append(translate_site(site, amap, file))
+        county = first_county.get(site["code"]) if site["tier"] == "city" else None
+        by_file.setdefault(os.path.basename(file), []).append(translate_site(site, amap, file, county))
     for fname, sites in sorted(by_file.items()):
         _dump(os.path.join(sites_dir, fname), {"sites": sites}, header)
     _dump(os.path.join(out_dir, "jincai.yml"), {"plugin": "jincai", "source": "source"}, header)
