@@ -444,8 +444,7 @@ def _check_pools(ctx, usable, by_code):
         has_vpn = any(h.get("function") == "vpn_concentrator" for _, h in _items(site.get("hosts")))
         if tier == "county":
             continue
-        served = [site] + ([s for _, s in usable if s.get("parent") == code and s["tier"] == "county"]
-                           if tier == "city" else [])
+        served = model.served_sites(site, [s for _, s in usable])
         count = sum(_dict(s.get("budget_units")).get("count", 0) for s in served
                     if isinstance(_dict(s.get("budget_units")).get("count", 0), int))
         if has_vpn and not site.get("vpn_pool"):
