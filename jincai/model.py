@@ -349,6 +349,12 @@ def _technician(tech, keys_dir):
 # serialisation of the model (:meth:`Model.hostvars`); :func:`derive` returns them with the groups.
 
 
+def tier_apps(applications, tier):
+    """The applications of the catalogue (network.yml ``applications``) that ``tier`` runs, in catalogue order."""
+    return [a for a, spec in (applications or {}).items()
+            if isinstance(spec, dict) and isinstance(spec.get("tiers"), dict) and tier in spec["tiers"]]
+
+
 def served_sites(site, sites):
     """The sites whose budget units a concentrator at ``site`` serves: the site itself and, for a city,
     its counties (in ``sites`` order). The one rule; :mod:`jincai.validate` sizes pools with it."""
@@ -681,7 +687,6 @@ def _number(ifaces, lab, platform=None, kind="server"):
 
 def _build_sites(network, raw_sites, keys_dir):
     """One :class:`Site` per source site, province first, then cities and counties in code order."""
-    tier_apps = network.get("tiers") or {}
     ordered = sorted(raw_sites.values(), key=lambda s: (TIERS.index(s["tier"]), s["code"]))
     out = {}
     for s in ordered:
@@ -693,7 +698,7 @@ def _build_sites(network, raw_sites, keys_dir):
             loopback=s["router"]["loopback"], twin_of=s["router"].get("twin_of"), vpn_pool=s.get("vpn_pool"),
             router=f"{s['code']}-{rtr['name']}",
             metro_gateway=str(next(net(s["metro"]).hosts())) if s.get("metro") else None,
-            apps=list(tier_apps.get(s["tier"], [])),
+            apps=tier_apps(network.get("applications"), s["tier"]),
             technicians=[_technician(t, keys_dir) for t in s.get("technicians") or []], source=s)
     return out
 

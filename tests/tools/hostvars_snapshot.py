@@ -9,6 +9,8 @@ the province twin (``jincai.lab.twin.translate``: offline, nothing boots):
 * ``<name>.topology.json``: the lab topology plan of that inventory (``jincai.lab.topology``).
 
 ``--compare OLD NEW`` prints the files that differ (and the first differing host and key); exit 1 if any.
+``--ignore VAR`` (repeatable) drops a host variable from both sides first: an intended difference, which
+the commit that makes it must list; the rest must stay byte-identical once re-serialised.
 """
 
 from __future__ import annotations
@@ -99,11 +101,23 @@ def _first_diff(a, b, path=""):
     return None if a == b else f"{path}: {a!r:.120} != {b!r:.120}"
 
 
-def compare(old, new):
+def _drop(text, ignore):
+    """``text`` (inventory JSON) without the host and group variables named in ``ignore``."""
+    data = json.loads(text)
+    for hv in list((data.get("_meta") or {}).get("hostvars", {}).values()) + \
+            [g.get("vars") or {} for g in data.values() if isinstance(g, dict)]:
+        for key in ignore:
+            hv.pop(key, None)
+    return json.dumps(data, indent=1, ensure_ascii=False).encode()
+
+
+def compare(old, new, ignore=()):
     bad = 0
     for name in sorted(os.listdir(old)):
         with open(os.path.join(old, name), "rb") as fa, open(os.path.join(new, name), "rb") as fb:
             a, b = fa.read(), fb.read()
+        if ignore and name.endswith((".inventory.json", ".model.json")):
+            a, b = _drop(a, ignore), _drop(b, ignore)
         if a == b:
             print(f"identical  {name} ({len(a)} bytes)")
             continue
@@ -120,9 +134,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", nargs="?")
     ap.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
+    ap.add_argument("--ignore", action="append", default=[], metavar="VAR")
     args = ap.parse_args(argv)
     if args.compare:
-        return compare(*args.compare)
+        return compare(*args.compare, ignore=args.ignore)
     snapshot(args.dir)
     return 0
 
