@@ -13,10 +13,13 @@ hold only the rules a schema cannot state: cross-field and cross-site ones.
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
 import re
 import sys
+
+import yaml
 
 from jincai import model, schema, sourceyaml, sshkeys
 from jincai.model import Finding
@@ -157,8 +160,53 @@ def _check_network_rules(ctx):
                     "(min is larger than max)", f"write [{pair[1]}, {pair[0]}]")
 
 
+#: Keys of a catalogue application that a deployment entry (group_vars ``apps_catalog``) must not restate.
+CATALOGUE_KEYS = ("name", "name_zh", "name_en", "port", "tiers", "parties", "budget_units")
+
+
+def _check_deployment(ctx):
+    """The inventory's deployment of the applications (group_vars/all ``apps_catalog``) names exactly the
+    catalogue's applications and restates none of the catalogue's facts."""
+    apps = _dict(ctx.network.get("applications"))
+    gv = os.path.join(ctx.src.inv_dir, "group_vars")
+    paths = sorted(glob.glob(os.path.join(gv, "all", "*.yml"))) + glob.glob(os.path.join(gv, "all.yml"))
+    for path in paths:
+        if os.path.basename(path) == "vault.yml":
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data, _, marks = sourceyaml.parse(fh)
+        except (OSError, yaml.YAMLError):
+            continue  # Ansible reports an unreadable group_vars file itself
+        deployed = data.get("apps_catalog") if isinstance(data, dict) else None
+        if not isinstance(deployed, dict):
+            continue
+        shown = model.display_path(path)
+
+        def err(field, message, fix, steps, _shown=shown, _data=data, _marks=marks):
+            ctx.findings.append(Finding(_shown, None, field, message, fix,
+                                        line=sourceyaml.line_of(_marks, _data, steps)))
+
+        for app, entry in deployed.items():
+            if app not in apps:
+                msg, fix = _unknown("application", app, list(apps))
+                err(f"apps_catalog.{app}", f"{msg}: not in the catalogue ({ctx.src.network_file}: applications)",
+                    fix, ["apps_catalog", app])
+                continue
+            for key in [k for k in _dict(entry) if k in CATALOGUE_KEYS]:
+                err(f"apps_catalog.{app}.{key}", f"restates the catalogue ({ctx.src.network_file}: "
+                    f"applications.{app}.{key} is the one place for it)", f"remove {key} here",
+                    ["apps_catalog", app, key])
+        for app in apps:
+            if app not in deployed:
+                err("apps_catalog", f"application {app} of the catalogue has no deployment here "
+                    "(the apps role would not know its backend port, database or versions)",
+                    f"add apps_catalog.{app} with backend_port, health_path, database and versions",
+                    ["apps_catalog"])
+
+
 #: Checks of the (pruned) network settings, in order; each takes the context.
-NETWORK_CHECKS = (_check_network_rules,)
+NETWORK_CHECKS = (_check_network_rules, _check_deployment)
 
 
 # --------------------------------------------------------------------------- sites
