@@ -274,6 +274,7 @@ def net(cidr):
     return ipaddress.ip_network(cidr, strict=False)
 
 
+@functools.lru_cache(maxsize=65536)
 def link_ends(subnet):
     """``(parent_side, child_side)`` addresses of a point-to-point link subnet."""
     hosts = list(net(subnet).hosts())
@@ -587,10 +588,20 @@ class Model:
             if svc and "services" not in host.functions and host.address != svc:
                 return [svc]
             return list(self.network.get("ntp_upstream") or [])
-        province = next(s for s in self.sites.values() if s.tier == "province")
         if site.tier == "city":
-            return [time_source(province.source)]
-        return [time_source(self.sites[site.parent].source), time_source(province.source)]
+            return [self._time_source(self.province)]
+        return [self._time_source(self.sites[site.parent]), self._time_source(self.province)]
+
+    @functools.cached_property
+    def province(self):
+        """The province :class:`Site`."""
+        return next(s for s in self.sites.values() if s.tier == "province")
+
+    def _time_source(self, site):
+        cache = self.__dict__.setdefault("_time_sources", {})
+        if site.code not in cache:
+            cache[site.code] = time_source(site.source)
+        return cache[site.code]
 
     def hostvars(self, name):
         """The host variables of one host (fresh containers; the catalogue is shared)."""
@@ -713,10 +724,12 @@ def _build_links(sites):
                         carrier=up.get("carrier"), ospf_area=area)
             links.append(link)
             site.uplinks.append(link)
+    by_parent = {}
+    for lk in links:
+        by_parent.setdefault(lk.parent, []).append(lk)
     for site in sites.values():
         # a county added later takes the next free port: children in code order (`site add` reports any move)
-        site.downlinks = sorted((lk for lk in links if lk.parent == site.code),
-                                key=lambda lk: (lk.child, LINK_ROLES.index(lk.role)))
+        site.downlinks = sorted(by_parent.get(site.code, ()), key=lambda lk: (lk.child, LINK_ROLES.index(lk.role)))
     return links
 
 
