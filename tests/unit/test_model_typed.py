@@ -109,3 +109,17 @@ def test_managed_parties_and_clients_are_hosts_of_their_site(built):
         for c in site.source.get("vpn_clients") or []:
             client = m.hosts[c["name"]]
             assert client.kind == "client" and client.vpn_client.concentrator in site.hosts
+
+
+def test_no_second_copy_of_the_catalogue():
+    """Ports and who-may-reach-what are written once (network.yml): not in the metro policy, not in
+    the MLPS port expectations."""
+    import yaml
+
+    with open(os.path.join(ROOT, "policy", "metro.yml"), encoding="utf-8") as fh:
+        assert set(yaml.safe_load(fh)["metro_policy"]) == {"log_prefix"}
+    with open(os.path.join(ROOT, "jincai", "data", "mlps_controls.yml"), encoding="utf-8") as fh:
+        ports = yaml.safe_load(fh)["expected"]["ports"]
+    for inv in (LAB, JILIN):
+        catalogue = {spec["port"] for spec in model.load(inv).network["applications"].values()}
+        assert not catalogue & {p for lst in ports.values() for p in lst}
