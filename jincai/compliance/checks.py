@@ -229,7 +229,7 @@ def _ssh_crypto(facts, ctx, exp):
 @check(SERVER_CHECKS, "ssh.no_plaintext", "L3-CES1-03", "no telnet, ftp, rsh, tftp on the host")
 def _plaintext(facts, ctx, exp):
     pkgs = sorted(set(facts.get("packages") or []) & set(exp["plaintext_packages"]))
-    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    allowed = _allowed_ports(ctx, exp)
     socks = sorted({f"{s['proto']}/{s['port']}" for s in facts.get("listening") or []
                     if s["port"] in exp["plaintext_ports"] and s["port"] not in allowed
                     and not _loopback(s["address"])})
@@ -464,9 +464,15 @@ def _fw_ssh(facts, ctx, exp):
     return not bad, "tcp/22 accepted only from " + ", ".join(nets), "; ".join(bad) or "management networks only"
 
 
+def _allowed_ports(ctx, exp):
+    """Ports a server may listen on: its functions' (mlps_controls.yml ``ports``) and the ports of the
+    finance applications it runs (the source's catalogue, passed as context ``app_ports``)."""
+    return set(_for_functions(exp["ports"], ctx.get("functions"))) | set(ctx.get("app_ports") or [])
+
+
 @check(SERVER_CHECKS, "ports.listening", "L3-CES1-17", "no unexpected listening ports")
 def _ports(facts, ctx, exp):
-    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    allowed = _allowed_ports(ctx, exp)
     extra = sorted({f"{s['proto']}/{s['port']} ({s['process'].split(chr(34))[1] if chr(34) in s['process'] else '?'})"
                     for s in facts.get("listening") or []
                     if s["port"] not in allowed and not _loopback(s["address"])})
