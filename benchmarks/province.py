@@ -100,13 +100,14 @@ def timed_playbook(playbook, inv_dir, waves=False, **kw):
             "plays": play_times(res.output)}
 
 
-def compliance_with_drift(inv_dir, inv):
-    """One hand-made drift on an app server, then `jincai compliance` (drift + checks)."""
+def compliance_with_drift(inv_dir, inv, waves=False):
+    """One hand-made drift on an app server, then `jincai compliance` (drift + checks; on the twin
+    ``--waves``, which bounds the memory its runs hold on the twin's targets)."""
     app = sorted(inv["app_servers"]["hosts"])[0]
     lab.run_on(app, "echo '# drift made by benchmarks/province.py' >> /etc/chrony/chrony.conf", check=True)
     with tempfile.TemporaryDirectory(prefix="jincai-bench-") as tmp:
         argv = [JINCAI, "compliance", "-q", "-i", inv_dir, "-o", os.path.join(tmp, "run"),
-                "--history", os.path.join(tmp, "history.json")]
+                "--history", os.path.join(tmp, "history.json")] + (["--waves"] if waves else [])
         t0 = time.monotonic()
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
         wall = time.monotonic() - t0
@@ -147,7 +148,7 @@ def bench(network, skip):
         fig["routers"] = timed_playbook("playbooks/routers.yml", inv_dir)
     if "compliance" not in skip:
         say(f"{network}: compliance with drift")
-        fig["compliance"] = compliance_with_drift(inv_dir, inv)
+        fig["compliance"] = compliance_with_drift(inv_dir, inv, waves=network == "twin")
     return fig
 
 

@@ -27,16 +27,17 @@ import sys
 import tempfile
 import time
 
-import jinja2
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jincai import ROOT, pki
-from jincai.lab import lab as labmod
+import vpn_province  # noqa: E402  (beside this file)
+
+from jincai import ROOT, pki  # noqa: E402
+from jincai.lab import lab as labmod  # noqa: E402
 
 VPN = "220000-vpn"
 ACCESS_SEGMENT = "vpnaccess-220000"
 SWITCH_NS = "jlab-sw"
 FIRST_CLIENT_IP = 150
-TEMPLATES = os.path.join(ROOT, "roles", "vpn_concentrator", "templates")
 
 
 def log(msg):
@@ -81,21 +82,9 @@ def issue_and_render(workdir, units, vpn_plan, real_addresses, libipsec):
     t_bundles = time.monotonic() - t0 - t_issue
 
     t1 = time.monotonic()
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True,
-                             extensions=["jinja2.ext.do"])
-    variables = {
-        "ansible_managed": "jincai benchmark", "inventory_hostname": VPN,
-        "_vpn_concentrator_units": [reg.units[c] for c in sorted(reg.units)],
-        "_vpn_concentrator_registry": {"server_identity": reg.server_identity()},
-        "_vpn_concentrator_targets": [t for t in vpn_plan["targets"] if t["app"] in pki.UNIT_APPS],
-        "vpn_concentrator_pool": vpn_plan["pool"], "vpn_concentrator_access_address": vpn_plan["concentrator"]["address"],
-        "vpn_concentrator_local_ts": vpn_plan["lan"], "vpn_concentrator_allowed_apps": list(pki.UNIT_APPS),
-        "vpn_concentrator_proposals": "aes256gcm16-prfsha384-ecp384",
-        "vpn_concentrator_esp_proposals": "aes256-sha384-ecp384", "vpn_concentrator_dpd_delay": "30s",
-        "_vpn_concentrator_backend": "libipsec" if libipsec else "kernel",
-    }
-    swanctl = env.get_template("swanctl-jincai.conf.j2").render(variables)
-    nft = env.get_template("jincai-vpn.nft.j2").render(variables)
+    # the role's own templates and reach filter (benchmarks/vpn_province.py renders the same way)
+    swanctl, nft = vpn_province.render_concentrator(vpn_plan["hostvars"], VPN, [reg.units[c] for c in sorted(reg.units)],
+                                                    libipsec, reg.server_identity())
     t_render = time.monotonic() - t1
     # the bench units use their own CA: point their connections and authority at it
     swanctl = swanctl.replace("cacerts = province-ca.crt", "cacerts = bench-ca.crt")
@@ -364,7 +353,7 @@ def main(argv=None):
     from jincai import inventory  # noqa: F401 - fail early when the source is broken
     vpn_plan = pki.plan(os.path.join(ROOT, "inventories", "lab"))
     inv = inventory.build(os.path.join(ROOT, "inventories", "lab"))
-    vpn_plan["targets"] = inv["_meta"]["hostvars"][vpn_plan["concentrator"]["name"]]["jincai_vpn"]["targets"]
+    vpn_plan["hostvars"] = inv["_meta"]["hostvars"][vpn_plan["concentrator"]["name"]]
     real_dir = pki.default_dir()
     real_units = {}
     if os.path.exists(os.path.join(real_dir, "vpn", "units.json")):

@@ -126,24 +126,24 @@ def resolve_site(inventory_dir, code):
         raise BootstrapError(f"site {code}: the province is not bootstrapped with this command",
                              "bootstrap cities and counties; the province runs make site")
     try:
-        derived, _warnings = invmod.derive_checked(inventory_dir)
+        m, _warnings = invmod.build_checked(inventory_dir)
     except invmod.InvalidSource as exc:
         raise BootstrapError(f"the source of truth has {len(exc.findings)} error(s); nothing was contacted:\n"
                              + "\n".join(f"  {f}" for f in exc.findings),
                              "fix each file and field named above, then re-run")
-    names = derived.groups.get(f"site_{code}", [])
+    derived = m.derived()
+    typed = m.sites[code]
     hosts = []
-    for name in names:
-        hv = derived.hosts[name]
-        if "budget_unit_client" in hv["jincai_functions"] or "external_party" in hv["jincai_functions"]:
+    for name in typed.hosts:  # the site's router and machine-room servers (not parties, not VPN clients)
+        h = m.hosts[name]
+        if h.kind not in ("router", "server"):
             continue
-        platform = (hv.get("jincai_router") or {}).get("platform")
-        hosts.append(SiteHost(name=name, address=str(hv["ansible_host"]), functions=list(hv["jincai_functions"]),
-                              platform=platform, hostvars=hv))
+        hosts.append(SiteHost(name=name, address=str(h.mgmt), functions=list(h.functions),
+                              platform=typed.platform if h.kind == "router" else None, hostvars=derived.hosts[name]))
     hosts.sort(key=lambda h: (not h.is_router, h.name))
     router = next((h for h in hosts if h.is_router), None)
     uplinks = [i for i in (router.hostvars["jincai_interfaces"] if router else []) if i["role"] == "uplink"]
-    parent_router = uplinks[0]["peer"] if uplinks else None
+    parent_router = m.sites[typed.uplinks[0].parent].router if typed.uplinks else None
     environment = src.network.get("environment", "production")
     fp_data = {h.name: h.hostvars for h in hosts}
     if parent_router:

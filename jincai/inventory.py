@@ -25,14 +25,21 @@ class InvalidSource(Exception):
         super().__init__("\n".join(str(f) for f in findings))
 
 
-def derive_checked(inventory_dir):
-    """Load, validate and derive; raise :class:`InvalidSource` on errors. Returns (derived, warnings)."""
+def build_checked(inventory_dir):
+    """Load, validate and build the typed model; raise :class:`InvalidSource` on errors.
+    Returns (:class:`jincai.model.Model`, warnings)."""
     src = model.load(inventory_dir)
     findings = validate.check(src)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise InvalidSource(errors)
-    return model.derive(src), [f for f in findings if f.severity != "error"]
+    return model.build(src), [f for f in findings if f.severity != "error"]
+
+
+def derive_checked(inventory_dir):
+    """Load, validate and derive; raise :class:`InvalidSource` on errors. Returns (derived, warnings)."""
+    m, warnings = build_checked(inventory_dir)
+    return m.derived(), warnings
 
 
 #: Host vars derived from network-wide settings only; the plugin sets them once on group ``all``.

@@ -2,8 +2,10 @@
 
 The source is declarative YAML (see docs/source-of-truth.md): ``network.yml`` holds the address
 plan and defaults, ``sites/*.yml`` hold the sites with every allocation recorded. This module
-only reads; :mod:`jincai.validate` checks the raw data and :func:`derive` turns a *valid* source
-into hosts, groups and host vars (what :mod:`jincai.inventory` prints for Ansible).
+only reads; :mod:`jincai.validate` checks the raw data, :func:`build` turns a *valid* source into a
+typed :class:`Model` (sites, links, parties, hosts, VPN concentrators, each kind built by one function)
+and :func:`derive` serialises it into hosts, groups and host vars (what :mod:`jincai.inventory` prints
+for Ansible). Consumers that need more than host vars use the model's objects.
 """
 
 from __future__ import annotations
@@ -272,6 +274,7 @@ def net(cidr):
     return ipaddress.ip_network(cidr, strict=False)
 
 
+@functools.lru_cache(maxsize=65536)
 def link_ends(subnet):
     """``(parent_side, child_side)`` addresses of a point-to-point link subnet."""
     hosts = list(net(subnet).hosts())
@@ -305,6 +308,14 @@ def ospf_area(network, site):
     if (network.get("ospf") or {}).get("areas", "single") != "per_city" or site["tier"] != "county":
         return "0.0.0.0"
     return f"0.0.0.{int(site['parent'][2:4])}"
+
+
+def vpn_served_site(site, targets):
+    """What a concentrator knows of one site it serves (itself, or a county of its city): the site's
+    LAN (its units' traffic selector), the apps its budget units may use (``budget_units.apps``) and
+    the app servers that run them (``targets``: ``{app, host, address, port}``)."""
+    return {"site": site["code"], "tier": site["tier"], "lan": site["lan"],
+            "apps": list((site.get("budget_units") or {}).get("apps", [])), "targets": targets}
 
 
 def vpn_registry(site):
@@ -343,280 +354,562 @@ def _technician(tech, keys_dir):
     return out
 
 
-def derive(src):
-    """Turn a *valid* source into hosts, host vars and groups (see docs/architecture.md)."""
-    network, plan = src.network, src.plan
-    lab = network.get("environment", "production") == "lab"
-    sites = src.site_map()
-    ordered = sorted(sites.values(), key=lambda s: (TIERS.index(s["tier"]), s["code"]))
-    province = next(s for s in ordered if s["tier"] == "province")
-    mgmt_plan = plan.get("management") or {}
-    mgmt_net = mgmt_plan.get("network")
-    keys_dir = src.keys_dir()
-    ospf = network.get("ospf") or {}
-    apps_catalogue = network.get("applications") or {}
-    tier_apps = network.get("tiers") or {}
-    admins = [_technician(a, keys_dir) for a in network.get("admins") or []]
+# --------------------------------------------------------------------------- the typed model
+#
+# :func:`build` turns a *valid* source into a :class:`Model`: sites, links, parties, hosts and VPN
+# concentrators as small typed objects, each kind built by one function below. Host variables are a
+# serialisation of the model (:meth:`Model.hostvars`); :func:`derive` returns them with the groups.
 
-    def hname(site, name):
-        return f"{site['code']}-{name}"
 
-    def host_entry(site, function):
-        return next((h for h in site.get("hosts") or [] if h["function"] == function), None)
+def tier_apps(applications, tier):
+    """The applications of the catalogue (network.yml ``applications``) that ``tier`` runs, in catalogue order."""
+    return [a for a, spec in (applications or {}).items()
+            if isinstance(spec, dict) and isinstance(spec.get("tiers"), dict) and tier in spec["tiers"]]
 
-    def router_name(site):
-        return hname(site, host_entry(site, "router")["name"])
 
-    # site-level facts used by several hosts
-    svc = host_entry(province, "services")
-    services_addr = svc["address"] if svc else None
-    province_services = {"collector": services_addr, "ntp": services_addr, "artifacts": services_addr}
+def served_sites(site, sites):
+    """The sites whose budget units a concentrator at ``site`` serves: the site itself and, for a city,
+    its counties (in ``sites`` order). The one rule; :mod:`jincai.validate` sizes pools with it."""
+    code = site["code"]
+    return [site] + ([s for s in sites if s.get("tier") == "county" and s.get("parent") == code]
+                     if site.get("tier") == "city" else [])
 
-    def ntp_server(site):
-        """The host that serves time at ``site``: its services host, else its first app server
-        (a machine-room server running chrony), else its router."""
-        s = host_entry(site, "services") or host_entry(site, "app_server") or host_entry(site, "router")
-        return s["address"]
 
-    children = {code: [] for code in sites}  # (child site, uplink) per parent
-    for s in ordered:
-        for up in s.get("uplinks") or []:
-            children[up["peer"]].append((s, up))
+def _host_entry(site, function):
+    """The first host entry of ``site`` (a source dict) with ``function``, or None."""
+    return next((h for h in site.get("hosts") or [] if h.get("function") == function), None)
 
-    def app_targets(site, apps):
-        """Which app server at ``site`` serves each of ``apps``."""
-        out = []
-        servers = [h for h in site.get("hosts") or [] if h["function"] == "app_server"]
-        for app in apps:
-            for h in servers:
-                if app in tier_apps.get(site["tier"], []):
-                    out.append({"app": app, "host": hname(site, h["name"]), "address": h["address"],
-                                "port": (apps_catalogue.get(app) or {}).get("port")})
-        return out
 
-    def ifname(platform, idx, kind):
-        if lab or kind == "server":
-            return f"eth{idx}"
-        return PLATFORM_IFNAME[platform].format(n=idx)
+def time_source(site):
+    """Address of the host that serves time at ``site`` (a source dict): its services host, else its
+    first app server (a machine-room server running chrony), else its router."""
+    s = _host_entry(site, "services") or _host_entry(site, "app_server") or _host_entry(site, "router")
+    return s["address"]
 
-    def iface(role, address, segment, peer=None, area=None, cost=None, passive=None):
-        d = {"name": None, "role": role, "address": address, "peer": peer, "segment": segment,
-             "ospf_area": area, "ospf_cost": cost}
-        if passive is not None:
-            d["ospf_passive"] = passive
+
+@dataclass
+class Interface:
+    """One interface of a host; ``name`` is given by :func:`_number` once the host's list is complete."""
+
+    role: str  # mgmt, uplink, downlink, lan, metro, vpn_access
+    address: str  # address/prefixlen
+    segment: str  # layer-2 segment id (wan_segment() for WAN links)
+    peer: str | None = None
+    ospf_area: str | None = None
+    ospf_cost: int | None = None
+    ospf_passive: bool | None = None
+    name: str | None = None
+
+    def vars(self):
+        """``jincai_interfaces[]`` entry."""
+        d = {"name": self.name, "role": self.role, "address": self.address, "peer": self.peer,
+             "segment": self.segment, "ospf_area": self.ospf_area, "ospf_cost": self.ospf_cost}
+        if self.ospf_passive is not None:
+            d["ospf_passive"] = self.ospf_passive
         return d
 
-    def number(ifaces, platform=None, kind="server"):
-        """Name interfaces in order; index 0 is the management interface in the lab."""
-        start = 0 if lab else (1 if kind == "router" else 0)
-        for i, d in enumerate(ifaces):
-            d["name"] = "eth0" if (lab and d["role"] == "mgmt") else ifname(platform, i + start, kind)
-        return ifaces
 
-    hosts, groups = {}, {}
+@dataclass(frozen=True)
+class Link:
+    """A WAN link between a site (``child``) and the site it hangs under (``parent``)."""
 
-    def add(group, host):
-        groups.setdefault(group, []).append(host)
+    parent: str
+    child: str
+    subnet: str
+    role: str  # primary | backup
+    carrier: str | None
+    ospf_area: str  # the child's area for a county's link, the backbone otherwise
 
-    for site in ordered:
-        code, tier = site["code"], site["tier"]
-        city_code = city_of(site, sites)
-        area = ospf_area(network, site)
-        rtr = host_entry(site, "router")
-        gateway = rtr["address"]
-        lan = site["lan"]
-        site_info = {"code": code, "name_zh": site["name_zh"], "pinyin": site["pinyin"], "tier": tier,
-                     "parent": site.get("parent"), "city_code": city_code, "block": site["block"],
-                     "lan": lan, "gateway": gateway}
-        if tier == "province":
-            ntp = list(network.get("ntp_upstream") or [])
-        elif tier == "city":
-            ntp = [ntp_server(province)]
-        else:
-            ntp = [ntp_server(sites[site["parent"]]), ntp_server(province)]
-        mgmt_nets = [mgmt_net, lan] if mgmt_net else [lan]
-        techs = [_technician(t, keys_dir) for t in site.get("technicians") or []]
-        apps = list(tier_apps.get(tier, []))
-        vpn_host = host_entry(site, "vpn_concentrator")
-        parties = []
-        for p in site.get("parties") or []:
-            parties.append({"name": hname(site, p["name"]), "kind": p["kind"], "org": p.get("org"),
-                            "address": p.get("address"), "managed": bool(p.get("managed")),
-                            "apps": list(p.get("apps") or []),
-                            "targets": app_targets(site, p.get("apps") or [])})
+    @property
+    def segment(self):
+        return wan_segment(self.parent, self.child, self.role)
 
-        def common(name, functions, address, mgmt, ifaces, segments_extra=()):
-            hv = {
-                "ansible_host": mgmt,
-                "jincai_environment": network.get("environment", "production"),
-                "jincai_network_name": network.get("name"),
-                "jincai_domain": network.get("domain"),
-                "jincai_site_code": code,
-                "jincai_tier": tier,
-                "jincai_site": dict(site_info),
-                "jincai_functions": functions,
-                "jincai_address": address,
-                "jincai_mgmt_address": mgmt,
-                "jincai_interfaces": ifaces,
-                "jincai_management_networks": list(mgmt_nets),
-                "jincai_province_services": dict(province_services),
-                "jincai_ntp_servers": list(ntp),
-                "jincai_technicians": [dict(t) for t in techs],
-                "jincai_admins": [dict(a) for a in admins],
-                "jincai_applications": apps_catalogue,
-            }
-            if lab:
-                needs_caps = bool({"router", "vpn_concentrator"} & set(functions))
-                hv["jincai_lab"] = {"capabilities": needs_caps,
-                                    "segments": [i["segment"] for i in ifaces]}
-                if mgmt_net and mgmt_plan.get("control_node"):
-                    hv["jincai_lab"]["control_node"] = _prefixed(mgmt_plan["control_node"], mgmt_net)
-            hosts[name] = hv
-            return hv
+    @property
+    def cost(self):
+        return LINK_COST[self.role]
 
-        # --- the router
-        platform = site["router"]["platform"]
-        loopback = site["router"]["loopback"]
-        r_ifaces = []
-        if lab:
-            r_ifaces.append(iface("mgmt", _prefixed(rtr["mgmt"], mgmt_net), "mgmt"))
-        for up in site.get("uplinks") or []:
-            parent = sites[up["peer"]]
-            link_area = ospf_area(network, site) if tier == "county" else "0.0.0.0"
-            r_ifaces.append(iface("uplink", _prefixed(link_ends(up["subnet"])[1], up["subnet"]),
-                                  wan_segment(parent["code"], code, up["role"]), router_name(parent), link_area,
-                                  LINK_COST[up["role"]], False))
-        r_ifaces.append(iface("lan", _prefixed(gateway, lan), f"lan-{code}", None, area, 10, True))
-        if not lab and tier == "province" and mgmt_net:
-            # in-band management: the management zone is a segment of the province router
-            mgw = str(next(net(mgmt_net).hosts()))
-            r_ifaces.append(iface("mgmt", _prefixed(mgw, mgmt_net), f"mgmt-{code}", None, area, 10, True))
-        metro_gw = None
-        if site.get("metro"):
-            metro_gw = str(next(net(site["metro"]).hosts()))
-            r_ifaces.append(iface("metro", _prefixed(metro_gw, site["metro"]), f"metro-{code}", None, area, 10, True))
-        # Downlinks come last: a county added later takes the next free port and moves none of the
-        # router's LAN, metro or existing WAN ports (children in code order; `site add` reports any move).
-        for child, up in sorted(children[code], key=lambda cu: (cu[0]["code"], LINK_ROLES.index(cu[1]["role"]))):
-            link_area = ospf_area(network, child) if child["tier"] == "county" else "0.0.0.0"
-            r_ifaces.append(iface("downlink", _prefixed(link_ends(up["subnet"])[0], up["subnet"]),
-                                  wan_segment(code, child["code"], up["role"]), router_name(child), link_area,
-                                  LINK_COST[up["role"]], False))
-        number(r_ifaces, platform, "router")
-        rname = router_name(site)
-        mgmt = rtr.get("mgmt") or (loopback if not lab else None)
-        hv = common(rname, ["router"], gateway, mgmt, r_ifaces)
-        networks = [{"prefix": f"{loopback}/32", "area": area}]
-        for i in r_ifaces:
-            if i["role"] != "mgmt":
-                networks.append({"prefix": str(net(i["address"])), "area": i["ospf_area"]})
-        static = []
-        if vpn_host and site.get("vpn_pool"):
-            static.append({"prefix": site["vpn_pool"], "via": vpn_host["address"], "redistribute": True})
-        hv["jincai_router"] = {
-            "platform": platform, "hostname": rname, "loopback": loopback, "router_id": loopback,
-            "ospf": {"area": area, "hello": ospf.get("hello", 10), "dead": ospf.get("dead", 40),
-                     "passive": [i["name"] for i in r_ifaces if i.get("ospf_passive")]},
-            "networks": networks,
-            "interfaces": [i for i in r_ifaces if i["role"] != "mgmt"],
-            "static_routes": static,
-            "metro_gateway": metro_gw,
+    def end(self, side):
+        """``address/prefixlen`` of the ``parent`` or ``child`` end."""
+        ends = link_ends(self.subnet)
+        return _prefixed(ends[0] if side == "parent" else ends[1], self.subnet)
+
+
+@dataclass
+class Target:
+    """An app server answering one application for a party, a budget unit or a VPN client."""
+
+    app: str
+    host: str
+    address: str
+    port: int | None
+
+    def vars(self):
+        return {"app": self.app, "host": self.host, "address": self.address, "port": self.port}
+
+
+@dataclass
+class Party:
+    """An external party on a site's metro segment (an inventory host only when ``managed``)."""
+
+    site: str
+    name: str  # host name: <code>-<name>
+    kind: str
+    org: str | None
+    address: str | None
+    managed: bool
+    apps: list
+    targets: list  # of Target
+    mgmt: str | None = None
+
+    def vars(self):
+        """``jincai_parties[]`` entry."""
+        return {"name": self.name, "kind": self.kind, "org": self.org, "address": self.address,
+                "managed": self.managed, "apps": list(self.apps), "targets": [t.vars() for t in self.targets]}
+
+
+@dataclass
+class Concentrator:
+    """A VPN concentrator: the budget units of the sites it serves dial in to it."""
+
+    host: str
+    site: str
+    pool: str | None
+    access_address: str
+    access_network: str
+    lan: str
+    served_sites: list  # site codes (served_sites())
+    served: list  # vpn_served_site() per served site: a county's unit reaches its own county's apps (issue 16)
+    budget_units: int
+    apps: list
+    targets: list  # of Target
+    clients: list  # VPN client host names
+    registry: str
+
+    def vars(self):
+        """``jincai_vpn``."""
+        return {"served": [dict(x) for x in self.served],
+                "pool": self.pool, "access_address": self.access_address, "access_network": self.access_network,
+                "lan": self.lan, "budget_units": self.budget_units, "served_sites": list(self.served_sites),
+                "apps": list(self.apps), "targets": [t.vars() for t in self.targets],
+                "clients": list(self.clients), "registry": self.registry}
+
+
+@dataclass
+class VpnClient:
+    """A lab stand-in for a budget unit, dialling in to its site's concentrator."""
+
+    name: str
+    site: str
+    concentrator: str
+    server: str
+    pool: str | None
+    home: str  # the unit's own site: the concentrator's or a county it serves
+    lan: str  # the home site's LAN
+    enrolment: str  # bundle (the province issues the key) or csr (the unit keeps its key)
+    apps: list
+    targets: list  # of Target
+    registry: str
+
+    def vars(self):
+        """``jincai_vpn_client``."""
+        return {"concentrator": self.concentrator, "server": self.server, "pool": self.pool,
+                "home": self.home, "lan": self.lan, "enrolment": self.enrolment,
+                "apps": list(self.apps), "targets": [t.vars() for t in self.targets], "registry": self.registry}
+
+
+@dataclass
+class Site:
+    """One site: its plan, its router's settings, links, parties and the names of its hosts."""
+
+    code: str
+    tier: str
+    name_zh: str
+    pinyin: str
+    parent: str | None
+    city_code: str | None
+    block: str
+    lan: str
+    metro: str | None
+    gateway: str  # the router's LAN address
+    ospf_area: str
+    platform: str
+    loopback: str
+    twin_of: str | None
+    vpn_pool: str | None
+    router: str  # host name
+    metro_gateway: str | None
+    apps: list  # applications of the tier
+    technicians: list  # normalised (_technician)
+    uplinks: list = field(default_factory=list)  # of Link, primary first
+    downlinks: list = field(default_factory=list)  # of Link, children in code order
+    parties: list = field(default_factory=list)  # of Party
+    hosts: list = field(default_factory=list)  # host names, router first
+    source: dict = field(default_factory=dict, repr=False)
+
+    def info(self):
+        """``jincai_site``."""
+        return {"code": self.code, "name_zh": self.name_zh, "pinyin": self.pinyin, "tier": self.tier,
+                "parent": self.parent, "city_code": self.city_code, "block": self.block, "lan": self.lan,
+                "gateway": self.gateway}
+
+
+@dataclass
+class Host:
+    """One inventory host: a router, a machine-room server, a managed party or a VPN client."""
+
+    name: str
+    site: str
+    kind: str  # router | server | party | client
+    functions: list
+    address: str
+    mgmt: str | None
+    interfaces: list  # of Interface
+    routes: list | None = None
+    groups: list = field(default_factory=list)
+    party: Party | None = None
+    vpn: Concentrator | None = None
+    vpn_client: VpnClient | None = None
+
+
+@dataclass
+class Model:
+    """The derived network: every object once, host variables serialised from them."""
+
+    network: dict
+    lab: bool
+    applications: dict  # the catalogue: name -> {name_zh, port}
+    admins: list
+    province_services: dict
+    management_network: str | None
+    control_node: str | None
+    sites: dict  # code -> Site, province, cities, counties in code order
+    links: list  # of Link
+    hosts: dict  # name -> Host, site by site
+    groups: dict  # name -> host names
+
+    @property
+    def parties(self):
+        return [p for s in self.sites.values() for p in s.parties]
+
+    @property
+    def concentrators(self):
+        return [h.vpn for h in self.hosts.values() if h.vpn]
+
+    def ntp_servers(self, host):
+        """The NTP chain: the province services host follows the authorised upstream and every other
+        province host follows it; a city's hosts follow the province's time server; a county's its
+        city's, then the province's."""
+        site = self.sites[host.site]
+        if site.tier == "province":
+            svc = self.province_services["ntp"]
+            if svc and "services" not in host.functions and host.address != svc:
+                return [svc]
+            return list(self.network.get("ntp_upstream") or [])
+        if site.tier == "city":
+            return [self._time_source(self.province)]
+        return [self._time_source(self.sites[site.parent]), self._time_source(self.province)]
+
+    @functools.cached_property
+    def province(self):
+        """The province :class:`Site`."""
+        return next(s for s in self.sites.values() if s.tier == "province")
+
+    def _time_source(self, site):
+        cache = self.__dict__.setdefault("_time_sources", {})
+        if site.code not in cache:
+            cache[site.code] = time_source(site.source)
+        return cache[site.code]
+
+    def hostvars(self, name):
+        """The host variables of one host (fresh containers; the catalogue is shared)."""
+        h = self.hosts[name]
+        site = self.sites[h.site]
+        network = self.network
+        ifaces = [i.vars() for i in h.interfaces]
+        mgmt_nets = [self.management_network, site.lan] if self.management_network else [site.lan]
+        techs = [] if h.kind in ("party", "client") else site.technicians
+        hv = {
+            "ansible_host": h.mgmt,
+            "jincai_environment": network.get("environment", "production"),
+            "jincai_network_name": network.get("name"),
+            "jincai_domain": network.get("domain"),
+            "jincai_site_code": site.code,
+            "jincai_tier": site.tier,
+            "jincai_site": site.info(),
+            "jincai_functions": list(h.functions),
+            "jincai_address": h.address,
+            "jincai_mgmt_address": h.mgmt,
+            "jincai_interfaces": ifaces,
+            "jincai_management_networks": mgmt_nets,
+            "jincai_province_services": dict(self.province_services),
+            "jincai_ntp_servers": self.ntp_servers(h),
+            "jincai_technicians": [dict(t) for t in techs],
+            "jincai_admins": [dict(a) for a in self.admins],
+            "jincai_applications": self.applications,
         }
-        if site["router"].get("twin_of"):
+        if self.lab:
+            hv["jincai_lab"] = {"capabilities": bool({"router", "vpn_concentrator"} & set(h.functions)),
+                                "segments": [i.segment for i in h.interfaces]}
+            if self.management_network and self.control_node:
+                hv["jincai_lab"]["control_node"] = _prefixed(self.control_node, self.management_network)
+        if h.kind == "router":
+            hv["jincai_router"] = self._router_vars(site, h, ifaces)
+            hv["jincai_parties"] = [p.vars() for p in site.parties]
+        else:
+            hv["jincai_routes"] = [dict(r) for r in h.routes]
+        if h.kind == "server" and "app_server" in h.functions:
+            hv["jincai_apps"] = list(site.apps)
+        if h.vpn:
+            hv["jincai_vpn"] = h.vpn.vars()
+        if h.party:
+            p = h.party.vars()
+            hv["jincai_party"] = {k: p[k] for k in ("kind", "org", "apps", "targets")}
+        if h.vpn_client:
+            hv["jincai_vpn_client"] = h.vpn_client.vars()
+        return hv
+
+    def _router_vars(self, site, h, ifaces):
+        """``jincai_router`` (its ``interfaces`` are the same entries as ``jincai_interfaces``, less mgmt)."""
+        ospf = self.network.get("ospf") or {}
+        data = [i for i in ifaces if i["role"] != "mgmt"]
+        networks = [{"prefix": f"{site.loopback}/32", "area": site.ospf_area}]
+        networks += [{"prefix": str(net(i["address"])), "area": i["ospf_area"]} for i in data]
+        static = []
+        vpn = next((self.hosts[n].vpn for n in site.hosts if self.hosts[n].vpn), None)
+        if vpn and site.vpn_pool:
+            vpn_host = self.hosts[vpn.host]
+            static.append({"prefix": site.vpn_pool, "via": vpn_host.address, "redistribute": True})
+        out = {
+            "platform": site.platform, "hostname": h.name, "loopback": site.loopback, "router_id": site.loopback,
+            "ospf": {"area": site.ospf_area, "hello": ospf.get("hello", 10), "dead": ospf.get("dead", 40),
+                     "passive": [i["name"] for i in ifaces if i.get("ospf_passive")]},
+            "networks": networks,
+            "interfaces": data,
+            "static_routes": static,
+            "metro_gateway": site.metro_gateway,
+        }
+        if site.twin_of:
             # province twin: FRR carries the data plane, the production platform is still rendered
-            hv["jincai_router"]["twin_of"] = site["router"]["twin_of"]
-        hv["jincai_parties"] = parties
-        add(tier, rname)
-        add(f"site_{code}", rname)
-        add("routers", rname)
-        add(f"platform_{platform}", rname)
+            out["twin_of"] = site.twin_of
+        return out
 
-        # --- servers at the site
-        for h in site.get("hosts") or []:
-            if h["function"] == "router":
-                continue
-            name = hname(site, h["name"])
-            ifaces = []
-            if lab:
-                ifaces.append(iface("mgmt", _prefixed(h["mgmt"], mgmt_net), "mgmt"))
-            ifaces.append(iface("lan", _prefixed(h["address"], lan), f"lan-{code}"))
-            if h["function"] == "vpn_concentrator":
-                ifaces.append(iface("vpn_access", _prefixed(h["vpn_access"], plan["vpn_access"]),
-                                    f"vpnaccess-{code}"))
-            number(ifaces)
-            functions = [h["function"]]
-            if tier == "city" and h["function"] != "services" and h["address"] == ntp_server(site):
-                # the city's time server for its counties (the province's is its services host)
-                functions.append("ntp_server")
-                add("ntp_servers", name)
-            hv = common(name, functions, h["address"], h.get("mgmt") or h["address"], ifaces)
-            hv["jincai_routes"] = [{"to": "default", "via": gateway}]
-            if h["function"] == "app_server":
-                hv["jincai_apps"] = list(apps)
-                add("app_servers", name)
-            elif h["function"] == "services":
-                add("services", name)
-                if tier == "province" and network.get("ntp_upstream") is not None:
-                    hv["jincai_ntp_servers"] = list(network.get("ntp_upstream") or [])
-            elif h["function"] == "vpn_concentrator":
-                add("vpn_concentrators", name)
-                # a city concentrator serves the city and its counties (the same rule validate checks)
-                served = [site] + ([c for c in ordered if c["tier"] == "county" and c.get("parent") == code]
-                                   if tier == "city" else [])
-                bu_apps = sorted({a for s in served for a in (s.get("budget_units") or {}).get("apps", [])},
-                                 key=lambda a: list(apps_catalogue).index(a) if a in apps_catalogue else 99)
-                hv["jincai_vpn"] = {
-                    "pool": site.get("vpn_pool"),
-                    "access_address": h["vpn_access"],
-                    "access_network": plan["vpn_access"],
-                    "lan": lan,
-                    "budget_units": sum((s.get("budget_units") or {}).get("count", 0) for s in served),
-                    "served_sites": [s["code"] for s in served],
-                    "apps": bu_apps,
-                    "targets": app_targets(site, bu_apps),
-                    "clients": [c["name"] for c in site.get("vpn_clients") or []],
-                    "registry": vpn_registry(site),
-                }
-            add("machine_room", name)
-            add(tier, name)
-            add(f"site_{code}", name)
+    def derived(self):
+        """Host variables of every host and the groups (:class:`Derived`)."""
+        return Derived(hosts={name: self.hostvars(name) for name in self.hosts},
+                       groups={g: list(m) for g, m in self.groups.items()}, children={})
 
-        # --- external parties (hosts only when managed, i.e. in the lab)
-        for p, pd in zip(site.get("parties") or [], parties):
-            if not p.get("managed"):
-                continue
-            ifaces = []
-            if lab:
-                ifaces.append(iface("mgmt", _prefixed(p["mgmt"], mgmt_net), "mgmt"))
-            ifaces.append(iface("metro", _prefixed(p["address"], site["metro"]), f"metro-{code}"))
-            number(ifaces)
-            hv = common(pd["name"], ["external_party"], p["address"], p.get("mgmt") or p["address"], ifaces)
-            hv["jincai_routes"] = [{"to": "default", "via": metro_gw}]
-            hv["jincai_party"] = {k: pd[k] for k in ("kind", "org", "apps", "targets")}
-            hv["jincai_technicians"] = []
-            add("external_parties", pd["name"])
 
-        # --- budget-unit VPN clients (lab only: a few stand-ins for the 1,040 units)
-        for c in site.get("vpn_clients") or []:
-            ifaces = []
-            if lab:
-                ifaces.append(iface("mgmt", _prefixed(c["mgmt"], mgmt_net), "mgmt"))
-            ifaces.append(iface("vpn_access", _prefixed(c["address"], plan["vpn_access"]), f"vpnaccess-{code}"))
-            number(ifaces)
-            hv = common(c["name"], ["budget_unit_client"], c["address"], c.get("mgmt") or c["address"], ifaces)
-            hv["jincai_routes"] = []
-            hv["jincai_technicians"] = []
-            bu = site.get("budget_units") or {}
-            hv["jincai_vpn_client"] = {"concentrator": hname(site, vpn_host["name"]),
-                                       "server": vpn_host["vpn_access"], "pool": site.get("vpn_pool"),
-                                       "apps": list(bu.get("apps", [])),
-                                       "targets": app_targets(site, bu.get("apps", [])),
-                                       "registry": vpn_registry(site)}
-            add("budget_unit_clients", c["name"])
+def _number(ifaces, lab, platform=None, kind="server"):
+    """Name interfaces in order; index 0 is the management interface in the lab."""
+    start = 0 if lab else (1 if kind == "router" else 0)
+    for i, d in enumerate(ifaces):
+        idx = i + start
+        if lab and d.role == "mgmt":
+            d.name = "eth0"
+        elif lab or kind == "server":
+            d.name = f"eth{idx}"
+        else:
+            d.name = PLATFORM_IFNAME[platform].format(n=idx)
+    return ifaces
 
-    # NTP for the province services host: its upstream; other province hosts use it.
-    for name, hv in hosts.items():
-        if hv["jincai_tier"] == "province" and "services" not in hv["jincai_functions"]:
-            if services_addr and hv["jincai_address"] != services_addr:
-                hv["jincai_ntp_servers"] = [services_addr]
-    return Derived(hosts=hosts, groups=groups, children={})
+
+def _build_sites(network, raw_sites, keys_dir):
+    """One :class:`Site` per source site, province first, then cities and counties in code order."""
+    ordered = sorted(raw_sites.values(), key=lambda s: (TIERS.index(s["tier"]), s["code"]))
+    out = {}
+    for s in ordered:
+        rtr = _host_entry(s, "router")
+        out[s["code"]] = Site(
+            code=s["code"], tier=s["tier"], name_zh=s["name_zh"], pinyin=s["pinyin"], parent=s.get("parent"),
+            city_code=city_of(s, raw_sites), block=s["block"], lan=s["lan"], metro=s.get("metro"),
+            gateway=rtr["address"], ospf_area=ospf_area(network, s), platform=s["router"]["platform"],
+            loopback=s["router"]["loopback"], twin_of=s["router"].get("twin_of"), vpn_pool=s.get("vpn_pool"),
+            router=f"{s['code']}-{rtr['name']}",
+            metro_gateway=str(next(net(s["metro"]).hosts())) if s.get("metro") else None,
+            apps=tier_apps(network.get("applications"), s["tier"]),
+            technicians=[_technician(t, keys_dir) for t in s.get("technicians") or []], source=s)
+    return out
+
+
+def _build_links(sites):
+    """Every WAN link, from each site's uplinks; attached to both ends' sites."""
+    links = []
+    for site in sites.values():
+        for up in site.source.get("uplinks") or []:
+            area = site.ospf_area if site.tier == "county" else "0.0.0.0"
+            link = Link(parent=up["peer"], child=site.code, subnet=up["subnet"], role=up["role"],
+                        carrier=up.get("carrier"), ospf_area=area)
+            links.append(link)
+            site.uplinks.append(link)
+    by_parent = {}
+    for lk in links:
+        by_parent.setdefault(lk.parent, []).append(lk)
+    for site in sites.values():
+        # a county added later takes the next free port: children in code order (`site add` reports any move)
+        site.downlinks = sorted(by_parent.get(site.code, ()), key=lambda lk: (lk.child, LINK_ROLES.index(lk.role)))
+    return links
+
+
+def _targets(site, apps, applications):
+    """Which app server at ``site`` serves each of ``apps`` (a :class:`Target` per app and server)."""
+    servers = [h for h in site.source.get("hosts") or [] if h["function"] == "app_server"]
+    return [Target(app, f"{site.code}-{h['name']}", h["address"], (applications.get(app) or {}).get("port"))
+            for app in apps for h in servers if app in site.apps]
+
+
+def _build_parties(sites, applications):
+    """Every external party, on its site."""
+    for site in sites.values():
+        for p in site.source.get("parties") or []:
+            apps = list(p.get("apps") or [])
+            site.parties.append(Party(site=site.code, name=f"{site.code}-{p['name']}", kind=p["kind"],
+                                      org=p.get("org"), address=p.get("address"), managed=bool(p.get("managed")),
+                                      apps=apps, targets=_targets(site, apps, applications), mgmt=p.get("mgmt")))
+
+
+def _mgmt_iface(lab, address, mgmt_net):
+    return [Interface("mgmt", _prefixed(address, mgmt_net), "mgmt")] if lab else []
+
+
+def _build_router(m, site):
+    """The site's router: uplinks, LAN, (in-band) management, metro, then downlinks."""
+    rtr = _host_entry(site.source, "router")
+    mgmt_net = m.management_network
+    ifaces = _mgmt_iface(m.lab, rtr.get("mgmt"), mgmt_net)
+    for lk in site.uplinks:
+        ifaces.append(Interface("uplink", lk.end("child"), lk.segment, m.sites[lk.parent].router, lk.ospf_area,
+                                lk.cost, False))
+    ifaces.append(Interface("lan", _prefixed(site.gateway, site.lan), f"lan-{site.code}", None, site.ospf_area,
+                            10, True))
+    if not m.lab and site.tier == "province" and mgmt_net:
+        # in-band management: the management zone is a segment of the province router
+        ifaces.append(Interface("mgmt", _prefixed(str(next(net(mgmt_net).hosts())), mgmt_net),
+                                f"mgmt-{site.code}", None, site.ospf_area, 10, True))
+    if site.metro:
+        ifaces.append(Interface("metro", _prefixed(site.metro_gateway, site.metro), f"metro-{site.code}", None,
+                                site.ospf_area, 10, True))
+    for lk in site.downlinks:
+        ifaces.append(Interface("downlink", lk.end("parent"), lk.segment, m.sites[lk.child].router, lk.ospf_area,
+                                lk.cost, False))
+    _number(ifaces, m.lab, site.platform, "router")
+    mgmt = rtr.get("mgmt") or (site.loopback if not m.lab else None)
+    return Host(site.router, site.code, "router", ["router"], site.gateway, mgmt, ifaces,
+                groups=[site.tier, f"site_{site.code}", "routers", f"platform_{site.platform}"])
+
+
+def _build_concentrator(m, site, h):
+    """The concentrator at ``site`` (source entry ``h``) and what it serves."""
+    served = served_sites(site.source, [m.sites[c].source for c in m.sites])
+    order = list(m.applications)
+    bu_apps = sorted({a for s in served for a in (s.get("budget_units") or {}).get("apps", [])},
+                     key=lambda a: order.index(a) if a in m.applications else 99)
+    return Concentrator(
+        host=f"{site.code}-{h['name']}", site=site.code, pool=site.vpn_pool, access_address=h["vpn_access"],
+        access_network=m.network["plan"]["vpn_access"], lan=site.lan,
+        served_sites=[s["code"] for s in served],
+        served=[vpn_served_site(s, [t.vars() for t in _targets(m.sites[s["code"]],
+                                                              (s.get("budget_units") or {}).get("apps", []),
+                                                              m.applications)])
+                for s in served],
+        budget_units=sum((s.get("budget_units") or {}).get("count", 0) for s in served),
+        apps=bu_apps, targets=_targets(site, bu_apps, m.applications),
+        clients=[c["name"] for c in site.source.get("vpn_clients") or []],
+        registry=vpn_registry(site.source))
+
+
+def _build_servers(m, site):
+    """The machine-room servers of ``site`` (services, app servers, the VPN concentrator)."""
+    out = []
+    city_time = time_source(site.source) if site.tier == "city" else None
+    for h in site.source.get("hosts") or []:
+        if h["function"] == "router":
+            continue
+        name = f"{site.code}-{h['name']}"
+        ifaces = _mgmt_iface(m.lab, h.get("mgmt"), m.management_network)
+        ifaces.append(Interface("lan", _prefixed(h["address"], site.lan), f"lan-{site.code}"))
+        if h["function"] == "vpn_concentrator":
+            ifaces.append(Interface("vpn_access", _prefixed(h["vpn_access"], m.network["plan"]["vpn_access"]),
+                                    f"vpnaccess-{site.code}"))
+        _number(ifaces, m.lab)
+        functions, groups = [h["function"]], []
+        if h["function"] != "services" and h["address"] == city_time:
+            # the city's time server for its counties (the province's is its services host)
+            functions.append("ntp_server")
+            groups.append("ntp_servers")
+        groups.append({"app_server": "app_servers", "services": "services",
+                       "vpn_concentrator": "vpn_concentrators"}[h["function"]])
+        groups += ["machine_room", site.tier, f"site_{site.code}"]
+        host = Host(name, site.code, "server", functions, h["address"], h.get("mgmt") or h["address"], ifaces,
+                    routes=[{"to": "default", "via": site.gateway}], groups=groups)
+        if h["function"] == "vpn_concentrator":
+            host.vpn = _build_concentrator(m, site, h)
+        out.append(host)
+    return out
+
+
+def _build_party_hosts(m, site):
+    """Managed parties (the lab's bank, PBC and tax machines) as hosts on the metro segment."""
+    out = []
+    for p in site.parties:
+        if not p.managed:
+            continue
+        ifaces = _mgmt_iface(m.lab, p.mgmt, m.management_network)
+        ifaces.append(Interface("metro", _prefixed(p.address, site.metro), f"metro-{site.code}"))
+        _number(ifaces, m.lab)
+        out.append(Host(p.name, site.code, "party", ["external_party"], p.address, p.mgmt or p.address, ifaces,
+                        routes=[{"to": "default", "via": site.metro_gateway}], groups=["external_parties"],
+                        party=p))
+    return out
+
+
+def _build_clients(m, site):
+    """Budget-unit VPN clients (lab only: a few stand-ins for the 1,040 units)."""
+    out = []
+    vpn_host = _host_entry(site.source, "vpn_concentrator")
+    for c in site.source.get("vpn_clients") or []:
+        ifaces = _mgmt_iface(m.lab, c.get("mgmt"), m.management_network)
+        ifaces.append(Interface("vpn_access", _prefixed(c["address"], m.network["plan"]["vpn_access"]),
+                                f"vpnaccess-{site.code}"))
+        _number(ifaces, m.lab)
+        home = m.sites.get(c.get("home") or site.code, site)  # this site or a county it serves
+        apps = list((home.source.get("budget_units") or {}).get("apps", []))
+        client = VpnClient(name=c["name"], site=site.code, concentrator=f"{site.code}-{vpn_host['name']}",
+                           server=vpn_host["vpn_access"], pool=site.vpn_pool, home=home.code, lan=home.lan,
+                           enrolment=c.get("enrolment", "bundle"), apps=apps,
+                           targets=_targets(home, apps, m.applications), registry=vpn_registry(site.source))
+        out.append(Host(c["name"], site.code, "client", ["budget_unit_client"], c["address"],
+                        c.get("mgmt") or c["address"], ifaces, routes=[], groups=["budget_unit_clients"],
+                        vpn_client=client))
+    return out
+
+
+def build(src):
+    """Turn a *valid* source into a :class:`Model` (see docs/architecture.md)."""
+    network, plan = src.network, src.plan
+    mgmt_plan = plan.get("management") or {}
+    keys_dir = src.keys_dir()
+    raw_sites = src.site_map()
+    sites = _build_sites(network, raw_sites, keys_dir)
+    province = next(s for s in sites.values() if s.tier == "province")
+    svc = _host_entry(province.source, "services")
+    services_addr = svc["address"] if svc else None
+    m = Model(network=network, lab=network.get("environment", "production") == "lab",
+              applications=network.get("applications") or {},
+              admins=[_technician(a, keys_dir) for a in network.get("admins") or []],
+              province_services={"collector": services_addr, "ntp": services_addr, "artifacts": services_addr},
+              management_network=mgmt_plan.get("network"), control_node=mgmt_plan.get("control_node"),
+              sites=sites, links=_build_links(sites), hosts={}, groups={})
+    _build_parties(sites, m.applications)
+    for site in sites.values():
+        for host in [_build_router(m, site), *_build_servers(m, site), *_build_party_hosts(m, site),
+                     *_build_clients(m, site)]:
+            m.hosts[host.name] = host
+            site.hosts.append(host.name)
+            for g in host.groups:
+                m.groups.setdefault(g, []).append(host.name)
+    return m
+
+
+def derive(src):
+    """Hosts, host vars and groups of a *valid* source: the serialisation of :func:`build`'s model."""
+    return build(src).derived()

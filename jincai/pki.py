@@ -12,7 +12,8 @@ Layout of the PKI directory::
     issued/<name>/cert.pem key.pem  a leaf per name (EC P-256, ~2 years), SANs: DNS names and IPs
     crl.pem crl.der                 the published CRL (crlNumber grows at each publication)
     db.json                         serials issued through the registry below, their status
-    vpn/units.json                  the budget-unit registry: code, name, site, virtual IP, identity, status
+    vpn/units.json                  the budget-unit registry: code, name, site, home, virtual IP, identity,
+                                    status, enrolment (vpn/<city>/... for a city's concentrator)
     vpn/units/<code>.crt .key.vault one certificate and vaulted key per budget unit
     vpn/bundles/<code>.tar.gz       the unit technician's client bundle (mode 0600)
 
@@ -28,8 +29,9 @@ re-issued by ``add``/``sync``.
 Command line (``python -m jincai.pki ...`` or ``jincai pki ...``)::
 
     ca | issue NAME --san X [--client] | issue-many SPEC.json   (JSON output; --dir, --check)
-    init | sync | add CODE NAME | add --csv F | revoke CODE.. | revoke --csv F | renew [CODE..]
-    crl | bundle CODE | list                                        (-i INVENTORY)
+    init | sync | add CODE NAME | add --csv F | import --csv F [--dry-run] | move CODE --to C [--site S]
+    enrol CODE --csr F | revoke CODE.. | revoke --csv F | renew [CODE..]
+    crl [--if-due] [--days N] [--push] | bundle CODE | list         (-i INVENTORY, -c CONCENTRATOR)
 """
 
 import argparse
@@ -49,7 +51,7 @@ import tarfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from jincai import ROOT, paths
@@ -60,6 +62,7 @@ CA_DAYS = 3650
 LEAF_DAYS = 825
 RENEW_BEFORE = datetime.timedelta(days=30)
 CRL_DAYS = 30
+PUBLIC_KEY_TYPES = (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.ReasonFlags.key_compromise,
            "superseded": x509.ReasonFlags.superseded, "affiliationChanged": x509.ReasonFlags.affiliation_changed,
@@ -281,8 +284,10 @@ def _leaf_ok(path, ca_cert, sans, client):
 
 
 def _sign_leaf(ca_cert, ca_key, name, sans, client, key=None, ou=None, days=LEAF_DAYS):
-    """Return ``(cert, key)``: a leaf for *name* with *sans*, a new P-256 key unless *key* is given."""
+    """Return ``(cert, key)``: a leaf for *name* with *sans*, a new P-256 key unless *key* is given.
+    *key* may be a public key (CSR enrolment: the private key stays with its owner)."""
     key = key or ec.generate_private_key(ec.SECP256R1())
+    public = key if isinstance(key, PUBLIC_KEY_TYPES) else key.public_key()
     now = _now()
     eku = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG)]
@@ -292,7 +297,7 @@ def _sign_leaf(ca_cert, ca_key, name, sans, client, key=None, ou=None, days=LEAF
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name(attrs))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .issuer_name(ca_cert.subject).public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(not_after)
@@ -338,6 +343,41 @@ def issue(name, sans, pki_dir=None, client=False, check=False):
 # budget units: registry, onboarding, offboarding, renewal, CRL, bundles
 # --------------------------------------------------------------------------------------------
 
+def load_csr(data, where="CSR"):
+    """Load and check a unit's certificate signing request (PEM or DER bytes): the signature proves
+    the sender holds the private key; EC P-256/P-384 or RSA of 3072 bits or more."""
+    try:
+        csr = (x509.load_pem_x509_csr(data) if data.lstrip().startswith(b"-----")
+               else x509.load_der_x509_csr(data))
+    except ValueError as exc:
+        raise PkiError(f"{where}: csr: not a certificate signing request ({exc}) (fix: openssl req -new "
+                       "-key unit.key -out unit.csr, PEM or DER)") from None
+    if not csr.is_signature_valid:
+        raise PkiError(f"{where}: csr: the signature does not match its key (fix: sign it with the unit's key)")
+    key = csr.public_key()
+    ok = ((isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1"))
+          or (isinstance(key, rsa.RSAPublicKey) and key.key_size >= 3072))
+    if not ok:
+        raise PkiError(f"{where}: csr: key {type(key).__name__} "
+                       f"{getattr(getattr(key, 'curve', None), 'name', getattr(key, 'key_size', ''))} is not "
+                       "accepted (fix: EC P-256 or P-384, or RSA of 3072 bits or more)")
+    return csr
+
+
+def next_free(pool, taken, start=None):
+    """The lowest host address of *pool* not in *taken* at or above *start* (an int; default the
+    first host), and where the next search may start. Addresses are never given back, so everything
+    below the returned cursor stays taken: a batch of n units costs O(n), not O(n^2)."""
+    n = int(pool.network_address) + 1 if start is None else start
+    last = int(pool.broadcast_address)  # exclusive: the broadcast address is no host
+    while n < last:
+        addr = str(ipaddress.IPv4Address(n))
+        n += 1
+        if addr not in taken:
+            return addr, n
+    return None, n
+
+
 class UnitRegistry:
     """The budget-unit registry of the province on top of the CA.
 
@@ -346,14 +386,18 @@ class UnitRegistry:
     address so it can never be handed to another unit by accident).
     """
 
-    def __init__(self, vpn_plan, pki_dir=None):
+    def __init__(self, vpn_plan, pki_dir=None, db=None, ca=None):
         self.dir = pki_dir or default_dir()
         self.plan = vpn_plan
         self.pool = ipaddress.ip_network(vpn_plan["pool"])
-        ensure_ca(self.dir)
-        self.ca_cert, self._ca_key = _load_ca(self.dir)
+        if ca is None:
+            ensure_ca(self.dir)
+            ca = _load_ca(self.dir)
+        self.ca_cert, self._ca_key = ca
         self.vault = _vault()
-        self.db = self._read_json(os.path.join(self.dir, "db.json"), {"crl_number": 0, "certs": {}})
+        # the certificate database is shared by every concentrator's registry (Registries passes one)
+        self.db = db if db is not None else self._read_json(os.path.join(self.dir, "db.json"),
+                                                            {"crl_number": 0, "certs": {}})
         doc = self._read_json(self.path("units.json"), {"units": []})
         self.units = {u["code"]: u for u in doc["units"]}
         self._taken = {u["address"] for u in self.units.values()}
@@ -379,6 +423,21 @@ class UnitRegistry:
         """The IKE identity of the concentrator."""
         return f"{self.plan['concentrator']['name']}.{self.plan['domain']}"
 
+    def served(self, home=None, where=None):
+        """What the plan says of a site this concentrator serves (its own by default): ``lan`` (the
+        unit's traffic selector) and ``apps`` (its budget units' applications)."""
+        home = home or self.plan["site"]
+        sites = self.plan.get("served") or {self.plan["site"]: {"lan": self.plan["lan"], "apps": self.plan["apps"]}}
+        if home not in sites:
+            raise PkiError(f"{where or 'unit'}: site: {home} is not served by {self.plan['concentrator']['name']} "
+                           f"(fix: one of {', '.join(sites)}, or the concentrator that serves {home})")
+        return sites[home]
+
+    @staticmethod
+    def home(entry):
+        """The unit's own site (a county for a county's unit at a city concentrator)."""
+        return entry.get("home") or entry["site"]
+
     def _allocate(self, wanted, where):
         hosts = (self.pool.network_address, self.pool.broadcast_address)
         if wanted:
@@ -392,11 +451,11 @@ class UnitRegistry:
                 raise PkiError(f"{where}: address: {wanted} is already used by another unit")
             self._taken.add(str(addr))
             return str(addr)
-        for addr in self.pool.hosts():
-            if str(addr) not in self._taken:
-                self._taken.add(str(addr))
-                return str(addr)
-        raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
+        addr, self._cursor = next_free(self.pool, self._taken, getattr(self, "_cursor", None))
+        if addr is None:
+            raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
+        self._taken.add(addr)
+        return addr
 
     def _issue_unit(self, code, key=None):
         cert, key = _sign_leaf(self.ca_cert, self._ca_key, code, [self.identity(code)], client=True,
@@ -418,34 +477,84 @@ class UnitRegistry:
 
         pending = {}
         added = [r["code"] for r in rows
-                 if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), _keys=pending)]
+                 if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), r.get("where"),
+                             home=r.get("home"), public_key=r.get("public_key"), _keys=pending)]
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
         for code, data in vaulted.items():
             _write(self.path("units", f"{code}.key.vault"), data, 0o600)
+        # the bundles written next need the keys: keep them in memory for this command rather than
+        # decrypting each vault again (PBKDF2: the slowest step of a batch)
+        self._fresh_keys = getattr(self, "_fresh_keys", {})
+        self._fresh_keys.update(pending)
         return added
 
-    def add(self, code, name, address=None, apps=None, where=None, _keys=None):
+    def add(self, code, name, address=None, apps=None, where=None, home=None, public_key=None, _keys=None):
         """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
 
-        An active unit is left untouched; a revoked unit gets a new key and certificate and keeps its
-        address.
+        *home* is the unit's own site (default: the concentrator's; a county it serves for a county's
+        unit): its LAN and apps are what the unit reaches. An active unit is left untouched; a revoked
+        unit gets a new key and certificate and keeps its address.
         """
         where = where or f"unit {code}"
         if not CODE_RE.match(code or ""):
             raise PkiError(f"{where}: code: {code!r} is not valid (fix: letters, digits and '-', at most 63)")
+        home = home or self.plan["site"]
+        served = self.served(home, where)
         entry = self.units.get(code)
         if entry and entry["status"] == "active":
             return False
         addr = entry["address"] if entry else self._allocate(address, where)
-        serial, key = self._issue_unit(code)
-        if _keys is not None:
+        serial, key = self._issue_unit(code, public_key)
+        if public_key is not None:  # CSR enrolment: the province holds no key of this unit
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path("units", f"{code}.key.vault"))
+        elif _keys is not None:
             _keys[code] = _key_pem(key)  # add_many encrypts them in parallel
         else:
             _write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(_key_pem(key)), 0o600)
-        self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "address": addr,
-                            "identity": self.identity(code), "serial": serial, "status": "active",
-                            "apps": sorted(apps or self.plan["apps"])}
+        self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "home": home,
+                            "address": addr, "identity": self.identity(code), "serial": serial,
+                            "status": "active", "apps": sorted(apps or served["apps"]),
+                            "enrolment": "csr" if public_key is not None else "bundle"}
+        return True
+
+    def public_key(self, code):
+        """The public key of a unit's current certificate."""
+        with open(self.path("units", f"{code}.crt"), "rb") as fh:
+            return x509.load_pem_x509_certificate(fh.read()).public_key()
+
+    def enrol(self, code, name, csr_data, home=None, address=None, where=None):
+        """Sign a unit's own key (CSR enrolment): the unit generated its key pair and sends a CSR; the
+        province checks it and certifies its public key for the unit's identity (subject and SANs of
+        the CSR are ignored: the identity is ``<code>.bu.<domain>``). True if anything changed.
+
+        Rerunning with the same CSR changes nothing; a CSR with another key replaces the certificate and
+        revokes the old one (reason superseded: the old key may be why the unit rekeyed)."""
+        where = where or f"unit {code}"
+        csr = load_csr(csr_data, where)
+        entry = self.units.get(code)
+        home = home or (self.home(entry) if entry else None)
+        if entry and entry["status"] == "active":
+            pub = serialization.PublicFormat.SubjectPublicKeyInfo
+            same = (self.public_key(code).public_bytes(serialization.Encoding.DER, pub)
+                    == csr.public_key().public_bytes(serialization.Encoding.DER, pub))
+            if same and entry.get("enrolment") == "csr":
+                return self.rehome(code, home, where)  # same key: at most its own site changes
+            self.revoke(code, "superseded")
+        return self.add(code, name or (entry or {}).get("name") or code, address, None, where,
+                        home=home, public_key=csr.public_key())
+
+    def rehome(self, code, home, where=None):
+        """Give an active unit another own site served by the same concentrator (same address and
+        certificate; its LAN and apps follow the new site). True if it changed."""
+        entry = self.units[code]
+        served = self.served(home, where or f"unit {code}")
+        if self.home(entry) == home and entry["apps"] == sorted(served["apps"]):
+            return False
+        entry.update(home=home, apps=sorted(served["apps"]))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path("bundles", f"{code}.tar.gz"))  # its README and traffic selector changed
         return True
 
     def revoke(self, code, reason="cessationOfOperation"):
@@ -482,13 +591,19 @@ class UnitRegistry:
                     continue
             key = None
             kpath = self.path("units", f"{code}.key.vault")
-            if not rekey:
+            if entry.get("enrolment") == "csr":
+                if rekey:
+                    raise PkiError(f"unit {code}: renew --rekey: the unit holds its own key (CSR enrolment); it "
+                                   "sends a new CSR: jincai pki enrol CODE --csr FILE")
+                key = self.public_key(code)  # same key, new certificate
+            elif not rekey:
                 with open(kpath, "rb") as fh:
                     key = serialization.load_pem_private_key(self.vault.decrypt(fh.read(), kpath), None)
             old = entry["serial"]
             entry["serial"], key = self._issue_unit(code, key)
             if rekey:
                 _write(kpath, self.vault.encrypt(_key_pem(key)), 0o600)
+                getattr(self, "_fresh_keys", {}).pop(code, None)  # never bundle the old key
             if old in self.db["certs"]:
                 self.db["certs"][old]["status"] = "superseded"
             with contextlib.suppress(FileNotFoundError):
@@ -552,17 +667,23 @@ class UnitRegistry:
         out = self.path("bundles", f"{code}.tar.gz")
         if os.path.exists(out) and not force:
             return out
-        kpath = self.path("units", f"{code}.key.vault")
-        with open(kpath, "rb") as fh:
-            key = self.vault.decrypt(fh.read(), kpath)
+        csr_unit = entry.get("enrolment") == "csr"
+        key = getattr(self, "_fresh_keys", {}).pop(code, None)
+        if key is None and not csr_unit:
+            kpath = self.path("units", f"{code}.key.vault")
+            with open(kpath, "rb") as fh:
+                key = self.vault.decrypt(fh.read(), kpath)
         with open(self.path("units", f"{code}.crt"), "rb") as fh:
             cert = fh.read()
         c = self.plan["concentrator"]
-        conf = client_conf(code, entry["identity"], self.server_identity(), c["address"], self.plan["lan"])
+        lan = self.served(self.home(entry), f"unit {code}")["lan"]
+        conf = client_conf(code, entry["identity"], self.server_identity(), c["address"], lan)
         readme = README.format(code=code, name=entry["name"], address=entry["address"], server=c["address"],
                                apps=", ".join(entry["apps"]))
+        if csr_unit:
+            readme += CSR_NOTE.format(code=code)
         files = [(f"{code}/swanctl/conf.d/province.conf", conf.encode(), 0o644),
-                 (f"{code}/swanctl/private/{code}.key", key, 0o600),
+                 *([] if csr_unit else [(f"{code}/swanctl/private/{code}.key", key, 0o600)]),
                  (f"{code}/swanctl/x509/{code}.crt", cert, 0o644),
                  (f"{code}/swanctl/x509ca/province-ca.crt", _cert_pem(self.ca_cert), 0o644),
                  (f"{code}/README.txt", readme.encode(), 0o644)]
@@ -588,6 +709,12 @@ README = """Budget unit {code} ({name}): VPN to the province (strongSwan, IKEv2,
 4. Reachable at the province through the tunnel: {apps}; nothing else.
 Keep the key secret. A lost or leaked key must be reported to the province at once: the certificate
 is then revoked and a new bundle issued.
+"""
+
+
+CSR_NOTE = """
+This unit enrolled with its own key (CSR): the bundle holds no private key. Keep the key you generated
+in swanctl/private/{code}.key on the gateway (mode 0600); for a new key send a new CSR to the province.
 """
 
 
@@ -626,20 +753,38 @@ connections {{
 """
 
 
+CSV_COLUMNS = ("code", "name", "concentrator", "site")
+
+
 def read_csv(path):
-    """Read ``code,name`` rows (a ``code,name`` header is optional); every error names file, line, field."""
+    """Read unit rows: ``code,name[,concentrator[,site]]`` (a header naming the columns, in any order,
+    is optional). ``concentrator`` is a host name or site code, ``site`` the unit's own site (a county
+    for a county's unit; its concentrator is then derived). Every error names file, line and field.
+    Rows are dicts with ``code``, ``name``, ``line`` and the optional columns given."""
     rows, errors, seen = [], [], set()
     try:
         fh = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
     except OSError as exc:
         raise PkiError(f"{path}: {exc.strerror}") from exc
+    columns = CSV_COLUMNS
     with fh:
         for lineno, row in enumerate(csv.reader(fh), 1):
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
-            code, name = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
-            if lineno == 1 and code.lower() == "code":
+            cells = [c.strip() for c in row]
+            if not rows and not errors and cells[0].lower() == "code" and lineno == 1:
+                columns = tuple(c.lower() for c in cells)
+                bad = [c for c in columns if c not in CSV_COLUMNS]
+                if bad or "name" not in columns or len(set(columns)) != len(columns):
+                    raise PkiError(f"{path}: line 1: header: {', '.join(columns)} (fix: the columns are "
+                                   f"{', '.join(CSV_COLUMNS)}; code and name are required, each once)")
                 continue
+            if len(cells) > len(columns):
+                errors.append(f"{path}: line {lineno}: {len(cells)} fields, the columns are {', '.join(columns)} "
+                              "(fix: remove the extra fields)")
+                continue
+            r = dict(zip(columns, cells))
+            code, name = r.get("code", ""), r.get("name", "")
             if not CODE_RE.match(code):
                 errors.append(f"{path}: line {lineno}: code: {code!r} is not a valid unit code "
                               "(fix: letters, digits and '-', at most 63)")
@@ -648,7 +793,7 @@ def read_csv(path):
             if not name:
                 errors.append(f"{path}: line {lineno}: name: missing (fix: the unit's name as 2nd column)")
             seen.add(code)
-            rows.append({"code": code, "name": name})
+            rows.append(dict({k: v for k, v in r.items() if v}, code=code, name=name, line=lineno))
     if errors:
         raise PkiError("\n".join(errors))
     return rows
@@ -673,8 +818,14 @@ def plans(inventory_dir):
         if not vpn.get("pool"):
             raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
                            "(fix: give the site its budget-unit VPN pool)")
+        served = {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
+                  for s in vpn.get("served") or []}
+        homes = {c: (hv.get(c, {}).get("jincai_vpn_client") or {}).get("home") for c in vpn.get("clients") or []}
+        csr_clients = [c for c in vpn.get("clients") or []
+                       if (hv.get(c, {}).get("jincai_vpn_client") or {}).get("enrolment") == "csr"]
         out.append({"pool": vpn["pool"], "apps": list(vpn.get("apps") or []), "lan": vpn.get("lan"),
-                    "site": v.get("jincai_site_code"),
+                    "site": v.get("jincai_site_code"), "served": served,
+                    "client_homes": {c: h for c, h in homes.items() if h}, "csr_clients": csr_clients,
                     "domain": v.get("jincai_domain") or _network_field(
                         inventory_dir, "domain", "the IKE identities are <unit>.bu.<domain>"),
                     "concentrator": {"name": name, "address": vpn.get("access_address")},
@@ -725,7 +876,10 @@ def sync(reg, bundles=True):
     c = reg.plan["concentrator"]
     _, server_changed = issue(c["name"], [reg.server_identity(), c["address"]], reg.dir)
     # only units never onboarded: a revoked unit stays revoked until an explicit `add`
-    added = [code for code in reg.plan["clients"] if code not in reg.units and reg.add(code, code)]
+    homes = reg.plan.get("client_homes") or {}
+    csr = set(reg.plan.get("csr_clients") or [])  # they enrol with their own key (roles/vpn_client)
+    added = [code for code in reg.plan["clients"]
+             if code not in reg.units and code not in csr and reg.add(code, code, home=homes.get(code))]
     renewed = reg.renew()
     crl = reg.publish_crl()
     reg.save()
@@ -738,6 +892,25 @@ def sync(reg, bundles=True):
     return {"server": server_changed, "added": added, "renewed": renewed, "crl": crl, "bundles": made}
 
 
+def crl_next_update(pki_dir):
+    """``nextUpdate`` of the published CRL (UTC), or None when there is none."""
+    path = os.path.join(pki_dir, "crl.pem")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as fh:
+        return x509.load_pem_x509_crl(fh.read()).next_update_utc
+
+
+def push_crl(inventory_dir, runner=None):
+    """Deploy the published CRL: ``playbooks/vpn.yml --tags vpn_crl`` (every concentrator loads it,
+    flushes the cached one and drops revoked units' SAs; the province services host publishes it over
+    HTTP). Returns the playbook's exit code. What the CRL timer (roles/vpn_crl_timer) runs."""
+    if runner is None:
+        from jincai.run import run as runner
+    res = runner("playbooks/vpn.yml", inventory=inventory_dir, args=("--tags", "vpn_crl"), echo=True)
+    return res.rc
+
+
 def build_parser(prog="jincai pki"):
     """Return the ``jincai pki`` argument parser (also ``python -m jincai.pki``)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -747,7 +920,8 @@ def build_parser(prog="jincai pki"):
                    help="source of truth for the VPN plan (default: the lab)")
     p.add_argument("-c", "--concentrator", default=None,
                    help="add/revoke/renew/list/bundle/crl: the concentrator (host name or site code) whose "
-                        "registry to use (default: the province's); sync covers every concentrator")
+                        "registry to use (default: the province's); sync, import and move cover every "
+                        "concentrator, revoke without it finds each unit's")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("ca", help="create the CA unless it exists")
     one = sub.add_parser("issue", help="issue or keep one leaf certificate (e.g. nginx TLS)")
@@ -764,6 +938,22 @@ def build_parser(prog="jincai pki"):
     a.add_argument("code", nargs="?")
     a.add_argument("name", nargs="?")
     a.add_argument("--csv")
+    im = sub.add_parser("import", help="a batch across every concentrator (--csv FILE: code,name[,concentrator"
+                        "[,site]]): add new units, move units to their new concentrator, rerun changes nothing")
+    im.add_argument("--csv", required=True)
+    im.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    mv = sub.add_parser("move", help="move a unit to another concentrator (revoked at the old one, a new "
+                        "address from the new pool) or to another own site")
+    mv.add_argument("code")
+    mv.add_argument("--to", default=None, help="the new concentrator (host name or site code)")
+    mv.add_argument("--site", default=None, help="the unit's own site (a county: its city's concentrator)")
+    mv.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    en = sub.add_parser("enrol", help="CSR enrolment: certify a key the unit generated itself (the private key "
+                        "never leaves the unit); rerun with the same CSR changes nothing")
+    en.add_argument("code")
+    en.add_argument("--csr", required=True, help="the unit's CSR (PEM or DER; - for stdin)")
+    en.add_argument("--name", default=None)
+    en.add_argument("--site", default=None, help="the unit's own site (default: the concentrator's)")
     r = sub.add_parser("revoke", help="offboard units (CODE... or --csv FILE) and publish the CRL")
     r.add_argument("codes", nargs="*")
     r.add_argument("--csv")
@@ -772,7 +962,13 @@ def build_parser(prog="jincai pki"):
     n.add_argument("codes", nargs="*")
     n.add_argument("--within-days", type=int, default=RENEW_BEFORE.days)
     n.add_argument("--rekey", action="store_true", help="generate a new key pair too")
-    sub.add_parser("crl", help="publish a fresh CRL now")
+    cr = sub.add_parser("crl", help="publish a fresh CRL now (--if-due: only when the revoked set changed or half "
+                        "its validity has passed; --push: then deploy it to every concentrator and the services host)")
+    cr.add_argument("--if-due", action="store_true", help="publish only when due (what sync does; the timer's mode)")
+    cr.add_argument("--days", type=float, default=CRL_DAYS, help=f"validity in days (default {CRL_DAYS}; "
+                    "a short one tests the refresh)")
+    cr.add_argument("--push", action="store_true", help="run playbooks/vpn.yml --tags vpn_crl afterwards "
+                    "(exit code: the playbook's)")
     b = sub.add_parser("bundle", help="rewrite a unit's client bundle and print its path")
     b.add_argument("code")
     sub.add_parser("list", help="list onboarded units: code, address, status, serial, name")
@@ -816,6 +1012,45 @@ def _sync_all(vpn_plans, pki_dir, as_json):
     return 0
 
 
+def _batch_command(args, rows, pki_dir):
+    """``import`` and ``move`` (:mod:`jincai.pki_batch`): every concentrator's registry at once."""
+    from jincai import pki_batch
+
+    vpn_plans = plans(args.inventory)
+    default = plan(args.inventory, args.concentrator) if args.concentrator else None
+    with _locked(pki_dir):
+        if args.cmd == "move":
+            regs = pki_batch.Registries(vpn_plans, pki_dir)
+            _, entry = regs.active(args.code)
+            if entry is None:
+                raise PkiError(f"move: unit {args.code} is active at no concentrator (fix: `jincai pki import` or "
+                               "`add` it; see `jincai pki list -c CONCENTRATOR`)")
+            if not (args.to or args.site):
+                raise PkiError("move: give --to CONCENTRATOR and/or --site SITE")
+            rows = [{"code": args.code, "name": entry["name"], **({"concentrator": args.to} if args.to else {}),
+                     **({"site": args.site} if args.site else {})}]
+            where = "move"
+        else:
+            where = args.csv
+        pki_batch.run(vpn_plans, pki_dir, rows, default, where, dry_run=args.dry_run)
+    return 0
+
+
+def _revoke_anywhere(args, rows, pki_dir):
+    """``revoke`` without ``--concentrator``: each unit at the concentrator where it is active."""
+    from jincai import pki_batch
+
+    codes = [r["code"] for r in rows] if rows else args.codes
+    if not codes:
+        raise PkiError("revoke: give CODE..., or --csv FILE")
+    with _locked(pki_dir):
+        done = pki_batch.offboard(plans(args.inventory), pki_dir, codes, args.reason)
+    n = sum(len(v) for v in done.values())
+    where = "; ".join(f"{k}: {', '.join(v)}" for k, v in done.items()) or "already revoked"
+    print(f"{n} revoked ({where}); deploy the CRL with `ansible-playbook playbooks/vpn.yml --tags vpn_crl`")
+    return 0
+
+
 def _unit_commands(args):
     rows = read_csv(args.csv) if getattr(args, "csv", None) else None  # bad input fails before any change
     if args.cmd == "add" and bool(rows is not None) == bool(args.code):
@@ -825,6 +1060,13 @@ def _unit_commands(args):
     if args.cmd in ("init", "sync"):
         with _locked(pki_dir):
             return _sync_all(plans(args.inventory), pki_dir, args.json)
+    if args.cmd in ("import", "move"):
+        return _batch_command(args, rows, pki_dir)
+    if args.cmd == "add" and rows and any("concentrator" in r or "site" in r for r in rows):
+        raise PkiError(f"{args.csv}: columns concentrator/site: use `jincai pki import --csv {args.csv}` "
+                       "(it places each unit at its concentrator); nothing changed")
+    if args.cmd == "revoke" and not args.concentrator:
+        return _revoke_anywhere(args, rows, pki_dir)
     vpn_plan = plan(args.inventory, args.concentrator)
     with _locked(pki_dir):
         reg = UnitRegistry(vpn_plan, pki_dir)
@@ -857,11 +1099,31 @@ def _unit_commands(args):
                 reg.bundle(code)
             print(f"{len(done)} renewed")
         elif args.cmd == "crl":
-            reg.publish_crl(force=True)
+            published = reg.publish_crl(days=args.days, force=not args.if_due)
             reg.save()
-            print(os.path.join(pki_dir, "crl.pem"))
+            print(f"{os.path.join(pki_dir, 'crl.pem')}: {'published' if published else 'unchanged'}, CRL number "
+                  f"{reg.db['crl_number']}, next update {crl_next_update(pki_dir).isoformat()}")
         elif args.cmd == "bundle":
             print(reg.bundle(args.code, force=True))
+        elif args.cmd == "enrol":
+            try:
+                if args.csr == "-":
+                    data = sys.stdin.buffer.read()
+                else:
+                    with open(args.csr, "rb") as fh:
+                        data = fh.read()
+            except OSError as exc:
+                raise PkiError(f"{args.csr}: {exc.strerror}") from None
+            changed = reg.enrol(args.code, args.name, data, home=args.site, where=f"{args.csr}")
+            reg.publish_crl(force=False)
+            reg.save()
+            if changed:
+                reg.bundle(args.code, force=True)
+            e = reg.units[args.code]
+            print(f"{args.code}: {'certified' if changed else 'unchanged'} ({e['address']}, serial {e['serial']}); "
+                  f"certificate {reg.path('units', args.code + '.crt')}")
+    if args.cmd == "crl" and args.push:
+        return push_crl(args.inventory)  # outside the lock: the playbook's pki sync takes it again
     return 0
 
 

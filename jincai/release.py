@@ -122,6 +122,19 @@ def inventory_vars(inventory_dir):
     return out
 
 
+def catalogue(inventory_dir):
+    """The inventory's application catalogue as the apps role sees it: each application of the source of
+    truth (network.yml ``applications``: names, port, tier -> wave) merged with its deployment
+    (``apps_catalog`` of group_vars: backend port, database, health path, versions)."""
+    from jincai import model
+
+    deployed = inventory_vars(inventory_dir)["apps_catalog"] or {}
+    source = model.load(inventory_dir).network.get("applications") or {}
+    out = {app: dict(spec, **(deployed.get(app) or {})) for app, spec in source.items() if isinstance(spec, dict)}
+    out.update({app: dict(d) for app, d in deployed.items() if app not in out})
+    return out
+
+
 @lru_cache(maxsize=1)
 def fixture_sums():
     """{sha256: artifact file} of every test application release (tests/fixtures/apps, built in memory)."""
@@ -242,7 +255,7 @@ def plan(inventory_dir, release_id, releases_dir=RELEASES_DIR):
     from jincai import inventory
 
     release = load_release(release_id, releases_dir)
-    catalog = inventory_vars(inventory_dir)["apps_catalog"]
+    catalog = catalogue(inventory_dir)
     inv = inventory.build(inventory_dir)
     hostvars = inv["_meta"]["hostvars"]
     servers = inv.get("app_servers", {}).get("hosts", [])

@@ -169,6 +169,14 @@ ADMIN = {**PERSON, "properties": {**PERSON["properties"], "roles": _list(
 PARTY_SPEC = {"name": _name("e.g. pbc, bank1, tax"), "kind": _enum(model.PARTY_KINDS, "party kind"),
               "org": {"type": "string"}, "apps": _list({"type": "string"}), "managed": BOOL}
 HOST_SPEC = {"name": _name("lower-case letters and digits, e.g. app1"), "function": _enum(model.FUNCTIONS, "function")}
+#: One application of the catalogue (network.yml ``applications.<name>``): the tiers that run it, each
+#: with its rollout wave, and who may reach it (party kinds on the metro segment, budget units over the VPN).
+APPLICATION = _obj({
+    "name_zh": STRING, "name_en": STRING, "port": PORT,
+    "tiers": _obj({t: _int(1, 9, "use a rollout wave 1..9") for t in model.TIERS}),
+    "parties": _list(_enum(model.PARTY_KINDS, "party kind")),
+    "budget_units": BOOL,
+}, ("name_zh", "port", "tiers"))
 BUDGET_UNITS = {"count": _int(0, fix="give the number of budget units"), "apps": _list({"type": "string"})}
 
 
@@ -223,8 +231,7 @@ def network_schema(lab=False):
         "applications": {"type": "object", "propertyNames": {"type": "string", "pattern": APP_PATTERN, "x-messages": {
                              k: ("{value!r} is not an application name", "lower-case letters, digits and '_', e.g. budget")
                              for k in ("type", "pattern")}},
-                         "additionalProperties": _obj({"name_zh": STRING, "port": PORT}, ("name_zh", "port"))},
-        "tiers": _per_tier_required(_list({"type": "string"})),
+                         "additionalProperties": APPLICATION},
         "technician_counts": _obj({t: pair for t in model.TIERS}),
         "admins": _list(ADMIN),
         "secrets": _list({"type": "string", "pattern": VARIABLE_PATTERN, "x-messages": {
@@ -236,7 +243,7 @@ def network_schema(lab=False):
             "parties": _per_tier(_list(_obj(PARTY_SPEC, ("name", "kind")))),
             "budget_units": _per_tier(_obj(BUDGET_UNITS, ("count", "apps"))),
         }),
-    }, ("name", "plan", "applications", "tiers"))
+    }, ("name", "plan", "applications"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -262,7 +269,9 @@ def site_schema(out_of_band=False, lab=False):
     if out_of_band:
         party["allOf"] = [{"if": {"properties": {"managed": {"const": True}}, "required": ["managed"]},
                            "then": mgmt_required}]
-    client = _obj({"name": _name("e.g. bu0001"), "address": ADDRESS, "mgmt": ADDRESS},
+    client = _obj({"name": _name("e.g. bu0001"), "address": ADDRESS, "mgmt": ADDRESS, "home": CODE,
+                   "enrolment": _enum(("bundle", "csr"), "enrolment", "use bundle (the province issues the key) "
+                                      "or csr (the unit generates it)")},
                   ("name", "address") + (("mgmt",) if out_of_band else ()))
     uplink = _obj({"peer": CODE, "subnet": PREFIX, "role": _enum(model.LINK_ROLES, "role", "use primary or backup"),
                    "direct": BOOL, "carrier": STRING}, ("peer", "subnet", "role"))

@@ -104,16 +104,16 @@ def port_moves(inventory_dir, path, new):
 
     A moved port means re-cabling a working router before its config is pushed (or the push cuts the
     link off), so ``add`` shows every move and writes only when the operator allows it."""
-    before = model.derive(model.load(inventory_dir)).hosts
-    after = model.derive(model.load(inventory_dir, overrides={path: new})).hosts
+    before = model.build(model.load(inventory_dir)).hosts
+    after = model.build(model.load(inventory_dir, overrides={path: new})).hosts
     moves = []
-    for name, hv in sorted(before.items()):
-        if "router" not in hv.get("jincai_functions", []) or name not in after:
+    for name, host in sorted(before.items()):
+        if host.kind != "router" or name not in after:
             continue
-        now = {i["segment"]: i["name"] for i in after[name]["jincai_interfaces"]}
-        for i in hv["jincai_interfaces"]:
-            if i["segment"] in now and now[i["segment"]] != i["name"]:
-                moves.append((name, i["segment"], i["name"], now[i["segment"]]))
+        now = {i.segment: i.name for i in after[name].interfaces}
+        for i in host.interfaces:
+            if i.segment in now and now[i.segment] != i.name:
+                moves.append((name, i.segment, i.name, now[i.segment]))
     return moves
 
 
@@ -151,39 +151,34 @@ def add(inventory_dir, code, write=False, allow_port_moves=False):
 
 
 def describe(src, code):
-    """Lines describing one site's plan."""
-    derived = model.derive(src)
-    site = src.site_map()[code]
-    out = [f"site {code} {site['name_zh']} ({site['pinyin']}), {site['tier']}"
-           + (f", parent {site['parent']}" if site.get("parent") else "")]
-    out.append(f"  block {site['block']}  lan {site['lan']}" + (f"  metro {site['metro']}" if site.get("metro") else "")
-               + (f"  vpn pool {site['vpn_pool']}" if site.get("vpn_pool") else ""))
-    out.append(f"  router {site['router']['platform']}  loopback {site['router']['loopback']}")
+    """Lines describing one site's plan (from the typed model: the site, its router's links, its hosts)."""
+    m = model.build(src)
+    site = m.sites[code]
+    raw = site.source
+    out = [f"site {code} {site.name_zh} ({site.pinyin}), {site.tier}"
+           + (f", parent {site.parent}" if site.parent else "")]
+    out.append(f"  block {site.block}  lan {site.lan}" + (f"  metro {site.metro}" if site.metro else "")
+               + (f"  vpn pool {site.vpn_pool}" if site.vpn_pool else ""))
+    out.append(f"  router {site.platform}  loopback {site.loopback}")
     out.append("  links:")
-    for name, hv in derived.hosts.items():
-        if hv["jincai_site_code"] == code and "router" in hv["jincai_functions"]:
-            for i in hv["jincai_interfaces"]:
-                if i["role"] in ("uplink", "downlink"):
-                    out.append(f"    {i['name']:<24} {i['role']:<8} {i['address']:<18} -> {i['peer']} "
-                               f"(cost {i['ospf_cost']}, area {i['ospf_area']})")
+    for i in m.hosts[site.router].interfaces:
+        if i.role in ("uplink", "downlink"):
+            out.append(f"    {i.name:<24} {i.role:<8} {i.address:<18} -> {i.peer} "
+                       f"(cost {i.ospf_cost}, area {i.ospf_area})")
     out.append("  hosts:")
-    for name, hv in derived.hosts.items():
-        if hv["jincai_site_code"] != code:
-            continue
-        extra = ""
-        if "app_server" in hv["jincai_functions"]:
-            extra = "  apps: " + ", ".join(hv["jincai_apps"])
-        out.append(f"    {name:<14} {','.join(hv['jincai_functions']):<18} {hv['jincai_address']:<15} "
-                   f"mgmt {hv['jincai_mgmt_address']}{extra}")
-    for p in site.get("parties") or []:
-        out.append(f"    party {code}-{p['name']:<8} {p['kind']:<16} {p.get('address', '-'):<15} {p.get('org', '')} "
-                   f"-> {', '.join(p.get('apps') or [])}")
-    bu = site.get("budget_units")
+    for name in site.hosts:
+        h = m.hosts[name]
+        extra = "  apps: " + ", ".join(site.apps) if "app_server" in h.functions else ""
+        out.append(f"    {name:<14} {','.join(h.functions):<18} {h.address:<15} mgmt {h.mgmt}{extra}")
+    for p in site.parties:
+        short = p.name.removeprefix(f"{code}-")
+        out.append(f"    party {code}-{short:<8} {p.kind:<16} {p.address or '-':<15} {p.org or ''} "
+                   f"-> {', '.join(p.apps)}")
+    bu = raw.get("budget_units")
     if bu:
         out.append(f"  budget units: {bu['count']} -> {', '.join(bu['apps'])}")
-    apps = (src.network.get("tiers") or {}).get(site["tier"], [])
-    out.append(f"  applications ({site['tier']}): {', '.join(apps)}")
-    techs = site.get("technicians") or []
+    out.append(f"  applications ({site.tier}): {', '.join(site.apps)}")
+    techs = raw.get("technicians") or []
     out.append(f"  technicians: {len(techs)}" + ("  " + ", ".join(f"{t['user']} {t.get('name', '')}"
                                                                     for t in techs) if techs else ""))
     return out

@@ -13,10 +13,13 @@ hold only the rules a schema cannot state: cross-field and cross-site ones.
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
 import re
 import sys
+
+import yaml
 
 from jincai import model, schema, sourceyaml, sshkeys
 from jincai.model import Finding
@@ -134,13 +137,23 @@ def _check_network_rules(ctx):
                     "give each application its own TCP port")
         elif port is not None:
             ports[port] = name
-    for tier, lst in _dict(netw.get("tiers")).items():
-        for a in lst:
-            if a not in apps:
-                ctx.err(nf, None, f"tiers.{tier}", *_unknown("application", a, list(apps)))
-            if a == "township" and tier != "county":
-                ctx.err(nf, None, f"tiers.{tier}", "township (乡财县管) runs at counties only",
-                        f"remove township from tiers.{tier}")
+    for name, spec in apps.items():
+        if "tiers" in _dict(spec) and not _dict(_dict(spec).get("tiers")):
+            ctx.err(nf, None, f"applications.{name}.tiers", "no tier runs the application",
+                    "list the tiers that run it, each with its rollout wave, e.g. {county: 2}")
+    township = _dict(_dict(apps.get("township")).get("tiers"))
+    for tier in township:
+        if tier != "county":
+            ctx.err(nf, None, "applications.township.tiers", "township (乡财县管) runs at counties only",
+                    f"remove {tier} from applications.township.tiers")
+    defaults = _dict(netw.get("defaults"))
+    for tier, parties in _dict(defaults.get("parties")).items():
+        for i, p in _items(parties):
+            for a in p.get("apps") or []:
+                _check_app_use(ctx, nf, None, f"defaults.parties.{tier}[{i}].apps", a, tier, p.get("kind"))
+    for tier, bu in _dict(defaults.get("budget_units")).items():
+        for a in _dict(bu).get("apps") or []:
+            _check_app_use(ctx, nf, None, f"defaults.budget_units.{tier}.apps", a, tier, None)
     for tier, pair in _dict(netw.get("technician_counts")).items():
         if len(pair) == 2 and pair[0] > pair[1]:
             ctx.err(nf, None, f"technician_counts.{tier}", f"[{pair[0]}, {pair[1]}] is written backwards "
@@ -169,8 +182,53 @@ def _check_admin_roles(ctx):
                     "remove one of the two logins; if they are two people, tell them apart in name")
 
 
+#: Keys of a catalogue application that a deployment entry (group_vars ``apps_catalog``) must not restate.
+CATALOGUE_KEYS = ("name", "name_zh", "name_en", "port", "tiers", "parties", "budget_units")
+
+
+def _check_deployment(ctx):
+    """The inventory's deployment of the applications (group_vars/all ``apps_catalog``) names exactly the
+    catalogue's applications and restates none of the catalogue's facts."""
+    apps = _dict(ctx.network.get("applications"))
+    gv = os.path.join(ctx.src.inv_dir, "group_vars")
+    paths = sorted(glob.glob(os.path.join(gv, "all", "*.yml"))) + glob.glob(os.path.join(gv, "all.yml"))
+    for path in paths:
+        if os.path.basename(path) == "vault.yml":
+            continue
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data, _, marks = sourceyaml.parse(fh)
+        except (OSError, yaml.YAMLError):
+            continue  # Ansible reports an unreadable group_vars file itself
+        deployed = data.get("apps_catalog") if isinstance(data, dict) else None
+        if not isinstance(deployed, dict):
+            continue
+        shown = model.display_path(path)
+
+        def err(field, message, fix, steps, _shown=shown, _data=data, _marks=marks):
+            ctx.findings.append(Finding(_shown, None, field, message, fix,
+                                        line=sourceyaml.line_of(_marks, _data, steps)))
+
+        for app, entry in deployed.items():
+            if app not in apps:
+                msg, fix = _unknown("application", app, list(apps))
+                err(f"apps_catalog.{app}", f"{msg}: not in the catalogue ({ctx.src.network_file}: applications)",
+                    fix, ["apps_catalog", app])
+                continue
+            for key in [k for k in _dict(entry) if k in CATALOGUE_KEYS]:
+                err(f"apps_catalog.{app}.{key}", f"restates the catalogue ({ctx.src.network_file}: "
+                    f"applications.{app}.{key} is the one place for it)", f"remove {key} here",
+                    ["apps_catalog", app, key])
+        for app in apps:
+            if app not in deployed:
+                err("apps_catalog", f"application {app} of the catalogue has no deployment here "
+                    "(the apps role would not know its backend port, database or versions)",
+                    f"add apps_catalog.{app} with backend_port, health_path, database and versions",
+                    ["apps_catalog"])
+
+
 #: Checks of the (pruned) network settings, in order; each takes the context.
-NETWORK_CHECKS = (_check_network_rules, _check_admin_roles)
+NETWORK_CHECKS = (_check_network_rules, _check_deployment, _check_admin_roles)
 
 
 # --------------------------------------------------------------------------- sites
@@ -191,25 +249,44 @@ def _check_hosts(ctx, file, code, site):
     return True
 
 
-def _check_parties(ctx, file, code, site):
-    """Parties need a metro segment; parties and budget units reach applications of their tier."""
+def _check_app_use(ctx, file, code, field, app, tier, kind):
+    """One reference to an application (a party's, of ``kind``, or budget units' when ``kind`` is None)
+    against the catalogue: known, run at ``tier``, and reachable by a party of that kind (by budget units)."""
     apps = _dict(ctx.network.get("applications"))
-    tier_apps = _dict(ctx.network.get("tiers")).get(site.get("tier")) or []
+    tier_apps = model.tier_apps(apps, tier)
+    spec = _dict(apps.get(app))
+    nf = ctx.src.network_file
+    if app not in apps:
+        ctx.err(file, code, field, *_unknown("application", app, list(apps)))
+    elif app not in tier_apps:
+        if kind is None:
+            ctx.err(file, code, field, f"{app!r} does not run at a {tier}", f"use one of {', '.join(tier_apps)}")
+        else:
+            ctx.err(file, code, field, f"{app} does not run at a {tier}", f"use one of {', '.join(tier_apps)}")
+    elif kind is None and spec.get("budget_units") is not True:
+        allowed = [a for a in tier_apps if _dict(apps.get(a)).get("budget_units") is True]
+        ctx.err(file, code, field, f"budget units may not reach {app} (the catalogue, {nf}: "
+                f"applications.{app}.budget_units is not true)",
+                f"use one of {', '.join(allowed) or 'none'}, or allow it in the catalogue")
+    elif kind is not None and kind not in (spec.get("parties") or []):
+        allowed = [a for a in tier_apps if kind in (_dict(apps.get(a)).get("parties") or [])]
+        ctx.err(file, code, field, f"a {kind} may not reach {app} (the catalogue, {nf}: "
+                f"applications.{app}.parties: {', '.join(spec.get('parties') or []) or 'none'})",
+                f"use one of {', '.join(allowed) or 'none'}, or add {kind} to applications.{app}.parties")
+
+
+def _check_parties(ctx, file, code, site):
+    """Parties need a metro segment; parties and budget units reach applications of their tier that the
+    catalogue lets them reach."""
     parties = _items(site.get("parties"))
     if parties and not site.get("metro"):
         ctx.err(file, code, "metro", "site has external parties but no metro segment",
                 "allocate a metro prefix inside the site's block (jincai site add does)")
     for i, p in parties:
         for a in p.get("apps") or []:
-            if a not in apps:
-                ctx.err(file, code, f"parties[{i}].apps", *_unknown("application", a, list(apps)))
-            elif a not in tier_apps:
-                ctx.err(file, code, f"parties[{i}].apps", f"{a} does not run at a {site.get('tier')}",
-                        f"use one of {', '.join(tier_apps)}")
+            _check_app_use(ctx, file, code, f"parties[{i}].apps", a, site.get("tier"), p.get("kind"))
     for a in _dict(site.get("budget_units")).get("apps") or []:
-        if a not in tier_apps:
-            ctx.err(file, code, "budget_units.apps", f"{a!r} does not run at a {site.get('tier')}",
-                    f"use one of {', '.join(tier_apps)}")
+        _check_app_use(ctx, file, code, "budget_units.apps", a, site.get("tier"), None)
 
 
 def _check_people(ctx, file, code, site):
@@ -466,8 +543,7 @@ def _check_pools(ctx, usable, by_code):
         has_vpn = any(h.get("function") == "vpn_concentrator" for _, h in _items(site.get("hosts")))
         if tier == "county":
             continue
-        served = [site] + ([s for _, s in usable if s.get("parent") == code and s["tier"] == "county"]
-                           if tier == "city" else [])
+        served = model.served_sites(site, [s for _, s in usable])
         count = sum(_dict(s.get("budget_units")).get("count", 0) for s in served
                     if isinstance(_dict(s.get("budget_units")).get("count", 0), int))
         if has_vpn and not site.get("vpn_pool"):
@@ -489,6 +565,26 @@ def _check_pools(ctx, usable, by_code):
                                                for _, h in _items(site.get("hosts"))):
             ctx.err(file, site["code"], "vpn_clients", "VPN clients but no VPN concentrator at this site",
                     "add a vpn_concentrator host or move the clients")
+        _check_vpn_reach(ctx, file, site, by_code)
+
+
+def _check_vpn_reach(ctx, file, site, by_code):
+    """A site's budget units reach their apps at their own site (a county's through its city's
+    concentrator): an app server must be there; a lab client's ``home`` is a site its concentrator serves."""
+    code = site["code"]
+    bu = _dict(site.get("budget_units"))
+    count = bu.get("count", 0) if isinstance(bu.get("count", 0), int) else 0
+    if count and bu.get("apps") and not any(h.get("function") == "app_server" for _, h in _items(site.get("hosts"))):
+        ctx.err(file, code, "budget_units.apps", f"{count} budget units use {', '.join(map(str, bu['apps']))} "
+                "but no app server at this site runs them", "add a host with function app_server")
+    for i, c in _items(site.get("vpn_clients")):
+        home = c.get("home")
+        if home is None or home == code:
+            continue
+        h = by_code.get(home)
+        if not (h and h.get("tier") == "county" and h.get("parent") == code and site.get("tier") == "city"):
+            ctx.err(file, code, f"vpn_clients[{i}].home", f"{home} is not a site this concentrator serves",
+                    f"use {code} or one of its counties")
 
 
 def _check_host_name(ctx, file, code, field, name):

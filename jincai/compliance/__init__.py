@@ -41,9 +41,14 @@ def build_parser():
     p.add_argument("-o", "--output", help="this run's report directory (default: <reports-dir>/<run id>)")
     p.add_argument("--history", help="history file (default: history.json beside the report directory)")
     p.add_argument("--skip-drift", action="store_true", help="only the compliance checks (no site.yml --check)")
+    p.add_argument("--waves", action="store_true",
+                   help="run wave by wave (the province, then each city with its counties) and merge: bounds "
+                        "the memory the runs hold on targets sharing one machine (the province twin)")
     p.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to both ansible-playbook runs")
     p.add_argument("--keep-days", type=int, default=0, help="delete run directories older than this (0: keep all)")
-    p.add_argument("--from", dest="from_dir", help="re-evaluate the raw data of an earlier run (contacts nothing)")
+    p.add_argument("--from", dest="from_dir", action="append", default=[],
+                   help="re-evaluate the raw data of an earlier run (contacts nothing); repeated: merge the "
+                        "runs of several slices (AWX job slicing, waves) into one report")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the one-line result")
     return p
 
@@ -139,6 +144,93 @@ def collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False):
     return timings
 
 
+def _rank(rc):
+    """How bad a run's rc is: a run that failed to run outranks any ansible-playbook outcome."""
+    return (rc not in RUN_OK, rc)
+
+
+def merge_runs(wave_runs):
+    """One runs.json from the waves' (in order): seconds add up, recaps merge, the worst rc wins (a
+    run that failed to run over any other), the tail is that wave's (the last of equals)."""
+    out = {}
+    for runs in wave_runs:
+        for key, info in runs.items():
+            rc = info.get("rc", 0)
+            cur = out.get(key)
+            if cur is None:
+                cur = out[key] = {"rc": rc, "seconds": 0.0, "recap": {}, "tail": info.get("tail", "")}
+            cur["seconds"] = round(cur["seconds"] + (info.get("seconds") or 0), 2)
+            cur["recap"].update(info.get("recap") or {})
+            if _rank(rc) >= _rank(cur["rc"]):
+                cur["rc"], cur["tail"] = rc, info.get("tail", "")
+    return out
+
+
+def collect_in_waves(inventory, inventory_dir, limit, extra_vars, raw_dir, skip_drift=False, log=print):
+    """:func:`collect` once per wave (jincai.run.waves) of the hosts ``limit`` names (every host when
+    None), merged into ``raw_dir`` as if one run had made it: facts/ shared, collect.json, drift.json
+    and runs.json merged, each wave's own files in wave-N/."""
+    from jincai.run import waves as waves_mod
+
+    all_waves = waves_mod.waves(inventory, limit.split(",") if limit else None)
+    docs, wave_runs = {"collect": [], "drift": []}, []
+    os.makedirs(os.path.join(raw_dir, "facts"), exist_ok=True)
+    for n, (label, hosts) in enumerate(all_waves, 1):
+        wave_dir = os.path.join(raw_dir, f"wave-{n}")
+        os.makedirs(wave_dir, exist_ok=True)
+        os.symlink(os.path.join("..", "facts"), os.path.join(wave_dir, "facts"))
+        t0 = time.monotonic()
+        runs = collect(inventory_dir, ",".join(hosts), extra_vars, wave_dir, skip_drift=skip_drift)
+        wave_runs.append(runs)
+        for key in docs:
+            docs[key].append(_load_json(os.path.join(wave_dir, f"{key}.json")))
+        log(f"jincai compliance: wave {n}/{len(all_waves)} {label}: {len(hosts)} hosts, "
+            + ", ".join(f"{k} rc {v['rc']}" for k, v in sorted(runs.items())) + f" ({time.monotonic() - t0:.0f} s)")
+    for key, wave_docs in docs.items():
+        if any(d is not None for d in wave_docs):
+            with open(os.path.join(raw_dir, f"{key}.json"), "w", encoding="utf-8") as fh:
+                json.dump(waves_mod.merge_records(wave_docs), fh, indent=1, sort_keys=True, default=str)
+    merged = merge_runs(wave_runs)
+    with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
+        json.dump(merged, fh, indent=1)
+    return merged
+
+
+def merge_slices(raw_dirs, raw_dir):
+    """Merge the raw directories of several slices of one nightly run (AWX job slicing: each job ran
+    drift and collection on 1/N of the hosts) into ``raw_dir``: facts copied into one facts/, the
+    record documents and runs.json merged as :func:`collect_in_waves` merges its waves. A host found in
+    two slices is an error (the slices overlapped)."""
+    import shutil
+
+    from jincai.run import waves as waves_mod
+
+    facts = os.path.join(raw_dir, "facts")
+    os.makedirs(facts, exist_ok=True)
+    seen = {}
+    docs, runs = {"collect": [], "drift": []}, []
+    for src in raw_dirs:
+        src_facts = os.path.join(src, "facts")
+        for name in sorted(os.listdir(src_facts)) if os.path.isdir(src_facts) else []:
+            if name in seen:
+                raise UsageError(f"--from: {name} is in two slices ({seen[name]} and {src}): they overlap")
+            seen[name] = src
+            shutil.copy2(os.path.join(src_facts, name), os.path.join(facts, name))
+        for key in docs:
+            docs[key].append(_load_json(os.path.join(src, f"{key}.json")))
+        slice_runs = _load_json(os.path.join(src, "runs.json"))
+        if slice_runs is None:  # AWX artifacts: a run whose record file exists ran
+            slice_runs = {k: {"rc": 0} for k in docs if os.path.exists(os.path.join(src, f"{k}.json"))}
+        runs.append(slice_runs)
+    for key, slice_docs in docs.items():
+        if any(d is not None for d in slice_docs):
+            with open(os.path.join(raw_dir, f"{key}.json"), "w", encoding="utf-8") as fh:
+                json.dump(waves_mod.merge_records(slice_docs), fh, indent=1, sort_keys=True, default=str)
+    with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
+        json.dump(merge_runs(runs), fh, indent=1)
+    return raw_dir
+
+
 def evaluate(raw_dir, inventory, scope, catalogue, meta):
     """Build the report from a raw directory (facts/, drift.json, collect.json, runs.json)."""
     from jincai.compliance import model
@@ -209,13 +301,23 @@ def main(argv=None):
     history = args.history or os.path.join(os.path.dirname(out_dir), "history.json")
     os.makedirs(out_dir, exist_ok=True)
     if args.from_dir:
-        raw_dir = os.path.join(os.path.abspath(args.from_dir), "raw")
-        if not os.path.isdir(raw_dir):
-            print(f"jincai compliance: --from {args.from_dir}: no raw/ directory", file=sys.stderr)
+        raws = [os.path.join(os.path.abspath(d), "raw") for d in args.from_dir]
+        missing = [d for d, r in zip(args.from_dir, raws) if not os.path.isdir(r)]
+        if missing:
+            print(f"jincai compliance: --from {', '.join(missing)}: no raw/ directory", file=sys.stderr)
+            return 2
+        try:
+            raw_dir = raws[0] if len(raws) == 1 else merge_slices(raws, os.path.join(out_dir, "raw"))
+        except UsageError as exc:
+            print(f"jincai compliance: {exc} (nothing was contacted)", file=sys.stderr)
             return 2
     else:
         raw_dir = os.path.join(out_dir, "raw")
-        collect(args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift)
+        if args.waves:
+            collect_in_waves(inventory, args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift,
+                             log=(lambda m: None) if args.quiet else (lambda m: print(m, flush=True)))
+        else:
+            collect(args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift)
     meta = {"run_id": run_id, "started": started.isoformat(timespec="seconds"), "inventory": args.inventory,
             "limit": args.limit, "network": os.path.basename(os.path.normpath(args.inventory)),
             "scope": scope}

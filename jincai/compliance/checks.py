@@ -7,8 +7,10 @@ from its running config (``show running-config``). Each check is a small pure fu
 (IDs and expected values in jincai/data/mlps_controls.yml).
 """
 
+import datetime
 import ipaddress
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 
@@ -230,7 +232,7 @@ def _ssh_crypto(facts, ctx, exp):
 @check(SERVER_CHECKS, "ssh.no_plaintext", "L3-CES1-03", "no telnet, ftp, rsh, tftp on the host")
 def _plaintext(facts, ctx, exp):
     pkgs = sorted(set(facts.get("packages") or []) & set(exp["plaintext_packages"]))
-    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    allowed = _allowed_ports(ctx, exp)
     socks = sorted({f"{s['proto']}/{s['port']}" for s in facts.get("listening") or []
                     if s["port"] in exp["plaintext_ports"] and s["port"] not in allowed
                     and not _loopback(s["address"])})
@@ -527,9 +529,15 @@ def _fw_ssh(facts, ctx, exp):
     return not bad, "tcp/22 accepted only from " + ", ".join(nets), "; ".join(bad) or "management networks only"
 
 
+def _allowed_ports(ctx, exp):
+    """Ports a server may listen on: its functions' (mlps_controls.yml ``ports``) and the ports of the
+    finance applications it runs (the source's catalogue, passed as context ``app_ports``)."""
+    return set(_for_functions(exp["ports"], ctx.get("functions"))) | set(ctx.get("app_ports") or [])
+
+
 @check(SERVER_CHECKS, "ports.listening", "L3-CES1-17", "no unexpected listening ports")
 def _ports(facts, ctx, exp):
-    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    allowed = _allowed_ports(ctx, exp)
     extra = sorted({f"{s['proto']}/{s['port']} ({s['process'].split(chr(34))[1] if chr(34) in s['process'] else '?'})"
                     for s in facts.get("listening") or []
                     if s["port"] not in allowed and not _loopback(s["address"])})
@@ -721,6 +729,32 @@ def _ntp(facts, ctx, exp):
     return ok, "sources " + (", ".join(want) or "authorised upstream or local"), ", ".join(sources) or "none"
 
 
+@check(SERVER_CHECKS, "vpn.crl_fresh", "L3-CES1-05", "the VPN concentrator's CRL is far from expiry")
+def _crl_fresh(facts, ctx, exp):
+    """With ``revocation = strict`` an expired CRL refuses every unit: fail N days before it expires."""
+    if "vpn_concentrator" not in (ctx.get("functions") or []):
+        return None
+    days = exp.get("crl_min_days", 7)
+    want = f"every CRL in /etc/swanctl/x509crl valid {days} more days or longer"
+    crls, now = facts.get("crls"), facts.get("collected_at")
+    if crls is None or now is None:
+        return False, want, "not collected (older collector)"
+    if not crls:
+        return False, want, "no CRL installed"
+    found, ok = [], True
+    for path, c in sorted(crls.items()):
+        try:
+            nu = datetime.datetime.strptime(" ".join((c.get("next_update") or "").split()), "%b %d %H:%M:%S %Y %Z")
+        except ValueError:
+            ok = False
+            found.append(f"{path}: unreadable ({c.get('err') or c.get('next_update')})")
+            continue
+        left = (nu.replace(tzinfo=datetime.timezone.utc).timestamp() - now) / 86400
+        ok = ok and left >= days
+        found.append(f"{os.path.basename(path)}: nextUpdate {nu:%Y-%m-%d %H:%M} UTC ({left:.1f} days)")
+    return ok, want, "; ".join(found)
+
+
 @check(SERVER_CHECKS, "integrity.aide", "L3-CES1-21", "file integrity database initialised (AIDE)")
 def _aide(facts, ctx, exp):
     have = [p for p in exp["aide_databases"] if (facts.get("stat") or {}).get(p)]
@@ -762,7 +796,7 @@ BACKUP_STATUS = "/var/backups/jincai/last-backup.json"
 
 @check(SERVER_CHECKS, "backup.offsite", "L3-CES1-29", "the province holds a backup of this host from the last day")
 def _backup_offsite(facts, ctx, exp):
-    if facts.get("time") is None:
+    if facts.get("collected_at") is None:
         return None  # raw data of a run before the collector read the backup status
     limit = exp["backup_offsite_max_age_hours"]
     text = (facts.get("files") or {}).get(BACKUP_STATUS)
@@ -771,7 +805,7 @@ def _backup_offsite(facts, ctx, exp):
         return False, want, f"no backup recorded ({BACKUP_STATUS} missing)"
     try:
         status = json.loads(text)
-        age = (facts["time"] - int(status.get("offsite_time") or 0)) / 3600
+        age = (facts["collected_at"] - int(status.get("offsite_time") or 0)) / 3600
     except (ValueError, TypeError) as exc:
         return False, want, f"unreadable {BACKUP_STATUS}: {exc}"
     dbs = ", ".join(status.get("databases") or []) or "none"

@@ -221,6 +221,16 @@ def nft_ruleset():
         return {"error": f"nft -j output is not JSON: {exc}"}
 
 
+def crls():
+    """Return {path: {next_update, rc}} for the CRLs a VPN concentrator loads (``openssl crl``)."""
+    out = {}
+    for path in sorted(glob.glob("/etc/swanctl/x509crl/*.crl")):
+        res = run(["openssl", "crl", "-noout", "-nextupdate", "-in", path])
+        value = res["out"].strip().partition("=")[2].strip()
+        out[path] = {"rc": res["rc"], "next_update": value or None, "err": res["err"][-300:]}
+    return out
+
+
 def packages():
     """Return the names of the installed Debian packages."""
     res = run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n"])
@@ -292,7 +302,6 @@ def main():
     facts = {
         "schema": 1,
         "hostname": socket.gethostname(),
-        "time": int(time.time()),
         "virt": run(["systemd-detect-virt"])["out"].strip() or "none",
         "files": text_files(),
         "stat": {p: file_stat(p) for p in STAT_FILES},
@@ -310,6 +319,8 @@ def main():
         "postgres_tls": postgres_tls(),
         "nft": nft_ruleset(),
         "packages": packages(),
+        "crls": crls(),
+        "collected_at": int(time.time()),
     }
     print(json.dumps({"host": context.get("host") or facts["hostname"], "kind": "server", "context": context,
                       "facts": facts}, sort_keys=True))

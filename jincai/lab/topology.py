@@ -157,7 +157,7 @@ def load(inventory):
         from jincai import inventory as invmod
     except ImportError as exc:
         raise TopologyError(f"{inventory}: jincai.inventory is not available ({exc}); "
-                            "pass a JSON file such as tests/lab/fixtures/inventory.json") from exc
+                            "pass a JSON file such as `ansible-inventory -i inventories/lab --list` writes") from exc
     return invmod.build(inventory)
 
 

@@ -21,6 +21,8 @@ each by a fixed rule (docs/lab.md, "The province twin"):
 * **parties** stay unmanaged (not Ansible hosts): the lab gives each one a bare network namespace on its
   site's metro segment, enough to open (or fail to open) its declared flows;
 * **budget units**: a fixed sample of ``CLIENTS_PER_CONCENTRATOR`` client hosts per VPN concentrator;
+  at a city's, the last one is a unit of the city's first county (``home``), served by the city's
+  concentrator and reaching that county's app servers;
 * **technicians and administrators**: same users and names; their production public keys (whose
   private halves nobody here has) are replaced by lab key pairs (``key_file``);
 * **time**: the province services host is the root of the NTP chain (no upstream in the lab); OSPF
@@ -142,7 +144,7 @@ def translate_network(network, nf, name=None):
     return out, amap
 
 
-def translate_site(site, amap, file):
+def translate_site(site, amap, file, county=None):
     """Return the twin version of one production site (see the module docstring for the rules)."""
     code = site.get("code")
     where = f"{file}: site {code}"
@@ -185,7 +187,10 @@ def translate_site(site, amap, file):
         clients = []
         for k in range(1, CLIENTS_PER_CONCENTRATOR + 1):
             addr = str(base + 256 * k)  # the next /24s of the access /22, same host part
-            clients.append({"name": f"bu{code}-{k}", "address": addr, "mgmt": mgmt_of(addr)})
+            client = {"name": f"bu{code}-{k}", "address": addr, "mgmt": mgmt_of(addr)}
+            if county and k == CLIENTS_PER_CONCENTRATOR:
+                client["home"] = county  # a county's unit at its city's concentrator (issue 16)
+            clients.append(client)
         out["vpn_clients"] = clients
     else:
         out.pop("vpn_clients", None)
@@ -223,9 +228,13 @@ def translate(production, out_dir, name=None):
     if os.path.isdir(sites_dir):
         shutil.rmtree(sites_dir)  # a site removed from production leaves the twin too
     _dump(os.path.join(source_dir, "network.yml"), {"network": network}, header)
-    by_file = {}
+    by_file, first_county = {}, {}
+    for _, site in sorted(src.sites, key=lambda fs: fs[1]["code"]):
+        if site["tier"] == "county" and (site.get("budget_units") or {}).get("count"):
+            first_county.setdefault(site.get("parent"), site["code"])
     for file, site in src.sites:
-        by_file.setdefault(os.path.basename(file), []).append(translate_site(site, amap, file))
+        county = first_county.get(site["code"]) if site["tier"] == "city" else None
+        by_file.setdefault(os.path.basename(file), []).append(translate_site(site, amap, file, county))
     for fname, sites in sorted(by_file.items()):
         _dump(os.path.join(sites_dir, fname), {"sites": sites}, header)
     _dump(os.path.join(out_dir, "jincai.yml"), {"plugin": "jincai", "source": "source"}, header)
@@ -241,6 +250,23 @@ def translate(production, out_dir, name=None):
 def default_out_dir(production):
     """Where ``jincai lab up --twin`` writes the twin of ``production``: ``build/twin/<name>``."""
     return os.path.join(ROOT, "build", "twin", os.path.basename(os.path.abspath(production).rstrip("/")))
+
+
+def as_platform(hv, platform):
+    """A copy of a twin router's host vars as its production ``platform`` sees them: interface names
+    mapped back (``eth<N>`` -> ``GigabitEthernet0/0/<N>`` on VRP, same index) in the interfaces and
+    the OSPF passive list, and ``jincai_router.platform`` set to it. The lab's management port
+    (``eth0``, role ``mgmt``) is left out: it is the twin's out-of-band link, which production's
+    in-band routers do not have (rendered as ``GigabitEthernet0/0/0`` it replaced an operator's port)."""
+    pattern = model.PLATFORM_IFNAME[platform]
+    rename = {f"eth{n}": pattern.format(n=n) for n in range(64)}
+    hv = copy.deepcopy(hv)
+    hv["jincai_interfaces"] = [i for i in hv["jincai_interfaces"] if not (i["role"] == "mgmt" and i["name"] == "eth0")]
+    for i in hv["jincai_interfaces"] + hv["jincai_router"]["interfaces"]:
+        i["name"] = rename.get(i["name"], i["name"])
+    hv["jincai_router"]["ospf"]["passive"] = [rename.get(n, n) for n in hv["jincai_router"]["ospf"]["passive"]]
+    hv["jincai_router"]["platform"] = platform
+    return hv
 
 
 def vendor_configs(hostvars, out_dir=None):
@@ -267,12 +293,7 @@ def vendor_configs(hostvars, out_dir=None):
         platform = (hv.get("jincai_router") or {}).get("twin_of")
         if not platform or platform == "frr":
             continue
-        pattern = model.PLATFORM_IFNAME[platform]
-        rename = {f"eth{n}": pattern.format(n=n) for n in range(64)}
-        hv = copy.deepcopy(hv)
-        for i in hv["jincai_interfaces"] + hv["jincai_router"]["interfaces"]:
-            i["name"] = rename.get(i["name"], i["name"])
-        hv["jincai_router"]["ospf"]["passive"] = [rename.get(n, n) for n in hv["jincai_router"]["ospf"]["passive"]]
+        hv = as_platform(hv, platform)
         try:
             text = env.get_template(f"{platform}.j2").render(
                 **hv, router_metro_policy=policy, router_snmp=snmp) + "\n"
@@ -293,20 +314,8 @@ def vendor_configs(hostvars, out_dir=None):
 
 
 def waves(inv):
-    """Split a twin's hosts into provisioning waves: the province, then each city with its counties.
+    """The twin's provisioning waves: :func:`jincai.run.waves.waves` (province, then each city with its
+    counties) says why runs over the twin go wave by wave."""
+    from jincai.run import waves as waves_mod  # pylint: disable=import-outside-toplevel
 
-    On the twin every target shares this machine's memory. With Mitogen a run keeps ~4 interpreters
-    per target alive until it ends (100-250 MiB PSS per host, measured: 18 GiB for 172 hosts before
-    the apps play, when the machine ran out), so ``make province`` runs site.yml wave by wave (each a
-    separate ``--limit`` run). A wave is a whole subtree, so each site's province dependencies (log
-    collector, NTP, artifact repository, CA) are already provisioned when it runs. Returns
-    ``[(label, [host, ...])]`` covering every host once.
-    """
-    hostvars = inv["_meta"]["hostvars"]
-    buckets = {}
-    for name, hv in sorted(hostvars.items()):
-        site = hv.get("jincai_site") or {}
-        key = site.get("city_code") or "province"
-        buckets.setdefault(key, []).append(name)
-    order = ["province"] + sorted(k for k in buckets if k != "province")
-    return [(("province" if k == "province" else f"city {k} and its counties"), buckets[k]) for k in order]
+    return waves_mod.waves(inv)

@@ -20,6 +20,7 @@ import pytest
 
 from jincai import ROOT
 from jincai.lab import lab as labmod
+from jincai.run import run as run_playbook
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 JINCAI = os.path.join(ROOT, ".venv", "bin", "jincai")
@@ -84,3 +85,14 @@ def lab_up():
     if not state.get("complete"):
         pytest.fail("the lab is not up: run `jincai lab up` (or `make lab-test`) first")
     return state
+
+
+@pytest.fixture(scope="session")
+def wan_provisioned(lab_up):
+    """The lab WAN as site.yml leaves it, once per pytest session (the bootstrap proofs need a working
+    WAN for the new county to join; a fresh lab, e.g. after the lifecycle tests, has no routing). Quick
+    on a provisioned lab: an idempotent run."""
+    res = run_playbook("playbooks/site.yml", inventory=os.path.join(ROOT, "inventories", "lab"))
+    assert res.rc == 0, res.output[-4000:]
+    return lab_up
+

@@ -16,7 +16,6 @@ import time
 import uuid
 
 import pytest
-import yaml
 
 from conftest import LAB_INVENTORY, hostvars, inventory, run_on
 from jincai import ROOT, pki, release
@@ -24,8 +23,8 @@ from jincai.run import run
 
 pytestmark = pytest.mark.lab
 
-with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml"), encoding="utf-8") as _fh:
-    CATALOG = yaml.safe_load(_fh)["apps_catalog"]
+# the source's catalogue (names, ports, waves) merged with the lab's deployment of it (artifacts, databases)
+CATALOG = release.catalogue(os.path.join(ROOT, "inventories", "lab"))
 LAB_RELEASE = release.load_release("lab-2")  # the lab inventory's apps_release
 RESOURCE = {"budget": "budget-lines", "treasury": "payment-requests", "nontax": "receipts", "township": "vouchers"}
 APP_SERVERS = list(inventory()["app_servers"]["hosts"])

@@ -170,7 +170,7 @@ def listeners(converged):
     """Tiny TCP listeners for every app port on the province app server (stopped afterwards)."""
     app = next(h for h in inventory()["province"]["hosts"] if h in inventory()["app_servers"]["hosts"])
     address = hostvars(app)["jincai_address"]
-    ports = [8101, 8102, 8103, 8104]
+    ports = sorted(_catalogue_ports(_catalogue()))
     started = []
     for port in ports:
         listening = run_on(app, f"ss -Hltn 'sport = :{port}'").stdout
@@ -188,8 +188,33 @@ def listeners(converged):
         run_on(app, f"systemctl stop {unit}")
 
 
+def _catalogue():
+    """The application catalogue of the source of truth (network.yml applications)."""
+    return hostvars("220000-rtr")["jincai_applications"]
+
+
+def _catalogue_ports(apps):
+    return {_catalogue()[a]["port"] for a in apps}
+
+
 def _parties(kind):
     return sorted(p["name"] for p in hostvars("220000-rtr")["jincai_parties"] if p["kind"] == kind)
+
+
+def _allowed(name):
+    """Applications the party ``name`` asks for that the catalogue lets its kind reach."""
+    party = next(p for p in hostvars("220000-rtr")["jincai_parties"] if p["name"] == name)
+    return {a for a in party["apps"] if party["kind"] in _catalogue()[a].get("parties", [])}
+
+
+def _check_party_reach(party, address):
+    """``party`` reaches exactly the ports of the applications it may reach at ``address``; not SSH."""
+    allowed = _catalogue_ports(_allowed(party))
+    assert allowed, f"{party} may reach no application: nothing to prove"
+    for port in sorted(allowed):
+        assert reach(party, address, port), f"{party} cannot reach {address}:{port}"
+    for port in sorted(_catalogue_ports(_catalogue()) - allowed) + [22]:
+        assert not reach(party, address, port, timeout=2), f"{party} reaches {address}:{port}"
 
 
 def _deny_counter(rtr):
@@ -205,9 +230,8 @@ def test_banks_reach_treasury_payment_and_nothing_else(listeners):
     assert banks
     before = _deny_counter("220000-rtr")
     for bank in banks:
-        assert reach(bank, address, 8102), f"{bank} cannot reach treasury payment {address}:8102"
-        for port in (8101, 8103, 22):
-            assert not reach(bank, address, port, timeout=2), f"{bank} reaches {address}:{port}"
+        assert _allowed(bank) == {"treasury"}, _allowed(bank)  # the lab's banks ask for treasury only
+        _check_party_reach(bank, address)
         assert run_on(bank, f"ping -n -c 1 -W 2 {address}", sudo=False).returncode != 0
     assert _deny_counter("220000-rtr") > before, "the denied attempts were not counted/logged"
 
@@ -215,15 +239,15 @@ def test_banks_reach_treasury_payment_and_nothing_else(listeners):
 def test_tax_bureau_reaches_only_nontax_revenue(listeners):
     app, address = listeners
     (tax,) = _parties("tax_bureau")
-    assert reach(tax, address, 8103)
-    for port in (8101, 8102, 22):
-        assert not reach(tax, address, port, timeout=2), f"{tax} reaches {address}:{port}"
+    assert _allowed(tax) == {"nontax"}, _allowed(tax)
+    _check_party_reach(tax, address)
 
 
 def test_the_denied_ports_are_open_from_the_province_lan(listeners):
     """The denials above are the metro policy, not closed ports: the province LAN reaches them all."""
     app, address = listeners
-    for port in (8101, 8102, 8103, 22):
+    ports = _catalogue_ports(a for a, spec in _catalogue().items() if "province" in spec["tiers"])
+    for port in sorted(ports) + [22]:
         assert reach("220000-svc", address, port), f"220000-svc cannot reach {address}:{port}"
 
 

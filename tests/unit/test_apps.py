@@ -28,8 +28,10 @@ build = _load("apps_build", os.path.join(FIXTURES, "build.py"))
 
 @pytest.fixture(scope="module")
 def catalog():
-    with open(CATALOG_FILE, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)["apps_catalog"]
+    """The lab's catalogue as the apps role sees it: the source's applications with their deployment."""
+    from jincai import release
+
+    return release.catalogue(os.path.join(ROOT, "inventories", "lab"))
 
 
 def test_catalog_lists_the_four_applications_with_their_ports(catalog):
@@ -49,11 +51,17 @@ def test_waves_follow_the_articles_2007_2009_plan(catalog):
 
 
 @pytest.mark.parametrize("inventory", ["jilin", "lab"])
-def test_catalog_tiers_match_the_source_of_truth(catalog, inventory):
-    with open(os.path.join(ROOT, "inventories", inventory, "source", "network.yml"), encoding="utf-8") as fh:
-        tiers = yaml.safe_load(fh)["network"]["tiers"]
-    for tier, apps in tiers.items():
-        assert sorted(apps) == sorted(a for a, c in catalog.items() if tier in c["tiers"]), tier
+def test_the_deployment_file_names_the_catalogue_and_copies_none_of_it(inventory):
+    """group_vars/all/apps.yml deploys exactly the source's applications and restates none of the
+    catalogue's facts (names, ports, waves live in network.yml only)."""
+    base = os.path.join(ROOT, "inventories", inventory)
+    with open(os.path.join(base, "source", "network.yml"), encoding="utf-8") as fh:
+        source = yaml.safe_load(fh)["network"]["applications"]
+    with open(os.path.join(base, "group_vars", "all", "apps.yml"), encoding="utf-8") as fh:
+        deployed = yaml.safe_load(fh)["apps_catalog"]
+    assert list(deployed) == list(source)
+    for app, entry in deployed.items():
+        assert not set(entry) & {"name", "name_zh", "name_en", "port", "tiers", "parties", "budget_units"}, app
 
 
 def test_every_release_is_built_reproducibly_and_matches_the_catalog(tmp_path, catalog):

@@ -41,7 +41,8 @@ NFT_GOOD = {"nftables": [
         {"log": {"prefix": "drop "}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]}},
 ]}
 
-CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"], "addresses": ["198.18.33.10", "198.19.0.29"],
+CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"], "app_ports": [8101, 8102],
+       "addresses": ["198.18.33.10", "198.19.0.29"],
        "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
        "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
        "admins": [{"user": "jcadmin", "state": "present", "roles": ["system"]},
@@ -148,7 +149,7 @@ def server_facts():
                   "jcadmin": {"mode": "0750", "uid": 1001, "gid": 1001, "size": 1},
                   "t220202a": {"mode": "0700", "uid": 1002, "gid": 1002, "size": 1}},
         "loose_logs": {"/var/log/wtmp": "0664", "/var/log/lastlog": "0664"},
-        "time": NOW,
+        "collected_at": NOW,
     }
 
 
@@ -253,7 +254,7 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["loose_logs"].update({"/var/log/apt/history.log": "0644"}), "audit.log_permissions", "L3-CES1-14"),
     (lambda f: f["accounts"][0].update(password="set", max_days="99999"), "auth.account_ageing", "L3-CES1-01"),
     (lambda f: f["files"].pop(checks.BACKUP_STATUS), "backup.offsite", "L3-CES1-29"),
-    (lambda f: f.update(time=NOW + 26 * 3600), "backup.offsite", "L3-CES1-29"),
+    (lambda f: f.update(collected_at=NOW + 26 * 3600), "backup.offsite", "L3-CES1-29"),
     (lambda f: f["files"].update({checks.BACKUP_STATUS: json.dumps({"time": NOW, "offsite_time": 0,
                                                                      "offsite": "failed"})}),
      "backup.offsite", "L3-CES1-29"),
@@ -265,6 +266,9 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 23, "process": ""}),
      "ssh.no_plaintext", "L3-CES1-03"),
     (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 3306, "process": ""}),
+     "ports.listening", "L3-CES1-17"),
+    # township's port (8104): an application of the catalogue this app server does not run (app_ports)
+    (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 8104, "process": ""}),
      "ports.listening", "L3-CES1-17"),
     (lambda f: f["services"]["rsyslog.service"].update(active="inactive"), "services.rsyslog", "L3-SMC1-10"),
     (lambda f: f["services"]["chrony.service"].update(active="failed"), "services.chrony", "L3-CES1-13"),

@@ -15,7 +15,6 @@ from jincai import ROOT
 from jincai.lab import cli, lab, net
 
 JINCAI = os.path.join(ROOT, ".venv", "bin", "jincai")
-FIXTURE = os.path.join(ROOT, "tests", "lab", "fixtures", "inventory.json")
 
 
 def lab_footprint():
@@ -68,9 +67,9 @@ def run_cli(*args, user=None):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_cli_up_as_non_root_fails_with_one_line_and_creates_nothing():
+def test_cli_up_as_non_root_fails_with_one_line_and_creates_nothing(lab_inventory_file):
     before = lab_footprint()
-    res = run_cli("up", "-i", FIXTURE, user="nobody")
+    res = run_cli("up", "-i", lab_inventory_file, user="nobody")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "jincai lab: must run as root (network namespaces, mounts and systemd-nspawn need it)"]
@@ -78,8 +77,8 @@ def test_cli_up_as_non_root_fails_with_one_line_and_creates_nothing():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the topology check runs after the root check")
-def test_cli_up_with_an_unknown_peer_fails_with_one_line_and_creates_nothing(tmp_path):
-    with open(FIXTURE, encoding="utf-8") as fh:
+def test_cli_up_with_an_unknown_peer_fails_with_one_line_and_creates_nothing(tmp_path, lab_inventory_file):
+    with open(lab_inventory_file, encoding="utf-8") as fh:
         inv = json.load(fh)
     rtr = inv["_meta"]["hostvars"]["220202-rtr"]
     next(i for i in rtr["jincai_interfaces"] if i["role"] == "uplink")["peer"] = "220999-rtr"

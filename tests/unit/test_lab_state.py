@@ -8,7 +8,6 @@ import pytest
 
 from jincai.lab import lab, net, topology
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "lab", "fixtures", "inventory.json")
 
 
 def test_a_recorded_pid_is_ours_only_with_the_same_start_time_and_command():
@@ -22,8 +21,8 @@ def test_a_recorded_pid_is_ours_only_with_the_same_start_time_and_command():
 
 
 @pytest.fixture
-def plan():
-    with open(FIXTURE, encoding="utf-8") as fh:
+def plan(lab_inventory_file):
+    with open(lab_inventory_file, encoding="utf-8") as fh:
         return topology.plan(json.load(fh))
 
 

@@ -8,12 +8,9 @@ import pytest
 
 from jincai.lab import topology
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "lab", "fixtures", "inventory.json")
-
-
 @pytest.fixture
-def inv():
-    with open(FIXTURE, encoding="utf-8") as fh:
+def inv(lab_inventory_file):
+    with open(lab_inventory_file, encoding="utf-8") as fh:
         return json.load(fh)
 
 
@@ -29,7 +26,7 @@ def error(inv):
     return msg
 
 
-def test_fixture_gives_19_hosts_wan_cables_and_bridged_lans(inv):
+def test_lab_inventory_gives_19_hosts_wan_cables_and_bridged_lans(inv):
     plan = topology.plan(inv, source="inv.json")
     assert len(plan.hosts) == 19
     wan = {s.id for s in plan.segments.values() if s.point_to_point}
@@ -38,8 +35,23 @@ def test_fixture_gives_19_hosts_wan_cables_and_bridged_lans(inv):
     assert not plan.segments["lan-220100"].point_to_point
     assert len(plan.segments["lan-220100"].members) == 2
     assert plan.hosts["220100-rtr"].is_router and not plan.hosts["220100-app1"].is_router
-    assert str(plan.hosts["220100-rtr"].loopbacks[0]) == "198.18.255.2/32"
-    assert plan.technicians == [("zhangwei", "/var/lib/jincai-lab/keys/zhangwei.pub")]
+    loopback = inv["_meta"]["hostvars"]["220100-rtr"]["jincai_router"]["loopback"]
+    assert str(plan.hosts["220100-rtr"].loopbacks[0]) == f"{loopback}/32"
+    # every administrator and technician of the source (read here from its raw YAML) gets a lab key
+    import glob  # pylint: disable=import-outside-toplevel
+
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    from jincai import ROOT  # pylint: disable=import-outside-toplevel
+
+    src = os.path.join(ROOT, "inventories", "lab", "source")
+    with open(os.path.join(src, "network.yml"), encoding="utf-8") as fh:
+        people = {a["user"] for a in yaml.safe_load(fh)["network"]["admins"]}
+    for path in glob.glob(os.path.join(src, "sites", "*.yml")):
+        with open(path, encoding="utf-8") as fh:
+            people |= {t["user"] for site in yaml.safe_load(fh)["sites"] for t in site.get("technicians") or []}
+    assert len(people) >= 3
+    assert plan.technicians == [(u, f"/var/lib/jincai-lab/keys/{u}.pub") for u in sorted(people)]
 
 
 def test_unknown_segment_peer_is_refused(inv):

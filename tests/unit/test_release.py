@@ -11,14 +11,14 @@ import tarfile
 import pytest
 import yaml
 
-from jincai import ROOT, release
+from jincai import ROOT, model, release
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 
 
 @pytest.fixture(scope="module")
 def catalog():
-    return release.inventory_vars(LAB)["apps_catalog"]
+    return release.catalogue(LAB)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,7 @@ def test_the_unit_starts_what_the_manifest_says(artifacts):
     man, _ = release.read_manifest(os.path.join(artifacts, "treasury-2.0.0.tar.gz"))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "roles", "apps", "templates")),
                              trim_blocks=True, undefined=jinja2.StrictUndefined)
-    ctx = {"ansible_managed": "managed", "_apps_name": "treasury", "_apps_app": {"name": "x"},
+    ctx = {"ansible_managed": "managed", "_apps_name": "treasury", "_apps_app": {"name_zh": "x", "name_en": "y"},
            "apps_root": "/opt/jincai/apps", "_apps_conf": "/etc/jincai/apps/treasury", "_apps_version": "2.0.0"}
     unit = env.get_template("app.service.j2").render(**ctx, _apps_manifest=man)
     assert "ExecStart=/usr/bin/python3 /opt/jincai/apps/treasury/current/jincai_app.py serve\n" in unit
@@ -239,7 +239,8 @@ def test_the_rollout_records_what_runs_and_status_reads_it_back(tmp_path):
     inv = tmp_path / "hosts.yml"
     inv.write_text(yaml.safe_dump({"app_servers": {"hosts": {"220102-app1": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
-        "jincai_apps": ["budget", "township"], "jincai_site_code": "220102", "jincai_tier": "county"}}}}))
+        "jincai_apps": ["budget", "township"], "jincai_site_code": "220102", "jincai_tier": "county",
+        "jincai_applications": model.load(LAB).network["applications"]}}}}))
     play = tmp_path / "record.yml"
     play.write_text(yaml.safe_dump([{"name": "Record", "hosts": "app_servers", "gather_facts": False, "tasks": [
         {"name": "Record", "ansible.builtin.import_role": {"name": "apps", "tasks_from": "record"}}]}]))

@@ -29,16 +29,16 @@ def test_a_party_asking_for_a_service_its_kind_may_not_reach_is_refused_before_c
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert ("(site 220000): parties[220000-pbc].apps: 'nontax' is not allowed for kind peoples_bank "
-            "by metro.yml (allowed: treasury)") in " ".join(out.split())
+            "by the application catalogue (allowed: treasury)") in " ".join(out.split())
     assert PUSH_TASK not in out, "a router was contacted despite invalid input"
 
 
 def test_an_unknown_party_kind_and_platform_are_refused():
-    res = _play({"jincai_parties": [{"name": "x-1", "kind": "insurer", "address": "198.18.1.99", "apps": []}],
+    res = _play({"jincai_parties": [{"name": "x-1", "kind": "insurer", "address": "198.18.1.99", "apps": ["treasury"]}],
                  "jincai_router": {"platform": "junos", "hostname": "r", "loopback": "198.18.254.9",
                                    "router_id": "198.18.254.9", "ospf": {"area": 0, "hello": 1, "dead": 4}}})
     out = " ".join((res.stdout + res.stderr).split())
     assert res.returncode != 0
-    assert "parties[x-1].kind: 'insurer' is not in metro.yml kinds" in out
+    assert "parties[x-1].apps: 'treasury' is not allowed for kind insurer by the application catalogue (allowed: none)" in out
     assert "jincai_router.platform: 'junos' has no template" in out
     assert PUSH_TASK not in out

@@ -47,7 +47,7 @@ def _render(role, template, **values):
 
 def test_every_nginx_frontend_and_postgresql_render_the_policy():
     conf = _render("apps", "nginx-apps.conf.j2", inventory_hostname="220102-app1", _apps_hosted=["budget"],
-                   apps_catalog={"budget": {"port": 8101, "backend_port": 18101}})
+                   _apps_catalog={"budget": {"port": 8101, "backend_port": 18101}})
     servers = conf.count("listen ")
     assert servers == 2
     assert conf.count("ssl_protocols TLSv1.2 TLSv1.3;") == servers

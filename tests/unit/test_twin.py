@@ -53,7 +53,7 @@ def test_the_twin_runs_the_labs_test_applications(twin_dir):
 
     apps = release.inventory_vars(twin_dir)
     assert apps["apps_release"] == "lab-2" and apps["apps_build_fixtures"] is True
-    assert release.catalogue_findings(release.load_release("lab-2"), apps["apps_catalog"]) == []
+    assert release.catalogue_findings(release.load_release("lab-2"), release.catalogue(twin_dir)) == []
 
 
 def test_sites_links_hosts_and_parties_are_preserved(twin_dir):

@@ -96,12 +96,14 @@ def test_no_damage_crashes_the_validator_and_valid_means_derivable():
 
 
 def test_no_damage_to_network_yml_crashes_the_validator():
-    """The same for every setting of network.yml (plan, management, OSPF, applications, tiers)."""
+    """The same for every setting of network.yml (plan, management, OSPF, the application catalogue)."""
     base = model.load(LAB)
     paths = [(k,) for k in base.network]
     paths += [("plan", k) for k in base.plan] + [("plan", "management", k) for k in base.plan["management"]]
-    paths += [("ospf", k) for k in base.network["ospf"]] + [("tiers", k) for k in base.network["tiers"]]
-    paths += [("applications", "budget"), ("applications", "budget", "port"), ("defaults", "hosts")]
+    paths += [("ospf", k) for k in base.network["ospf"]]
+    paths += [("applications", "budget"), ("defaults", "hosts")]
+    paths += [("applications", "budget", k) for k in base.network["applications"]["budget"]]
+    paths += [("applications", "treasury", "tiers", k) for k in base.network["applications"]["treasury"]["tiers"]]
     checked = 0
     for path in paths:
         for repl in ("<delete>", None, 7, "x", [], {}):
