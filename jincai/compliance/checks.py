@@ -11,6 +11,8 @@ import ipaddress
 import re
 from dataclasses import asdict, dataclass
 
+from jincai import intended
+
 SERVER_CHECKS = []
 ROUTER_CHECKS = []
 
@@ -120,18 +122,14 @@ def _people(ctx):
     return present, absent - present
 
 
-def _for_functions(table, functions):
-    """Merge a by-function table (``all`` plus each function) into one dict or list."""
-    keys = ["all"] + list(functions or [])
-    if isinstance(table.get("all"), dict):
-        merged = {}
-        for k in keys:
-            merged.update(table.get(k) or {})
-        return merged
-    merged = []
-    for k in keys:
-        merged += [x for x in table.get(k) or [] if x not in merged]
-    return merged
+def _allowed_ports(ctx, exp):
+    """Ports the host may listen on beyond loopback (jincai.intended: one definition with jincai verify).
+    ``ctx["allowed_ports"]`` is filled from the inventory by the report model; without it (a context
+    from elsewhere) they are derived from the context's functions, apps and applications."""
+    if ctx.get("allowed_ports") is not None:
+        return set(ctx["allowed_ports"])
+    return set(intended.allowed_ports(ctx.get("functions"), exp, intended.listeners(
+        ctx.get("functions"), ctx.get("apps"), ctx.get("applications"), exp)))
 
 
 # ---------------------------------------------------------------- servers: authentication
@@ -227,7 +225,7 @@ def _ssh_crypto(facts, ctx, exp):
 @check(SERVER_CHECKS, "ssh.no_plaintext", "L3-CES1-03", "no telnet, ftp, rsh, tftp on the host")
 def _plaintext(facts, ctx, exp):
     pkgs = sorted(set(facts.get("packages") or []) & set(exp["plaintext_packages"]))
-    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    allowed = _allowed_ports(ctx, exp)
     socks = sorted({f"{s['proto']}/{s['port']}" for s in facts.get("listening") or []
                     if s["port"] in exp["plaintext_ports"] and s["port"] not in allowed
                     and not _loopback(s["address"])})
@@ -464,7 +462,7 @@ def _fw_ssh(facts, ctx, exp):
 
 @check(SERVER_CHECKS, "ports.listening", "L3-CES1-17", "no unexpected listening ports")
 def _ports(facts, ctx, exp):
-    allowed = set(_for_functions(exp["ports"], ctx.get("functions")))
+    allowed = _allowed_ports(ctx, exp)
     extra = sorted({f"{s['proto']}/{s['port']} ({s['process'].split(chr(34))[1] if chr(34) in s['process'] else '?'})"
                     for s in facts.get("listening") or []
                     if s["port"] not in allowed and not _loopback(s["address"])})
@@ -534,18 +532,15 @@ def _services(facts, ctx, exp):
 def _service_results(facts, ctx, exp):
     out = []
     units = facts.get("services") or {}
-    wanted = _for_functions(exp["services"], ctx.get("functions"))
-    # the finance applications installed on this host (a unit systemd knows) must run
-    for app in ctx.get("apps") or []:
-        if f"jincai-{app}.service" in units:
-            wanted.setdefault(f"jincai-{app}", exp.get("app_service_control", "L3-SMC1-09"))
+    # the finance applications installed on this host (a unit systemd knows) must run; jincai verify
+    # requires every hosted one (jincai.intended: the same table)
+    installed = [app for app in ctx.get("apps") or [] if f"jincai-{app}.service" in units]
+    wanted = intended.services(ctx.get("functions"), installed, exp)
     for svc, control in sorted(wanted.items()):
-        unit = svc if svc.endswith((".service", ".timer")) else svc + ".service"
-        state = (units.get(unit) or {}).get("active", "not installed")
+        state = (units.get(intended.unit_name(svc)) or {}).get("active", "not installed")
         out.append(CheckResult(f"services.{svc}", control, f"{svc} is running", state == "active",
                                "active", state))
-    for svc, control in sorted(_for_functions(exp.get("enabled_services") or {"all": {}},
-                                              ctx.get("functions")).items()):
+    for svc, control in sorted(intended.enabled_units(ctx.get("functions"), exp).items()):
         state = ((facts.get("services") or {}).get(svc + ".service") or {}).get("enabled", "not installed")
         out.append(CheckResult(f"services.{svc}_enabled", control, f"{svc} starts at boot", state == "enabled",
                                "enabled", state))

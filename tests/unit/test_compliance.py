@@ -39,7 +39,8 @@ NFT_GOOD = {"nftables": [
         {"log": {"prefix": "drop "}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]}},
 ]}
 
-CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"], "addresses": ["198.18.33.10", "198.19.0.29"],
+CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"],
+       "applications": {"budget": {"port": 8101}, "treasury": {"port": 8102}}, "addresses": ["198.18.33.10", "198.19.0.29"],
        "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
        "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
        "admins": [{"user": "jcadmin", "state": "present"}],
