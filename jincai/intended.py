@@ -163,10 +163,11 @@ def listeners(functions, apps, applications, catalog=None, hostvars=None, inv_va
 
 
 def allowed_ports(functions, exp, intended_listeners):
-    """Ports a server may listen on beyond loopback: every intended listener's plus the catalogue's
-    ``expected.ports`` by function (client and helper sockets no role declares)."""
+    """Ports a server may listen on beyond loopback: every reachable intended listener's (a loopback-only
+    one, such as PostgreSQL, is not) plus the catalogue's ``expected.ports`` by function (client and
+    helper sockets no role declares)."""
     ports = set(for_functions(exp.get("ports") or {}, functions))
-    ports |= {x["port"] for x in intended_listeners}
+    ports |= {x["port"] for x in intended_listeners if x["bind"] == "any"}
     return sorted(ports)
 
 
