@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -61,6 +62,22 @@ def get_host(net, name, connection=None):
 def fail(check, found):
     """Fail ``check``: ``<host>: <check id> (<title>): expected <expected>, found <found>``."""
     pytest.fail(f"{check.host}: {check.id} ({check.title}): expected {check.expected}, found {found}", pytrace=False)
+
+
+def fail_from(check, exc):
+    """Fail ``check`` for an exception a query raised (a command that exited with an unexpected code,
+    output that does not parse, ssh dropping mid-run): still host, check, expected vs found."""
+    result = exc.args[0] if exc.args and hasattr(exc.args[0], "rc") else None
+    if result is not None:  # testinfra: CommandResult of a failed query, or of ssh exiting 255
+        err = (result.stderr or result.stdout or "").strip().splitlines()
+        what = f"`{result.command.decode(errors='replace')[:120]}` exited {result.rc}: {(err or ['no output'])[-1][:200]}"
+    else:
+        lines = str(exc).strip().splitlines() or [""]
+        what = f"{type(exc).__name__}: {lines[0][:200]}"
+        m = re.search(r"CommandResult\(.*exit_status=(\d+), command=b'([^']*)'", str(exc))
+        if m:
+            what = f"`{m.group(2)[:120]}` exited {m.group(1)}"
+    fail(check, f"could not be read ({what})")
 
 
 def expect(check, ok, found):

@@ -4,6 +4,8 @@ exit codes on canned JUnit results, the checks' verdicts on a canned host, the s
 and a whole run against a host that does not answer (127.0.0.1, a closed port)."""
 
 import glob
+import ipaddress
+import json
 import os
 import re
 import shutil
@@ -304,7 +306,7 @@ class CannedBackend(tbase.BaseBackend):
     ]
 
     def __init__(self, table, *args, **kwargs):
-        self.table = list(table) + self.BASE
+        self.table = self.BASE + list(table)
         self.commands = []
         super().__init__("canned", *args, **kwargs)
 
@@ -330,8 +332,13 @@ def _check(net, host, check_id):
 
 
 def _verdict(fn, host, check):
+    """What the check concludes on ``host`` ("passed" or its failure message), as the suite's conftest
+    turns a query's exception into the check's failure."""
     try:
-        fn(host, check)
+        try:
+            fn(host, check)
+        except Exception as exc:  # noqa: BLE001
+            support.fail_from(check, exc)
     except pytest.fail.Exception as exc:
         return str(exc)
     return "passed"
@@ -431,3 +438,58 @@ def test_whole_run_against_a_closed_port_reports_the_host_unreachable(tmp_path):
     assert re.search(r"^220102 .* county: FAILED 1 hosts, 0 passed, \d+ failed", res.stdout, re.M)
     assert "jincai verify: failed:" in res.stdout
     assert re.search(r"^FAILED 220102-app1: unreachable: .*Connection refused \(\d+ checks\)$", res.stdout, re.M)
+
+
+def _healthy_cases(net):
+    """(test function, check, canned outputs of a healthy host) for the checks the other tests leave out."""
+    from jincai.verify.tests import test_apps as ta
+    from jincai.verify.tests import test_baseline as tb
+    from jincai.verify.tests import test_services as ts
+    from jincai.verify.tests import test_vpn as tvp
+
+    app, svc, vpn_client = "220102-app1", net.group("services")[0], net.group("budget_unit_clients")[0]
+    now = 1764620000
+    fwd = _check(net, app, "logs.forwarding")
+    eth = _check(net, app, "interface.eth1")
+    route = _check(net, app, "route.default")
+    current = _check(net, app, "app.budget.current")
+    vip = _check(net, vpn_client, "vpn.virtual_ip")
+    pool_ip = str(next(iter(ipaddress.ip_network(vip.params["pool"]).hosts())))
+    return [
+        (tb.test_backup, _check(net, app, "backup.local"), [
+            (r"systemctl show -p Result", 0, "Result=success\nExecMainStartTimestamp=Tue 2026-12-01 01:30:00 UTC\n"),
+            (r"ls -1t", 0, f"{app}-20261201T013000.tar.gz\n{app}-20261201T013000.tar.gz.sha256\n"),
+            (r"stat -Lc %Y", 0, f"{now - 3600}\n"), (r"date \+%s", 0, f"{now}\n")]),
+        (tb.test_backup, _check(net, app, "backup.local"), [
+            (r"systemctl show -p Result", 0, "Result=\nExecMainStartTimestamp=\n"),
+            (r"is-active jincai-backup.timer", 0, "active\n")]),
+        (tb.test_log_forwarding, fwd, [(r"is-active rsyslog", 0, "active\n"), (r"ss -Htn state established", 0,
+                                       f"0 0 {app}:40000 {fwd.params['collector']}:{fwd.params['port']}\n")]),
+        (tb.test_interface_address, eth, [
+            (r"--json link show", 0, '[{"ifname": "eth1", "flags": ["BROADCAST", "UP", "LOWER_UP"]}]'),
+            (r"link show", 0, ""), (r"addr show", 0, f"2: eth1\n    inet {eth.params['address']}/24 scope global\n")]),
+        (tb.test_route, route, [(r"ip -j route show", 0, '[{"dst": "default", "gateway": "%s"}]' % route.params["via"])]),
+        (tb.test_sysctl, _check(net, "220000-rtr", "sysctl.net.ipv4.ip_forward"), [(r" -n net.ipv4", 0, "1\n")]),
+        (tb.test_file_present, _check(net, app, "integrity.aide"), [(r"test -e", 0, "")]),
+        (tb.test_ntp_source, _check(net, svc, "ntp.source"), [(r"chronyc -n sources", 0, "\n"), (
+            r"chronyc -n tracking", 0, "Reference ID    : 7F7F0101 ()\nLeap status     : Normal\n")]),
+        (tb.test_service, _check(net, app, "service.nftables"), [(r"is-enabled nftables", 0, "enabled\n")]),
+        (ta.test_app_current, current, [(r"test -L", 0, ""), (r"readlink -f", 0,
+                                          f"{current.params['path'][:-len('current')]}releases/{current.params['version']}\n")]),
+        (ta.test_app_release_record, _check(net, app, "apps.release"), [
+            (r"test -e", 0, ""), (r"cat -- ", 0, json.dumps({"release": net.release["release"]}))]),
+        (ts.test_logs_received, _check(net, svc, f"logs.received.{app}"), [(r"test -d", 0, ""), (r"find", 0, "x.log\n")]),
+        (ts.test_backup_received, _check(net, svc, f"backup.received.{app}"), [(r"test -d", 0, "")]),
+        (ts.test_artifact_present, _check(net, svc, "artifact.budget"), [(r"test -e", 0, ""), (r"stat -Lc %s", 0, "9\n")]),
+        (tvp.test_vpn_virtual_ip, vip, [(r"ip -j -4 addr show", 0, json.dumps(
+            [{"ifname": "ipsec0", "addr_info": [{"local": pool_ip}]}]))]),
+        (tvp.test_vpn_tunnel, _check(net, vpn_client, "vpn.tunnel"), [(r"swanctl", 0, "province: #1, ESTABLISHED\n")]),
+    ]
+
+
+def test_each_check_passes_on_a_canned_healthy_host_and_fails_on_an_empty_one(lab):
+    for fn, check, table in _healthy_cases(lab):
+        assert _verdict(fn, _host(table), check) == "passed", (fn.__name__, check.id)
+        broken = _verdict(fn, _host([(r".", 1, "")]), check)
+        assert broken.startswith(f"{check.host}: {check.id} ({check.title}): expected {check.expected}, found "), (
+            fn.__name__, broken)

@@ -88,3 +88,16 @@ def host(check, request):
     h = support.get_host(request.config.stash[STATE].net, check.host, request.config.getoption("connection"))
     support.reachable(h, check.host)
     return h
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A query that raises (unexpected exit code, unparsable output, ssh gone) fails its check in the
+    usual form: host, check, expected, found."""
+    try:
+        return (yield)
+    except Exception as exc:  # noqa: BLE001 - pytest's own outcomes are BaseExceptions and pass through
+        check = pyfuncitem.funcargs.get("check")
+        if not isinstance(check, plan.Check):
+            raise
+        support.fail_from(check, exc)
