@@ -2,7 +2,8 @@
 
 ``jincai compliance`` (checks on collected facts) and ``jincai verify`` (testinfra checks on the live
 host) judge some of the same facts: which services a host must run, which units start at boot, what
-listens where. Both take them from here, so a new service or port is declared in one place:
+listens where, which NTP source a host follows, whether it sends or collects the logs. Both take them
+from here, so a new service or port is declared in one place:
 
 * the by-function tables of the control catalogue (``expected.services``, ``expected.enabled_services``,
   ``expected.ports`` in jincai/data/mlps_controls.yml);
@@ -169,6 +170,21 @@ def allowed_ports(functions, exp, intended_listeners):
     ports = set(for_functions(exp.get("ports") or {}, functions))
     ports |= {x["port"] for x in intended_listeners if x["bind"] == "any"}
     return sorted(ports)
+
+
+def ntp_chain(servers, own_addresses):
+    """The NTP sources a host must follow, first preferred: its chain without its own addresses (the
+    province services host is the last link: an empty chain means it keeps time itself)."""
+    own = set(own_addresses or [])
+    return [s for s in servers or [] if s not in own]
+
+
+def log_role(collector, own_addresses):
+    """``collector`` (this host receives everyone's logs), ``sender`` (it forwards to the collector) or
+    None (no collector in the plan)."""
+    if not collector:
+        return None
+    return "collector" if collector in set(own_addresses or []) else "sender"
 
 
 def host_groups(inventory, host):

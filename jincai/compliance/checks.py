@@ -489,7 +489,7 @@ def _auditd(facts, ctx, exp):
 def _forwarding(facts, ctx, exp):
     collector = (ctx.get("province_services") or {}).get("collector")
     text = "\n".join("\n".join(_lines(t)) for t in _files(facts, "/etc/rsyslog").values())
-    if collector and collector in (ctx.get("addresses") or []):
+    if intended.log_role(collector, ctx.get("addresses")) == "collector":
         ok = bool(re.search(r"imtcp|imudp|imrelp", text))
         return ok, "this host is the collector: receives syslog", "input module present" if ok else "no syslog input"
     ok = bool(collector) and bool(re.search(r"(@@?|target\s*=\s*\"?)\[?" + re.escape(collector or "-"), text))
@@ -508,7 +508,7 @@ def _log_modes(facts, ctx, exp):
 def _ntp(facts, ctx, exp):
     text = "\n".join("\n".join(_lines(t)) for t in _files(facts, "/etc/chrony").values())
     sources = re.findall(r"^(?:server|pool|peer)\s+(\S+)", text, re.M)
-    want = [s for s in ctx.get("ntp_servers") or [] if s not in (ctx.get("addresses") or [])]
+    want = intended.ntp_chain(ctx.get("ntp_servers"), ctx.get("addresses"))
     unknown = [s for s in sources if s not in (ctx.get("ntp_servers") or [])]
     if not want:  # the province NTP server itself: a local reference and no unknown upstream
         ok = not unknown and (bool(sources) or "local" in text)

@@ -219,8 +219,10 @@ def _machine_room_checks(net, host, hv, functions, add):
         add("baseline", "test_route", f"route.{r['to']}", f"route {r['to']} via the site router",
             f"{r['to']} via {r['via']}", to=r["to"], via=r["via"])
     # time: chrony follows the first source of the chain that is not the host itself
-    own = {hv.get("jincai_address"), hv.get("jincai_mgmt_address")}
-    chain = [s for s in hv.get("jincai_ntp_servers") or [] if s not in own]
+    # (jincai.intended: the chain and the collector's role as compliance's time.sources and
+    # audit.log_forwarding judge them)
+    own = [hv.get("jincai_address"), hv.get("jincai_mgmt_address")]
+    chain = intended.ntp_chain(hv.get("jincai_ntp_servers"), own)
     if chain:
         add("baseline", "test_ntp_source", "ntp.source", "the clock follows the intended source",
             f"chrony synchronised to {chain[0]}", source=chain[0], chain=chain)
@@ -230,10 +232,11 @@ def _machine_room_checks(net, host, hv, functions, add):
     # logs: forwarded to the collector; the collector receives every machine room's
     collector = (hv.get("jincai_province_services") or {}).get("collector")
     port = net.var(host, "rsyslog_port")
-    if collector and collector not in own:
+    role = intended.log_role(collector, own)
+    if role == "sender":
         add("baseline", "test_log_forwarding", "logs.forwarding", "logs reach the province collector",
             f"rsyslog connected to {collector}:{port}", collector=collector, port=port)
-    elif collector:
+    elif role == "collector":
         remote = net.var(host, "rsyslog_remote_dir")
         for src in sorted(net.group("machine_room")):
             if src != host:
