@@ -70,7 +70,8 @@ def fail_from(check, exc):
     result = exc.args[0] if exc.args and hasattr(exc.args[0], "rc") else None
     if result is not None:  # testinfra: CommandResult of a failed query, or of ssh exiting 255
         err = (result.stderr or result.stdout or "").strip().splitlines()
-        what = f"`{result.command.decode(errors='replace')[:120]}` exited {result.rc}: {(err or ['no output'])[-1][:200]}"
+        command = result.command.decode(errors="replace")[:120]
+        what = f"`{command}` exited {result.rc}: {(err or ['no output'])[-1][:200]}"
     else:
         lines = str(exc).strip().splitlines() or [""]
         what = f"{type(exc).__name__}: {lines[0][:200]}"

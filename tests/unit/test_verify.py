@@ -300,9 +300,9 @@ class CannedBackend(tbase.BaseBackend):
 
     NAME = "canned"
     BASE = [
-        (r"^uname -s$", 0, "Linux\n"), (r"^uname -r$", 0, "6.1.0\n"), (r"^uname -m$", 0, "x86_64\n"), (r"^command -v (\S+)$", 0, "/usr/bin/x\n"),
-        (r"test -d /run/systemd/system/", 0, ""), (r"^lsb_release -a", 1, ""), (r"cat /etc/os-release", 0,
-                                                                                  "ID=debian\nVERSION_ID=12\n"),
+        (r"^uname -s$", 0, "Linux\n"), (r"^uname -r$", 0, "6.1.0\n"), (r"^uname -m$", 0, "x86_64\n"),
+        (r"^command -v (\S+)$", 0, "/usr/bin/x\n"), (r"test -d /run/systemd/system/", 0, ""),
+        (r"^lsb_release -a", 1, ""), (r"cat /etc/os-release", 0, "ID=debian\nVERSION_ID=12\n"),
     ]
 
     def __init__(self, table, *args, **kwargs):
