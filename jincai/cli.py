@@ -44,6 +44,7 @@ def _inventory(args):
 # ``jincai.<module>.main(ARGS)``.
 DELEGATED = {
     "compliance": ("jincai.compliance", "nightly drift and MLPS compliance report (changes nothing)"),
+    "verify": ("jincai.verify", "check the live state of the sites with testinfra (changes nothing)"),
     "bootstrap": ("jincai.bootstrap", "bring a new county site onto the WAN in one command"),
     "pki": ("jincai.pki_cli", "the province CA: budget-unit certificates, revocation, CRL"),
     "topology": ("jincai.topology.cli", "an SVG map of the WAN from the source of truth (--live: lab link state)"),

@@ -53,11 +53,13 @@ def build_parser():
     return p
 
 
-def resolve_scope(inventory, limit):
-    """Return (sorted host list in scope, ansible --limit string or None); raise UsageError on bad input."""
+def resolve_scope(inventory, limit, groups=SCOPE_GROUPS):
+    """Return (sorted host list in scope, ansible --limit string or None); raise UsageError on bad input.
+    ``groups``: the groups whose hosts can be in scope (jincai verify adds the VPN clients)."""
+    scope_groups = groups
     groups = {k: v.get("hosts", []) for k, v in inventory.items() if k != "_meta" and isinstance(v, dict)}
     managed = set()
-    for g in SCOPE_GROUPS:
+    for g in scope_groups:
         managed |= set(groups.get(g, []))
     if not limit:
         return sorted(managed), None

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 
+from jincai import intended
 from jincai import tls as tlspolicy
 
 SERVER_CHECKS = []
@@ -125,18 +126,14 @@ def _people(ctx):
     return present, absent - present
 
 
-def _for_functions(table, functions):
-    """Merge a by-function table (``all`` plus each function) into one dict or list."""
-    keys = ["all"] + list(functions or [])
-    if isinstance(table.get("all"), dict):
-        merged = {}
-        for k in keys:
-            merged.update(table.get(k) or {})
-        return merged
-    merged = []
-    for k in keys:
-        merged += [x for x in table.get(k) or [] if x not in merged]
-    return merged
+def _allowed_ports(ctx, exp):
+    """Ports the host may listen on beyond loopback (jincai.intended: one definition with jincai verify).
+    ``ctx["allowed_ports"]`` is filled from the inventory by the report model; without it (a context
+    from elsewhere) they are derived from the context's functions, apps and applications."""
+    if ctx.get("allowed_ports") is not None:
+        return set(ctx["allowed_ports"])
+    return set(intended.allowed_ports(ctx.get("functions"), exp, intended.listeners(
+        ctx.get("functions"), ctx.get("apps"), ctx.get("applications"), exp)))
 
 
 # ---------------------------------------------------------------- servers: authentication
@@ -529,12 +526,6 @@ def _fw_ssh(facts, ctx, exp):
     return not bad, "tcp/22 accepted only from " + ", ".join(nets), "; ".join(bad) or "management networks only"
 
 
-def _allowed_ports(ctx, exp):
-    """Ports a server may listen on: its functions' (mlps_controls.yml ``ports``) and the ports of the
-    finance applications it runs (the source's catalogue, passed as context ``app_ports``)."""
-    return set(_for_functions(exp["ports"], ctx.get("functions"))) | set(ctx.get("app_ports") or [])
-
-
 @check(SERVER_CHECKS, "ports.listening", "L3-CES1-17", "no unexpected listening ports")
 def _ports(facts, ctx, exp):
     allowed = _allowed_ports(ctx, exp)
@@ -697,7 +688,7 @@ def _auditd(facts, ctx, exp):
 def _forwarding(facts, ctx, exp):
     collector = (ctx.get("province_services") or {}).get("collector")
     text = "\n".join("\n".join(_lines(t)) for t in _files(facts, "/etc/rsyslog").values())
-    if collector and collector in (ctx.get("addresses") or []):
+    if intended.log_role(collector, ctx.get("addresses")) == "collector":
         ok = bool(re.search(r"imtcp|imudp|imrelp", text))
         return ok, "this host is the collector: receives syslog", "input module present" if ok else "no syslog input"
     ok = bool(collector) and bool(re.search(r"(@@?|target\s*=\s*\"?)\[?" + re.escape(collector or "-"), text))
@@ -720,7 +711,7 @@ def _log_modes(facts, ctx, exp):
 def _ntp(facts, ctx, exp):
     text = "\n".join("\n".join(_lines(t)) for t in _files(facts, "/etc/chrony").values())
     sources = re.findall(r"^(?:server|pool|peer)\s+(\S+)", text, re.M)
-    want = [s for s in ctx.get("ntp_servers") or [] if s not in (ctx.get("addresses") or [])]
+    want = intended.ntp_chain(ctx.get("ntp_servers"), ctx.get("addresses"))
     unknown = [s for s in sources if s not in (ctx.get("ntp_servers") or [])]
     if not want:  # the province NTP server itself: a local reference and no unknown upstream
         ok = not unknown and (bool(sources) or "local" in text)
@@ -823,18 +814,15 @@ def _services(facts, ctx, exp):
 def _service_results(facts, ctx, exp):
     out = []
     units = facts.get("services") or {}
-    wanted = _for_functions(exp["services"], ctx.get("functions"))
-    # the finance applications installed on this host (a unit systemd knows) must run
-    for app in ctx.get("apps") or []:
-        if f"jincai-{app}.service" in units:
-            wanted.setdefault(f"jincai-{app}", exp.get("app_service_control", "L3-SMC1-09"))
+    # the finance applications installed on this host (a unit systemd knows) must run; jincai verify
+    # requires every hosted one (jincai.intended: the same table)
+    installed = [app for app in ctx.get("apps") or [] if f"jincai-{app}.service" in units]
+    wanted = intended.services(ctx.get("functions"), installed, exp)
     for svc, control in sorted(wanted.items()):
-        unit = svc if svc.endswith((".service", ".timer")) else svc + ".service"
-        state = (units.get(unit) or {}).get("active", "not installed")
+        state = (units.get(intended.unit_name(svc)) or {}).get("active", "not installed")
         out.append(CheckResult(f"services.{svc}", control, f"{svc} is running", state == "active",
                                "active", state))
-    for svc, control in sorted(_for_functions(exp.get("enabled_services") or {"all": {}},
-                                              ctx.get("functions")).items()):
+    for svc, control in sorted(intended.enabled_units(ctx.get("functions"), exp).items()):
         state = ((facts.get("services") or {}).get(svc + ".service") or {}).get("enabled", "not installed")
         out.append(CheckResult(f"services.{svc}_enabled", control, f"{svc} starts at boot", state == "enabled",
                                "enabled", state))

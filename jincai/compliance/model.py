@@ -10,7 +10,7 @@ import re
 
 import yaml
 
-from jincai import ROOT
+from jincai import ROOT, intended
 from jincai.compliance import checks
 
 CONTROLS_FILE = os.path.join(ROOT, "jincai", "data", "mlps_controls.yml")
@@ -167,6 +167,16 @@ def build_report(inventory, scope, collected, drift, catalogue, meta=None):
                                      expected="facts collected", found=msg))
             continue
         ctx = doc.get("context") or {}
+        if doc.get("kind") != "router" and name in hv_all:
+            # what may listen: one definition with jincai verify (jincai.intended), for the functions and
+            # applications the collection recorded (the inventory's when the context lacks them)
+            hv = hv_all[name]
+            inv_vars = (intended.inventory_vars(meta["inventory"], name, intended.host_groups(inventory, name))
+                        if meta.get("inventory") and os.path.isdir(meta["inventory"]) else {})
+            functions = ctx.get("functions") or hv.get("jincai_functions")
+            ctx = dict(ctx, allowed_ports=intended.allowed_ports(functions, exp, intended.listeners(
+                functions, ctx.get("apps", hv.get("jincai_apps")),
+                ctx.get("applications") or hv.get("jincai_applications"), exp, hv, inv_vars)))
         if doc.get("kind") == "router":
             results = checks.evaluate_router(doc.get("config") or "", ctx, exp, doc.get("nft"))
         else:

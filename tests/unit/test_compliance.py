@@ -41,8 +41,8 @@ NFT_GOOD = {"nftables": [
         {"log": {"prefix": "drop "}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": None}]}},
 ]}
 
-CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"], "app_ports": [8101, 8102],
-       "addresses": ["198.18.33.10", "198.19.0.29"],
+CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "treasury"],
+       "applications": {"budget": {"port": 8101}, "treasury": {"port": 8102}}, "addresses": ["198.18.33.10", "198.19.0.29"],
        "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
        "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
        "admins": [{"user": "jcadmin", "state": "present", "roles": ["system"]},
@@ -267,7 +267,7 @@ def test_compliant_server_passes_every_check():
      "ssh.no_plaintext", "L3-CES1-03"),
     (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 3306, "process": ""}),
      "ports.listening", "L3-CES1-17"),
-    # township's port (8104): an application of the catalogue this app server does not run (app_ports)
+    # township's port (8104): an application of the catalogue this app server does not run
     (lambda f: f["listening"].append({"proto": "tcp", "address": "0.0.0.0", "port": 8104, "process": ""}),
      "ports.listening", "L3-CES1-17"),
     (lambda f: f["services"]["rsyslog.service"].update(active="inactive"), "services.rsyslog", "L3-SMC1-10"),

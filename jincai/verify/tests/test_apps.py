@@ -1,0 +1,60 @@
+"""The finance applications on each app server: healthy over TLS at the release's version, the active
+release link, the release record. Their units (jincai-<app>), nginx, PostgreSQL and the listeners (TLS
+port reachable, backend and database on loopback only) are judged by test_baseline.py (area ``apps``).
+"""
+
+import json
+import shlex
+
+from jincai.verify import support
+
+# Run on the app server (its own address, certificate checked with the province CA): prints the health
+# document, or {"error": ...}.
+HEALTH = r"""
+import json, ssl, sys, urllib.request
+url, ca = sys.argv[1], sys.argv[2]
+try:
+    with urllib.request.urlopen(url, context=ssl.create_default_context(cafile=ca), timeout=5) as r:
+        print(json.dumps({"status_code": r.status, "body": json.load(r)}))
+except Exception as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+
+def test_app_health(host, check):
+    """The health endpoint answers status ok with the version the release names."""
+    p = check.params
+    url = f"https://{p['address']}:{p['port']}{p['path']}"
+    res = host.run(f"python3 -c {shlex.quote(HEALTH)} %s %s", url, p["ca"])
+    try:
+        doc = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        support.fail(check, f"no answer from the probe (exit {res.rc}): {res.stderr.strip()[-300:]}")
+    if "error" in doc:
+        support.fail(check, f"{url}: {doc['error']}")
+    body = doc.get("body") or {}
+    support.expect(check, body.get("status") == "ok" and body.get("version") == p["version"],
+                   f"status {body.get('status')}, version {body.get('version')}")
+
+
+def test_app_current(host, check):
+    """The application's ``current`` link points at the release's version."""
+    p = check.params
+    link = host.file(p["path"])
+    if not link.is_symlink:
+        support.fail(check, f"{p['path']} is not a link")
+    target = link.linked_to.rstrip("/").rsplit("/", 1)[-1]
+    support.expect(check, target == p["version"], f"{p['path']} -> {target}")
+
+
+def test_app_release_record(host, check):
+    """The release record names the release the network runs (what ``jincai release status`` reads)."""
+    p = check.params
+    f = host.file(p["path"])
+    if not f.exists:
+        support.fail(check, f"no {p['path']}")
+    try:
+        release = json.loads(f.content_string).get("release")
+    except ValueError:
+        support.fail(check, f"{p['path']} is not JSON")
+    support.expect(check, release == p["release"], f"release {release!r}")
