@@ -72,15 +72,16 @@ def memory(inv):
 
 
 def play_times(output):
-    """[(seconds, play)] from the jincai_timer table of a run's output."""
-    lines = output.split("TIMING (jincai_timer)", 1)[-1].splitlines()[1:]
-    found = []
-    for line in lines:
-        m = TIMING_RE.match(line)
-        if not m:
-            break
-        found.append((float(m.group(1)), m.group(2)))
-    return found
+    """[(seconds, play)] from the jincai_timer tables of a run's output, summed per play over the
+    tables (a run in waves prints one table per wave), in the order plays first appear."""
+    totals = {}
+    for table in output.split("TIMING (jincai_timer)")[1:]:
+        for line in table.splitlines()[1:]:
+            m = TIMING_RE.match(line)
+            if not m:
+                break
+            totals[m.group(2)] = totals.get(m.group(2), 0.0) + float(m.group(1))
+    return [(round(sec, 1), play) for play, sec in totals.items()]
 
 
 def timed_playbook(playbook, inv_dir, waves=False, **kw):
