@@ -15,6 +15,32 @@ import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1
+#: Environment variable every process of one run inherits (set by jincai.run.runner): :func:`reap`
+#: finds what a canceled run left behind by it, whatever session or process group it moved to.
+RUN_TOKEN_ENV = "JINCAI_RUN_TOKEN"
+
+
+def reap(token, sig=signal.SIGKILL):
+    """Kill every process still carrying ``RUN_TOKEN_ENV=token`` in its environment; return their PIDs.
+
+    A canceled run's ansible-playbook is killed with its process group by ansible-runner, but a
+    process of it outside that group (measured: ansible-playbook processes of canceled unit-test runs
+    still asleep 40 minutes later) would keep running; this catches those.
+    """
+    needle = f"{RUN_TOKEN_ENV}={token}".encode()
+    killed = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if needle not in fh.read().split(b"\0"):
+                    continue
+            os.kill(int(name), sig)
+            killed.append(int(name))
+        except (OSError, ValueError):
+            continue  # gone already, or not ours to read
+    return killed
 
 
 def arm_parent_death_signal(sig=signal.SIGTERM):

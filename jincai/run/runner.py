@@ -13,9 +13,11 @@ import shutil
 import sys
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
 
 from jincai import ROOT
+from jincai.run.child import RUN_TOKEN_ENV, reap
 from jincai.run.env import BIN_DIR, ansible_env
 
 #: recap counter -> the playbook_on_stats field that holds it (Ansible's own names in PLAY RECAP)
@@ -48,6 +50,7 @@ class RunResult:
     changed: list = field(default_factory=list)  # [(task name, host)] in the order they happened
     failures: list = field(default_factory=list)  # [Failure]
     status: str = ""  # ansible-runner's: successful, failed, canceled, timeout
+    reaped: list = field(default_factory=list)  # PIDs of the run's processes killed after it ended
 
     def total(self, key):
         """Sum one recap counter (``changed``, ``failed``...) over every host."""
@@ -91,6 +94,8 @@ class PlaybookRun:
         self.argv = [playbook] + (["-i", inventory] if inventory else []) + (["--check"] if check else []) \
             + (["--diff"] if diff else []) + [str(a) for a in args]
         self.env = ansible_env(inventory, callbacks, env)
+        self.token = uuid.uuid4().hex
+        self.env[RUN_TOKEN_ENV] = self.token  # what reap() finds the run's processes by
         self.echo = echo
         self.on_event = on_event
         self.log_path = log_path
@@ -159,6 +164,8 @@ class PlaybookRun:
             with open(os.path.join(runner.config.artifact_dir, "stdout"), encoding="utf-8", errors="replace") as fh:
                 self.result.output = fh.read().replace("\r\n", "\n")
         finally:
+            # nothing of this run outlives it (a canceled run left ansible-playbook processes behind)
+            self.result.reaped = reap(self.token)
             if self._log is not None:
                 self._log.close()
                 self._log = None

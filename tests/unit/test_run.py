@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from jincai.run.child import reap
 from jincai.run import PlaybookRun, recap_from_stats, run
 
 # Ansible's own text recap, read here only to compare it with the event-based one.
@@ -179,6 +180,10 @@ def test_a_stopped_run_ends_now_prints_nothing_and_leaves_no_secret_on_disk(tmp_
     assert not os.path.exists(pr.private_dir)
     assert "TASK [" not in capfd.readouterr().out  # not echoed: quiet is the default
     assert "TASK [Sleep long]" in res.output
+    # nothing of the run survives it: no process carries its token any more (canceled runs once left
+    # ansible-playbook processes asleep for good)
+    time.sleep(1)
+    assert reap(pr.token, sig=0) == [], "processes of the canceled run are still alive"
 
 
 def test_ansible_playbook_dies_with_the_process_that_started_it(tmp_path):
