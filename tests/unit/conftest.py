@@ -43,3 +43,16 @@ def lab_inventory_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("lab-inventory") / "inventory.json"
     path.write_text(json.dumps(inventory.build(os.path.join(ROOT, "inventories", "lab"))), encoding="utf-8")
     return str(path)
+
+
+@pytest.fixture()
+def pkidir(tmp_path, monkeypatch):
+    """A fresh PKI directory (``$JINCAI_PKI_DIR``) and a vault password file of its own."""
+    from jincai import pki  # pylint: disable=import-outside-toplevel
+
+    pw = tmp_path / "vault-pass"
+    pw.write_text("unit-test-password\n")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
+    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
+    pki._VAULTS.clear()  # pylint: disable=protected-access
+    return tmp_path / "pki"

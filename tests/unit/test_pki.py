@@ -18,17 +18,6 @@ PLAN = {"pool": "198.18.160.0/29", "apps": ["budget", "treasury"], "lan": "198.1
         "clients": ["bu0001", "bu0002"]}
 
 
-@pytest.fixture()
-def pkidir(tmp_path, monkeypatch):
-    """A fresh PKI directory and a vault password file of its own."""
-    pw = tmp_path / "vault-pass"
-    pw.write_text("unit-test-password\n")
-    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
-    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
-    pki._VAULTS.clear()
-    return tmp_path / "pki"
-
-
 def _cert(path):
     return x509.load_pem_x509_certificate(path.read_bytes())
 

@@ -13,16 +13,6 @@ from jincai import ROOT, pki
 JILIN = os.path.join(ROOT, "inventories", "jilin")
 
 
-@pytest.fixture()
-def pkidir(tmp_path, monkeypatch):
-    pw = tmp_path / "vault-pass"
-    pw.write_text("unit-test-password\n")
-    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
-    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
-    pki._VAULTS.clear()
-    return tmp_path / "pki"
-
-
 @pytest.fixture(scope="module")
 def pools():
     return {p["concentrator"]["name"]: ipaddress.ip_network(p["pool"]) for p in pki.plans(JILIN)}

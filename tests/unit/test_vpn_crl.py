@@ -21,14 +21,9 @@ NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
 
 @pytest.fixture()
-def pkidir(tmp_path, monkeypatch):
-    pw = tmp_path / "vault-pass"
-    pw.write_text("unit-test-password\n")
-    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
-    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
+def pkidir(pkidir, monkeypatch):  # conftest's, with this module's plan
     monkeypatch.setattr(pki, "plan", lambda inv, concentrator=None: PLAN)
-    pki._VAULTS.clear()
-    return tmp_path / "pki"
+    return pkidir
 
 
 def _crl(pkidir):

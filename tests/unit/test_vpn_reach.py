@@ -25,16 +25,6 @@ def jilin():
     return inventory.build(os.path.join(ROOT, "inventories", "jilin"))["_meta"]["hostvars"]
 
 
-@pytest.fixture()
-def pkidir(tmp_path, monkeypatch):
-    pw = tmp_path / "vault-pass"
-    pw.write_text("unit-test-password\n")
-    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
-    monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
-    pki._VAULTS.clear()
-    return tmp_path / "pki"
-
-
 def _env():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, "templates")), trim_blocks=True,
                              undefined=jinja2.StrictUndefined, extensions=["jinja2.ext.do"])
