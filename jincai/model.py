@@ -347,11 +347,8 @@ def _technician(tech, keys_dir):
         if key is None and os.path.isfile(key_file):
             with open(key_file, encoding="utf-8") as fh:
                 key = fh.read().strip()
-    out = {"user": tech["user"], "name": tech.get("name", tech["user"]), "key": key,
-           "key_file": key_file, "state": tech.get("state", "present")}
-    if "roles" in tech:  # an administrator's role (system, security, audit): the accounts role's sudo rules
-        out["roles"] = list(tech["roles"])
-    return out
+    return {"user": tech["user"], "name": tech.get("name", tech["user"]), "key": key,
+            "key_file": key_file, "state": tech.get("state", "present")}
 
 
 # --------------------------------------------------------------------------- the typed model
