@@ -267,7 +267,7 @@ def _services_checks(net, host, add):
             artifact = ((net.catalog.get(app) or {}).get("versions") or {}).get(entry["version"], {}).get("artifact")
             if artifact:
                 add("services", "test_artifact_present", f"artifact.{app}", f"the repository serves {app} "
-                    f"{entry['version']}", f"{root}/apps/{app}/{artifact}", path=f"{root}/apps/{app}/{artifact}")
+                    f"{entry['version']}", f"{root}/apps/{artifact}", path=f"{root}/apps/{artifact}")
 
 
 def _concentrator_checks(net, host, hv, add):
