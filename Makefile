@@ -54,7 +54,7 @@ lab-up: deps
 lab-down: venv
 	jincai lab down
 
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfE
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfE --durations=40
 # The lab suite runs in phases on a freshly booted lab:
 #   1. fresh:     the bare lab (links, isolation) before anything is provisioned;
 #   2. provision: tests/lab/test_00_site.py runs site.yml, then proves changed=0 and a clean --check;
