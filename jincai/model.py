@@ -425,10 +425,19 @@ class Link:
     def cost(self):
         return LINK_COST[self.role]
 
+    @property
+    def network(self):
+        """The link subnet as written by :mod:`ipaddress` (``10.22.255.0/30``)."""
+        return str(net(self.subnet))
+
+    def address(self, side):
+        """The address (no prefix) of the ``parent`` or ``child`` end."""
+        ends = link_ends(self.subnet)
+        return ends[0] if side == "parent" else ends[1]
+
     def end(self, side):
         """``address/prefixlen`` of the ``parent`` or ``child`` end."""
-        ends = link_ends(self.subnet)
-        return _prefixed(ends[0] if side == "parent" else ends[1], self.subnet)
+        return _prefixed(self.address(side), self.subnet)
 
 
 @dataclass
@@ -567,13 +576,16 @@ class Host:
     vpn: Concentrator | None = None
     vpn_client: VpnClient | None = None
 
+    def interfaces_of(self, role):
+        """The host's interfaces with ``role`` (``uplink``, ``metro``, ...), in interface order."""
+        return [i for i in self.interfaces if i.role == role]
+
 
 @dataclass
 class Model:
     """The derived network: every object once, host variables serialised from them."""
 
     network: dict
-    lab: bool
     applications: dict  # the catalogue: name -> {name_zh, port}
     admins: list
     province_services: dict
@@ -585,12 +597,50 @@ class Model:
     groups: dict  # name -> host names
 
     @property
+    def name(self):
+        """``network.name``: names the control-node state of this network (:mod:`jincai.paths`)."""
+        return self.network.get("name")
+
+    @property
+    def domain(self):
+        """``network.domain`` (None when the source names none)."""
+        return self.network.get("domain")
+
+    @property
+    def environment(self):
+        """``lab`` or ``production`` (``network.environment``; production when unset)."""
+        return self.network.get("environment", "production")
+
+    @property
+    def lab(self):
+        """True for a lab source (its hosts get a management interface and ``jincai_lab``)."""
+        return self.environment == "lab"
+
+    @property
+    def control_interface(self):
+        """The control node's ``address/prefixlen`` on the lab's management network; None in
+        production or when the plan names no control node (the small lab's default then applies)."""
+        if self.lab and self.management_network and self.control_node:
+            return _prefixed(self.control_node, self.management_network)
+        return None
+
+    @property
     def parties(self):
         return [p for s in self.sites.values() for p in s.parties]
 
     @property
     def concentrators(self):
+        """Every :class:`Concentrator`, site by site (the province's first, then the cities')."""
         return [h.vpn for h in self.hosts.values() if h.vpn]
+
+    def vpn_clients(self, concentrator):
+        """The :class:`VpnClient` of each lab client of ``concentrator`` (in its ``clients`` order)."""
+        return [self.hosts[c].vpn_client for c in concentrator.clients]
+
+    def technicians(self, host):
+        """The technicians who log in to ``host``: its site's (normalised), none on external parties
+        and budget-unit clients. The administrators (:attr:`admins`) log in everywhere."""
+        return [] if host.kind in ("party", "client") else self.sites[host.site].technicians
 
     def ntp_servers(self, host):
         """The NTP chain: the province services host follows the authorised upstream and every other
@@ -621,15 +671,13 @@ class Model:
         """The host variables of one host (fresh containers; the catalogue is shared)."""
         h = self.hosts[name]
         site = self.sites[h.site]
-        network = self.network
         ifaces = [i.vars() for i in h.interfaces]
         mgmt_nets = [self.management_network, site.lan] if self.management_network else [site.lan]
-        techs = [] if h.kind in ("party", "client") else site.technicians
         hv = {
             "ansible_host": h.mgmt,
-            "jincai_environment": network.get("environment", "production"),
-            "jincai_network_name": network.get("name"),
-            "jincai_domain": network.get("domain"),
+            "jincai_environment": self.environment,
+            "jincai_network_name": self.name,
+            "jincai_domain": self.domain,
             "jincai_site_code": site.code,
             "jincai_tier": site.tier,
             "jincai_site": site.info(),
@@ -640,15 +688,15 @@ class Model:
             "jincai_management_networks": mgmt_nets,
             "jincai_province_services": dict(self.province_services),
             "jincai_ntp_servers": self.ntp_servers(h),
-            "jincai_technicians": [dict(t) for t in techs],
+            "jincai_technicians": [dict(t) for t in self.technicians(h)],
             "jincai_admins": [dict(a) for a in self.admins],
             "jincai_applications": self.applications,
         }
         if self.lab:
             hv["jincai_lab"] = {"capabilities": bool({"router", "vpn_concentrator"} & set(h.functions)),
                                 "segments": [i.segment for i in h.interfaces]}
-            if self.management_network and self.control_node:
-                hv["jincai_lab"]["control_node"] = _prefixed(self.control_node, self.management_network)
+            if self.control_interface:
+                hv["jincai_lab"]["control_node"] = self.control_interface
         if h.kind == "router":
             hv["jincai_router"] = self._router_vars(site, h, ifaces)
             hv["jincai_parties"] = [p.vars() for p in site.parties]
@@ -890,8 +938,7 @@ def build(src):
     province = next(s for s in sites.values() if s.tier == "province")
     svc = _host_entry(province.source, "services")
     services_addr = svc["address"] if svc else None
-    m = Model(network=network, lab=network.get("environment", "production") == "lab",
-              applications=network.get("applications") or {},
+    m = Model(network=network, applications=network.get("applications") or {},
               admins=[_technician(a, keys_dir) for a in network.get("admins") or []],
               province_services={"collector": services_addr, "ntp": services_addr, "artifacts": services_addr},
               management_network=mgmt_plan.get("network"), control_node=mgmt_plan.get("control_node"),
