@@ -99,9 +99,9 @@ def make_twin(production, out=None):
     (``<out>-vendor-configs/``, checked by the push engine's parser); return (out, plan)."""
     out = out or twin.default_out_dir(production)
     twin.translate(production, out)
-    inv = topology.load(out)
-    plan = topology.plan(inv, source=out)
-    configs = twin.vendor_configs(inv["_meta"]["hostvars"], out.rstrip("/") + "-vendor-configs")
+    m = topology.load(out)
+    plan = topology.plan(m, source=out)
+    configs = twin.vendor_configs(m.derived().hosts, out.rstrip("/") + "-vendor-configs")
     platforms = sorted({p for p, _ in configs.values()})
     _say(f"twin of {production} written to {out}: {len(plan.hosts)} hosts, {len(plan.stubs)} party "
          f"stubs, {len(plan.segments)} segments, management {plan.control}; {len(configs)} router configs "

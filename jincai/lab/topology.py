@@ -1,10 +1,11 @@
-"""The lab topology, derived from the Ansible inventory (``ansible-inventory --list`` JSON shape).
+"""The lab topology, derived from the typed model of the source of truth (:mod:`jincai.model`).
 
-Pure code, no side effects: :func:`plan` turns the inventory into a :class:`Plan` (hosts, their
-interfaces and routes, and segments) or raises :class:`TopologyError` with a one-line message that
-names the inventory, the host's site and the field at fault. Nothing is created before this passes.
+Pure code, no side effects: :func:`plan` turns the model (:func:`load`: the one the Ansible inventory
+plugin serialises into host vars) into a :class:`Plan` (hosts, their interfaces and routes, and
+segments) or raises :class:`TopologyError` with a one-line message that names the inventory, the
+host's site and the host variable at fault. Nothing is created before this passes.
 
-Segments: every ``jincai_interfaces[].segment`` id is one layer-2 segment. A WAN link (two members,
+Segments: every interface's segment id (``jincai_interfaces[].segment``) is one layer-2 segment. A WAN link (two members,
 roles ``uplink``/``downlink``) becomes a veth pair between the two hosts' namespaces; any other
 segment (site LAN, metro, VPN access) becomes a bridge in the lab's switch namespace. The ``mgmt`` role is special: one bridge whose host ports are
 isolated (hosts cannot reach each other through it), uplinked to the control node.
@@ -143,67 +144,46 @@ class Plan:
 
 
 def load(inventory):
-    """Return the inventory dict for ``inventory``: a JSON file, or a directory given to
-    ``jincai.inventory.build`` (the same code the Ansible inventory plugin uses)."""
-    if os.path.isfile(inventory):
-        try:
-            with open(inventory, encoding="utf-8") as fh:
-                return json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise TopologyError(f"{inventory}: not a readable inventory JSON file ({exc})") from exc
+    """The validated typed model (:class:`jincai.model.Model`) of the inventory directory
+    ``inventory``: :func:`jincai.inventory.build_checked`, the model the Ansible inventory plugin
+    serialises (an invalid source raises :class:`jincai.inventory.InvalidSource`)."""
     if not os.path.isdir(inventory):
-        raise TopologyError(f"{inventory}: no such inventory directory or JSON file")
-    try:
-        from jincai import inventory as invmod
-    except ImportError as exc:
-        raise TopologyError(f"{inventory}: jincai.inventory is not available ({exc}); "
-                            "pass a JSON file such as `ansible-inventory -i inventories/lab --list` writes") from exc
-    return invmod.build(inventory)
+        hint = " (the lab is built from a source of truth, not from inventory JSON)" if os.path.isfile(inventory) else ""
+        raise TopologyError(f"{inventory}: no such inventory directory{hint}")
+    from jincai import inventory as invmod
+
+    return invmod.build_checked(inventory)[0]
 
 
-def _where(source, name, hv):
-    site = hv.get("jincai_site_code", "?") if isinstance(hv, dict) else "?"
-    return f"{source}: site {site}, host {name}"
+def _where(source, host):
+    return f"{source}: site {host.site}, host {host.name}"
 
 
-def _iface(source, name, hv, idx, raw):
-    where = f"{_where(source, name, hv)}: jincai_interfaces[{idx}]"
-    if not isinstance(raw, dict):
-        raise TopologyError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    for key in ("name", "role", "address", "segment"):
-        if not raw.get(key):
-            raise TopologyError(f"{where}.{key}: missing")
-    ifname = str(raw["name"])
+def _iface(where, idx, raw):
+    """The lab :class:`Interface` of one model interface, checked (usable name, lab address with a prefix)."""
+    where = f"{where}: jincai_interfaces[{idx}]"
+    ifname = str(raw.name)
     if not IFNAME_RE.match(ifname) or ifname == "lo":
         raise TopologyError(f"{where}.name: {ifname!r} is not a usable interface name (1-15 chars, not lo)")
     try:
-        addr = ipaddress.ip_interface(str(raw["address"]))
+        addr = ipaddress.ip_interface(str(raw.address))
     except ValueError as exc:
-        raise TopologyError(f"{where}.address: {raw['address']!r} is not an address/prefix ({exc})") from exc
-    if "/" not in str(raw["address"]):
-        raise TopologyError(f"{where}.address: {raw['address']!r} needs a prefix length (CIDR)")
+        raise TopologyError(f"{where}.address: {raw.address!r} is not an address/prefix ({exc})") from exc
+    if "/" not in str(raw.address):
+        raise TopologyError(f"{where}.address: {raw.address!r} needs a prefix length (CIDR)")
     if addr.version != 4 or addr.ip not in LAB_RANGE:
         raise TopologyError(f"{where}.address: {addr} is outside the lab range {LAB_RANGE} "
                             "(the lab never uses production addresses)")
-    return Interface(name=ifname, role=str(raw["role"]), address=addr, segment=str(raw["segment"]),
-                     peer=raw.get("peer") or None)
+    return Interface(name=ifname, role=raw.role, address=addr, segment=raw.segment, peer=raw.peer or None)
 
 
-def _route(source, name, hv, idx, raw):
-    where = f"{_where(source, name, hv)}: jincai_routes[{idx}]"
-    if isinstance(raw, str):
-        parts = raw.split()
-        if len(parts) == 3 and parts[1] == "via":
-            raw = {"to": parts[0], "via": parts[2]}
-    if not isinstance(raw, dict):
-        raise TopologyError(f"{where}: expected a mapping with 'to' and 'via'")
-    dest = next((raw[k] for k in ("to", "dest", "destination", "network", "prefix") if raw.get(k)), None)
-    via = next((raw[k] for k in ("via", "gateway", "next_hop", "nexthop") if raw.get(k)), None)
-    if dest in ("default",):
-        dest = "0.0.0.0/0"
+def _route(where, idx, raw):
+    """``(destination network, gateway)`` of one model route ``{to, via}`` (``to: default``: 0.0.0.0/0)."""
+    where = f"{where}: jincai_routes[{idx}]"
+    dest = "0.0.0.0/0" if raw["to"] == "default" else raw["to"]
     try:
         dest_net = ipaddress.ip_network(str(dest))
-        via_ip = ipaddress.ip_address(str(via))
+        via_ip = ipaddress.ip_address(str(raw["via"]))
     except ValueError as exc:
         raise TopologyError(f"{where}: bad destination or gateway ({exc})") from exc
     if via_ip not in LAB_RANGE:
@@ -211,89 +191,91 @@ def _route(source, name, hv, idx, raw):
     return dest_net, via_ip
 
 
-def plan(inv, source="inventory"):
-    """Validate the inventory dict and return the lab :class:`Plan`."""
-    hostvars = (inv.get("_meta") or {}).get("hostvars") if isinstance(inv, dict) else None
-    if not hostvars:
-        raise TopologyError(f"{source}: _meta.hostvars: missing or empty (no hosts to build)")
-    routers = set((inv.get("routers") or {}).get("hosts") or [])
-    hosts, seen_lower, addresses = {}, {}, {}
+def _mgmt(where, h, ifaces, control):
+    """The host's management interface: its ``mgmt`` interface, else one on the control node's
+    network with the host's management address."""
+    mgmt = [i for i in ifaces if i.role == "mgmt"]
+    if len(mgmt) > 1:
+        raise TopologyError(f"{where}: jincai_interfaces: more than one interface with role mgmt")
+    if mgmt:
+        mgmt_if = mgmt[0]
+    else:
+        if not h.mgmt:
+            raise TopologyError(f"{where}: jincai_mgmt_address: missing (no mgmt interface either)")
+        try:
+            addr = ipaddress.ip_interface(str(h.mgmt).split("/")[0] + f"/{control.network.prefixlen}")
+        except ValueError as exc:
+            raise TopologyError(f"{where}: jincai_mgmt_address: {h.mgmt!r} ({exc})") from exc
+        mgmt_if = Interface(name="eth0" if "eth0" not in [i.name for i in ifaces] else "mgmt0", role="mgmt",
+                            address=addr, segment="mgmt")
+    if mgmt_if.address.network != control.network or mgmt_if.address.ip == control.ip:
+        raise TopologyError(f"{where}: jincai_mgmt_address: {mgmt_if.address} must be a host address in "
+                            f"{control.network} other than the control node {control.ip}")
+    return mgmt_if
+
+
+def _loopbacks(where, m, h):
+    """A router's loopback (on ``lo``, /32); nothing for other hosts."""
+    loopback = m.sites[h.site].loopback if "router" in h.functions else None
+    if not loopback:
+        return []
+    try:
+        lo = ipaddress.ip_interface(str(loopback).split("/")[0] + "/32")
+    except ValueError as exc:
+        raise TopologyError(f"{where}: jincai_router.loopback: {loopback!r} ({exc})") from exc
+    if lo.ip not in LAB_RANGE:
+        raise TopologyError(f"{where}: jincai_router.loopback: {lo.ip} is outside the lab range {LAB_RANGE}")
+    return [lo]
+
+
+def plan(m, source="inventory"):
+    """Check the typed model ``m`` (:func:`load`) for the lab and return its :class:`Plan`."""
+    if isinstance(m, dict):
+        raise TopologyError(f"{source}: an inventory dict is not a model (pass topology.load(INVENTORY_DIR))")
+    if not m.hosts:
+        raise TopologyError(f"{source}: the model has no hosts (nothing to build)")
+    hosts, seen_lower, addresses, where_of = {}, {}, {}, {}
     technicians = {}
-    control = _control(source, hostvars)
-    for name in sorted(hostvars):
-        hv = hostvars[name]
-        where = _where(source, name, hv)
-        if not isinstance(hv, dict):
-            raise TopologyError(f"{where}: host vars are not a mapping")
+    control = _control(source, m)
+    for h in sorted(m.hosts.values(), key=lambda h: h.name):
+        name = h.name
+        where = where_of[name] = _where(source, h)
         if not HOSTNAME_RE.match(name) or name in RESERVED_HOSTS:
             raise TopologyError(f"{where}: host name {name!r} is not usable as a lab machine name "
                                 "(lower-case letters, digits, '-'; not 'sw')")
         if name.lower() in seen_lower:
             raise TopologyError(f"{where}: host name clashes with {seen_lower[name.lower()]!r}")
         seen_lower[name.lower()] = name
-        raw_ifaces = hv.get("jincai_interfaces")
-        if not isinstance(raw_ifaces, list):
-            raise TopologyError(f"{where}: jincai_interfaces: missing or not a list")
-        ifaces = [_iface(source, name, hv, i, r) for i, r in enumerate(raw_ifaces)]
+        ifaces = [_iface(where, i, r) for i, r in enumerate(h.interfaces)]
         names = [i.name for i in ifaces]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise TopologyError(f"{where}: jincai_interfaces: interface name(s) used twice: {sorted(dup)}")
-        mgmt = [i for i in ifaces if i.role == "mgmt"]
-        if not mgmt:
-            raw_mgmt = hv.get("jincai_mgmt_address")
-            if not raw_mgmt:
-                raise TopologyError(f"{where}: jincai_mgmt_address: missing (no mgmt interface either)")
-            try:
-                addr = ipaddress.ip_interface(str(raw_mgmt).split("/")[0] + f"/{control.network.prefixlen}")
-            except ValueError as exc:
-                raise TopologyError(f"{where}: jincai_mgmt_address: {raw_mgmt!r} ({exc})") from exc
-            mgmt_if = Interface(name="eth0" if "eth0" not in names else "mgmt0", role="mgmt",
-                                address=addr, segment="mgmt")
-        elif len(mgmt) > 1:
-            raise TopologyError(f"{where}: jincai_interfaces: more than one interface with role mgmt")
-        else:
-            mgmt_if = mgmt[0]
-        if mgmt_if.address.network != control.network or mgmt_if.address.ip == control.ip:
-            raise TopologyError(f"{where}: jincai_mgmt_address: {mgmt_if.address} must be a host address in "
-                                f"{control.network} other than the control node {control.ip}")
-        data_ifaces = [i for i in ifaces if i.role != "mgmt"]
+        mgmt_if = _mgmt(where, h, ifaces, control)
         for i in ifaces:
             other = addresses.get(i.address.ip)
             if other:
                 raise TopologyError(f"{where}: jincai_interfaces: address {i.address.ip} is also on {other}")
             addresses[i.address.ip] = f"{name} {i.name}"
-        routes = [_route(source, name, hv, i, r) for i, r in enumerate(hv.get("jincai_routes") or [])]
-        functions = list(hv.get("jincai_functions") or [])
-        if name in routers and "router" not in functions:
-            functions.append("router")
-        loopbacks = []
-        router = hv.get("jincai_router") or {}
-        if "router" in functions and router.get("loopback"):
-            try:
-                lo = ipaddress.ip_interface(str(router["loopback"]).split("/")[0] + "/32")
-            except ValueError as exc:
-                raise TopologyError(f"{where}: jincai_router.loopback: {router['loopback']!r} ({exc})") from exc
-            if lo.ip not in LAB_RANGE:
-                raise TopologyError(f"{where}: jincai_router.loopback: {lo.ip} is outside the lab range {LAB_RANGE}")
-            loopbacks.append(lo)
-        for tech in list(hv.get("jincai_technicians") or []) + list(hv.get("jincai_admins") or []):
-            if isinstance(tech, dict) and tech.get("user") and tech.get("key_file"):
+        routes = [_route(where, i, r) for i, r in enumerate(h.routes or [])]
+        for tech in m.technicians(h) + m.admins:
+            if tech.get("user") and tech.get("key_file"):
                 technicians[str(tech["user"])] = str(tech["key_file"])
-        hosts[name] = Host(name=name, site=str(hv.get("jincai_site_code", "")), functions=functions,
-                           mgmt=mgmt_if, interfaces=data_ifaces, routes=routes, loopbacks=loopbacks)
+        hosts[name] = Host(name=name, site=h.site, functions=list(h.functions), mgmt=mgmt_if,
+                           interfaces=[i for i in ifaces if i.role != "mgmt"], routes=routes,
+                           loopbacks=_loopbacks(where, m, h))
 
     segments = {}
     for name, host in hosts.items():
         for iface in host.interfaces:
             if iface.segment == "mgmt":
-                raise TopologyError(f"{_where(source, name, hostvars[name])}: jincai_interfaces "
+                raise TopologyError(f"{where_of[name]}: jincai_interfaces "
                                     f"{iface.name}: segment 'mgmt' is reserved for role mgmt")
             segments.setdefault(iface.segment, Segment(iface.segment)).members.append((name, iface))
     for seg in segments.values():
         member_hosts = [h for h, _ in seg.members]
         for hname, iface in seg.members:
-            where = f"{_where(source, hname, hostvars[hname])}: jincai_interfaces {iface.name}"
+            where = f"{where_of[hname]}: jincai_interfaces {iface.name}"
             if member_hosts.count(hname) > 1:
                 raise TopologyError(f"{where}: host has two interfaces on segment {seg.id!r}")
             if iface.peer is None:
@@ -304,10 +286,9 @@ def plan(inv, source="inventory"):
                 raise TopologyError(f"{where}.peer: {iface.peer!r} has no interface on segment {seg.id!r}")
         nets = {i.address.network for _, i in seg.members}
         if len(nets) > 1:
-            hname, iface = seg.members[0]
-            raise TopologyError(f"{_where(source, hname, hostvars[hname])}: segment {seg.id!r}: members are "
+            raise TopologyError(f"{where_of[seg.members[0][0]]}: segment {seg.id!r}: members are "
                                 f"in different subnets {sorted(map(str, nets))}")
-    stubs = _stubs(source, hostvars, hosts, addresses)
+    stubs = _stubs(source, m, hosts, addresses)
     for stub in stubs.values():
         seg = segments.get(stub.iface.segment)
         if seg is None or stub.iface.address.network not in {i.address.network for _, i in seg.members}:
@@ -315,63 +296,52 @@ def plan(inv, source="inventory"):
                                 f"{stub.iface.address} is on no subnet of segment {stub.iface.segment!r}")
         seg.members.append((stub.name, stub.iface))
     for name, host in hosts.items():
-        for i, (dest, via) in enumerate(host.routes):
+        for i, (_dest, via) in enumerate(host.routes):
             if not any(via in iface.address.network for iface in host.interfaces):
-                raise TopologyError(f"{_where(source, name, hostvars[name])}: jincai_routes[{i}].via: "
+                raise TopologyError(f"{where_of[name]}: jincai_routes[{i}].via: "
                                     f"gateway {via} is on none of the host's subnets")
     return Plan(source=source, hosts=hosts, segments=dict(sorted(segments.items())),
                 technicians=sorted(technicians.items()), stubs=stubs, control=control)
 
 
-def _control(source, hostvars):
-    """The control node's management interface: ``jincai_lab.control_node`` (the same on every host
-    that names it), else the small lab's CONTROL_ADDRESS. It must lie inside MGMT_RANGE."""
-    found = {}
-    for name, hv in hostvars.items():
-        raw = ((hv.get("jincai_lab") or {}) if isinstance(hv, dict) else {}).get("control_node")
-        if raw:
-            found.setdefault(str(raw), name)
-    if not found:
+def _control(source, m):
+    """The control node's management interface: the model's (:attr:`jincai.model.Model.control_interface`,
+    host var ``jincai_lab.control_node``), else the small lab's CONTROL_ADDRESS. It must lie inside MGMT_RANGE."""
+    raw = m.control_interface
+    if not raw:
         return CONTROL_ADDRESS
-    if len(found) > 1:
-        raise TopologyError(f"{source}: jincai_lab.control_node: hosts disagree: "
-                            + ", ".join(f"{v} on {k}" for k, v in sorted(found.items())))
-    raw = next(iter(found))
     try:
         control = ipaddress.ip_interface(raw)
     except ValueError as exc:
         raise TopologyError(f"{source}: jincai_lab.control_node: {raw!r} ({exc})") from exc
-    if "/" not in raw or not control.network.subnet_of(MGMT_RANGE) or control.network.prefixlen > 30:
+    if not control.network.subnet_of(MGMT_RANGE) or control.network.prefixlen > 30:
         raise TopologyError(f"{source}: jincai_lab.control_node: {raw} must be an address/prefix whose "
                             f"network lies inside {MGMT_RANGE}")
     return control
 
 
-def _stubs(source, hostvars, hosts, addresses):
-    """Unmanaged external parties (``jincai_parties`` on routers, not hosts themselves) as stubs."""
+def _stubs(source, m, hosts, addresses):
+    """Unmanaged external parties (a site's parties that are no host) as stubs on its router's metro segment."""
     stubs = {}
-    for rname in sorted(hostvars):
-        hv = hostvars[rname]
-        if not isinstance(hv, dict) or not hv.get("jincai_parties"):
-            continue
-        metro = next((i for i in hv.get("jincai_interfaces") or [] if isinstance(i, dict)
-                      and i.get("role") == "metro"), None)
-        gw = (hv.get("jincai_router") or {}).get("metro_gateway")
-        for party in hv["jincai_parties"]:
-            name = party.get("name")
-            if party.get("managed") or name in hosts or not party.get("address") or metro is None:
+    for code in sorted(m.sites):
+        site = m.sites[code]
+        router = m.hosts[site.router]
+        metro = next(iter(router.interfaces_of("metro")), None)
+        for party in site.parties:
+            name = party.name
+            if party.managed or name in hosts or not party.address or metro is None:
                 continue
-            where = f"{_where(source, rname, hv)}: jincai_parties {name}"
-            if not HOSTNAME_RE.match(str(name)) or str(name) in RESERVED_HOSTS:
+            where = f"{_where(source, router)}: jincai_parties {name}"
+            if not HOSTNAME_RE.match(name) or name in RESERVED_HOSTS:
                 raise TopologyError(f"{where}: name is not usable as a namespace name")
-            addr = ipaddress.ip_interface(f"{party['address']}/{ipaddress.ip_interface(metro['address']).network.prefixlen}")
+            addr = ipaddress.ip_interface(f"{party.address}/{ipaddress.ip_interface(metro.address).network.prefixlen}")
             if addr.ip not in LAB_RANGE:
                 raise TopologyError(f"{where}.address: {addr.ip} is outside the lab range {LAB_RANGE}")
             if addr.ip in addresses:
                 raise TopologyError(f"{where}.address: {addr.ip} is also on {addresses[addr.ip]}")
             addresses[addr.ip] = f"{name} eth0"
-            stubs[name] = Stub(name=name, site=str(hv.get("jincai_site_code", "")), kind=str(party.get("kind")),
-                               iface=Interface(name="eth0", role="metro", address=addr, segment=metro["segment"],
+            stubs[name] = Stub(name=name, site=code, kind=party.kind,
+                               iface=Interface(name="eth0", role="metro", address=addr, segment=metro.segment,
                                                peer=None),
-                               gateway=ipaddress.ip_address(gw) if gw else None)
+                               gateway=ipaddress.ip_address(site.metro_gateway) if site.metro_gateway else None)
     return dict(sorted(stubs.items()))

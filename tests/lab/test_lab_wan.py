@@ -11,11 +11,11 @@ import subprocess
 
 import pytest
 
-from conftest import LAB_INVENTORY, hostvars, inventory, lab_state, run_on
+from conftest import LAB_INVENTORY, hostvars, lab_state, run_on
 from jincai.lab import lab as labmod
 from jincai.lab import topology
 
-PLAN = topology.plan(inventory(), source=LAB_INVENTORY)
+PLAN = topology.plan(topology.load(LAB_INVENTORY), source=LAB_INVENTORY)
 HOSTS = sorted(PLAN.hosts)
 WAN = [s for s in PLAN.segments.values() if s.point_to_point]
 SHARED = [s for s in PLAN.segments.values() if not s.point_to_point]

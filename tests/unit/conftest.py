@@ -32,19 +32,6 @@ def _unit_environment(tmp_path_factory):
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
-def lab_inventory_file(tmp_path_factory):
-    """The lab inventory as the model derives it now (``ansible-inventory --list`` shape), written as
-    JSON: the lab unit tests read this rather than a kept copy, which went stale once."""
-    import json  # pylint: disable=import-outside-toplevel
-
-    from jincai import ROOT, inventory  # pylint: disable=import-outside-toplevel
-
-    path = tmp_path_factory.mktemp("lab-inventory") / "inventory.json"
-    path.write_text(json.dumps(inventory.build(os.path.join(ROOT, "inventories", "lab"))), encoding="utf-8")
-    return str(path)
-
-
 @pytest.fixture()
 def pkidir(tmp_path, monkeypatch):
     """A fresh PKI directory (``$JINCAI_PKI_DIR``) and a vault password file of its own."""

@@ -12,9 +12,10 @@ import subprocess
 import pytest
 
 from jincai import ROOT
-from jincai.lab import cli, lab, net
+from jincai.lab import cli, lab, net, topology
 
 JINCAI = os.path.join(ROOT, ".venv", "bin", "jincai")
+JILIN = os.path.join(ROOT, "inventories", "jilin")
 
 
 def lab_footprint():
@@ -67,30 +68,52 @@ def run_cli(*args, user=None):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_cli_up_as_non_root_fails_with_one_line_and_creates_nothing(lab_inventory_file):
+def test_cli_up_as_non_root_fails_with_one_line_and_creates_nothing():
     before = lab_footprint()
-    res = run_cli("up", "-i", lab_inventory_file, user="nobody")
+    res = run_cli("up", "-i", JILIN, user="nobody")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "jincai lab: must run as root (network namespaces, mounts and systemd-nspawn need it)"]
     assert lab_footprint() == before
 
 
+def test_the_topology_check_refuses_a_production_inventory_and_inventory_json(tmp_path):
+    """What the two CLI cases below pass: refused by the topology check, which runs before anything
+    is created (checked here first, in-process, so the CLI cases never reach a lab bring-up)."""
+    with pytest.raises(topology.TopologyError, match="outside the lab range"):
+        cli.load_plan(JILIN)
+    bad = tmp_path / "inventory.json"
+    bad.write_text("{}")
+    with pytest.raises(topology.TopologyError, match="not from inventory JSON"):
+        cli.load_plan(str(bad))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the topology check runs after the root check")
-def test_cli_up_with_an_unknown_peer_fails_with_one_line_and_creates_nothing(tmp_path, lab_inventory_file):
-    with open(lab_inventory_file, encoding="utf-8") as fh:
-        inv = json.load(fh)
-    rtr = inv["_meta"]["hostvars"]["220202-rtr"]
-    next(i for i in rtr["jincai_interfaces"] if i["role"] == "uplink")["peer"] = "220999-rtr"
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(inv))
+def test_cli_up_with_a_production_inventory_fails_with_one_line_and_creates_nothing():
+    with pytest.raises(topology.TopologyError):
+        cli.load_plan(JILIN)  # never let the CLI below get past the topology check
     before = lab_footprint()
-    res = run_cli("up", "-i", str(bad))
+    res = run_cli("up", "-i", JILIN)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"jincai lab: {bad}: site 220202, host 220202-rtr: jincai_interfaces")
-    assert "unknown host '220999-rtr'" in lines[0]
+    assert lines[0].startswith(f"jincai lab: {JILIN}: site 220000, host 220000-app1: jincai_interfaces[0].address")
+    assert "outside the lab range" in lines[0]
+    assert lab_footprint() == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the topology check runs after the root check")
+def test_cli_up_with_inventory_json_fails_with_one_line_and_creates_nothing(tmp_path):
+    bad = tmp_path / "inventory.json"
+    bad.write_text(json.dumps({"_meta": {"hostvars": {}}}))
+    with pytest.raises(topology.TopologyError):
+        cli.load_plan(str(bad))
+    before = lab_footprint()
+    res = run_cli("up", "-i", str(bad))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"jincai lab: {bad}: no such inventory directory (the lab is built from a source of truth, not from "
+        "inventory JSON)"]
     assert lab_footprint() == before
 
 

@@ -1,11 +1,11 @@
 """Process identity and the decision whether `up` keeps the running lab."""
 
-import json
 import os
 import time
 
 import pytest
 
+from jincai import ROOT
 from jincai.lab import lab, net, topology
 
 
@@ -21,9 +21,8 @@ def test_a_recorded_pid_is_ours_only_with_the_same_start_time_and_command():
 
 
 @pytest.fixture
-def plan(lab_inventory_file):
-    with open(lab_inventory_file, encoding="utf-8") as fh:
-        return topology.plan(json.load(fh))
+def plan():
+    return topology.plan(topology.load(os.path.join(ROOT, "inventories", "lab")))
 
 
 @pytest.fixture

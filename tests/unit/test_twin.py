@@ -35,6 +35,11 @@ def twin_inv(twin_dir):
     return inventory.build(twin_dir)
 
 
+@pytest.fixture(scope="module")
+def twin_model(twin_dir):
+    return topology.load(twin_dir)
+
+
 def _sites(path):
     return model.load(path).site_map()
 
@@ -137,8 +142,9 @@ def test_site_add_on_production_changes_only_the_new_site(tmp_path):
                    (after / "source" / "sites" / name).read_bytes(), name
 
 
-def test_lab_topology_of_the_province_shape(twin_inv):
-    plan = topology.plan(twin_inv, source="twin")
+def test_lab_topology_of_the_province_shape(twin_model, twin_inv):
+    """The plan, built from the model, against the host vars the inventory plugin serves."""
+    plan = topology.plan(twin_model, source="twin")
     hv = twin_inv["_meta"]["hostvars"]
     assert len(plan.hosts) == 172
     assert plan.control == ipaddress.ip_interface("198.19.255.254/16")
@@ -164,11 +170,11 @@ def test_small_lab_keeps_its_management_network():
     assert plan.control == topology.CONTROL_ADDRESS and not plan.stubs
 
 
-def test_control_nodes_must_agree(twin_inv):
-    inv = json.loads(json.dumps(twin_inv))
-    inv["_meta"]["hostvars"]["220102-rtr"]["jincai_lab"]["control_node"] = "198.19.0.1/16"
-    with pytest.raises(topology.TopologyError, match="control_node: hosts disagree"):
-        topology.plan(inv, source="twin")
+def test_the_twins_control_node_is_the_models_on_every_host(twin_model, twin_inv):
+    """One control node for the network (the model's), served on every host as jincai_lab.control_node."""
+    assert twin_model.control_interface == "198.19.255.254/16"
+    assert {hv["jincai_lab"].get("control_node") for hv in twin_inv["_meta"]["hostvars"].values()} == \
+        {twin_model.control_interface}
 
 
 def test_vendor_configurations_render_for_every_production_platform(twin_inv, tmp_path):
@@ -209,12 +215,12 @@ def test_waves_cover_every_host_once_province_first(twin_inv):
         assert f"{city}-rtr" in hs and f"bu{city}-1" in hs
 
 
-def test_a_cut_isolates_only_sites_with_no_live_uplink_left(twin_inv):
+def test_a_cut_isolates_only_sites_with_no_live_uplink_left(twin_model):
     """`jincai lab link down --inband` darkens the hosts a cut leaves without any path to the
     province: 220184's own backup to the province keeps it when its city 220100 is cut off."""
     from jincai.lab import inject
 
-    plan = topology.plan(twin_inv, source="twin")
+    plan = topology.plan(twin_model, source="twin")
     assert inject.find_link(plan, "220182", "220100", backup=True)[0] == "wan-220100-220182-backup"
     assert inject.isolated_hosts(plan, "220182", {"wan-220100-220182"}) == []
     assert inject.isolated_hosts(plan, "220102", {"wan-220100-220102"}) == ["220102-app1", "220102-rtr"]
