@@ -1,7 +1,7 @@
 """Benchmark: time to render the Jilin WAN map (70 sites, 92 links) to SVG (goal < 2 s).
 
-Contacts nothing. Times each step five times and prints the median: building the inventory from the
-source of truth, the graph, the DOT text and Graphviz's layout (``dot -Tsvg``), and the whole
+Contacts nothing. Times each step five times and prints the median: building the model from the
+source of truth (load, validate, build), the graph, the DOT text and Graphviz's layout (``dot -Tsvg``), and the whole
 ``jincai topology -o FILE.svg`` command as an operator runs it (a fresh Python process).
 """
 
@@ -32,8 +32,8 @@ def _median(fn):
 
 def main():
     """Print the figures; exit 0 when the whole command stays under the goal."""
-    t_inv, inv = _median(lambda: invmod.build(JILIN))
-    t_graph, topo = _median(lambda: graph.from_inventory(inv))
+    t_inv, (m, _) = _median(lambda: invmod.build_checked(JILIN))
+    t_graph, topo = _median(lambda: graph.from_model(m))
     t_dot, dot_text = _median(lambda: draw.to_dot(topo))
     t_svg, svg = _median(lambda: draw.render_svg(dot_text))
     states = {code: list(state.SITE_STATES)[i % 4] for i, code in enumerate(topo.sites)}
@@ -44,7 +44,7 @@ def main():
         t_cmd, _ = _median(lambda: subprocess.run(argv, check=True, capture_output=True, cwd=ROOT))
     print(f"jilin map: {len(topo.sites)} sites, {len(topo.links)} links, SVG {len(svg) / 1024:.0f} KiB "
           f"(median of {RUNS})")
-    print(f"  inventory build      {t_inv:6.3f} s")
+    print(f"  model build          {t_inv:6.3f} s")
     print(f"  graph                {t_graph:6.3f} s")
     print(f"  DOT text             {t_dot:6.3f} s")
     print(f"  dot -Tsvg layout     {t_svg:6.3f} s")

@@ -67,12 +67,12 @@ def main(argv=None):
     t0 = time.monotonic()
     rc = 0
     try:
-        inventory = invmod.build(args.inventory)
-        topo = graph.from_inventory(inventory)
+        m, _warnings = invmod.build_checked(args.inventory)
+        topo = graph.from_model(m)
         link_states = None
         site_states = load_site_states(args.compliance) if args.compliance else None
         if args.live:
-            neighbours, errors = live.collect(topo, inventory)
+            neighbours, errors = live.collect(topo, m)
             for err in errors:
                 print(f"jincai topology: {err}", file=sys.stderr)
             rc = 1 if errors else 0

@@ -1,10 +1,10 @@
-"""The WAN as a graph: sites are the nodes, WAN links the edges, read from the Ansible inventory.
+"""The WAN as a graph: sites are the nodes, WAN links the edges, from the typed model.
 
-Built from the inventory dict (``ansible-inventory --list`` shape, :func:`jincai.inventory.build`), so
-the map shows exactly what the roles configure: a site is any ``jincai_site`` of a host, a link is a
-router interface of role ``uplink`` (segment ``wan-<parent>-<child>[-backup]``), external parties
-are the router's ``jincai_parties`` and a VPN concentrator is a host with ``jincai_vpn``. The
-compliance report uses the inventory it already built; ``jincai topology`` builds it from a source.
+Built from the model whose serialisation the roles read (:func:`jincai.model.build`, host vars from
+it), so the map shows exactly what the roles configure: a :class:`jincai.model.Site` per node, a
+:class:`jincai.model.Link` per edge, the site's parties and its VPN concentrator
+(:func:`from_model`; ``jincai topology`` and ``jincai site show --draw``). :func:`from_inventory`
+reads the same facts back from an inventory dict, for the compliance report, which holds only that.
 """
 
 from __future__ import annotations
@@ -79,8 +79,32 @@ class Topology:
                         [lk for lk in self.links if lk.parent in keep and lk.child in keep])
 
 
+def from_model(m):
+    """Return the :class:`Topology` of a typed model (:class:`jincai.model.Model`)."""
+    sites = {}
+    for code, s in m.sites.items():
+        vpn = next((m.hosts[n] for n in s.hosts if m.hosts[n].vpn), None)
+        sites[code] = Site(code=code, tier=s.tier, name_zh=s.name_zh, pinyin=s.pinyin, parent=s.parent,
+                           city=s.city_code, router=s.router, platform=s.platform,
+                           parties=[Party(p.name, p.kind, p.org or "") for p in s.parties],
+                           vpn={"host": vpn.name, "budget_units": vpn.vpn.budget_units} if vpn else None)
+    links = [Link(lk.segment, lk.parent, lk.child, lk.role, lk.network,
+                  dict(sorted({lk.parent: lk.address("parent"), lk.child: lk.address("child")}.items())))
+             for lk in m.links]
+    return Topology(network=m.name or "", environment=m.environment, sites=_ordered(sites), links=_sorted(links))
+
+
+def _ordered(sites):
+    return dict(sorted(sites.items(), key=lambda kv: (TIER_ORDER.get(kv[1].tier, 9), kv[0])))
+
+
+def _sorted(links):
+    return sorted(links, key=lambda lk: (lk.parent, lk.child, lk.role != "primary"))
+
+
 def from_inventory(inventory):
-    """Return the :class:`Topology` of an inventory dict (``ansible-inventory --list`` shape)."""
+    """Return the :class:`Topology` of an inventory dict (``ansible-inventory --list`` shape): the
+    compliance report's, which holds only that (:func:`from_model` wherever the model is at hand)."""
     hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
     sites, links = {}, {}
     routers = {}
@@ -121,24 +145,22 @@ def from_inventory(inventory):
         for end in (link.parent, link.child):
             if end not in sites:
                 raise TopologyError(f"link {link.segment}: site {end} has no host in the inventory")
-    ordered = dict(sorted(sites.items(), key=lambda kv: (TIER_ORDER.get(kv[1].tier, 9), kv[0])))
     some = next(iter(hostvars.values()), {})
     return Topology(network=some.get("jincai_network_name") or "", environment=some.get("jincai_environment") or "",
-                    sites=ordered,
-                    links=sorted(links.values(), key=lambda lk: (lk.parent, lk.child, lk.role != "primary")))
+                    sites=_ordered(sites), links=_sorted(links.values()))
 
 
 def from_source(src):
     """The :class:`Topology` of a loaded, *valid* source (:func:`jincai.model.load`)."""
-    return from_inventory({"_meta": {"hostvars": model.derive(src).hosts}})
+    return from_model(model.build(src))
 
 
 def load(inventory_dir):
-    """Build the inventory of a source of truth and return its :class:`Topology` (TopologyError if invalid)."""
+    """Build the model of a source of truth and return its :class:`Topology` (TopologyError if invalid)."""
     from jincai import inventory as invmod
 
     try:
-        return from_inventory(invmod.build(inventory_dir))
+        return from_model(invmod.build_checked(inventory_dir)[0])
     except invmod.InvalidSource as exc:
         raise TopologyError(f"the source has errors (run jincai validate {inventory_dir}):\n{exc}") from None
     except model.SourceError as exc:

@@ -20,8 +20,9 @@ from jincai.topology.graph import TopologyError
 SSH_TIMEOUT = 30
 
 
-def _mgmt_addresses(topo, inventory):
-    """``{site code: (router host, management address)}`` of every router, checked to be in the lab."""
+def _mgmt_addresses(topo, m):
+    """``{site code: (router host, management address)}`` of every router, checked to be in the lab:
+    the running lab's record of it, else its management address in the model ``m``."""
     from jincai.lab import lab as labmod
     from jincai.lab import topology as labtopo
 
@@ -29,13 +30,12 @@ def _mgmt_addresses(topo, inventory):
         raise TopologyError(f"--live reads routers of a lab only; this inventory's environment is "
                             f"{topo.environment or 'unset'} (production routers are never contacted)")
     hosts = labmod.load_state().get("hosts") or {}
-    hostvars = inventory["_meta"]["hostvars"]
     out = {}
     for code, site in topo.sites.items():
         if not site.router:
             continue
         rec = hosts.get(site.router) or {}
-        mgmt = rec.get("mgmt") or hostvars[site.router].get("jincai_mgmt_address")
+        mgmt = rec.get("mgmt") or m.hosts[site.router].mgmt
         if not mgmt or ipaddress.ip_address(mgmt) not in labtopo.LAB_RANGE:
             raise TopologyError(f"{site.router} (site {code}): management address {mgmt} is not in the lab "
                                 f"range {labtopo.LAB_RANGE}; refusing to contact it")
@@ -59,9 +59,10 @@ def _ask(host, mgmt, timeout):
         return None, str(exc)
 
 
-def collect(topo, inventory, timeout=SSH_TIMEOUT):
-    """Return ``({site code: [Neighbor] or None}, [error lines])``; a router that did not answer is None."""
-    targets = _mgmt_addresses(topo, inventory)
+def collect(topo, m, timeout=SSH_TIMEOUT):
+    """Return ``({site code: [Neighbor] or None}, [error lines])`` for the routers of ``topo`` (of the
+    model ``m``); a router that did not answer is None."""
+    targets = _mgmt_addresses(topo, m)
     out, errors = {}, []
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         futures = {code: pool.submit(_ask, host, mgmt, timeout) for code, (host, mgmt) in targets.items()}

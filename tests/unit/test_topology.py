@@ -181,9 +181,48 @@ def test_links_are_up_down_or_unknown_from_the_neighbours(lab):
 
 
 def test_live_refuses_a_production_inventory_before_contacting_anything(jilin):
-    inv = invmod.build(JILIN)
+    m, _ = invmod.build_checked(JILIN)
     with pytest.raises(graph.TopologyError, match="lab only.*production"):
-        live.collect(jilin, inv)
+        live.collect(jilin, m)
+
+
+def test_live_asks_each_router_at_its_management_address_in_the_model(lab, monkeypatch):
+    """With no running lab recorded, every router is asked at the model's management address."""
+    from jincai.lab import lab as labmod
+
+    m, _ = invmod.build_checked(LAB)
+    monkeypatch.setattr(labmod, "load_state", lambda: {})
+    assert live._mgmt_addresses(lab, m) == {code: (s.router, m.hosts[s.router].mgmt) for code, s in m.sites.items()}
+    m.hosts["220102-rtr"].mgmt = "10.22.1.1"
+    with pytest.raises(graph.TopologyError, match="220102-rtr .*10.22.1.1 is not in the lab range"):
+        live._mgmt_addresses(lab, m)
+
+
+def test_the_graph_is_built_from_the_models_objects():
+    """Sites, links, parties and concentrators on the map are the model's objects: a change to them shows."""
+    m = model.build(model.load(LAB))
+    m.sites["220000"].parties[0].org = "PBC"
+    m.hosts["220000-vpn"].vpn.budget_units = 7
+    m.sites["220102"].name_zh = "测试区"
+    topo = graph.from_model(m)
+    assert topo.sites["220000"].parties[0] == graph.Party("220000-pbc", "peoples_bank", "PBC")
+    assert topo.sites["220000"].vpn == {"host": "220000-vpn", "budget_units": 7}
+    assert topo.sites["220102"].name_zh == "测试区" and topo.sites["220102"].router == "220102-rtr"
+    by_segment = {lk.segment: lk for lk in topo.links}
+    assert len(by_segment) == len(m.links) == 5
+    for lk in m.links:
+        drawn = by_segment[lk.segment]
+        assert (drawn.parent, drawn.child, drawn.role, drawn.subnet) == (lk.parent, lk.child, lk.role, lk.network)
+        assert drawn.addresses == {lk.parent: lk.address("parent"), lk.child: lk.address("child")}
+
+
+def test_the_map_of_the_model_is_the_map_read_back_from_host_vars(tmp_path):
+    """The compliance report draws from the inventory dict it holds (graph.from_inventory): the same map."""
+    from jincai.lab import twin
+
+    twin.translate(JILIN, str(tmp_path / "twin"))
+    for inv in (JILIN, LAB, str(tmp_path / "twin")):
+        assert graph.load(inv) == graph.from_inventory(invmod.build(inv)), inv
 
 
 # ---------------------------------------------------------------- command lines
