@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from jincai import ROOT, paths
+from jincai import ROOT, model, paths
 
 CA_NAME = "Jilin Finance Province CA"
 ORG = "Jilin Provincial Department of Finance"
@@ -75,14 +75,22 @@ class PkiError(Exception):
 
 def default_dir(inventory_dir=None):
     """Return the PKI directory of an inventory (default: the lab): ``$JINCAI_PKI_DIR`` or
-    ``/var/lib/jincai/pki/<network.name>`` (:func:`jincai.paths.pki_dir`)."""
+    ``/var/lib/jincai/pki/<network.name>`` (:func:`jincai.paths.pki_dir`; the name as the source loader,
+    :func:`jincai.model.load`, reads it: the leaf commands need no valid source)."""
     if os.environ.get(paths.PKI_ENV):
         return os.environ[paths.PKI_ENV]
     inventory_dir = inventory_dir or os.path.join(ROOT, "inventories", "lab")
     try:
-        return paths.pki_dir(_network_field(inventory_dir, "name", "the PKI directory is named after it"))
+        src = model.load(inventory_dir)
+    except model.SourceError as exc:
+        raise PkiError(str(exc)) from None
+    name = src.network.get("name")
+    if not name:
+        raise PkiError(f"{src.network_file}: network: name: missing (fix: the PKI directory is named after it)")
+    try:
+        return paths.pki_dir(name)
     except ValueError as exc:
-        raise PkiError(f"{inventory_dir}/source/network.yml: network: name: {exc}") from None
+        raise PkiError(f"{src.network_file}: network: name: {exc}") from None
 
 
 def _now():
@@ -800,36 +808,35 @@ def read_csv(path):
 
 
 def plans(inventory_dir):
-    """The VPN plans of an inventory, one per concentrator (the province's first, then the cities'),
-    from the source of truth (``jincai_vpn``): pool, apps, LAN, concentrator name/address, domain,
-    site, lab client units and the registry directory (``vpn`` or ``vpn/<site code>``)."""
+    """The VPN plans of an inventory (:func:`plans_of` its validated typed model)."""
     from jincai import inventory
 
-    inv = inventory.build(inventory_dir)
-    hv = inv["_meta"]["hostvars"]
-    vpns = sorted(inv.get("vpn_concentrators", {}).get("hosts", []),
-                  key=lambda h: (hv[h].get("jincai_tier") != "province", h))
-    if not vpns or hv[vpns[0]].get("jincai_tier") != "province":
-        raise PkiError(f"{inventory_dir}: no province host in group vpn_concentrators")
+    m, _ = inventory.build_checked(inventory_dir)
+    return plans_of(m, inventory_dir)
+
+
+def plans_of(m, where="inventory"):
+    """One VPN plan per concentrator of the typed model ``m`` (the province's first, then the cities'):
+    its :class:`jincai.model.Concentrator` as the registry reads it: pool, apps, LAN, concentrator
+    name/address, domain, site, the sites it serves (``served``: LAN, apps and tier of each), its lab
+    client units (their own sites, those that enrol by CSR) and the registry directory (``vpn`` or
+    ``vpn/<site code>``)."""
+    concentrators = m.concentrators
+    if not concentrators or m.sites[concentrators[0].site].tier != "province":
+        raise PkiError(f"{where}: no province host in group vpn_concentrators")
+    if not m.domain:
+        raise PkiError(f"{os.path.join(where, 'source', 'network.yml')}: network: domain: missing "
+                       "(fix: the IKE identities are <unit>.bu.<domain>)")
     out = []
-    for name in vpns:
-        v = hv[name]
-        vpn = v.get("jincai_vpn") or {}
-        if not vpn.get("pool"):
-            raise PkiError(f"{inventory_dir}: site {v.get('jincai_site_code')}: vpn_pool: missing "
-                           "(fix: give the site its budget-unit VPN pool)")
-        served = {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
-                  for s in vpn.get("served") or []}
-        homes = {c: (hv.get(c, {}).get("jincai_vpn_client") or {}).get("home") for c in vpn.get("clients") or []}
-        csr_clients = [c for c in vpn.get("clients") or []
-                       if (hv.get(c, {}).get("jincai_vpn_client") or {}).get("enrolment") == "csr"]
-        out.append({"pool": vpn["pool"], "apps": list(vpn.get("apps") or []), "lan": vpn.get("lan"),
-                    "site": v.get("jincai_site_code"), "served": served,
-                    "client_homes": {c: h for c, h in homes.items() if h}, "csr_clients": csr_clients,
-                    "domain": v.get("jincai_domain") or _network_field(
-                        inventory_dir, "domain", "the IKE identities are <unit>.bu.<domain>"),
-                    "concentrator": {"name": name, "address": vpn.get("access_address")},
-                    "clients": list(vpn.get("clients") or []), "registry": vpn.get("registry") or "vpn"})
+    for c in concentrators:
+        clients = m.vpn_clients(c)
+        out.append({"pool": c.pool, "apps": list(c.apps), "lan": c.lan, "site": c.site,
+                    "served": {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
+                               for s in c.served},
+                    "client_homes": {v.name: v.home for v in clients if v.home},
+                    "csr_clients": [v.name for v in clients if v.enrolment == "csr"],
+                    "domain": m.domain, "concentrator": {"name": c.host, "address": c.access_address},
+                    "clients": list(c.clients), "registry": c.registry})
     return out
 
 
@@ -844,21 +851,6 @@ def plan(inventory_dir, concentrator=None):
             return p
     raise PkiError(f"{inventory_dir}: no VPN concentrator {concentrator!r} (have: "
                    f"{', '.join(p['concentrator']['name'] for p in found)})")
-
-
-def _network_field(inventory_dir, field, why):
-    """``network.<field>`` of the source of truth (``<inventory>/source/network.yml``)."""
-    import yaml
-
-    path = os.path.join(inventory_dir, "source", "network.yml")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            value = ((yaml.safe_load(fh) or {}).get("network") or {}).get(field)
-    except OSError:
-        value = None
-    if not value:
-        raise PkiError(f"{path}: network: {field}: missing (fix: {why})")
-    return value
 
 
 @contextlib.contextmanager

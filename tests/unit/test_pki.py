@@ -209,6 +209,35 @@ def test_vpn_plan_comes_from_the_lab_source_of_truth():
     assert vpn_plan["registry"] == "vpn"
 
 
+def test_the_plan_is_the_models_concentrator(pkidir):
+    """plans_of reads the typed model's Concentrator and VpnClient objects: a pool and an enrolment
+    changed there are what the registry allocates from and whom sync onboards."""
+    from jincai import model
+
+    m = model.build(model.load(os.path.join(pki.ROOT, "inventories", "lab")))
+    m.hosts["220000-vpn"].vpn.pool = "198.18.161.0/29"
+    m.hosts["bu0002"].vpn_client.enrolment = "csr"
+    vpn_plan = pki.plans_of(m)[0]
+    assert vpn_plan["pool"] == "198.18.161.0/29" and vpn_plan["csr_clients"] == ["bu0002"]
+    assert vpn_plan["served"] == {"220000": {"lan": "198.18.0.0/24", "apps": ["budget", "treasury"],
+                                             "tier": "province"}}
+    assert vpn_plan["client_homes"] == {"bu0001": "220000", "bu0002": "220000"}
+    reg = pki.UnitRegistry(vpn_plan)
+    assert pki.sync(reg, bundles=False)["added"] == ["bu0001"]
+    assert reg.units["bu0001"]["address"] == "198.18.161.1"
+    m.network["domain"] = None
+    with pytest.raises(pki.PkiError, match="network: domain: missing"):
+        pki.plans_of(m)
+
+
+def test_the_pki_directory_is_named_after_the_sources_network(tmp_path, monkeypatch):
+    monkeypatch.delenv("JINCAI_PKI_DIR", raising=False)
+    monkeypatch.setenv("JINCAI_STATE_DIR", str(tmp_path))
+    assert pki.default_dir(os.path.join(pki.ROOT, "inventories", "jilin")) == str(tmp_path / "pki" / "jilin")
+    with pytest.raises(pki.PkiError, match="no such inventory directory"):
+        pki.default_dir(str(tmp_path / "nope"))
+
+
 def test_every_concentrator_of_the_province_twin_has_its_own_registry(pkidir, tmp_path, capsys):
     """The twin of inventories/jilin has ten concentrators: one sync gives each its registry with its
     own pool (addresses from that pool only), one CA and CRL for all; a second sync changes nothing."""

@@ -186,3 +186,18 @@ def test_the_province_benchmark_batch_is_every_unit_of_the_source_and_resolves_l
     for name, addrs in by_conc.items():
         assert len(set(addrs)) == len(addrs) and all(x in ipaddress.ip_network(plan_of[name]["pool"]) for x in addrs)
     assert len(by_conc["220000-vpn"]) == 1040
+
+
+def test_a_site_goes_to_the_concentrator_whose_model_object_serves_it(pkidir):
+    """Where a county's unit goes is the typed model's word (Concentrator.served, via pki.plans_of)."""
+    from jincai import inventory, pki_batch
+
+    m, _ = inventory.build_checked(JILIN)
+    city = m.hosts["220100-vpn"].vpn
+    row = [{"code": "k001", "name": "南关区财政局", "site": "220102"}]
+    regs = pki_batch.Registries(pki.plans_of(m), str(pkidir))
+    assert pki_batch.resolve(regs, row)[0]["to"] == "220100-vpn"
+    city.served = [s for s in city.served if s["site"] != "220102"]
+    regs = pki_batch.Registries(pki.plans_of(m), str(pkidir))
+    with pytest.raises(pki.PkiError, match="site: 220102 is served by no VPN concentrator"):
+        pki_batch.resolve(regs, row)
