@@ -171,7 +171,7 @@ def router_day0_vars(site, key, automation_user, netops_user):
     """The router's host vars as the day-0 view: uplink and loopback only, no metro, no static routes."""
     router = site.router
     hv = dict(router.hostvars)
-    uplinks = [i for i in hv["jincai_interfaces"] if i["role"] == "uplink"]
+    uplinks = [dict(i) for i in site.uplinks]
     if not uplinks:
         raise BootstrapError(f"{router.name}: no uplink interface in the source of truth",
                              "a county's router needs its uplink to the city (jincai site show)", router.name)
@@ -182,9 +182,7 @@ def router_day0_vars(site, key, automation_user, netops_user):
                              "pass an RSA public key with --router-key (the netmiko key for vendor routers)",
                              router.name)
     uplink = uplinks[0]
-    peer = site.all_hostvars.get(uplink["peer"], {})
-    peer_addr = next((i["address"].split("/")[0] for i in peer.get("jincai_interfaces", [])
-                      if i.get("segment") == uplink.get("segment") and i.get("peer") == router.name), "")
+    peer_addr = site.parent_address or ""
     with open(POLICY, encoding="utf-8") as fh:
         policy = yaml.safe_load(fh)["metro_policy"]
     ext = "sh" if platform == "frr" else "txt"

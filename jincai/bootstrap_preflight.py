@@ -74,9 +74,9 @@ class Site:
     environment: str
     hosts: list  # [SiteHost], router first
     parent_router: str | None
-    uplinks: list  # router interfaces with role uplink (dicts)
+    uplinks: list  # router interfaces with role uplink (jincai_interfaces entries)
     fingerprint: str
-    all_hostvars: dict = field(default_factory=dict, repr=False)
+    parent_address: str | None = None  # the parent router's end of the first uplink (the day-0 peer)
 
     @property
     def router(self):
@@ -131,7 +131,6 @@ def resolve_site(inventory_dir, code):
         raise BootstrapError(f"the source of truth has {len(exc.findings)} error(s); nothing was contacted:\n"
                              + "\n".join(f"  {f}" for f in exc.findings),
                              "fix each file and field named above, then re-run")
-    derived = m.derived()
     typed = m.sites[code]
     hosts = []
     for name in typed.hosts:  # the site's router and machine-room servers (not parties, not VPN clients)
@@ -139,19 +138,18 @@ def resolve_site(inventory_dir, code):
         if h.kind not in ("router", "server"):
             continue
         hosts.append(SiteHost(name=name, address=str(h.mgmt), functions=list(h.functions),
-                              platform=typed.platform if h.kind == "router" else None, hostvars=derived.hosts[name]))
+                              platform=typed.platform if h.kind == "router" else None, hostvars=m.hostvars(name)))
     hosts.sort(key=lambda h: (not h.is_router, h.name))
-    router = next((h for h in hosts if h.is_router), None)
-    uplinks = [i for i in (router.hostvars["jincai_interfaces"] if router else []) if i["role"] == "uplink"]
-    parent_router = m.sites[typed.uplinks[0].parent].router if typed.uplinks else None
-    environment = src.network.get("environment", "production")
+    uplinks = [i.vars() for i in m.hosts[typed.router].interfaces_of("uplink")]
+    first = typed.uplinks[0] if typed.uplinks else None
+    parent_router = m.sites[first.parent].router if first else None
     fp_data = {h.name: h.hostvars for h in hosts}
     if parent_router:
-        fp_data[parent_router] = derived.hosts[parent_router]
+        fp_data[parent_router] = m.hostvars(parent_router)
     fingerprint = hashlib.sha256(json.dumps(fp_data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return Site(code=code, name_zh=site.get("name_zh", ""), tier=site["tier"], inventory=src.inv_dir,
-                environment=environment, hosts=hosts, parent_router=parent_router, uplinks=uplinks,
-                fingerprint=fingerprint, all_hostvars=derived.hosts)
+    return Site(code=code, name_zh=typed.name_zh, tier=typed.tier, inventory=src.inv_dir,
+                environment=m.environment, hosts=hosts, parent_router=parent_router, uplinks=uplinks,
+                fingerprint=fingerprint, parent_address=first.address("parent") if first else None)
 
 
 def guard_address(site, host):

@@ -74,6 +74,32 @@ def test_a_new_county_resolves_router_first_with_its_parent(inv_with_county):
     assert site.uplinks[0]["name"] == "eth1"
 
 
+def test_the_site_is_read_from_the_typed_model(inv_with_county, monkeypatch):
+    """Name, hosts and their host vars, uplinks, the parent router and its end of the link are the
+    model's objects (built once by resolve_site): a change made to the model shows in each."""
+    real = pf.invmod.build_checked
+    m, _ = real(inv_with_county)
+
+    def edited(inventory_dir):
+        m, warnings = real(inventory_dir)
+        m.sites["220104"].name_zh = "试验区"
+        m.hosts["220104-app1"].mgmt = "198.19.0.99"
+        m.hosts["220104-rtr"].interfaces_of("uplink")[0].ospf_cost = 7
+        return m, warnings
+
+    monkeypatch.setattr(pf.invmod, "build_checked", edited)
+    site = pf.resolve_site(inv_with_county, "220104")
+    assert site.name_zh == "试验区" and site.tier == "county"
+    assert site.servers[0].address == "198.19.0.99" == site.servers[0].hostvars["ansible_host"]
+    assert site.uplinks[0]["ospf_cost"] == 7 and site.router.hostvars["jincai_interfaces"][1]["ospf_cost"] == 7
+    link = m.sites["220104"].uplinks[0]
+    assert site.parent_router == m.sites[link.parent].router == "220100-rtr"
+    assert site.parent_address == link.address("parent")
+    assert f"{site.parent_address}/30" in [i.address for i in m.hosts["220100-rtr"].interfaces_of("downlink")]
+    monkeypatch.setattr(pf.invmod, "build_checked", real)
+    assert pf.resolve_site(inv_with_county, "220104").fingerprint != site.fingerprint
+
+
 def test_the_lab_guard_refuses_addresses_outside_the_lab_range(inv_with_county):
     site = pf.resolve_site(inv_with_county, "220104")
     host = pf.SiteHost("220104-app1", "10.22.1.10", ["app_server"])
