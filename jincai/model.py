@@ -671,6 +671,10 @@ class Model:
         data = [i for i in ifaces if i["role"] != "mgmt"]
         networks = [{"prefix": f"{site.loopback}/32", "area": site.ospf_area}]
         networks += [{"prefix": str(net(i["address"])), "area": i["ospf_area"]} for i in data]
+        # the province's in-band management zone (role mgmt with an area; the lab's out-of-band port
+        # has none): advertised, passive, so every site routes back to the control node
+        networks += [{"prefix": str(net(i["address"])), "area": i["ospf_area"]} for i in ifaces
+                     if i["role"] == "mgmt" and i["ospf_area"] is not None]
         static = []
         vpn = next((self.hosts[n].vpn for n in site.hosts if self.hosts[n].vpn), None)
         if vpn and site.vpn_pool:
