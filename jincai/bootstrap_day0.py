@@ -6,11 +6,13 @@ bring the router onto the WAN and give the servers an address. This writes, from
 with no host contacted:
 
 - ``<router>.day0.txt`` (vendor platforms, pasted on the console) or ``<router>.day0.sh`` (FRR, run as
-  root): the uplink address, the loopback (the in-band management address), OSPF towards the
-  province, the management ACL, SSH, and the netmiko account with the automation key. It is the
-  platform's own template (templates/router/<platform>.j2) rendered with the day-0 view of the site
-  (uplink and loopback only, no metro policy, no SNMP, no static routes) plus the account block of
-  templates/router/day0/, so day 0 and the regular rollout write the same lines;
+  root): the uplink address, the loopback (the in-band management address), the LAN address (the
+  servers' gateway: their in-band management addresses are on the LAN, so the province reaches them
+  only through it), OSPF towards the province (the LAN passive), the management ACL, SSH, and the
+  netmiko account with the automation key. It is the platform's own template
+  (templates/router/<platform>.j2) rendered with the day-0 view of the site (uplink, LAN and loopback
+  only, no metro policy, no SNMP, no static routes) plus the account block of templates/router/day0/,
+  so day 0 and the regular rollout write the same lines;
 - ``<server>.firstboot.sh`` and ``<server>.preseed.cfg`` per server: address, routes, the automation
   account and its key (templates/day0/);
 - ``CHECKLIST.md``: the technician's steps in Chinese and English.
@@ -168,7 +170,10 @@ def _env():
 
 
 def router_day0_vars(site, key, automation_user, netops_user):
-    """The router's host vars as the day-0 view: uplink and loopback only, no metro, no static routes."""
+    """The router's host vars as the day-0 view: uplink, LAN and loopback only, no metro, no static routes.
+
+    The LAN is part of it because the servers' in-band management addresses are on it: without the
+    router's LAN address (their gateway) the province could reach the router but no server."""
     router = site.router
     hv = dict(router.hostvars)
     uplinks = [i for i in hv["jincai_interfaces"] if i["role"] == "uplink"]
@@ -188,7 +193,8 @@ def router_day0_vars(site, key, automation_user, netops_user):
     with open(POLICY, encoding="utf-8") as fh:
         policy = yaml.safe_load(fh)["metro_policy"]
     ext = "sh" if platform == "frr" else "txt"
-    hv.update(jincai_interfaces=uplinks, jincai_parties=[],
+    lans = [i for i in hv["jincai_interfaces"] if i["role"] == "lan"]
+    hv.update(jincai_interfaces=uplinks + lans, jincai_parties=[],
               jincai_router=dict(hv["jincai_router"], static_routes=[]), router_metro_policy=policy,
               router_day0={"user": netops_user, "automation_user": automation_user, "key": key["line"],
                            "key_name": KEY_NAME, "key_b64_lines": _chunks(key["b64"], 72),
