@@ -227,9 +227,10 @@ def render_server(host, key, automation_user="jincai"):
             (f"{host.name}.preseed.cfg", env.get_template("server-preseed.cfg.j2").render(**ctx))]
 
 
-def build_kit(inventory_dir, code, router_key=None, server_key=None):
-    """{file name: text} of the site's day-0 kit. Reads the source of truth and the public keys only."""
-    site = resolve_site(inventory_dir, code)
+def build_kit(inventory_dir, code, router_key=None, server_key=None, site=None):
+    """{file name: text} of the site's day-0 kit. Reads the source of truth and the public keys only
+    (``site``: the site already resolved from that source)."""
+    site = site or resolve_site(inventory_dir, code)
     if site.router is None:
         raise BootstrapError(f"site {code}: has no router in the source of truth", "check jincai site show " + code)
     rdef, sdef = default_key_paths(site.inventory)
@@ -288,13 +289,20 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     out = args.output or os.path.join(ROOT, "reports", "bootstrap", args.code, "day0")
     try:
-        files = build_kit(args.inventory, args.code, args.router_key, args.server_key)
+        site = resolve_site(args.inventory, args.code)
+        files = build_kit(args.inventory, args.code, args.router_key, args.server_key, site=site)
     except BootstrapError as exc:
         print(f"jincai bootstrap --day0: {exc.text()}", file=sys.stderr)
         return 1
     for path in write_kit(out, files):
         print(path)
     print(f"day-0 kit of site {args.code}: {len(files)} files in {out}; hand CHECKLIST.md to the technician")
+    parent = site.parent_router
+    if parent:
+        # the technician's "ping the city router" and OSPF need the city's end of the new line first
+        allow = " -e jincai_allow_production=true" if site.environment == "production" else ""
+        print(f"before day 0, the province pushes {parent}'s end of the new line (it is on the WAN already): "
+              f"ansible-playbook playbooks/routers.yml -i {args.inventory} --limit {parent}{allow}")
     return 0
 
 

@@ -178,5 +178,7 @@ def test_jincai_bootstrap_day0_writes_the_kit(keys, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["220105-app1.firstboot.sh", "220105-app1.preseed.cfg",
                                        "220105-rtr.day0.txt", "CHECKLIST.md"]
     assert os.stat(out / "220105-app1.firstboot.sh").st_mode & 0o777 == 0o755
+    # the province's own step before day 0: the city router's end of the new line
+    assert f"ansible-playbook playbooks/routers.yml -i {JILIN} --limit 220100-rtr -e jincai_allow_production=true" in capsys.readouterr().out
     assert cli.main(["bootstrap", "229999", "--day0", "-i", JILIN, "-o", str(out)]) == 1
     assert "site 229999" in capsys.readouterr().err
