@@ -86,7 +86,8 @@ def on_console(host, script_path):
 
 
 def route_get(address):
-    """``ip route get`` in the control node's namespace: the route it would use (sends nothing)."""
+    """``ip route get`` in the control node's namespace: the route it would use (sends nothing). Asserted
+    before any probe: the machine's own default route must never carry a packet for the county."""
     return subprocess.run(["ip", "-j", "route", "get", address], capture_output=True, text=True,
                           check=True).stdout
 
@@ -144,6 +145,8 @@ def test_day0_kit_then_inband_bootstrap_over_the_wan_and_a_second_run_changes_no
     for host in site.servers:
         res = on_console(host.name, os.path.join(kit, f"{host.name}.firstboot.sh"))
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    for host in site.hosts:  # before any packet: the only route there is the province router's zone port
+        assert_routed_via_the_province(host.address, zone)
     deadline = time.monotonic() + REACH_TIMEOUT
     pending = {h.address: h.name for h in site.hosts}
     while pending and time.monotonic() < deadline:  # OSPF: the county's loopback and LAN reach the province
