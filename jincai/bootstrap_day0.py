@@ -6,11 +6,13 @@ bring the router onto the WAN and give the servers an address. This writes, from
 with no host contacted:
 
 - ``<router>.day0.txt`` (vendor platforms, pasted on the console) or ``<router>.day0.sh`` (FRR, run as
-  root): the uplink address, the loopback (the in-band management address), OSPF towards the
-  province, the management ACL, SSH, and the netmiko account with the automation key. It is the
-  platform's own template (templates/router/<platform>.j2) rendered with the day-0 view of the site
-  (uplink and loopback only, no metro policy, no SNMP, no static routes) plus the account block of
-  templates/router/day0/, so day 0 and the regular rollout write the same lines;
+  root): the uplink address, the loopback (the in-band management address), the LAN address (the
+  servers' gateway: their in-band management addresses are on the LAN, so the province reaches them
+  only through it), OSPF towards the province (the LAN passive), the management ACL, SSH, and the
+  netmiko account with the automation key. It is the platform's own template
+  (templates/router/<platform>.j2) rendered with the day-0 view of the site (uplink, LAN and loopback
+  only, no metro policy, no SNMP, no static routes) plus the account block of templates/router/day0/,
+  so day 0 and the regular rollout write the same lines;
 - ``<server>.firstboot.sh`` and ``<server>.preseed.cfg`` per server: address, routes, the automation
   account and its key (templates/day0/);
 - ``CHECKLIST.md``: the technician's steps in Chinese and English.
@@ -168,7 +170,10 @@ def _env():
 
 
 def router_day0_vars(site, key, automation_user, netops_user):
-    """The router's host vars as the day-0 view: uplink and loopback only, no metro, no static routes."""
+    """The router's host vars as the day-0 view: uplink, LAN and loopback only, no metro, no static routes.
+
+    The LAN is part of it because the servers' in-band management addresses are on it: without the
+    router's LAN address (their gateway) the province could reach the router but no server."""
     router = site.router
     hv = dict(router.hostvars)
     uplinks = [dict(i) for i in site.uplinks]
@@ -186,7 +191,8 @@ def router_day0_vars(site, key, automation_user, netops_user):
     with open(POLICY, encoding="utf-8") as fh:
         policy = yaml.safe_load(fh)["metro_policy"]
     ext = "sh" if platform == "frr" else "txt"
-    hv.update(jincai_interfaces=uplinks, jincai_parties=[],
+    lans = [i for i in hv["jincai_interfaces"] if i["role"] == "lan"]
+    hv.update(jincai_interfaces=uplinks + lans, jincai_parties=[],
               jincai_router=dict(hv["jincai_router"], static_routes=[]), router_metro_policy=policy,
               router_day0={"user": netops_user, "automation_user": automation_user, "key": key["line"],
                            "key_name": KEY_NAME, "key_b64_lines": _chunks(key["b64"], 72),
@@ -219,9 +225,10 @@ def render_server(host, key, automation_user="jincai"):
             (f"{host.name}.preseed.cfg", env.get_template("server-preseed.cfg.j2").render(**ctx))]
 
 
-def build_kit(inventory_dir, code, router_key=None, server_key=None):
-    """{file name: text} of the site's day-0 kit. Reads the source of truth and the public keys only."""
-    site = resolve_site(inventory_dir, code)
+def build_kit(inventory_dir, code, router_key=None, server_key=None, site=None):
+    """{file name: text} of the site's day-0 kit. Reads the source of truth and the public keys only
+    (``site``: the site already resolved from that source)."""
+    site = site or resolve_site(inventory_dir, code)
     if site.router is None:
         raise BootstrapError(f"site {code}: has no router in the source of truth", "check jincai site show " + code)
     rdef, sdef = default_key_paths(site.inventory)
@@ -280,13 +287,20 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     out = args.output or os.path.join(ROOT, "reports", "bootstrap", args.code, "day0")
     try:
-        files = build_kit(args.inventory, args.code, args.router_key, args.server_key)
+        site = resolve_site(args.inventory, args.code)
+        files = build_kit(args.inventory, args.code, args.router_key, args.server_key, site=site)
     except BootstrapError as exc:
         print(f"jincai bootstrap --day0: {exc.text()}", file=sys.stderr)
         return 1
     for path in write_kit(out, files):
         print(path)
     print(f"day-0 kit of site {args.code}: {len(files)} files in {out}; hand CHECKLIST.md to the technician")
+    parent = site.parent_router
+    if parent:
+        # the technician's "ping the city router" and OSPF need the city's end of the new line first
+        allow = " -e jincai_allow_production=true" if site.environment == "production" else ""
+        print(f"before day 0, the province pushes {parent}'s end of the new line (it is on the WAN already): "
+              f"ansible-playbook playbooks/routers.yml -i {args.inventory} --limit {parent}{allow}")
     return 0
 
 

@@ -719,6 +719,10 @@ class Model:
         data = [i for i in ifaces if i["role"] != "mgmt"]
         networks = [{"prefix": f"{site.loopback}/32", "area": site.ospf_area}]
         networks += [{"prefix": str(net(i["address"])), "area": i["ospf_area"]} for i in data]
+        # the province's in-band management zone (role mgmt with an area; the lab's out-of-band port
+        # has none): advertised, passive, so every site routes back to the control node
+        networks += [{"prefix": str(net(i["address"])), "area": i["ospf_area"]} for i in ifaces
+                     if i["role"] == "mgmt" and i["ospf_area"] is not None]
         static = []
         vpn = next((self.hosts[n].vpn for n in site.hosts if self.hosts[n].vpn), None)
         if vpn and site.vpn_pool:
@@ -745,8 +749,14 @@ class Model:
 
 
 def _number(ifaces, lab, platform=None, kind="server"):
-    """Name interfaces in order; index 0 is the management interface in the lab."""
+    """Name interfaces in order; index 0 is the management interface in the lab.
+
+    A lab host managed in-band (no ``mgmt`` recorded, ``plan.management.mode: inband``) has no
+    management port: its ``eth0`` is left uncabled and its other ports keep the names they have on an
+    out-of-band lab host (router uplink ``eth1``, server LAN ``eth1``)."""
     start = 0 if lab else (1 if kind == "router" else 0)
+    if lab and not any(d.role == "mgmt" and d.segment == "mgmt" for d in ifaces):
+        start = 1
     for i, d in enumerate(ifaces):
         idx = i + start
         if lab and d.role == "mgmt":
@@ -813,7 +823,9 @@ def _build_parties(sites, applications):
 
 
 def _mgmt_iface(lab, address, mgmt_net):
-    return [Interface("mgmt", _prefixed(address, mgmt_net), "mgmt")] if lab else []
+    """The lab's out-of-band management port (``eth0``), for a host that records ``mgmt``; a lab host
+    without one is managed in-band (over the WAN, on its loopback or LAN address)."""
+    return [Interface("mgmt", _prefixed(address, mgmt_net), "mgmt")] if lab and address else []
 
 
 def _build_router(m, site):
@@ -837,7 +849,7 @@ def _build_router(m, site):
         ifaces.append(Interface("downlink", lk.end("parent"), lk.segment, m.sites[lk.child].router, lk.ospf_area,
                                 lk.cost, False))
     _number(ifaces, m.lab, site.platform, "router")
-    mgmt = rtr.get("mgmt") or (site.loopback if not m.lab else None)
+    mgmt = rtr.get("mgmt") or site.loopback  # in-band: the loopback (production, and an in-band lab site)
     return Host(site.router, site.code, "router", ["router"], site.gateway, mgmt, ifaces,
                 groups=[site.tier, f"site_{site.code}", "routers", f"platform_{site.platform}"])
 

@@ -19,11 +19,29 @@ be pushed again from the original inventory: ``remove(..., restore_inventory=...
 ``miswire=True`` plugs the WAN line into the router's LAN port (and the LAN into the uplink port): the
 fault "cable in the wrong port" for the bootstrap tests.
 
+``inband=True`` attaches the county as production has it (``plan.management.mode: inband``; make the
+copy in-band with :func:`switch_to_inband` before ``jincai site add``): **no management link** at all
+(the hosts have no ``eth0``), the router only its WAN line to the parent, the servers only the LAN; the
+router has no address at all (factory state: the day-0 kit numbers it). The control node then reaches
+the county only over the WAN, through the province router, as in production:
+
+* the province's in-band **management zone** (``plan.management.network`` of the copy, 198.18.2.0/24
+  as production's 10.22.2.0/24 maps in the twin) is made a segment of the province router: a veth
+  ``jlab-ib`` in the control node's namespace holds the control node's zone address (the zone's last
+  address), its peer ``mgmtzone`` in the province router's namespace the router's (the zone's first
+  address, as the model gives production's province router); the province's FRR advertises the zone in
+  OSPF, passive (the lines roles/router renders for an in-band province), so the county routes back;
+* the control node routes the county's in-band addresses (router loopback /32, LAN) via the province
+  router's zone address: :func:`inband_routes`, all inside 198.18.0.0/15.
+
+Nothing else changes in the running lab (its hosts keep their out-of-band management), and ``remove``
+undoes all of it (link, routes, the province's OSPF lines).
+
 Everything made here is recorded in ``/var/lib/jincai-lab/blank.json``; the hosts live under the
 lab's own directories and namespaces, so ``jincai lab down`` removes them too. ``add`` and ``remove``
 hold the lab's lock; neither touches the lab's known_hosts (bootstrap records the keys it meets).
 
-CLI: ``python -m jincai.lab.blank add CODE -i INVENTORY [--miswire]`` (root password from
+CLI: ``python -m jincai.lab.blank add CODE -i INVENTORY [--miswire] [--inband]`` (root password from
 ``JINCAI_BOOTSTRAP_PASSWORD``), ``remove CODE``, ``status``.
 """
 
@@ -39,12 +57,23 @@ import subprocess
 import sys
 import time
 
+import copy
+import ipaddress
+
+import yaml
+
 from jincai.lab import lab, net, topology
 
 BLANK_STATE = os.path.join(lab.LAB_DIR, "blank.json")
 PASSWORD_ENV = "JINCAI_BOOTSTRAP_PASSWORD"
 SSHD_DROPIN = "etc/ssh/sshd_config.d/50-jincai-blank.conf"
 BOOT_TIMEOUT = 120
+#: The province's in-band management zone of an in-band lab copy: the lab province block's third /24,
+#: where the twin puts production's zone (10.22.2.0/24 -> 198.18.2.0/24).
+INBAND_ZONE = "198.18.2.0/24"
+#: The zone's link: the control node's end (its own namespace) and the province router's end.
+ZONE_HOST_LINK = "jlab-ib"
+ZONE_ROUTER_LINK = "mgmtzone"
 
 
 class BlankError(RuntimeError):
@@ -102,6 +131,134 @@ def plan_renames(existing, wanted):
     return renames
 
 
+def switch_to_inband(inventory_dir, zone=INBAND_ZONE):
+    """Make a lab inventory copy in-band: ``plan.management`` becomes ``{mode: inband, network: zone}``.
+
+    Sites already in the copy keep their ``mgmt`` addresses (the running lab still manages them out of
+    band); a site added afterwards (``jincai site add``) records none, so its hosts' management
+    addresses (``ansible_host``) are their in-band ones: the router's loopback, the servers' LAN
+    addresses. Rewrites ``source/network.yml`` (a copy: its comments are not kept)."""
+    path = os.path.join(inventory_dir, "source", "network.yml")
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    zone_net = ipaddress.ip_network(zone)
+    if not zone_net.subnet_of(topology.LAB_RANGE):
+        raise BlankError(f"in-band management zone {zone} is outside the lab range {topology.LAB_RANGE}")
+    doc["network"]["plan"]["management"] = {"mode": "inband", "network": str(zone_net)}
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("---\n# jincai lab: an in-band copy (jincai.lab.blank.switch_to_inband)\n")
+        yaml.safe_dump(doc, fh, allow_unicode=True, sort_keys=False, default_flow_style=False)
+    os.replace(tmp, path)
+    return path
+
+
+def inband_hosts(hostvars, code):
+    """Names of site ``code``'s hosts that have no out-of-band management port (managed in-band)."""
+    return sorted(n for n, hv in hostvars.items() if str(hv.get("jincai_site_code")) == str(code)
+                  and not any(i.get("role") == "mgmt" and i.get("segment") == "mgmt"
+                              for i in hv.get("jincai_interfaces") or []))
+
+
+def inband_routes(hostvars, code):
+    """The prefixes the control node routes via the province to reach site ``code`` in-band.
+
+    One per management address (``ansible_host``) of the site's hosts: the router's loopback as a /32,
+    a server's LAN prefix. All must lie in the lab range (nothing else is ever routed)."""
+    out = set()
+    for name in inband_hosts(hostvars, code):
+        hv = hostvars[name]
+        addr = ipaddress.ip_address(str(hv["jincai_mgmt_address"]).split("/")[0])
+        loopback = (hv.get("jincai_router") or {}).get("loopback")
+        if loopback and addr == ipaddress.ip_address(str(loopback).split("/")[0]):
+            prefix = ipaddress.ip_network(f"{addr}/32")
+        else:
+            prefix = next((ipaddress.ip_interface(i["address"]).network for i in hv.get("jincai_interfaces") or []
+                           if addr in ipaddress.ip_interface(i["address"]).network), None)
+            if prefix is None:
+                raise BlankError(f"{name}: management address {addr} is on none of its interfaces")
+        if not prefix.subnet_of(topology.LAB_RANGE):
+            raise BlankError(f"{name}: in-band prefix {prefix} is outside the lab range {topology.LAB_RANGE}")
+        out.add(prefix)
+    return sorted(out)
+
+
+def inband_zone(inv, code):
+    """The in-band management zone of an in-band lab inventory dict, for attaching site ``code``.
+
+    Returns ``{network, router, router_address, control_address, area, routes}``: the province router
+    holds the zone's first address (as the model gives production's province router), the control node
+    the zone's last; ``routes`` are :func:`inband_routes`. Raises BlankError when the copy is not in-band
+    (the zone must be a prefix of the lab range that the management networks of the site name)."""
+    hostvars = (inv.get("_meta") or {}).get("hostvars") or {}
+    site = [hv for hv in hostvars.values() if str(hv.get("jincai_site_code")) == str(code)]
+    if not site:
+        raise BlankError(f"site {code} has no hosts in the inventory")
+    nets = site[0].get("jincai_management_networks") or []
+    zone = ipaddress.ip_network(nets[0]) if nets else None
+    if zone is None or not zone.subnet_of(topology.LAB_RANGE) or zone.subnet_of(topology.MGMT_RANGE):
+        raise BlankError(f"site {code}: the management network {zone} is not an in-band zone of the lab range "
+                         "(make the copy in-band first: jincai.lab.blank.switch_to_inband)")
+    province = [n for n in ((inv.get("province") or {}).get("hosts") or [])
+                if n in set((inv.get("routers") or {}).get("hosts") or [])]
+    if len(province) != 1:
+        raise BlankError(f"the inventory has {len(province)} province routers; the zone needs exactly one")
+    hosts = list(zone.hosts())
+    routes = inband_routes(hostvars, code)
+    for prefix in routes:
+        if prefix.overlaps(zone):
+            raise BlankError(f"site {code}: in-band prefix {prefix} overlaps the management zone {zone}")
+    area = str(hostvars[province[0]]["jincai_router"]["ospf"]["area"])
+    if area.isdigit():
+        area = str(ipaddress.ip_address(int(area)))
+    return {"network": str(zone), "router": province[0],
+            "router_address": f"{hosts[0]}/{zone.prefixlen}", "control_address": f"{hosts[-1]}/{zone.prefixlen}",
+            "area": area, "routes": [str(p) for p in routes]}
+
+
+def zone_frr_commands(ifname, area):
+    """vtysh lines that advertise the zone port in the province router's OSPF, passive: what
+    templates/router/frr.j2 renders for an in-band province's management-zone interface."""
+    return ["configure terminal", f"interface {ifname}", "description mgmt (in-band management zone, lab)",
+            f"ip ospf area {area}", "ip ospf passive", "end"]
+
+
+def lab_plan(inv, source, code, inband):
+    """The lab plan of inventory dict ``inv``; with ``inband``, site ``code``'s hosts have ``mgmt=None``.
+
+    jincai/lab/topology.py plans every host with a port on the lab's out-of-band management network
+    (the running lab's rule). An in-band host has none: it is planned with a stand-in address on that
+    network (a free one, never configured anywhere) and its ``mgmt`` dropped from the plan afterwards.
+    Refuses a site whose hosts do not match ``inband`` (a copy not switched, or switched and not asked)."""
+    hostvars = inv["_meta"]["hostvars"]
+    names = sorted(n for n, hv in hostvars.items() if str(hv.get("jincai_site_code")) == str(code))
+    inb = inband_hosts(hostvars, code)
+    if inband and set(inb) != set(names):
+        raise BlankError(f"site {code}: {', '.join(sorted(set(names) - set(inb)))} have out-of-band management "
+                         "addresses; for an in-band site switch the copy first (switch_to_inband), then site add")
+    if not inband and inb:
+        raise BlankError(f"site {code}: {', '.join(inb)} have no out-of-band management address: "
+                         "attach it in-band (--inband)")
+    if not inband:
+        return topology.plan(inv, source=source)
+    inv = copy.deepcopy(inv)
+    hostvars = inv["_meta"]["hostvars"]
+    control = topology.CONTROL_ADDRESS
+    for hv in hostvars.values():
+        raw = (hv.get("jincai_lab") or {}).get("control_node")
+        if raw:
+            control = ipaddress.ip_interface(raw)
+    used = {ipaddress.ip_interface(i["address"]).ip for hv in hostvars.values()
+            for i in hv.get("jincai_interfaces") or [] if i.get("role") == "mgmt"} | {control.ip}
+    free = (a for a in reversed(list(control.network.hosts())) if a not in used)
+    for name in inb:
+        hostvars[name]["jincai_mgmt_address"] = str(next(free))  # the stand-in; the host gets no such port
+    plan = topology.plan(inv, source=source)
+    for name in inb:
+        plan.hosts[name].mgmt = None
+    return plan
+
+
 def _rename(ns, renames):
     """Rename interfaces in ``ns`` (two phases through temporary names, so swaps work)."""
     for i, (old, _new) in enumerate(renames):
@@ -155,15 +312,26 @@ def _prepare_root(host, image, password):
     return root
 
 
+def sshd_listening(netns):
+    """True when something listens on TCP port 22 in ``netns`` (read with ss(8); sends nothing)."""
+    res = subprocess.run(["ss", "-N", netns, "-H", "-l", "-t", "-n", "sport = :22"], capture_output=True,
+                         text=True, check=False)
+    return res.returncode == 0 and bool(res.stdout.strip())
+
+
 def _wait(records, log, timeout=BOOT_TIMEOUT):
-    """Wait until each host generated its host keys and answers on port 22."""
+    """Wait until each host generated its host keys and answers on port 22 (an in-band host, which
+    the control node cannot reach before its day-0 kit: until sshd listens in its namespace)."""
     deadline = time.monotonic() + timeout
     pending = dict(records)
     while pending:
         for name, rec in list(pending.items()):
             if not lab.is_ours(rec):
                 raise BlankError(f"{name}: systemd-nspawn exited; see {lab.host_dir(name)}/console.log")
-            if lab.host_keys(rec["root"]):
+            if lab.host_keys(rec["root"]) and rec.get("inband"):
+                if sshd_listening(rec["netns"]):
+                    pending.pop(name)
+            elif lab.host_keys(rec["root"]):
                 try:
                     with socket.create_connection((rec["mgmt"], 22), timeout=1) as sock:
                         sock.settimeout(2)
@@ -177,32 +345,120 @@ def _wait(records, log, timeout=BOOT_TIMEOUT):
     log(f"blank: {len(records)} hosts booted and answering SSH")
 
 
-def add(inventory, code, password, miswire=False, log=print):
+def add(inventory, code, password, miswire=False, log=print, inband=False):
     """Attach site ``code`` of ``inventory`` to the running lab as a blank site; return its record.
 
+    ``inband``: no management link; the control node reaches the site over the WAN only (module doc).
     Holds the lab's lock (as ``jincai lab up/down`` do), so it never races a lab bring-up.
     """
     with lab.locked(log):
-        return _add(inventory, code, password, miswire, log)
+        return _add(inventory, code, password, miswire, log, inband)
 
 
-def _add(inventory, code, password, miswire, log):
+def _root_conflicts(zone, routes):
+    """What in the control node's own namespace already uses the zone or the county's prefixes."""
+    nets = [ipaddress.ip_network(zone)] + [ipaddress.ip_network(r) for r in routes]
+    found = []
+    for link in json.loads(net.ip("-j", "addr", "show").stdout or "[]"):
+        if link["ifname"] == ZONE_HOST_LINK:
+            continue
+        for a in link.get("addr_info", []):
+            if a.get("family") == "inet":
+                addr = ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}")
+                if any(addr.network.overlaps(n) for n in nets):
+                    found.append(f"{addr} on {link['ifname']}")
+    for route in json.loads(net.ip("-j", "route", "show").stdout or "[]"):
+        dst = route.get("dst")
+        if route.get("dev") == ZONE_HOST_LINK or not dst or dst == "default":
+            continue
+        if any(ipaddress.ip_network(dst, strict=False).overlaps(n) for n in nets):
+            found.append(f"route {dst} dev {route.get('dev')}")
+    return found
+
+
+def _vtysh(rec, commands):
+    """Run vtysh ``commands`` in a lab router's container; raise BlankError on an FRR error."""
+    leader = lab.leader_pid(rec["pid"]) if lab.is_ours(rec) else None
+    if not leader:
+        raise BlankError("the province router is not running")
+    argv = ["nsenter", "-t", str(leader), "-a", "vtysh"]
+    for c in commands:
+        argv += ["-c", c]
+    res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    if res.returncode != 0 or "% " in res.stdout:
+        raise BlankError(f"vtysh {commands}: {(res.stdout + res.stderr).strip()[-400:]}")
+
+
+def _attach_zone(record, state, zone, labstate, log):
+    """The province's in-band management zone and the control node's routes to the county."""
+    others = [c for c, r in load_state().items() if r.get("zone") and c != record["code"]]
+    router_ns = topology.NS_PREFIX + zone["router"]
+    record["zone"] = dict(zone, router_ns=router_ns)
+    save_state(state)
+    if not others:
+        conflicts = _root_conflicts(zone["network"], zone["routes"])
+        if conflicts:
+            raise BlankError(f"the control node already uses the zone or the county's prefixes: {'; '.join(conflicts)}")
+        net.ip("link", "delete", ZONE_HOST_LINK, check=False)  # a leftover of a crashed run (the name is the lab's)
+        net.ip("link", "add", ZONE_HOST_LINK, "type", "veth", "peer", "name", ZONE_ROUTER_LINK, "netns", router_ns)
+        with open(f"/proc/sys/net/ipv6/conf/{ZONE_HOST_LINK}/disable_ipv6", "w", encoding="ascii") as fh:
+            fh.write("1")
+        net.ip("addr", "add", zone["control_address"], "dev", ZONE_HOST_LINK)
+        net.ip("link", "set", ZONE_HOST_LINK, "alias", "jincai lab: in-band management zone", "up")
+        net.ip("addr", "add", zone["router_address"], "dev", ZONE_ROUTER_LINK, ns=router_ns)
+        net.ip("link", "set", ZONE_ROUTER_LINK, "up", ns=router_ns)
+        _vtysh(labstate["hosts"][zone["router"]], zone_frr_commands(ZONE_ROUTER_LINK, zone["area"]))
+        log(f"blank: management zone {zone['network']}: control node {zone['control_address']} "
+            f"<-> {zone['router']} {ZONE_ROUTER_LINK} {zone['router_address']} (OSPF area {zone['area']}, passive)")
+    via = zone["router_address"].split("/")[0]
+    for prefix in zone["routes"]:
+        net.ip("route", "replace", prefix, "via", via, "dev", ZONE_HOST_LINK)
+    log(f"blank: control node routes {', '.join(zone['routes'])} via {zone['router']} ({via})")
+
+
+def _detach_zone(record, code, log):
+    zone = record.get("zone")
+    if not zone:
+        return
+    for prefix in zone["routes"]:
+        net.ip("route", "del", prefix, "dev", ZONE_HOST_LINK, check=False)
+    others = [c for c, r in load_state().items() if r.get("zone") and c != str(code)]
+    if others:
+        return
+    net.ip("link", "delete", ZONE_HOST_LINK, check=False)  # both ends
+    labstate = lab.load_state()
+    rec = (labstate.get("hosts") or {}).get(zone["router"])
+    if rec and lab.is_ours(rec):
+        for attempt in range(20):  # zebra learns that the port is gone a moment after the link is deleted
+            try:
+                _vtysh(rec, ["configure terminal", f"no interface {ZONE_ROUTER_LINK}", "end"])
+                break
+            except BlankError as exc:
+                if attempt == 19:
+                    log(f"blank: {zone['router']}: could not drop the zone port's FRR config: {exc}")
+                time.sleep(0.3)
+    log(f"blank: management zone {zone['network']} removed")
+
+
+def _add(inventory, code, password, miswire, log, inband=False):
     if not password:
         raise BlankError(f"no root password for the blank hosts (set {PASSWORD_ENV})")
     labstate = lab.load_state()
     if not labstate.get("complete") or not all(lab.is_ours(r) for r in (labstate.get("hosts") or {}).values()):
         raise BlankError("the lab is not up: run jincai lab up first")
-    plan = topology.plan(topology.load(inventory), source=inventory)
-    hosts = [h for h in plan.hosts.values() if h.site == str(code)]
-    if not hosts:
+    inv = topology.load(inventory)
+    if not any(str(hv.get("jincai_site_code")) == str(code) for hv in inv["_meta"]["hostvars"].values()):
         raise BlankError(f"site {code} has no hosts in {inventory} (add it: jincai site add {code} --write -i {inventory})")
+    plan = lab_plan(inv, inventory, code, inband)
+    zone = inband_zone(inv, code) if inband else None
+    hosts = [h for h in plan.hosts.values() if h.site == str(code)]
     clash = sorted(h.name for h in hosts if h.name in labstate["hosts"])
     if clash:
         raise BlankError(f"{', '.join(clash)} already run in the main lab; a blank site must be new")
     _remove(code, log=log)
     names = {h.name for h in hosts}
     record = {"inventory": os.path.abspath(inventory), "hosts": {}, "netns": [], "bridges": [], "renames": [],
-              "parent_ns": None, "miswire": miswire}
+              "parent_ns": None, "miswire": miswire, "inband": inband, "code": str(code)}
     state = load_state()
     state[str(code)] = record
     save_state(state)  # before anything exists: remove() cleans up after a crash
@@ -213,6 +469,8 @@ def _add(inventory, code, password, miswire, log):
         net.new_namespace(host.netns)
         record["netns"].append(host.netns)
         save_state(state)
+        if host.mgmt is None:
+            continue  # in-band: no management link at all
         port = next(f"bk{i}" for i in range(1000) if f"bk{i}" not in used)
         used.add(port)
         net.ip("link", "add", port, "type", "veth", "peer", "name", host.mgmt.name, "netns", host.netns,
@@ -276,15 +534,23 @@ def _add(inventory, code, password, miswire, log):
         else:
             net.sysctl(host.netns, net__ipv4__ip_forward=1)
 
+    if zone:
+        _attach_zone(record, state, zone, labstate, log)
+
     # Roots and containers.
     image = labstate["image"]
+    hostvars = inv["_meta"]["hostvars"]
     for host in hosts:
         root = _prepare_root(host, image, password)
-        record["hosts"][host.name] = lab.start_container(host, root)
+        rec = lab.start_container(host, root)
+        if host.mgmt is None:  # in-band: managed on its loopback / LAN address, over the WAN
+            rec.update(mgmt=str(hostvars[host.name]["jincai_mgmt_address"]), inband=True)
+        record["hosts"][host.name] = rec
         save_state(state)
     _wait(record["hosts"], log)
     log(f"blank: site {code} attached: {', '.join(sorted(names))}"
-        + (" (WAN line in the LAN port: miswired on purpose)" if miswire else ""))
+        + (" (WAN line in the LAN port: miswired on purpose)" if miswire else "")
+        + (" (in-band: no management link; reached over the WAN only)" if inband else ""))
     return record
 
 
@@ -335,6 +601,7 @@ def _remove(code, log=print, restore_inventory=None):
             if os.path.ismount(root):
                 subprocess.run(["umount", "-l", root], check=False)
         shutil.rmtree(lab.host_dir(name), ignore_errors=True)
+    _detach_zone(record, code, log)
     parent_ns = record.get("parent_ns")
     parent_alive = parent_ns and os.path.exists(os.path.join(net.NETNS_DIR, parent_ns))
     for name in record.get("parent_links", []) if parent_alive else []:
@@ -373,6 +640,8 @@ def main(argv=None):
     a.add_argument("code")
     a.add_argument("-i", "--inventory", required=True, help="a lab inventory holding the site (a copy)")
     a.add_argument("--miswire", action="store_true", help="plug the WAN line into the LAN port")
+    a.add_argument("--inband", action="store_true",
+                   help="no management link: reached over the WAN only (an in-band copy, switch_to_inband)")
     r = sub.add_parser("remove", help="remove a blank site")
     r.add_argument("code")
     r.add_argument("--restore-inventory", help="push the parent router's config again from this inventory")
@@ -384,7 +653,7 @@ def main(argv=None):
     try:
         if args.cmd == "add":
             add(args.inventory, args.code, os.environ.get(PASSWORD_ENV, ""), miswire=args.miswire,
-                log=lambda m: print(m, flush=True))
+                inband=args.inband, log=lambda m: print(m, flush=True))
         elif args.cmd == "remove":
             remove(args.code, restore_inventory=args.restore_inventory, log=lambda m: print(m, flush=True))
         else:

@@ -337,7 +337,8 @@ def start_container(host, root):
             break
         time.sleep(0.01)
     return {"pid": proc.pid, "start": start, "root": root, "netns": host.netns,
-            "mgmt": str(host.mgmt.address.ip), "router": host.is_router, "cgroups": cgroups}
+            "mgmt": str(host.mgmt.address.ip) if host.mgmt else None,  # None: in-band (jincai/lab/blank.py)
+            "router": host.is_router, "cgroups": cgroups}
 
 
 # ---------------------------------------------------------------- SSH

@@ -77,14 +77,17 @@ def test_the_router_day0_config_comes_from_the_inventory_and_the_platform_templa
     name = f"{code}-rtr.day0.{'sh' if platform == 'frr' else 'txt'}"
     text = files[name]
     uplink = next(i for i in hv["jincai_interfaces"] if i["role"] == "uplink")
-    others = [i for i in hv["jincai_interfaces"] if i["role"] != "uplink"]
+    lan = next(i for i in hv["jincai_interfaces"] if i["role"] == "lan")
+    others = [i for i in hv["jincai_interfaces"] if i["role"] not in ("uplink", "lan")]
     addr, plen = uplink["address"].split("/")
     assert uplink["name"] in text and addr in text
+    # the LAN too: the servers' gateway (their in-band management addresses are on the LAN)
+    assert lan["name"] in text and lan["address"].split("/")[0] in text
     assert hv["jincai_router"]["loopback"] in text and hv["jincai_mgmt_address"] == hv["jincai_router"]["loopback"]
     for net in hv["jincai_management_networks"]:
         assert net.split("/")[0] in text, net
     assert f"area {hv['jincai_router']['ospf']['area']}" in text
-    # only the uplink and the loopback: no LAN or metro interface, no metro ACL, no static route
+    # only the uplink, the LAN and the loopback: no metro or other interface, no metro ACL, no static route
     for i in others:
         assert i["address"].split("/")[0] not in text, i
     assert not re.search(r"acl (number|advanced) 3001|JINCAI-METRO-IN|ip route", text)
@@ -112,8 +115,11 @@ def test_the_frr_day0_is_a_shell_script_with_the_routing_filter_and_accounts(key
     text = _kit("frr", keys, vrpv8_inventory)["220102-rtr.day0.sh"]
     assert subprocess.run(["sh", "-n"], input=text, text=True, check=False).returncode == 0
     frr = text.split("<<'JINCAI_FRR'\n", 1)[1].split("\nJINCAI_FRR\n", 1)[0]
-    assert "interface eth2" not in frr and "interface eth3" not in frr and "hostname 220102-rtr" in frr
+    assert "interface eth3" not in frr and "hostname 220102-rtr" in frr
     assert "ip address 10.22.248.10/30" in frr and "ip address 10.22.254.3/32" in frr
+    # the LAN (the servers' gateway), passive: the province reaches the servers through it
+    lan = frr.split("interface eth2\n", 1)[1].split("exit\n", 1)[0]
+    assert " ip address 10.22.18.1/25\n" in lan and " ip ospf passive\n" in lan
     nft = text.split("<<'JINCAI_NFT'\n", 1)[1].split("\nJINCAI_NFT\n", 1)[0]
     assert 'ip saddr { 10.22.2.0/24, 10.22.18.0/25 } tcp dport 22 accept' in nft
     assert "useradd -m -s /usr/bin/vtysh -G frr,frrvty" in text and "NOPASSWD" in text
@@ -172,5 +178,7 @@ def test_jincai_bootstrap_day0_writes_the_kit(keys, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["220105-app1.firstboot.sh", "220105-app1.preseed.cfg",
                                        "220105-rtr.day0.txt", "CHECKLIST.md"]
     assert os.stat(out / "220105-app1.firstboot.sh").st_mode & 0o777 == 0o755
+    # the province's own step before day 0: the city router's end of the new line
+    assert f"ansible-playbook playbooks/routers.yml -i {JILIN} --limit 220100-rtr -e jincai_allow_production=true" in capsys.readouterr().out
     assert cli.main(["bootstrap", "229999", "--day0", "-i", JILIN, "-o", str(out)]) == 1
     assert "site 229999" in capsys.readouterr().err

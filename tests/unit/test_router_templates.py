@@ -243,3 +243,41 @@ def test_ansible_renders_like_the_tests(tmp_path):
         assert res.returncode == 0, res.stdout + res.stderr
         got = json.loads(out.read_text())
         assert got[platform].rstrip("\n") == render(platform, "220100-rtr").rstrip("\n")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_province_advertises_its_inband_management_zone(platform):
+    """In-band management (production): the control node sits in the province's management zone, a
+    segment of the province router. Every site must route back to it, so the zone is in OSPF, passive,
+    on every platform (before this, no county had a route to 10.22.2.0/24: in-band first contact
+    could not work). The lab's out-of-band port (role mgmt, no area) stays out of the routing config."""
+    hv = hostvars(platform)["220000-rtr"]
+    zone = next(i for i in hv["jincai_interfaces"] if i["role"] == "mgmt")
+    assert zone["address"] == "10.22.2.1/24" and zone["ospf_area"] is not None and zone["ospf_passive"] is True
+    assert {"prefix": "10.22.2.0/24", "area": zone["ospf_area"]} in hv["jincai_router"]["networks"]
+    text = render(platform, "220000-rtr")
+    block = text.split(f"\ninterface {zone['name']}\n", 1)[1].split("\n!" if platform in ("frr", "cisco_ios") else "\n#", 1)[0]
+    area = "0.0.0.0"
+    enabled = {"frr": f" ip ospf area {area}", "cisco_ios": f" ip ospf 1 area {area}",
+               "h3c_comware": f" ospf 1 area {area}"}.get(platform, f" ospf enable 1 area {area}")
+    assert enabled in block.splitlines(), block
+    assert "hello" not in block and "point-to-point" not in block and "p2p" not in block  # passive: no adjacency
+    if platform == "frr":
+        assert " ip ospf passive" in block.splitlines()
+    elif platform in ("huawei_vrp", "huawei_vrpv8", "h3c_comware"):
+        assert f" silent-interface {zone['name']}" in text.splitlines()
+    else:
+        assert " passive-interface default" in text.splitlines()
+        assert f" no passive-interface {zone['name']}" not in text.splitlines()
+
+
+def test_the_labs_out_of_band_port_is_not_in_the_routing_config():
+    from jincai import model
+
+    hv = model.derive(model.load(os.path.join(ROOT, "inventories", "lab"))).hosts["220000-rtr"]
+    assert any(i["role"] == "mgmt" and i["ospf_area"] is None for i in hv["jincai_interfaces"])
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    text = env.get_template("frr.j2").render(**hv, router_metro_policy=policy(), router_snmp=SNMP)
+    assert "interface eth0" not in text and "198.19." not in text
+    assert not any(n["prefix"].startswith("198.19.") for n in hv["jincai_router"]["networks"])
