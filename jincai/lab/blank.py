@@ -57,7 +57,6 @@ import subprocess
 import sys
 import time
 
-import copy
 import ipaddress
 
 import yaml
@@ -224,12 +223,9 @@ def zone_frr_commands(ifname, area):
 
 
 def lab_plan(inv, source, code, inband):
-    """The lab plan of inventory dict ``inv``; with ``inband``, site ``code``'s hosts have ``mgmt=None``.
-
-    jincai/lab/topology.py plans every host with a port on the lab's out-of-band management network
-    (the running lab's rule). An in-band host has none: it is planned with a stand-in address on that
-    network (a free one, never configured anywhere) and its ``mgmt`` dropped from the plan afterwards.
-    Refuses a site whose hosts do not match ``inband`` (a copy not switched, or switched and not asked)."""
+    """The lab plan of the inventory directory ``source`` (``inv`` is its inventory dict); with
+    ``inband``, site ``code``'s hosts have ``mgmt=None``: jincai/lab/topology.py plans them with no port
+    on the lab's out-of-band management network (``without_mgmt``). Refuses a site whose hosts do not match ``inband`` (a copy not switched, or switched and not asked)."""
     hostvars = inv["_meta"]["hostvars"]
     names = sorted(n for n, hv in hostvars.items() if str(hv.get("jincai_site_code")) == str(code))
     inb = inband_hosts(hostvars, code)
@@ -239,24 +235,8 @@ def lab_plan(inv, source, code, inband):
     if not inband and inb:
         raise BlankError(f"site {code}: {', '.join(inb)} have no out-of-band management address: "
                          "attach it in-band (--inband)")
-    if not inband:
-        return topology.plan(inv, source=source)
-    inv = copy.deepcopy(inv)
-    hostvars = inv["_meta"]["hostvars"]
-    control = topology.CONTROL_ADDRESS
-    for hv in hostvars.values():
-        raw = (hv.get("jincai_lab") or {}).get("control_node")
-        if raw:
-            control = ipaddress.ip_interface(raw)
-    used = {ipaddress.ip_interface(i["address"]).ip for hv in hostvars.values()
-            for i in hv.get("jincai_interfaces") or [] if i.get("role") == "mgmt"} | {control.ip}
-    free = (a for a in reversed(list(control.network.hosts())) if a not in used)
-    for name in inb:
-        hostvars[name]["jincai_mgmt_address"] = str(next(free))  # the stand-in; the host gets no such port
-    plan = topology.plan(inv, source=source)
-    for name in inb:
-        plan.hosts[name].mgmt = None
-    return plan
+    m = topology.load(source)
+    return topology.plan(m, source=source, without_mgmt=inb if inband else ())
 
 
 def _rename(ns, renames):
@@ -446,7 +426,9 @@ def _add(inventory, code, password, miswire, log, inband=False):
     labstate = lab.load_state()
     if not labstate.get("complete") or not all(lab.is_ours(r) for r in (labstate.get("hosts") or {}).values()):
         raise BlankError("the lab is not up: run jincai lab up first")
-    inv = topology.load(inventory)
+    from jincai import inventory as invmod
+
+    inv = invmod.build(inventory)
     if not any(str(hv.get("jincai_site_code")) == str(code) for hv in inv["_meta"]["hostvars"].values()):
         raise BlankError(f"site {code} has no hosts in {inventory} (add it: jincai site add {code} --write -i {inventory})")
     plan = lab_plan(inv, inventory, code, inband)

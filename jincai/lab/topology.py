@@ -228,8 +228,11 @@ def _loopbacks(where, m, h):
     return [lo]
 
 
-def plan(m, source="inventory"):
-    """Check the typed model ``m`` (:func:`load`) for the lab and return its :class:`Plan`."""
+def plan(m, source="inventory", without_mgmt=()):
+    """Check the typed model ``m`` (:func:`load`) for the lab and return its :class:`Plan`.
+
+    ``without_mgmt`` names hosts planned with no port on the out-of-band management network (an in-band
+    site attached by jincai/lab/blank.py: the control node reaches it over the WAN); their ``mgmt`` is None."""
     if isinstance(m, dict):
         raise TopologyError(f"{source}: an inventory dict is not a model (pass topology.load(INVENTORY_DIR))")
     if not m.hosts:
@@ -251,7 +254,7 @@ def plan(m, source="inventory"):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise TopologyError(f"{where}: jincai_interfaces: interface name(s) used twice: {sorted(dup)}")
-        mgmt_if = _mgmt(where, h, ifaces, control)
+        mgmt_if = None if name in without_mgmt else _mgmt(where, h, ifaces, control)
         for i in ifaces:
             other = addresses.get(i.address.ip)
             if other:

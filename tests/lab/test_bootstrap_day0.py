@@ -31,6 +31,7 @@ import time
 import pytest
 
 from jincai import ROOT
+from jincai import inventory as invmod
 from jincai import bootstrap_day0 as day0
 from jincai import bootstrap_preflight as pf
 from jincai.lab import blank
@@ -66,7 +67,7 @@ def county(tmp_path_factory, wan_provisioned):
     assert res.returncode == 0, res.stderr
     try:
         blank.add(inv, CODE, "Lab-" + secrets.token_urlsafe(12), inband=True, log=lambda m: None)
-        zone = blank.inband_zone(topology.load(inv), CODE)
+        zone = blank.inband_zone(invmod.build(inv), CODE)
         parent = day0.resolve_site(inv, CODE).parent_router
         push = run_playbook("playbooks/routers.yml", inventory=inv, args=["--limit", parent])
         assert push.rc == 0, push.output[-3000:]

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from jincai import ROOT, model, validate
+from jincai import inventory as invmod
 from jincai import bootstrap_day0 as day0
 from jincai.lab import blank, topology
 
@@ -41,7 +42,7 @@ def inband_copy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inv(inband_copy):
-    return topology.load(inband_copy)
+    return invmod.build(inband_copy)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_the_countys_hosts_are_managed_on_their_inband_addresses(hostvars):
 
 
 def test_the_running_labs_sites_keep_their_out_of_band_management(hostvars):
-    main = topology.load(LAB)["_meta"]["hostvars"]
+    main = invmod.build(LAB)["_meta"]["hostvars"]
     for name, hv in main.items():
         assert hostvars[name]["ansible_host"] == hv["ansible_host"]
         # the same ports, less the parent's new downlink to the county
@@ -124,18 +125,23 @@ def test_the_lab_plan_refuses_a_mismatch(inv, inband_copy, inv_oob):
 
 
 @pytest.fixture(scope="module")
-def inv_oob(tmp_path_factory):
+def oob_copy(tmp_path_factory):
     """The out-of-band copy of the other bootstrap proofs (county 220104 with management addresses)."""
     from jincai import sitecmd
 
     d = tmp_path_factory.mktemp("oob") / "lab"
     shutil.copytree(LAB, d)
     assert sitecmd.add(str(d), CODE, write=True) == 0
-    return topology.load(str(d))
+    return str(d)
 
 
-def test_the_oob_copy_plans_as_before(inv_oob):
-    plan = blank.lab_plan(inv_oob, "oob", CODE, inband=False)
+@pytest.fixture(scope="module")
+def inv_oob(oob_copy):
+    return invmod.build(oob_copy)
+
+
+def test_the_oob_copy_plans_as_before(inv_oob, oob_copy):
+    plan = blank.lab_plan(inv_oob, oob_copy, CODE, inband=False)
     assert plan.hosts[f"{CODE}-rtr"].mgmt.address.ip in OOB
 
 
