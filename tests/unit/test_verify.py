@@ -440,6 +440,37 @@ def test_whole_run_against_a_closed_port_reports_the_host_unreachable(tmp_path):
     assert re.search(r"^FAILED 220102-app1: unreachable: .*Connection refused \(\d+ checks\)$", res.stdout, re.M)
 
 
+def _record(net, check, **versions):
+    """The release record roles/apps writes for ``check``'s host (apps_release_record), versions overridden."""
+    apps = {a: {"version": versions.get(a, v), "sha256": "0" * 64} for a, v in check.params["apps"].items()}
+    return json.dumps({"release": net.release["release"], "overrides": {}, "host": check.host, "apps": apps})
+
+
+def test_the_release_record_check_reads_each_applications_version(lab):
+    """The record names the release and the version of every application the release deploys on the host:
+    an application recorded at another version (a partial rollout, a hand-edited record) fails, naming it."""
+    from jincai.verify.tests import test_apps as ta
+
+    c = _check(lab, "220102-app1", "apps.release")
+    hosted = lab.hosted_apps("220102-app1")
+    assert c.params["apps"] == hosted and len(hosted) >= 2
+    assert c.expected == (f"{c.params['path']} names {lab.release['release']}, "
+                          + ", ".join(f"{a} {v}" for a, v in sorted(hosted.items())))
+    app = sorted(hosted)[0]
+
+    def record(text):
+        return _verdict(ta.test_app_release_record, _host([(r"test -e", 0, ""), (r"cat -- ", 0, text)]), c)
+
+    assert record(_record(lab, c)) == "passed"
+    prefix = f"220102-app1: apps.release ({c.title}): expected {c.expected}, found "
+    assert record(_record(lab, c, **{app: "1.0.0"})) == f"{prefix}release '{lab.release['release']}', {app} 1.0.0"
+    doc = json.loads(_record(lab, c))
+    del doc["apps"][app]
+    assert record(json.dumps(doc)) == f"{prefix}release '{lab.release['release']}', {app} not recorded"
+    assert record(json.dumps({**doc, "release": "lab-1"})).startswith(f"{prefix}release 'lab-1', {app} not recorded")
+    assert record("[]") == f"{prefix}{c.params['path']} is not a JSON object"
+
+
 def _healthy_cases(net):
     """(test function, check, canned outputs of a healthy host) for the checks the other tests leave out."""
     from jincai.verify.tests import test_apps as ta
@@ -477,7 +508,7 @@ def _healthy_cases(net):
         (ta.test_app_current, current, [(r"test -L", 0, ""), (r"readlink -f", 0,
                                           f"{current.params['path'][:-len('current')]}releases/{current.params['version']}\n")]),
         (ta.test_app_release_record, _check(net, app, "apps.release"), [
-            (r"test -e", 0, ""), (r"cat -- ", 0, json.dumps({"release": net.release["release"]}))]),
+            (r"test -e", 0, ""), (r"cat -- ", 0, _record(net, _check(net, app, "apps.release")))]),
         (ts.test_logs_received, _check(net, svc, f"logs.received.{app}"), [(r"test -d", 0, ""), (r"find", 0, "x.log\n")]),
         (ts.test_backup_received, _check(net, svc, f"backup.received.{app}"), [(r"test -d", 0, "")]),
         (ts.test_artifact_present, _check(net, svc, "artifact.budget"), [(r"test -e", 0, ""), (r"stat -Lc %s", 0, "9\n")]),
