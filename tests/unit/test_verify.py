@@ -244,6 +244,28 @@ def test_host_spec_uses_the_inventorys_connection_settings(lab):
     assert support.host_spec(lab, "220102-rtr", "ansible")[0].startswith("ssh://")
 
 
+def test_known_hosts_replaces_the_inventorys_file_for_the_run(lab, monkeypatch, tmp_path):
+    """--known-hosts (jincai bootstrap's recorded keys) replaces the inventory's UserKnownHostsFile; strict
+    host key checking stays."""
+    before = support.host_spec(lab, "220102-rtr")[1]["ssh_extra_args"]
+    assert "UserKnownHostsFile=" in before
+    monkeypatch.setenv(support.KNOWN_HOSTS_ENV, "/b/known_hosts.run")
+    for name in ("220102-app1", "220102-rtr"):
+        extra = support.host_spec(lab, name)[1]["ssh_extra_args"]
+        assert extra.count("UserKnownHostsFile=") == 1 and "-o UserKnownHostsFile=/b/known_hosts.run" in extra
+        assert "StrictHostKeyChecking=yes" in extra and "BatchMode=yes" in extra
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen.update(kw["env"])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.delenv(support.KNOWN_HOSTS_ENV)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    verify_main(["-i", LAB, "-l", "220102-app1", "-o", str(tmp_path), "--known-hosts", "kh"])
+    assert seen[support.KNOWN_HOSTS_ENV] == os.path.abspath("kh")
+
+
 # ---------------------------------------------------------------- summary and exit codes on canned JUnit
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
