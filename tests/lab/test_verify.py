@@ -45,7 +45,7 @@ def routes_converged(lab_up):
     routers; SPF can install routes seconds after the adjacencies are Full). Fails, naming what is missing."""
     missing = wait_routes_converged(deadline_s=60)
     if missing:
-        pytest.fail(f"the lab WAN has not converged 60 s on: site LANs missing from routing tables: {missing}",
+        pytest.fail(f"the lab WAN did not converge within 60 s: site LANs missing from routing tables: {missing}",
                     pytrace=False)
 
 
