@@ -12,7 +12,8 @@ Run after ``jincai site add CODE --write``. The steps (see docs/runbook.en.md):
               province checked;
 5. servers    the same first login, then the baseline and the tier's applications;
 6. verify     end-to-end checks: the province answers, logs arrive, the clock follows the city,
-              applications are healthy and reachable from the province;
+              applications are healthy and reachable from the province; then ``jincai verify -l
+              site_CODE`` (docs/verify.md: the testinfra checks of the site's hosts, changing nothing);
 7. a checklist for the technician: each step passed or failed, and what to do next.
 
 Every step is idempotent; ``reports/bootstrap/CODE/state.json`` only lets a resumed run skip the
@@ -31,6 +32,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from jincai import ROOT
@@ -45,6 +47,7 @@ LAB_DIR = "/var/lib/jincai-lab"  # the lab's own files (jincai lab); bootstrap n
 DEFAULT_INVENTORY = os.path.join(ROOT, "inventories", "jilin")
 ROOT_KEY_ENV = "JINCAI_BOOTSTRAP_ROOT_KEY"
 PRODUCTION_ENV = "JINCAI_ALLOW_PRODUCTION"
+VERIFY_TIMEOUT = 900  # seconds for jincai verify of one site (a few seconds when the hosts answer)
 CONTACTS = ["province network team / 省财政厅信息中心网络组 (see docs/runbook.en.md, 'Who to call')"]
 
 
@@ -125,6 +128,49 @@ class Runner:
             self.current.stop()
             return True
         return False
+
+
+# ---------------------------------------------------------------- jincai verify of the site
+
+
+def site_verify_argv(site, out_dir, known_hosts=None):
+    """``jincai verify`` of the site alone (``-l site_<code>``), its report into ``out_dir``, the host keys
+    checked against ``known_hosts`` (the file bootstrap builds from its record and the inventory's)."""
+    argv = [os.path.join(os.path.dirname(sys.executable), "jincai"), "verify", "-i", site.inventory,
+            "-l", f"site_{site.code}", "-o", out_dir]
+    return argv + (["--known-hosts", known_hosts] if known_hosts else [])
+
+
+def run_site_verify(argv, log_path, timeout=VERIFY_TIMEOUT):
+    """Run ``argv`` (:func:`site_verify_argv`) with SSH masters of its own, closed afterwards; keep its whole
+    output in ``log_path``; return ``(exit code, output)``. An interrupt ends the run (its process group)
+    before it propagates; a run past ``timeout`` is ended and counts as not run (2)."""
+    with tempfile.TemporaryDirectory(prefix="jincai-bv-") as control:
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "JINCAI_VERIFY_CONTROL_DIR": control},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, rc = proc.communicate(timeout=timeout)[0], proc.returncode
+        except subprocess.TimeoutExpired:
+            _killpg(proc)
+            out, rc = (proc.communicate()[0] or "") + f"\njincai verify: no result within {timeout} s (stopped)\n", 2
+        except BaseException:  # Interrupted (SIGTERM, SIGINT): end the run first
+            _killpg(proc)
+            proc.wait()
+            raise
+        finally:
+            for sock in os.listdir(control):  # else the masters linger ControlPersist seconds
+                subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(control, sock)}", "-O", "exit", "master"],
+                               capture_output=True, check=False, timeout=10)
+    with open(log_path, "w", encoding="utf-8") as fh:
+        fh.write(out)
+    return rc, out
+
+
+def _killpg(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
 
 
 # ---------------------------------------------------------------- the bootstrap
@@ -328,11 +374,12 @@ class Bootstrap:
         self._pass(key, t0, f"changed={changed}", changed)
         return True
 
-    def playbook_step(self, key, tags, limit, extra=None, expect=()):
+    def playbook_step(self, key, tags, limit, extra=None, expect=(), then=None):
         """Run one tagged part of the bootstrap playbook as a step (skipped when resumed).
 
         ``expect`` names hosts that must appear in the run's recap: a step that ran on no host is a
-        failure, never a pass.
+        failure, never a pass. ``then``: a second part of the step after the playbook passed, returning
+        ``(passed, detail)``.
         """
         t0 = self._step(key)
         if self.state.passed(key) and not self.args.full and key in self.resumable:
@@ -350,8 +397,40 @@ class Bootstrap:
         if missing:
             return self._fail(key, t0, f"{', '.join(missing)}: the step ran no task there (limit {limit}); "
                               "fix: check the host is in the inventory groups the playbook targets")
-        self._pass(key, t0, f"changed={changed} on {len(recap)} hosts", changed)
+        detail = f"changed={changed} on {len(recap)} hosts"
+        if then is not None:
+            passed, more = then()
+            if not passed:
+                return self._fail(key, t0, more)
+            detail += f"; {more}"
+        self._pass(key, t0, detail, changed)
         return True
+
+    def site_checks(self):
+        """The verify step's second part: ``jincai verify -l site_<code>``, the testinfra checks of every host
+        of the site (docs/verify.md). Returns ``(passed, detail)``: the totals, or the failed checks."""
+        c = self.connection()
+        combine_known_hosts(c["run_known_hosts"], c["site_known_hosts"], c["known_hosts"])
+        out_dir = os.path.join(self.state.dir, "verify")
+        log = os.path.join(self.state.dir, "verify-site.log")
+        _say(f"      - jincai verify -l site_{self.site.code}")
+        rc, output = run_site_verify(site_verify_argv(self.site, out_dir, c["run_known_hosts"]), log)
+        # its failures, the site's line and the total (not pytest's progress, nor its opening line)
+        shown = [ln for ln in output.splitlines() if ln.startswith(("FAILED ", f"{self.site.code} ", "jincai verify"))
+                 and "; report " not in ln]
+        for line in shown:
+            _say(f"      {line[:400]}")
+        if rc == 0:
+            try:
+                with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as fh:
+                    s = json.load(fh)
+                return True, f"jincai verify: {s['checks']} checks on {s['hosts']} hosts, {s['skipped']} skipped"
+            except (OSError, ValueError, KeyError):
+                return True, "jincai verify passed"
+        failed = [ln[len("FAILED "):] for ln in shown if ln.startswith("FAILED ")]
+        return False, "\n".join([f"jincai verify -l site_{self.site.code} exited {rc}:"]
+                                 + (failed[:4] or shown[-2:] or output.strip().splitlines()[-2:])
+                                 + [f"full output: {log}"])
 
     #: A cheap check re-run before a resumed step is skipped (the router may have been reset since).
     quick_checks = {"router_config": "uplink"}
@@ -403,7 +482,7 @@ class Bootstrap:
             return 5
         nonce = secrets.token_hex(6)
         if not self.playbook_step("verify", ["verify"], f"site_{site.code}", expect=names,
-                                  extra={"bootstrap_verify_nonce": nonce}):
+                                  extra={"bootstrap_verify_nonce": nonce}, then=self.site_checks):
             return 6
         return 0
 

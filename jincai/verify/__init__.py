@@ -43,6 +43,9 @@ def build_parser():
     p.add_argument("--connection", choices=("ssh", "ansible"), default="ssh",
                    help="testinfra backend for servers: native ssh from the inventory (default) or ansible")
     p.add_argument("-k", dest="keyword", help="only the checks matching this pytest -k expression")
+    p.add_argument("--known-hosts", metavar="FILE",
+                   help="check the hosts' SSH keys against FILE instead of the inventory's UserKnownHostsFile "
+                        "(native ssh backend; jincai bootstrap passes the keys it recorded)")
     p.add_argument("--reports-dir", default=REPORTS, help="base directory of the runs (default: reports/verify)")
     p.add_argument("-o", "--output", help="this run's directory (default: <reports-dir>/<run id>)")
     p.add_argument("--list", action="store_true", help="print the checks of every host in scope; contacts nothing")
@@ -89,7 +92,7 @@ def main(argv=None):
     from jincai.compliance import model as cmodel
     from jincai.release import ReleaseError
     from jincai.run.env import vault_env
-    from jincai.verify import plan, report
+    from jincai.verify import plan, report, support
 
     args = build_parser().parse_args(argv)
     inventory = os.path.abspath(args.inventory)
@@ -121,6 +124,8 @@ def main(argv=None):
     junit = os.path.join(out_dir, "junit.xml")
     cmd = pytest_argv(inventory, args.limit, junit, args.jobs, len(scope), args.connection, args.keyword, args.quiet)
     env = dict(os.environ, JINCAI_INVENTORY=inventory, **vault_env(inventory))
+    if args.known_hosts:
+        env[support.KNOWN_HOSTS_ENV] = os.path.abspath(args.known_hosts)
     print(f"jincai verify: {len(scope)} hosts of {os.path.basename(inventory)}"
           f"{' (--limit ' + args.limit + ')' if args.limit else ''}; report {out_dir}", flush=True)
     try:

@@ -299,9 +299,13 @@ def _app_checks(net, host, hv, hosted, add):
         add("apps", "test_app_release_record", "apps.release", "the release this network runs", "a release",
             skip="the inventory's apps_release is empty: no application is deployed yet")
         return
-    add("apps", "test_app_release_record", "apps.release", "the host records the network's release",
-        f"{net.var(host, 'apps_release_record')} names {net.release['release']}",
-        path=net.var(host, "apps_release_record"), release=net.release["release"])
+    # the record (roles/apps record.yml; what `jincai release status` reads): the release and the version
+    # of each application it deploys here, as read from the host's `current` links
+    record = net.var(host, "apps_release_record")
+    versions = "".join(f", {app} {version}" for app, version in sorted(hosted.items()))
+    add("apps", "test_app_release_record", "apps.release", "the host records the network's release and its versions",
+        f"{record} names {net.release['release']}{versions}", path=record, release=net.release["release"],
+        apps=dict(sorted(hosted.items())))
     tls = net.var(host, "apps_tls_dir")
     root = net.var(host, "apps_root")
     for app, version in sorted(hosted.items()):

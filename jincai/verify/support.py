@@ -18,6 +18,9 @@ import re
 import pytest
 
 CONTROL_DIR = os.environ.get("JINCAI_VERIFY_CONTROL_DIR", "/tmp/jincai-verify-cp")
+#: A known_hosts file that replaces the inventory's UserKnownHostsFile (``jincai verify --known-hosts``:
+#: ``jincai bootstrap`` passes the host keys it recorded and the technician confirmed).
+KNOWN_HOSTS_ENV = "JINCAI_VERIFY_KNOWN_HOSTS"
 CONTROL_PERSIST = 120  # seconds an idle master stays (ansible.cfg keeps its own for 120 s too)
 CONNECT_TIMEOUT = 10
 
@@ -37,6 +40,11 @@ def host_spec(net, name, connection=None):
     port = ivars.get("ansible_port")
     spec = f"ssh://{user}@{address}" + (f":{port}" if port else "")
     extra = " ".join(str(ivars.get("ansible_ssh_common_args") or "").split())
+    known = os.environ.get(KNOWN_HOSTS_ENV)
+    if known:
+        opt = f"-o UserKnownHostsFile={known}"
+        extra, n = re.subn(r"-o\s*UserKnownHostsFile=\S+", lambda _m: opt, extra)
+        extra = extra if n else f"{extra} {opt}".strip()
     kwargs = {
         "ssh_extra_args": (extra + " -o BatchMode=yes").strip(),
         "controlpersist": CONTROL_PERSIST,

@@ -7,14 +7,21 @@ For other engineers' lab tests:
 * ``inventory()`` / the ``lab_inventory`` fixture: the inventory dict (``ansible-inventory --list``
   shape) of ``inventories/lab``; ``hostvars(host)`` is one host's vars;
 * ``lab_state()`` / the ``lab_up`` fixture: the lab's state file (hosts, PIDs, management addresses);
-  ``lab_up`` fails the test with a clear message when the lab is not running.
+  ``lab_up`` fails the test with a clear message when the lab is not running;
+* ``wait_routes_converged(deadline_s)``: after a test changed routing (a config push, a cut link),
+  wait until every lab router's table holds every site LAN of the inventory; returns what is still
+  missing (``{}`` when converged). OSPF adjacencies Full is not enough: SPF throttling can install the
+  routes seconds later.
 
 Every test collected under tests/lab/ gets the ``lab`` marker.
 """
 
 import functools
+import ipaddress
+import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -64,6 +71,55 @@ def run_on(host, cmd, sudo=True, user="jincai", check=False, timeout=60):
     (:func:`jincai.lab.lab.run_on`: ``sudo`` runs it as root, ``check`` raises AssertionError)."""
     return labmod.run_on(host, cmd, sudo=sudo, user=user, check=check, timeout=timeout,
                          address=None if host in (lab_state().get("hosts") or {}) else mgmt_address(host))
+
+
+def site_lans():
+    """``{prefix: site code}``: every site's LAN in the inventory (``jincai_site.lan`` of its hosts)."""
+    out = {}
+    for hv in inventory()["_meta"]["hostvars"].values():
+        site = hv.get("jincai_site") or {}
+        if site.get("lan"):
+            out[str(ipaddress.ip_network(site["lan"], strict=False))] = site.get("code") or hv.get("jincai_site_code")
+    return out
+
+
+def frr_routers():
+    """The lab's routers with a shell (FRR): the ones whose table ``vtysh`` shows."""
+    return sorted(h for h in inventory()["routers"]["hosts"]
+                  if (hostvars(h).get("jincai_router") or {}).get("platform") == "frr")
+
+
+def installed_prefixes(host):
+    """The prefixes of ``host``'s routing table that are installed in the kernel (``show ip route json``:
+    a selected route with ``installed``, or a connected one); raises AssertionError when vtysh fails."""
+    res = run_on(host, "vtysh -c 'show ip route json'", timeout=30)
+    if res.returncode != 0:
+        raise AssertionError(f"{host}: show ip route json exited {res.returncode}: {res.stderr.strip()[-300:]}")
+    table = json.loads(res.stdout or "{}")
+    return {prefix for prefix, entries in table.items()
+            if any(e.get("installed") or (e.get("protocol") == "connected" and e.get("selected")) for e in entries)}
+
+
+def wait_routes_converged(deadline_s=60):
+    """Poll every lab router (FRR, every 2 s, at most ``deadline_s``) until each has every site LAN of the
+    inventory (:func:`site_lans`) installed. Returns ``{router: ["<prefix> (<site>)", ...]}`` of what is still
+    missing, ``{}`` once converged (a router vtysh cannot read shows the reason instead)."""
+    lans = site_lans()
+    end = time.monotonic() + deadline_s
+    while True:
+        missing = {}
+        for router in frr_routers():
+            try:
+                have = installed_prefixes(router)
+            except (AssertionError, ValueError, subprocess.TimeoutExpired) as exc:
+                missing[router] = [f"table unreadable: {str(exc).splitlines()[0][:200]}"]
+                continue
+            lost = [f"{prefix} ({code})" for prefix, code in sorted(lans.items()) if prefix not in have]
+            if lost:
+                missing[router] = lost
+        if not missing or time.monotonic() > end:
+            return missing
+        time.sleep(2)
 
 
 def jincai_lab(*args, timeout=600):

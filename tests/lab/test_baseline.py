@@ -24,7 +24,7 @@ from jincai import ROOT
 from jincai.lab import lab as labmod
 from jincai.run import run
 
-from conftest import hostvars, inventory, lab_state, mgmt_address, run_on
+from conftest import hostvars, inventory, lab_state, mgmt_address, run_on, wait_routes_converged
 
 pytestmark = pytest.mark.lab
 
@@ -606,8 +606,11 @@ def test_lines_logged_while_the_wan_is_down_arrive_after_it_returns(routed):
         time.sleep(5)
     finally:
         subprocess.run(["ip", "-n", netns, "link", "set", uplink, "up"], check=True)
+        # the cut withdrew the county's routes: every site LAN back in every router's table before the next test
+        unconverged = wait_routes_converged()
     missing = [m for m in markers if not _wait_for_line(m, timeout=120)]
     assert not missing, f"lines lost while the WAN was down: {missing}"
+    assert not unconverged, f"site LANs missing from routing tables after the link came back: {unconverged}"
 
 
 @HOSTS

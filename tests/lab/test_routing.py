@@ -18,7 +18,7 @@ import pytest
 from jincai import ROOT
 from jincai.run import run
 
-from conftest import hostvars, inventory, mgmt_address, run_on
+from conftest import hostvars, inventory, mgmt_address, run_on, wait_routes_converged
 
 sys.path.insert(0, os.path.join(ROOT, "module_utils"))
 import jincai_netconfig as nc  # noqa: E402
@@ -70,10 +70,13 @@ def reach(src, address, port, timeout=3):
 
 @pytest.fixture(scope="module")
 def converged(lab_up):
-    """routers.yml applied once (whatever the routers' state), then OSPF given time to converge."""
+    """routers.yml applied once (whatever the routers' state), then OSPF given time to converge: the
+    adjacencies Full and every site LAN installed on every router."""
     res = run(PLAYBOOK, inventory=LAB)
     assert res.rc == 0, _tail(res)
     _wait_for_full_adjacencies()
+    missing = wait_routes_converged()
+    assert not missing, f"site LANs missing from routing tables after routers.yml: {missing}"
     return res
 
 
@@ -102,6 +105,16 @@ def _wait_for_full_adjacencies(deadline_s=60):
         if not missing or time.monotonic() > end:
             return missing
         time.sleep(2)
+
+
+def _assert_routing_settled():
+    """The ending of a test that changed routing: the adjacencies Full again, then every site LAN back in
+    every router's table (SPF throttling can install the routes seconds after Full), so the next test,
+    tests/lab/test_verify.py's included, finds the WAN converged."""
+    adjacencies = _wait_for_full_adjacencies()
+    missing = wait_routes_converged()
+    assert not adjacencies, f"adjacencies not Full: {adjacencies}"
+    assert not missing, f"site LANs missing from routing tables: {missing}"
 
 
 def test_second_run_changes_nothing(converged):
@@ -264,22 +277,27 @@ def test_hand_made_change_shows_in_check_diff_and_is_reverted(converged):
         dev.apply([f"interface {uplink}", "ip ospf cost 55", "exit"])
     finally:
         dev.conn.disconnect()
-    assert "ip ospf cost 55" in vtysh(host, "show running-config")
-    check = run(PLAYBOOK, inventory=LAB, check=True, diff=True, args=["--limit", host])
-    assert check.rc == 0, _tail(check)
-    assert check.recap[host]["changed"] == 1
-    assert re.search(r"^-\s*ip ospf cost 55$", check.output, re.M), _tail(check, 80)
-    assert "ip ospf cost 55" in vtysh(host, "show running-config"), "check mode changed the router"
-    backups = os.path.join(ROOT, "backups", hostvars(host)["jincai_site_code"], host)
-    known = set(os.listdir(backups)) if os.path.isdir(backups) else set()
-    fix = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
-    assert fix.rc == 0 and fix.recap[host]["changed"] == 1, _tail(fix)
-    running = vtysh(host, "show running-config")
-    assert "ip ospf cost 55" not in running and "ip ospf cost 10" in running
-    new = set(os.listdir(backups)) - known
-    assert len(new) == 1, f"expected one new backup under {backups}, got {new}"
-    with open(os.path.join(backups, new.pop()), encoding="utf-8") as fh:
-        assert "ip ospf cost 55" in fh.read(), "the backup is not the pre-change running config"
+    try:
+        assert "ip ospf cost 55" in vtysh(host, "show running-config")
+        check = run(PLAYBOOK, inventory=LAB, check=True, diff=True, args=["--limit", host])
+        assert check.rc == 0, _tail(check)
+        assert check.recap[host]["changed"] == 1
+        assert re.search(r"^-\s*ip ospf cost 55$", check.output, re.M), _tail(check, 80)
+        assert "ip ospf cost 55" in vtysh(host, "show running-config"), "check mode changed the router"
+        backups = os.path.join(ROOT, "backups", hostvars(host)["jincai_site_code"], host)
+        known = set(os.listdir(backups)) if os.path.isdir(backups) else set()
+        fix = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        assert fix.rc == 0 and fix.recap[host]["changed"] == 1, _tail(fix)
+        running = vtysh(host, "show running-config")
+        assert "ip ospf cost 55" not in running and "ip ospf cost 10" in running
+        new = set(os.listdir(backups)) - known
+        assert len(new) == 1, f"expected one new backup under {backups}, got {new}"
+        with open(os.path.join(backups, new.pop()), encoding="utf-8") as fh:
+            assert "ip ospf cost 55" in fh.read(), "the backup is not the pre-change running config"
+    finally:
+        if "ip ospf cost 55" in vtysh(host, "show running-config"):  # the test stopped before the fix
+            run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        _assert_routing_settled()
 
 
 def test_invalid_line_fails_rolls_back_and_router_stays_reachable(converged):
@@ -289,16 +307,22 @@ def test_invalid_line_fails_rolls_back_and_router_stays_reachable(converged):
     extra = {"router_extra_lines": ["hostname must-not-stay", f"interface {uplink}", " ip ospf cost 77",
                                     " ip ospf frobnicate 3", "exit"]}
     res = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "-e", json.dumps(extra)])
-    assert res.rc != 0 and res.recap[host]["failed"] == 1, _tail(res)
-    assert "device refused ' ip ospf frobnicate 3'" in res.output or "frobnicate" in res.output
-    assert "rolled back to its previous config" in res.output, _tail(res)
-    after = vtysh(host, "show running-config")
-    p = nc.PLATFORMS["frr"]
-    assert nc.same(nc.parse(after, p), nc.parse(before, p)), nc.unified_diff(nc.normalize(after, p),
-                                                                              nc.normalize(before, p))
-    assert not _wait_for_full_adjacencies(30)
-    ok = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
-    assert ok.rc == 0 and ok.recap[host]["changed"] == 0, _tail(ok)
+    try:
+        assert res.rc != 0 and res.recap[host]["failed"] == 1, _tail(res)
+        assert "device refused ' ip ospf frobnicate 3'" in res.output or "frobnicate" in res.output
+        assert "rolled back to its previous config" in res.output, _tail(res)
+        after = vtysh(host, "show running-config")
+        p = nc.PLATFORMS["frr"]
+        assert nc.same(nc.parse(after, p), nc.parse(before, p)), nc.unified_diff(nc.normalize(after, p),
+                                                                                  nc.normalize(before, p))
+        assert not _wait_for_full_adjacencies(30)
+        ok = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        assert ok.rc == 0 and ok.recap[host]["changed"] == 0, _tail(ok)
+    finally:
+        running = vtysh(host, "show running-config")
+        if "must-not-stay" in running or "ip ospf cost 77" in running:  # not rolled back: put the plan back
+            run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        _assert_routing_settled()
 
 
 def _render(host, template):
@@ -363,4 +387,4 @@ def test_per_city_areas_county_routes_are_inter_area_through_the_city(converged,
     finally:
         back = run(PLAYBOOK, inventory=LAB)
         assert back.rc == 0, _tail(back)
-        assert not _wait_for_full_adjacencies()
+        _assert_routing_settled()

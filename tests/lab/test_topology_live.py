@@ -2,7 +2,7 @@
 
 On the converged lab every WAN link is drawn up; a link cut by failure injection (``jincai lab link
 down 220100 220103``: the cable pulled) is drawn down, the other links stay up, and the link is drawn
-up again once it is restored (``jincai lab link up``).
+up again once it is restored (``jincai lab link up``), with every site LAN back in every router's table.
 """
 
 import subprocess
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import JINCAI, LAB_INVENTORY, hostvars, inventory, jincai_lab
+from conftest import JINCAI, LAB_INVENTORY, hostvars, inventory, jincai_lab, wait_routes_converged
 from jincai.topology import svg
 
 pytestmark = pytest.mark.lab
@@ -53,6 +53,9 @@ def test_a_cut_link_is_drawn_down_then_up_again(lab_up, tmp_path):
         assert {seg: st for seg, st in states.items() if seg != SEGMENT and st != "up"} == {}
     finally:
         restored = jincai_lab("link", "up", CITY, COUNTY, timeout=60)
+        # the cut withdrew routes: every site LAN back in every router's table before the next test
+        missing = wait_routes_converged(90)
     assert restored.returncode == 0, restored.stderr
     _res, states = _wait_for(tmp_path / "back.svg", lambda s: s.get(SEGMENT) == "up")
     assert states.get(SEGMENT) == "up", states
+    assert not missing, f"site LANs missing from routing tables 90 s after the link came back: {missing}"

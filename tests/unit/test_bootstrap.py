@@ -336,3 +336,95 @@ def test_progress_view_shows_task_names_and_failure_lines_from_events(capsys):
 def test_a_stop_without_a_running_playbook_says_so():
     runner = bootstrap.Runner(site=None, state=None)
     assert runner.stop("SIGTERM") is False and runner.stop_reason == "SIGTERM"
+
+
+# ---------------------------------------------------------------- the verify step: jincai verify of the site
+
+
+def test_the_site_is_verified_by_jincai_verify_limited_to_it(inv_with_county):
+    site = pf.resolve_site(inv_with_county, "220104")
+    argv = bootstrap.site_verify_argv(site, "/r/220104/verify", "/r/220104/known_hosts.run")
+    assert os.path.basename(argv[0]) == "jincai"
+    assert argv[1:] == ["verify", "-i", site.inventory, "-l", "site_220104", "-o", "/r/220104/verify",
+                        "--known-hosts", "/r/220104/known_hosts.run"]
+
+
+def _bootstrap_with_fakes(monkeypatch, inv, tmp_path, verify_rc, verify_out):
+    """main() of a county whose every step passes (nothing contacted) up to jincai verify, which returns
+    ``verify_rc``; returns the list of what ran: ("playbook", tags) and ("verify", argv)."""
+    import time
+
+    ran = []
+
+    def passed(key):
+        return lambda self, *a, **kw: self._pass(key, time.monotonic()) or True
+
+    monkeypatch.setattr(bootstrap.Bootstrap, "reach", passed("reach"))
+    monkeypatch.setattr(bootstrap.Bootstrap, "hostkeys", passed("hostkeys"))
+    monkeypatch.setattr(bootstrap.Bootstrap, "access",
+                        lambda self, key, hosts: self._pass(key, time.monotonic()) or True)
+    monkeypatch.setattr(bootstrap.Bootstrap, "connection", lambda self: {
+        "run_known_hosts": str(tmp_path / "kh.run"), "site_known_hosts": str(tmp_path / "kh.site"),
+        "known_hosts": str(tmp_path / "kh")})
+    monkeypatch.setattr(bootstrap, "combine_known_hosts", lambda *paths: ran.append(("known_hosts", paths)))
+
+    def playbook(self, step, tags, limit, **kw):
+        ran.append(("playbook", tags))
+        return 0, {h.name: {"changed": 0} for h in self.site.hosts}, []
+
+    def verify(argv, log_path):
+        ran.append(("verify", argv))
+        out = argv[argv.index("-o") + 1]
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
+            fh.write('{"checks": 52, "hosts": 2, "skipped": 0}')
+        return verify_rc, verify_out
+
+    monkeypatch.setattr(bootstrap.Runner, "run", playbook)
+    monkeypatch.setattr(bootstrap, "run_site_verify", verify)
+    return ran
+
+
+def test_the_verify_step_ends_with_jincai_verify_of_the_site_and_only_then_says_verified(
+        inv_with_county, tmp_path, capsys, monkeypatch):
+    ran = _bootstrap_with_fakes(monkeypatch, inv_with_county, tmp_path, 0, "220104 x county: PASSED 2 hosts\n"
+                                "jincai verify: passed: 52 checks on 2 hosts in 1 sites\n")
+    rc = bootstrap.main(["220104", "-i", inv_with_county, "--reports-dir", str(tmp_path / "reports")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert [r[1] for r in ran if r[0] == "playbook"][-1] == ["verify"]  # the end-to-end checks first
+    assert ran[-1][0] == "verify" and ran[-2][0] == "known_hosts"  # then jincai verify, with the keys recorded
+    site = pf.resolve_site(inv_with_county, "220104")
+    state_dir = str(tmp_path / "reports" / "220104")
+    assert ran[-1][1] == bootstrap.site_verify_argv(site, os.path.join(state_dir, "verify"), str(tmp_path / "kh.run"))
+    assert "jincai verify: 52 checks on 2 hosts, 0 skipped" in out
+    assert "RESULT: site 220104 is on the WAN, compliant and verified" in out
+
+
+def test_a_failed_site_check_fails_the_verify_step_naming_host_and_check(inv_with_county, tmp_path, capsys,
+                                                                         monkeypatch):
+    failure = ("FAILED 220104-app1: service.rsyslog (rsyslog runs and starts at boot): expected running, enabled, "
+               "found inactive, enabled")
+    _bootstrap_with_fakes(monkeypatch, inv_with_county, tmp_path, 1, f"jincai verify: 2 hosts of lab (--limit "
+                          f"site_220104); report x\n....F\n{failure}\n220104 x county: FAILED 2 hosts, 51 passed, "
+                          "1 failed, 0 skipped\njincai verify: failed: 52 checks\n")
+    rc = bootstrap.main(["220104", "-i", inv_with_county, "--reports-dir", str(tmp_path / "reports")])
+    out = capsys.readouterr().out
+    assert rc == 6
+    assert "[FAIL] Verification" in out and failure[len("FAILED "):] in out.split("checklist")[-1]
+    assert "RESULT: stopped at step 9" in out and "compliant and verified" not in out
+    assert bs.State("220104", str(tmp_path / "reports")).steps["verify"]["status"] == "failed"
+
+
+def test_site_verify_runs_logs_and_is_ended_when_it_hangs(tmp_path):
+    import sys
+    import time
+
+    show_control = "import os; print(os.environ['JINCAI_VERIFY_CONTROL_DIR'])"
+    rc, out = bootstrap.run_site_verify([sys.executable, "-c", show_control], str(tmp_path / "a.log"))
+    assert rc == 0 and (tmp_path / "a.log").read_text() == out and out.strip().startswith("/tmp/jincai-bv-")
+    assert not os.path.exists(out.strip())  # its own SSH control directory, removed afterwards
+    t0 = time.monotonic()
+    rc, out = bootstrap.run_site_verify([sys.executable, "-c", "import time; print('x', flush=True); time.sleep(60)"],
+                                        str(tmp_path / "b.log"), timeout=1)
+    assert rc == 2 and "no result within 1 s" in out and time.monotonic() - t0 < 30

@@ -244,6 +244,28 @@ def test_host_spec_uses_the_inventorys_connection_settings(lab):
     assert support.host_spec(lab, "220102-rtr", "ansible")[0].startswith("ssh://")
 
 
+def test_known_hosts_replaces_the_inventorys_file_for_the_run(lab, monkeypatch, tmp_path):
+    """--known-hosts (jincai bootstrap's recorded keys) replaces the inventory's UserKnownHostsFile; strict
+    host key checking stays."""
+    before = support.host_spec(lab, "220102-rtr")[1]["ssh_extra_args"]
+    assert "UserKnownHostsFile=" in before
+    monkeypatch.setenv(support.KNOWN_HOSTS_ENV, "/b/known_hosts.run")
+    for name in ("220102-app1", "220102-rtr"):
+        extra = support.host_spec(lab, name)[1]["ssh_extra_args"]
+        assert extra.count("UserKnownHostsFile=") == 1 and "-o UserKnownHostsFile=/b/known_hosts.run" in extra
+        assert "StrictHostKeyChecking=yes" in extra and "BatchMode=yes" in extra
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen.update(kw["env"])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.delenv(support.KNOWN_HOSTS_ENV)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    verify_main(["-i", LAB, "-l", "220102-app1", "-o", str(tmp_path), "--known-hosts", "kh"])
+    assert seen[support.KNOWN_HOSTS_ENV] == os.path.abspath("kh")
+
+
 # ---------------------------------------------------------------- summary and exit codes on canned JUnit
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -440,6 +462,37 @@ def test_whole_run_against_a_closed_port_reports_the_host_unreachable(tmp_path):
     assert re.search(r"^FAILED 220102-app1: unreachable: .*Connection refused \(\d+ checks\)$", res.stdout, re.M)
 
 
+def _record(net, check, **versions):
+    """The release record roles/apps writes for ``check``'s host (apps_release_record), versions overridden."""
+    apps = {a: {"version": versions.get(a, v), "sha256": "0" * 64} for a, v in check.params["apps"].items()}
+    return json.dumps({"release": net.release["release"], "overrides": {}, "host": check.host, "apps": apps})
+
+
+def test_the_release_record_check_reads_each_applications_version(lab):
+    """The record names the release and the version of every application the release deploys on the host:
+    an application recorded at another version (a partial rollout, a hand-edited record) fails, naming it."""
+    from jincai.verify.tests import test_apps as ta
+
+    c = _check(lab, "220102-app1", "apps.release")
+    hosted = lab.hosted_apps("220102-app1")
+    assert c.params["apps"] == hosted and len(hosted) >= 2
+    assert c.expected == (f"{c.params['path']} names {lab.release['release']}, "
+                          + ", ".join(f"{a} {v}" for a, v in sorted(hosted.items())))
+    app = sorted(hosted)[0]
+
+    def record(text):
+        return _verdict(ta.test_app_release_record, _host([(r"test -e", 0, ""), (r"cat -- ", 0, text)]), c)
+
+    assert record(_record(lab, c)) == "passed"
+    prefix = f"220102-app1: apps.release ({c.title}): expected {c.expected}, found "
+    assert record(_record(lab, c, **{app: "1.0.0"})) == f"{prefix}release '{lab.release['release']}', {app} 1.0.0"
+    doc = json.loads(_record(lab, c))
+    del doc["apps"][app]
+    assert record(json.dumps(doc)) == f"{prefix}release '{lab.release['release']}', {app} not recorded"
+    assert record(json.dumps({**doc, "release": "lab-1"})).startswith(f"{prefix}release 'lab-1', {app} not recorded")
+    assert record("[]") == f"{prefix}{c.params['path']} is not a JSON object"
+
+
 def _healthy_cases(net):
     """(test function, check, canned outputs of a healthy host) for the checks the other tests leave out."""
     from jincai.verify.tests import test_apps as ta
@@ -477,7 +530,7 @@ def _healthy_cases(net):
         (ta.test_app_current, current, [(r"test -L", 0, ""), (r"readlink -f", 0,
                                           f"{current.params['path'][:-len('current')]}releases/{current.params['version']}\n")]),
         (ta.test_app_release_record, _check(net, app, "apps.release"), [
-            (r"test -e", 0, ""), (r"cat -- ", 0, json.dumps({"release": net.release["release"]}))]),
+            (r"test -e", 0, ""), (r"cat -- ", 0, _record(net, _check(net, app, "apps.release")))]),
         (ts.test_logs_received, _check(net, svc, f"logs.received.{app}"), [(r"test -d", 0, ""), (r"find", 0, "x.log\n")]),
         (ts.test_backup_received, _check(net, svc, f"backup.received.{app}"), [(r"test -d", 0, "")]),
         (ts.test_artifact_present, _check(net, svc, "artifact.budget"), [(r"test -e", 0, ""), (r"stat -Lc %s", 0, "9\n")]),

@@ -48,13 +48,24 @@ def test_app_current(host, check):
 
 
 def test_app_release_record(host, check):
-    """The release record names the release the network runs (what ``jincai release status`` reads)."""
+    """The release record names the release the network runs and the release's version of each application
+    deployed here (what ``jincai release status`` reads)."""
     p = check.params
     f = host.file(p["path"])
     if not f.exists:
         support.fail(check, f"no {p['path']}")
     try:
-        release = json.loads(f.content_string).get("release")
+        doc = json.loads(f.content_string)
     except ValueError:
         support.fail(check, f"{p['path']} is not JSON")
-    support.expect(check, release == p["release"], f"release {release!r}")
+    if not isinstance(doc, dict):
+        support.fail(check, f"{p['path']} is not a JSON object")
+    release = doc.get("release")
+    recorded = doc.get("apps") if isinstance(doc.get("apps"), dict) else {}
+    wrong = []
+    for app, version in sorted((p.get("apps") or {}).items()):
+        got = (recorded.get(app) or {}).get("version") if isinstance(recorded.get(app), dict) else None
+        if got != version:
+            wrong.append(f"{app} {got or 'not recorded'}")
+    support.expect(check, release == p["release"] and not wrong,
+                   ", ".join([f"release {release!r}"] + wrong))
