@@ -70,7 +70,7 @@ lab-test: deps
 	jincai lab up -i inventories/lab
 	@echo "== lab phase 1: fresh lab"; $(PYTEST) -m "lab and fresh" tests/lab || test $$? = 5
 	@echo "== lab phase 2+3: provision and verify"; $(PYTEST) -m "lab and not fresh and not lifecycle and not slow" tests/lab
-	@echo "== lab phase 3b: county bootstrap from blank"; $(PYTEST) -m "slow" tests/lab
+	@echo "== lab phase 3b: county bootstrap from blank"; $(PYTEST) -m "slow and not long" tests/lab
 	@echo "== lab phase 4: lifecycle"; $(PYTEST) -m "lab and lifecycle" tests/lab || test $$? = 5
 
 # Only the county bootstrap proofs (blank county, bad input, second run, kill and resume: ~10 min);
