@@ -118,11 +118,11 @@ def test_no_technician_rule_when_a_host_has_no_operations():
     assert "JINCAI_TECHNICIAN" not in text
 
 
-@pytest.mark.skipif(visudo() is None, reason="no visudo here (set JINCAI_VISUDO to an unpacked sudo's visudo)")
 @pytest.mark.parametrize("functions, apps, tier", [(["app_server"], ["budget", "treasury", "nontax", "township"],
                                                     "county"),
                                                    (["vpn_concentrator"], [], "city"), (["services"], [], "province")])
 def test_rendered_sudoers_passes_visudo(tmp_path, functions, apps, tier):
+    assert visudo(), "no visudo: `make deps` installs sudo (APT_PACKAGES); or set JINCAI_VISUDO"
     path = tmp_path / "jincai-baseline"
     path.write_text(render_sudoers(functions, apps, tier), encoding="utf-8")
     exe = visudo()
