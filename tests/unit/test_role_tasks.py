@@ -65,6 +65,7 @@ def _concat(nodes):
 def _jinja():
     import jinja2  # noqa: PLC0415
     from ansible.plugins.filter.core import FilterModule  # noqa: PLC0415
+    from ansible.plugins.test.core import TestModule  # noqa: PLC0415
     from jinja2.nativetypes import NativeEnvironment, NativeTemplate  # noqa: PLC0415
 
     class Env(NativeEnvironment):
@@ -77,6 +78,7 @@ def _jinja():
 
     env = Env(undefined=jinja2.StrictUndefined)
     env.filters.update(FilterModule().filters())
+    env.tests.update(TestModule().tests())
     return env
 
 
@@ -214,3 +216,81 @@ def test_the_base_role_creates_each_hardening_directory_before_it_writes_there()
     assert notified == ["/etc/systemd/system.conf.d/60-jincai-core.conf",
                         "/etc/systemd/system/nginx.service.d/60-jincai-umask.conf"]
 
+
+
+# ------------------------------------------------------------------ systemd units are loaded before use
+
+def _systemd_tasks(role):
+    """(task, module args) of the role's flow, with the handlers' names that reload systemd."""
+    handlers_file = os.path.join(ROOT, "roles", role, "handlers", "main.yml")
+    reloaders = {h["name"] for h in (_tasks(handlers_file) if os.path.exists(handlers_file) else [])
+                 if (h.get("ansible.builtin.systemd_service") or {}).get("daemon_reload")
+                 or (h.get("ansible.builtin.systemd_service") or {}).get("daemon_reexec")}
+    return list(_flow(role)), reloaders
+
+
+def test_a_unit_file_a_role_writes_is_loaded_before_the_role_enables_or_starts_a_unit():
+    """jincai-backup.timer was "not found" on the lab: systemd keeps a unit it once did not find as
+    not-found until a daemon-reload. After a role writes under /etc/systemd/system, the next task that
+    enables, starts or restarts a unit reloads systemd (daemon_reload) or follows a flush of a handler
+    that does."""
+    bad = []
+    for role in sorted(os.listdir(os.path.join(ROOT, "roles"))):
+        if not os.path.exists(os.path.join(ROOT, "roles", role, "tasks", "main.yml")):
+            continue
+        flow, reloaders = _systemd_tasks(role)
+        pending = []
+        for t in flow:
+            module = next((k for k in t if k.startswith("ansible.builtin.")), "")
+            args = t.get(module) if isinstance(t.get(module), dict) else {}
+            dest = str(args.get("dest", ""))
+            if module in ("ansible.builtin.template", "ansible.builtin.copy") and "/etc/systemd/system/" in dest:
+                notify = t.get("notify") or []
+                pending.append((t["name"], set([notify] if isinstance(notify, str) else notify)))
+            elif module == "ansible.builtin.meta" and t[module] == "flush_handlers":
+                pending = [(n, h) for n, h in pending if not h & reloaders]
+            elif module == "ansible.builtin.systemd_service":
+                if args.get("daemon_reload") not in (None, False) or args.get("daemon_reexec"):
+                    pending = []
+                elif pending and (args.get("state") in ("started", "restarted", "reloaded") or args.get("enabled")):
+                    bad.append(f"roles/{role}: {t['name']} after {[n for n, _h in pending]} without a daemon-reload")
+    assert not bad, "\n".join(bad)
+
+
+def _when(task, **ctx):
+    conditions = task["when"] if isinstance(task["when"], list) else [task["when"]]
+    return all(JINJA.from_string("{{ " + c + " }}").render(ctx) for c in conditions)
+
+
+def test_the_backup_timer_is_reloaded_when_needed_enabled_in_check_mode_only_once_it_exists():
+    tasks = {t["name"]: t for t in _flow("backup")}
+    enable = tasks["Enable the daily backup"]
+    loaded = "Id=jincai-backup.service\nLoadState=loaded\nNeedDaemonReload=no\n\n" \
+             "Id=jincai-backup.timer\nLoadState=loaded\nNeedDaemonReload=no\n"
+    stale = loaded.replace("timer\nLoadState=loaded\nNeedDaemonReload=no", "timer\nLoadState=loaded\nNeedDaemonReload=yes")
+    missing = loaded.replace("timer\nLoadState=loaded", "timer\nLoadState=not-found")
+    reload_expr = enable["ansible.builtin.systemd_service"]["daemon_reload"]
+
+    def reload(stdout, changed):
+        return JINJA.from_string(reload_expr).render(_backup_units_state={"stdout": stdout},
+                                                     _backup_unit_files={"changed": changed})
+
+    assert reload(loaded, False) is False  # a converged host: no reload, changed=0
+    assert reload(loaded, True) is True and reload(stale, False) is True and reload(missing, False) is True
+    assert _when(enable, ansible_check_mode=True, _backup_units_state={"stdout": missing}) is False
+    assert _when(enable, ansible_check_mode=True, _backup_units_state={"stdout": loaded}) is True
+    assert _when(enable, ansible_check_mode=False, _backup_units_state={"stdout": missing}) is True
+    state = tasks["Read whether systemd has loaded the backup units as they are on disk"]
+    assert state["check_mode"] is False and state["changed_when"] is False
+
+
+def test_the_first_backup_tolerates_an_unreachable_province_and_nothing_else():
+    first = {t["name"]: t for t in _flow("backup")}["Take a first backup when none is recorded yet (the nightly timer takes the others)"]
+
+    def failed(rc, stdout):
+        return JINJA.from_string("{{ " + first["failed_when"] + " }}").render(_backup_first={"rc": rc, "stdout": stdout})
+
+    assert failed(0, "local backup ...") is False
+    assert failed(1, "local backup x\ncopy to 198.18.0.11 FAILED: the province does not hold this backup\n") is False
+    assert failed(1, "local backup x\n") is True  # tar or pg_dump failed (set -e): not the province's fault
+    assert failed(2, "restore drill: bad database name") is True
