@@ -169,6 +169,10 @@ def _account_ageing(facts, ctx, exp):
     return not bad, f"max_days<={exp['pass_max_days']}", ", ".join(bad) or "all within"
 
 
+#: cracklib's compiled-in dictionary (Debian's cracklib-runtime builds it); pwquality's dictpath default.
+DEFAULT_CRACKLIB_DICT = "/var/cache/cracklib/cracklib_dict"
+
+
 @check(SERVER_CHECKS, "auth.password_quality", "L3-CES1-01", "password quality (pam_pwquality)")
 def _quality(facts, ctx, exp):
     files = facts.get("files") or {}
@@ -176,10 +180,19 @@ def _quality(facts, ctx, exp):
     minlen, minclass = _int(conf.get("minlen"), 0), _int(conf.get("minclass"), 0)
     credits = all(_int(conf.get(k), 0) <= -1 for k in ("dcredit", "ucredit", "lcredit", "ocredit"))
     in_pam = "pam_pwquality.so" in "\n".join(_lines(files.get("/etc/pam.d/common-password")))
-    ok = in_pam and minlen >= exp["pwquality_minlen"] and (minclass >= exp["pwquality_minclass"] or credits)
-    return (ok, f"pam_pwquality in common-password, minlen>={exp['pwquality_minlen']}, 4 classes",
+    # dictcheck (pwquality's default: on) without cracklib's dictionary refuses every new password
+    # ("error loading dictionary"): a policy nobody can satisfy. Judged when the collector stat'ed it.
+    dictpath = (conf.get("dictpath") or DEFAULT_CRACKLIB_DICT) + ".pwd"
+    stats = facts.get("stat") or {}
+    no_dict = _int(conf.get("dictcheck"), 1) != 0 and dictpath in stats and stats[dictpath] is None
+    ok = in_pam and minlen >= exp["pwquality_minlen"] and (minclass >= exp["pwquality_minclass"] or credits) \
+        and not no_dict
+    return (ok, f"pam_pwquality in common-password, minlen>={exp['pwquality_minlen']}, 4 classes, "
+                "its dictionary present when dictcheck is on",
             f"pam_pwquality={'yes' if in_pam else 'no'} minlen={minlen} minclass={minclass} "
-            f"credits={'all -1' if credits else 'no'}")
+            f"credits={'all -1' if credits else 'no'}"
+            + (f"; dictcheck on without {dictpath} (every new password is refused; install cracklib-runtime)"
+               if no_dict else ""))
 
 
 @check(SERVER_CHECKS, "auth.lockout", "L3-CES1-02", "lockout after failed logins (pam_faillock)")

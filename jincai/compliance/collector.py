@@ -49,7 +49,7 @@ MAX_LOG_FILES = 20000
 STAT_FILES = [
     "/var/log/auth.log", "/var/log/syslog", "/var/log/sudo.log", "/var/log/audit/audit.log",
     "/var/log/messages", "/var/lib/aide/aide.db", "/var/lib/aide/aide.db.gz", "/etc/shadow",
-    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config", "/var/cache/cracklib/cracklib_dict.pwd",
 ]
 MAX_TEXT = 65536
 

@@ -23,6 +23,7 @@ import yaml
 
 from jincai import ROOT, tls
 from jincai.lab import lab as labmod
+from jincai.lab import passwords
 
 from conftest import hostvars, inventory, mgmt_address, run_on
 
@@ -76,13 +77,22 @@ def sudo(host, user, password, command):
     return as_person(host, user, f"echo {shlex.quote(password)} | sudo -S -p '' {command}")
 
 
+def chpasswd(host, user, password):
+    """``chpasswd`` of ``user:password`` as root on ``host`` (through PAM: pam_pwquality judges it)."""
+    return run_on(host, f"printf '%s\\n' {shlex.quote(user + ':' + password)} | chpasswd")
+
+
 @contextlib.contextmanager
 def temporary_password(host, user):
-    """Give ``user`` a password for the test (the lab sets none) and put the shadow field back after."""
+    """Give ``user`` a password for the test (the lab sets none) and put the shadow field back after.
+
+    The password is drawn for the policy roles/accounts deploys on ``host`` (its variables, not a guess):
+    chpasswd goes through pam_pwquality, which refuses root too (enforce_for_root)."""
     saved = run_on(host, f"getent shadow {user} | cut -d: -f2", check=True).stdout.strip()
-    password = f"Jc-{uuid.uuid4().hex[:12]}!A7"
-    run_on(host, f"echo {shlex.quote(user + ':' + password)} | chpasswd && faillock --user {user} --reset",
-           check=True)
+    password = passwords.generate(passwords.policy(hostvars(host)), user)
+    res = chpasswd(host, user, password)
+    assert res.returncode == 0, f"{host}: the policy refused a password drawn for it: {res.stdout}{res.stderr}"
+    run_on(host, f"faillock --user {user} --reset", check=True)
     try:
         yield password
     finally:
@@ -96,6 +106,26 @@ def sudo_rights(host, user, password):
     lines = res.stdout.split("may run the following commands", 1)[-1].splitlines()[1:]
     return [c.strip() for line in lines if line.strip().startswith("(")
             for c in line.split(")", 1)[1].split(", ")]
+
+
+@control("L3-CES1-01")
+def test_the_password_policy_refuses_weak_passwords_and_takes_a_compliant_one(lab_up):
+    """L3-CES1-01 password quality: chpasswd (PAM, pam_pwquality with enforce_for_root) refuses a short
+    password and a dictionary word with every class, and takes one drawn for the deployed policy. Without
+    cracklib's dictionary every password fails ("error loading dictionary"): the last step proves it is there."""
+    host = county_app_server()
+    user = person(host, "technician")
+    pol = passwords.policy(hostvars(host))
+    saved = run_on(host, f"getent shadow {user} | cut -d: -f2", check=True).stdout.strip()
+    try:
+        for weak in ("Ab1!" + "x" * max(int(pol["minlen"]) - 6, 0), "Password1!"):
+            res = chpasswd(host, user, weak)
+            assert res.returncode != 0, (weak, res.stdout, res.stderr)
+        good = chpasswd(host, user, passwords.generate(pol, user))
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert run_on(host, f"getent shadow {user} | cut -d: -f2", check=True).stdout.startswith("$y$")
+    finally:
+        run_on(host, f"usermod -p {shlex.quote(saved)} {user} && faillock --user {user} --reset", check=True)
 
 
 @control("L3-CES1-08")

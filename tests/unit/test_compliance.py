@@ -110,7 +110,8 @@ def server_facts():
         },
         "stat": {"/var/log/auth.log": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
                  "/var/log/syslog": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
-                 "/var/lib/aide/aide.db": {"mode": "0600", "uid": 0, "gid": 0, "size": 1}},
+                 "/var/lib/aide/aide.db": {"mode": "0600", "uid": 0, "gid": 0, "size": 1},
+                 "/var/cache/cracklib/cracklib_dict.pwd": {"mode": "0644", "uid": 0, "gid": 0, "size": 1}},
         "accounts": [
             {"user": "root", "uid": 0, "gid": 0, "home": "/root", "shell": "/bin/bash", "password": "locked"},
             {"user": "daemon", "uid": 1, "gid": 1, "home": "/", "shell": "/usr/sbin/nologin", "password": "locked"},
@@ -207,6 +208,9 @@ def test_compliant_server_passes_every_check():
     (lambda f: f["files"].update({"/etc/login.defs": "PASS_MAX_DAYS 99999\nPASS_MIN_DAYS 0\nPASS_WARN_AGE 7\n"}),
      "auth.password_ageing", "L3-CES1-01"),
     (lambda f: f["files"].update({"/etc/security/pwquality.conf": "minlen = 6\n"}), "auth.password_quality",
+     "L3-CES1-01"),
+    # dictcheck (on unless set off) without cracklib's dictionary: every new password is refused
+    (lambda f: f["stat"].update({"/var/cache/cracklib/cracklib_dict.pwd": None}), "auth.password_quality",
      "L3-CES1-01"),
     (lambda f: f["files"].update({"/etc/security/faillock.conf": "deny = 10\n"}), "auth.lockout", "L3-CES1-02"),
     (lambda f: f["files"].pop("/etc/profile.d/jincai-tmout.sh"), "auth.idle_timeout", "L3-CES1-02"),
@@ -674,3 +678,15 @@ def test_a_failed_last_copy_passes_while_the_province_still_holds_one_from_the_l
                                                        "offsite": "failed", "databases": []})
     res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
     assert res["backup.offsite"].passed and "20.0 h old (last run: failed" in res["backup.offsite"].found
+
+
+def test_a_missing_password_dictionary_fails_only_while_dictcheck_is_on():
+    facts = server_facts()
+    facts["stat"]["/var/cache/cracklib/cracklib_dict.pwd"] = None
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert not res["auth.password_quality"].passed and "install cracklib-runtime" in res["auth.password_quality"].found
+    facts["files"]["/etc/security/pwquality.conf"] += "dictcheck = 0\n"
+    assert {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}["auth.password_quality"].passed
+    older = server_facts()  # raw data of a run before the collector stat'ed the dictionary: not judged
+    older["stat"].pop("/var/cache/cracklib/cracklib_dict.pwd")
+    assert {r.check: r for r in checks.evaluate_server(older, CTX, EXP)}["auth.password_quality"].passed
