@@ -52,10 +52,20 @@ STAT_FILES = [
     "/etc/ssh/sshd_config", "/var/cache/cracklib/cracklib_dict.pwd",
 ]
 MAX_TEXT = 65536
+#: Tools that ask a D-Bus-activated systemd service (systemd-hostnamed, -timedated, -localed, -logind,
+#: -resolved, -networkd, -machined, ...) and so start it, even to read: the collector changes nothing on a
+#: host (tests/lab/test_compliance_lab.py compares the active services before and after), so run() refuses
+#: them. The host name comes from the kernel (socket.gethostname), never from hostnamectl.
+DBUS_ACTIVATED = frozenset({
+    "hostnamectl", "timedatectl", "localectl", "loginctl", "busctl", "machinectl", "resolvectl", "systemd-resolve",
+    "networkctl", "homectl", "portablectl", "userdbctl", "gdbus", "dbus-send", "qdbus",
+})
 
 
 def run(argv, timeout=20):
-    """Run a read-only query; return {rc, out, err} (never raises)."""
+    """Run a read-only query; return {rc, out, err} (never raises; never a D-Bus-activated tool)."""
+    if os.path.basename(argv[0]) in DBUS_ACTIVATED:
+        return {"rc": 126, "out": "", "err": f"{argv[0]}: refused (starts a D-Bus-activated service)"}
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         return {"rc": p.returncode, "out": p.stdout, "err": p.stderr[-2000:]}

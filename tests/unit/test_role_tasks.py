@@ -2,11 +2,13 @@
 
 import glob
 import os
+import re
 import warnings
 
 import yaml
 
 from jincai import ROOT
+from jincai.compliance.collector import DBUS_ACTIVATED
 
 
 def _tasks(path):
@@ -294,3 +296,39 @@ def test_the_first_backup_tolerates_an_unreachable_province_and_nothing_else():
     assert failed(1, "local backup x\ncopy to 198.18.0.11 FAILED: the province does not hold this backup\n") is False
     assert failed(1, "local backup x\n") is True  # tar or pg_dump failed (set -e): not the province's fault
     assert failed(2, "restore drill: bad database name") is True
+
+
+# ------------------------------------------------------------------ nothing D-Bus activated
+
+#: Tools that ask a D-Bus-activated systemd service and so start it (the compliance collector's list): a
+#: read-only run must call none of them.
+DBUS_TOOLS = sorted(DBUS_ACTIVATED)
+#: Modules that call one of them: ansible.builtin.hostname on Debian (hostnamectl, even to read the name),
+#: ansible.builtin.timezone (timedatectl).
+DBUS_MODULES = ("ansible.builtin.hostname", "ansible.builtin.timezone")
+
+
+def _all_task_files():
+    yield from sorted(glob.glob(os.path.join(ROOT, "roles", "*", "tasks", "*.yml")))
+    yield from sorted(glob.glob(os.path.join(ROOT, "roles", "*", "handlers", "*.yml")))
+    yield from sorted(glob.glob(os.path.join(ROOT, "playbooks", "*.yml")))
+
+
+def test_no_task_starts_a_dbus_activated_service():
+    """jincai compliance runs site.yml in check mode beside the collector and proves the hosts unchanged,
+    active services included: ansible.builtin.hostname (use: debian = hostnamectl) started systemd-hostnamed
+    on every host. Nothing a role or playbook runs may ask a D-Bus-activated service."""
+    bad = []
+    for path in _all_task_files():
+        for t in _walk(_tasks(path)):
+            for play_task in [t] + list(_walk((t.get("tasks") or []) + (t.get("pre_tasks") or [])
+                                              + (t.get("post_tasks") or []) + (t.get("handlers") or []))):
+                for module in DBUS_MODULES:
+                    if module in play_task or module.rpartition(".")[2] in play_task:
+                        bad.append(f"{os.path.relpath(path, ROOT)}: {play_task.get('name')}: {module}")
+                text = yaml.safe_dump({k: v for k, v in play_task.items()
+                                       if k.startswith("ansible.builtin.") or k in ("shell", "command")})
+                for tool in DBUS_TOOLS:
+                    if re.search(rf"(?<![\w-]){re.escape(tool)}(?![\w-])", text):
+                        bad.append(f"{os.path.relpath(path, ROOT)}: {play_task.get('name')}: {tool}")
+    assert not bad, "\n".join(bad)
