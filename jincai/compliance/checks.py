@@ -623,9 +623,12 @@ def _protocols(facts, ctx, exp):
     if _container(facts):
         loaded = []  # /proc/modules is the host's
     ok = not open_ and not loaded
-    return (ok, "install /bin/false for " + ", ".join(exp["disabled_protocols"]) + "; none loaded",
-            "; ".join(x for x in ("loadable: " + ", ".join(open_) if open_ else "",
-                                  "loaded: " + ", ".join(loaded) if loaded else "") if x) or "disabled")
+    found = "; ".join(x for x in ("loadable: " + ", ".join(open_) if open_ else "",
+                                  "loaded: " + ", ".join(loaded) if loaded else "") if x) or "disabled"
+    if _container(facts):
+        found += (f" (loaded modules not applicable in a container ({facts.get('virt')}): /proc/modules "
+                  "is the host's; /etc/modprobe.d configures a real server)")
+    return ok, "install /bin/false for " + ", ".join(exp["disabled_protocols"]) + "; none loaded", found
 
 
 @check(SERVER_CHECKS, "access.banner", "L3-CES1-05", "login banner with the department's warning, no system details")
@@ -693,7 +696,8 @@ def _auditd(facts, ctx, exp):
     if facts.get("virt") in CONTAINERS:
         # a container has no kernel audit of its own: the rules must be in place for the real host
         return bool(rules), "audit rules installed (auditd runs on real hosts)", (
-            f"container ({facts.get('virt')}): {len(rules)} rule file(s), auditd {state}")
+            f"auditd not applicable in a container ({facts.get('virt')}: the kernel audit interface is the "
+            f"host's): {len(rules)} rule file(s) installed for a real server, auditd {state}")
     return state == "active" and bool(rules), "auditd active with rules", f"auditd {state}, {len(rules)} rule file(s)"
 
 
