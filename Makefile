@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # ansible.cfg names no vault password file (AWX brings its own): the lab's targets use the lab's.
 export ANSIBLE_VAULT_IDENTITY_LIST ?= lab@$(CURDIR)/inventories/lab/vault-pass.sh
 APT_PACKAGES := python3 python3-venv python3-dev gcc make git debootstrap systemd-container \
-	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps \
+	iproute2 iptables nftables openssh-client sshpass rsync ca-certificates curl iputils-ping procps sudo \
 	chromium fonts-wqy-microhei graphviz
 
 .PHONY: help deps apt venv lint unit lab-up lab-down lab-test test-slow site test clean bench province test-province

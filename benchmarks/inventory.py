@@ -51,7 +51,7 @@ def synthetic_source(dest):
     net = src.network
     net["name"] = "synthetic"
     net["divisions_file"] = "divisions.tsv"
-    net["admins"] = [{"user": "admin1", "name": "管理员", "key": fake_key("admin1")}]
+    net["admins"] = [{"user": "admin1", "name": "管理员", "key": fake_key("admin1"), "roles": ["system"]}]
     net["plan"].update({
         "supernet": "10.0.0.0/12", "city_vpn_pools": "10.8.0.0/16", "vpn_pool": "10.9.0.0/21",
         "vpn_access": "10.9.8.0/22", "wan_links": "10.10.0.0/20", "loopbacks": "10.11.0.0/22",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jincai import model, paths, validate
+from jincai import model, paths, tls, validate
 
 #: Group order in the output: tiers, functions, then per-platform and per-site groups.
 FIXED_GROUPS = ("province", "city", "county", "routers", "vpn_concentrators", "app_servers", "services",
@@ -50,12 +50,14 @@ SHARED_VARS = ("jincai_environment", "jincai_network_name", "jincai_domain", "ji
 def control_vars(derived):
     """Vars about the control node's side of the network, set once on group ``all``:
     ``jincai_pki_dir``, the network's CA and budget-unit registry (:func:`jincai.paths.pki_dir`), and
-    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`)."""
+    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`), and ``jincai_tls``,
+    the TLS policy of every endpoint (:mod:`jincai.tls`)."""
     names = {h.get("jincai_network_name") for h in derived.hosts.values()}
     if len(names) != 1 or None in names:
         return {}
     name = names.pop()
-    return {"jincai_pki_dir": paths.pki_dir(name), "jincai_secrets_dir": paths.secrets_dir(name)}
+    return {"jincai_pki_dir": paths.pki_dir(name), "jincai_secrets_dir": paths.secrets_dir(name),
+            **tls.ansible_vars()}
 
 
 def shared_vars(derived):

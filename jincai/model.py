@@ -347,8 +347,11 @@ def _technician(tech, keys_dir):
         if key is None and os.path.isfile(key_file):
             with open(key_file, encoding="utf-8") as fh:
                 key = fh.read().strip()
-    return {"user": tech["user"], "name": tech.get("name", tech["user"]), "key": key,
-            "key_file": key_file, "state": tech.get("state", "present")}
+    out = {"user": tech["user"], "name": tech.get("name", tech["user"]), "key": key,
+           "key_file": key_file, "state": tech.get("state", "present")}
+    if "roles" in tech:  # an administrator's role (system, security, audit): the accounts role's sudo rules
+        out["roles"] = list(tech["roles"])
+    return out
 
 
 # --------------------------------------------------------------------------- the typed model

@@ -158,6 +158,14 @@ PERSON = {
                              "add key: 'ssh-ed25519 AAAA...' or key_file: <name> (resolved in keys_dir)", "key")},
 }
 
+#: Separation of duties (三员分立, GB/T 22239 8.1.4.2 d): each province administrator holds exactly one
+#: of these roles (validate refuses a second one); the accounts role gives each its sudo rules.
+ADMIN_ROLES = ("system", "security", "audit")
+ADMIN = {**PERSON, "properties": {**PERSON["properties"], "roles": _list(
+    _enum(ADMIN_ROLES, "administrator role", "use system, security or audit (系统/安全/审计管理员)"), minItems=1,
+    **{"x-messages": {"minItems": ("no administrator role", "write roles: [system], [security] or [audit]")}})},
+    "required": [*PERSON["required"], "roles"]}
+
 PARTY_SPEC = {"name": _name("e.g. pbc, bank1, tax"), "kind": _enum(model.PARTY_KINDS, "party kind"),
               "org": {"type": "string"}, "apps": _list({"type": "string"}), "managed": BOOL}
 HOST_SPEC = {"name": _name("lower-case letters and digits, e.g. app1"), "function": _enum(model.FUNCTIONS, "function")}
@@ -225,7 +233,7 @@ def network_schema(lab=False):
                              for k in ("type", "pattern")}},
                          "additionalProperties": APPLICATION},
         "technician_counts": _obj({t: pair for t in model.TIERS}),
-        "admins": _list(PERSON),
+        "admins": _list(ADMIN),
         "secrets": _list({"type": "string", "pattern": VARIABLE_PATTERN, "x-messages": {
             "pattern": ("{value!r} is not a variable name", "e.g. vault_snmp_auth")}}),
         "defaults": _obj({

@@ -160,6 +160,28 @@ def _check_network_rules(ctx):
                     "(min is larger than max)", f"write [{pair[1]}, {pair[0]}]")
 
 
+def _check_admin_roles(ctx):
+    """Separation of duties (三员分立): one person holds one of the system, security and audit
+    administrator roles, also under two logins (the same name with different roles)."""
+    nf = ctx.src.network_file
+    held = {}  # person's name -> (role, field, login) of their first administrator entry
+    for i, admin in _items(ctx.network.get("admins")):
+        roles = [r for r in dict.fromkeys(admin.get("roles") or []) if r in schema.ADMIN_ROLES]
+        who = f"{admin.get('user')} ({admin.get('name')})"
+        if len(roles) > 1:
+            ctx.err(nf, None, f"admins[{i}].roles", f"{who} holds the {' and '.join(roles)} administrator roles; "
+                    "one person holds one of system, security and audit (三员分立, GB/T 22239 8.1.4.2 d)",
+                    "keep one role for this person and give the other to another administrator")
+            continue
+        if not roles or admin.get("state", "present") != "present" or not admin.get("name"):
+            continue
+        first = held.setdefault(admin["name"], (roles[0], f"admins[{i}]", admin.get("user")))
+        if first[0] != roles[0]:
+            ctx.err(nf, None, f"admins[{i}].roles", f"{who} is also {first[2]} ({first[1]}) with the {first[0]} "
+                    f"role: one person holds one of system, security and audit (三员分立)",
+                    "remove one of the two logins; if they are two people, tell them apart in name")
+
+
 #: Keys of a catalogue application that a deployment entry (group_vars ``apps_catalog``) must not restate.
 CATALOGUE_KEYS = ("name", "name_zh", "name_en", "port", "tiers", "parties", "budget_units")
 
@@ -206,7 +228,7 @@ def _check_deployment(ctx):
 
 
 #: Checks of the (pruned) network settings, in order; each takes the context.
-NETWORK_CHECKS = (_check_network_rules, _check_deployment)
+NETWORK_CHECKS = (_check_network_rules, _check_deployment, _check_admin_roles)
 
 
 # --------------------------------------------------------------------------- sites

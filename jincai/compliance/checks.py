@@ -9,11 +9,13 @@ from its running config (``show running-config``). Each check is a small pure fu
 
 import datetime
 import ipaddress
+import json
 import os
 import re
 from dataclasses import asdict, dataclass
 
 from jincai import intended
+from jincai import tls as tlspolicy
 
 SERVER_CHECKS = []
 ROUTER_CHECKS = []
@@ -162,9 +164,13 @@ def _ageing(facts, ctx, exp):
 @check(SERVER_CHECKS, "auth.account_ageing", "L3-CES1-01", "every account with a password expires in time")
 def _account_ageing(facts, ctx, exp):
     bad = sorted(f"{a['user']}(max {a.get('max_days')})" for a in facts.get("accounts") or []
-                 if a.get("password") == "set" and a["uid"] >= 1000
+                 if a.get("password") == "set" and (a["uid"] >= 1000 or a["uid"] == 0)
                  and (_int(a.get("max_days")) is None or _int(a.get("max_days")) > exp["pass_max_days"]))
     return not bad, f"max_days<={exp['pass_max_days']}", ", ".join(bad) or "all within"
+
+
+#: cracklib's compiled-in dictionary (Debian's cracklib-runtime builds it); pwquality's dictpath default.
+DEFAULT_CRACKLIB_DICT = "/var/cache/cracklib/cracklib_dict"
 
 
 @check(SERVER_CHECKS, "auth.password_quality", "L3-CES1-01", "password quality (pam_pwquality)")
@@ -174,10 +180,19 @@ def _quality(facts, ctx, exp):
     minlen, minclass = _int(conf.get("minlen"), 0), _int(conf.get("minclass"), 0)
     credits = all(_int(conf.get(k), 0) <= -1 for k in ("dcredit", "ucredit", "lcredit", "ocredit"))
     in_pam = "pam_pwquality.so" in "\n".join(_lines(files.get("/etc/pam.d/common-password")))
-    ok = in_pam and minlen >= exp["pwquality_minlen"] and (minclass >= exp["pwquality_minclass"] or credits)
-    return (ok, f"pam_pwquality in common-password, minlen>={exp['pwquality_minlen']}, 4 classes",
+    # dictcheck (pwquality's default: on) without cracklib's dictionary refuses every new password
+    # ("error loading dictionary"): a policy nobody can satisfy. Judged when the collector stat'ed it.
+    dictpath = (conf.get("dictpath") or DEFAULT_CRACKLIB_DICT) + ".pwd"
+    stats = facts.get("stat") or {}
+    no_dict = _int(conf.get("dictcheck"), 1) != 0 and dictpath in stats and stats[dictpath] is None
+    ok = in_pam and minlen >= exp["pwquality_minlen"] and (minclass >= exp["pwquality_minclass"] or credits) \
+        and not no_dict
+    return (ok, f"pam_pwquality in common-password, minlen>={exp['pwquality_minlen']}, 4 classes, "
+                "its dictionary present when dictcheck is on",
             f"pam_pwquality={'yes' if in_pam else 'no'} minlen={minlen} minclass={minclass} "
-            f"credits={'all -1' if credits else 'no'}")
+            f"credits={'all -1' if credits else 'no'}"
+            + (f"; dictcheck on without {dictpath} (every new password is refused; install cracklib-runtime)"
+               if no_dict else ""))
 
 
 @check(SERVER_CHECKS, "auth.lockout", "L3-CES1-02", "lockout after failed logins (pam_faillock)")
@@ -293,6 +308,68 @@ def _sudo(facts, ctx, exp):
             if line.split()[0] == "ALL":
                 bad.append(f"{path}: {line}")
     return not bad, "no sudo rule for ALL users", "; ".join(bad) or "none"
+
+
+def parse_sudo_list(text):
+    """``[(runas, command)]`` from ``sudo -l -U USER`` output (its "may run the following commands"
+    section; tags such as ``NOPASSWD:`` dropped, one entry per command of a rule)."""
+    out, inside = [], False
+    for raw in (text or "").splitlines():
+        if re.match(r"^User \S+ may run the following commands", raw):
+            inside = True
+            continue
+        if not inside:
+            continue
+        if raw and not raw[0].isspace():
+            inside = False
+            continue
+        m = re.match(r"^\s*\(([^)]*)\)\s*(.*)$", raw)
+        if not m:
+            continue
+        runas, rest = re.sub(r"\s+", "", m.group(1)), m.group(2)
+        while re.match(r"^[A-Z_]+:\s*", rest):
+            rest = re.sub(r"^[A-Z_]+:\s*", "", rest, count=1)
+        out += [(runas, c.strip()) for c in rest.split(", ") if c.strip()]
+    return out
+
+
+def _person_roles(ctx):
+    """{user: role} of the present people: an administrator's one role, ``technician`` for technicians."""
+    roles = {}
+    for a in ctx.get("admins") or []:
+        if a.get("state", "present") == "present":
+            roles[a["user"]] = ",".join(a.get("roles") or []) or "no role"
+    for t in ctx.get("technicians") or []:
+        if t.get("state", "present") == "present":
+            roles[t["user"]] = "technician"
+    return roles
+
+
+@check(SERVER_CHECKS, "access.sudo_roles", "L3-CES1-08", "each person's effective sudo rights fit their role")
+def _sudo_roles(facts, ctx, exp):
+    rights = facts.get("sudo")
+    if rights is None:  # raw data of a run before the collector read them (jincai compliance --from)
+        return None
+    policy, forbidden = exp["sudo_role_commands"], exp.get("sudo_forbidden_commands") or []
+    roles = _person_roles(ctx)
+    automation = ctx.get("automation_user") or "jincai"
+    bad, people = [], 0
+    for user, res in sorted(rights.items()):
+        if user == automation:
+            continue
+        people += 1
+        text = res.get("out") or ""
+        if "may run the following commands" not in text and "not allowed to run sudo" not in text:
+            bad.append(f"{user}: sudo -l failed (rc {res.get('rc')}: {(res.get('err') or '').strip()[:120]})")
+            continue
+        role = roles.get(user)
+        allowed = policy.get(role) or []
+        for runas, command in parse_sudo_list(text):
+            fits = any(re.fullmatch(p, command) for p in allowed) and (role == "system" or runas == "root")
+            if not fits or (role != "system" and any(re.fullmatch(p, command) for p in forbidden)):
+                bad.append(f"{user} ({role or 'not a person of the inventory'}): ({runas}) {command}")
+    return (not bad, "system administrators ALL; security, audit and technicians only their role's commands as root",
+            "; ".join(bad) or f"{people} account(s) within their role")
 
 
 @check(SERVER_CHECKS, "access.management_sources", "L3-CES1-18", "sshd admits users only from management networks")
@@ -471,6 +548,142 @@ def _ports(facts, ctx, exp):
     return not extra, "only " + ",".join(str(p) for p in sorted(allowed)), ", ".join(extra) or "as expected"
 
 
+# ---------------------------------------------------------------- servers: host hardening
+
+def _container(facts):
+    return facts.get("virt") in CONTAINERS
+
+
+def _sysctl_configured(facts):
+    """{key: value} the sysctl.d files set (later files win, as sysctl --system applies them)."""
+    conf = {}
+    for path in sorted(p for p in (facts.get("files") or {}) if p.startswith(("/etc/sysctl.d/", "/etc/sysctl.conf"))):
+        for line in _lines(facts["files"][path]):
+            key, sep, value = line.partition("=")
+            if sep:
+                conf[key.strip()] = value.strip()
+    return conf
+
+
+def _sysctl_result(facts, exp_table):
+    """(passed, expected, found) of kernel parameters: in force, or in a container (whose kernel is the
+    host's) as configured for the real server."""
+    want = {k: [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in exp_table.items()}
+    expected = ", ".join(f"{k}={'|'.join(v)}" for k, v in sorted(want.items()))
+    live = facts.get("sysctl")
+    if live is None:
+        return None
+    if _container(facts):
+        conf = _sysctl_configured(facts)
+        bad = sorted(f"{k}={conf.get(k, 'unset')}" for k, v in want.items() if conf.get(k) not in v)
+        differ = sum(1 for k, v in want.items() if k in live and live[k] not in v)
+        return (not bad, expected + " (configured; a container runs the host's kernel)",
+                ("not configured: " + ", ".join(bad)) if bad else
+                f"not applicable in a container ({facts.get('virt')}): the host kernel's parameters "
+                f"({differ} differ here); /etc/sysctl.d configures them for a real server")
+    bad = sorted(f"{k}={live[k]}" for k, v in want.items() if k in live and live[k] not in v)
+    return not bad, expected, ", ".join(bad) or "all in force"
+
+
+@check(SERVER_CHECKS, "hardening.kernel_network", "L3-CES1-17",
+       "kernel network protections (no source routing or redirects, reverse-path filter, SYN cookies)")
+def _kernel_network(facts, ctx, exp):
+    return _sysctl_result(facts, exp["sysctl_network"])
+
+
+@check(SERVER_CHECKS, "hardening.kernel_memory", "L3-CES1-20",
+       "kernel memory and process protections (ASLR, kernel pointers, dmesg, ptrace, links)")
+def _kernel_memory(facts, ctx, exp):
+    return _sysctl_result(facts, exp["sysctl_memory"])
+
+
+@check(SERVER_CHECKS, "hardening.core_dumps", "L3-CES1-31", "no core dumps (memory may hold credentials)")
+def _core_dumps(facts, ctx, exp):
+    if facts.get("sysctl") is None:
+        return None
+    files = facts.get("files") or {}
+    limits = [line.split() for p, t in files.items() if p.startswith("/etc/security/limits") for line in _lines(t)]
+    hard = any(len(f) >= 4 and f[0] == "*" and f[1] in ("hard", "-") and f[2] == "core" and f[3] == "0" for f in limits)
+    manager = (facts.get("manager") or {}).get("DefaultLimitCORE", "unknown")
+    suid = (facts.get("sysctl") or {}).get("fs.suid_dumpable", "unknown")
+    if _container(facts):
+        suid = _sysctl_configured(facts).get("fs.suid_dumpable", "unset") + " (configured; the host kernel's in force)"
+    ok = hard and manager == "0" and suid.split()[0] == "0"
+    return (ok, "* hard core 0 (pam_limits), systemd DefaultLimitCORE=0, fs.suid_dumpable=0",
+            f"hard core limit {'0' if hard else 'not set'}, DefaultLimitCORE={manager}, fs.suid_dumpable={suid}")
+
+
+@check(SERVER_CHECKS, "hardening.protocols", "L3-CES1-16", "unused network protocols cannot be loaded")
+def _protocols(facts, ctx, exp):
+    if facts.get("modules") is None:
+        return None
+    text = "\n".join("\n".join(_lines(t)) for p, t in (facts.get("files") or {}).items() if p.startswith("/etc/modprobe.d/"))
+    open_ = [m for m in exp["disabled_protocols"] if not re.search(rf"^install\s+{m}\s+/bin/(false|true)\s*$", text, re.M)]
+    loaded = [m for m in exp["disabled_protocols"] if m in (facts.get("modules") or [])]
+    if _container(facts):
+        loaded = []  # /proc/modules is the host's
+    ok = not open_ and not loaded
+    found = "; ".join(x for x in ("loadable: " + ", ".join(open_) if open_ else "",
+                                  "loaded: " + ", ".join(loaded) if loaded else "") if x) or "disabled"
+    if _container(facts):
+        found += (f" (loaded modules not applicable in a container ({facts.get('virt')}): /proc/modules "
+                  "is the host's; /etc/modprobe.d configures a real server)")
+    return ok, "install /bin/false for " + ", ".join(exp["disabled_protocols"]) + "; none loaded", found
+
+
+@check(SERVER_CHECKS, "access.banner", "L3-CES1-05", "login banner with the department's warning, no system details")
+def _banner(facts, ctx, exp):
+    files = facts.get("files") or {}
+    if "/etc/issue" not in files and "/etc/issue.net" not in files and facts.get("sysctl") is None:
+        return None  # raw data of a run before the collector read them
+    bad = []
+    for path in ("/etc/issue", "/etc/issue.net"):
+        text = files.get(path) or ""
+        if not re.search(exp["banner_pattern"], text):
+            bad.append(f"{path}: no warning")
+        if re.search(r"\\[mnrsv]|Debian|GNU/Linux|Ubuntu", text):
+            bad.append(f"{path}: shows system details")
+    banner = _sshd_one(facts, "banner", "none")
+    if banner != "/etc/issue.net":
+        bad.append(f"sshd Banner {banner}")
+    return not bad, "warning in /etc/issue and /etc/issue.net, sshd Banner /etc/issue.net", "; ".join(bad) or "shown"
+
+
+@check(SERVER_CHECKS, "auth.password_hashing", "L3-CES1-27", "passwords stored with a strong, slow hash")
+def _hashing(facts, ctx, exp):
+    files = facts.get("files") or {}
+    defs = parse_keyvalue(files.get("/etc/login.defs"))
+    method = defs.get("ENCRYPT_METHOD", "unset").upper()
+    cost = _int(defs.get("YESCRYPT_COST_FACTOR" if method == "YESCRYPT" else "SHA_CRYPT_MIN_ROUNDS"), None)
+    minimum = exp["password_hash_min_cost"].get(method.lower())
+    unix = [line for line in _lines(files.get("/etc/pam.d/common-password")) if "pam_unix.so" in line]
+    pam_method = next((m for m in ("yescrypt", "sha512") if unix and re.search(rf"\b{m}\b", unix[0])), None)
+    rounds = _int((re.search(r"\brounds=(\d+)", unix[0]) or [None, None])[1], None) if unix else None
+    bad = []
+    if minimum is None or cost is None or cost < minimum:
+        bad.append(f"login.defs ENCRYPT_METHOD {method} cost {cost}")
+    pam_min = exp["password_hash_min_cost"].get(pam_method or "", None)
+    if pam_min is None or rounds is None or rounds < pam_min:
+        bad.append(f"pam_unix {pam_method or 'no strong method'} rounds={rounds}")
+    weak = sorted(f"{a['user']} ({a.get('scheme')})" for a in facts.get("accounts") or []
+                  if a.get("password") == "set" and a.get("scheme", "yescrypt") not in exp["password_hash_schemes"])
+    if weak:
+        bad.append("weak stored hash: " + ", ".join(weak))
+    return (not bad, "yescrypt (or sha512) with at least the policy's cost, in login.defs, pam_unix and every stored password",
+            "; ".join(bad) or f"{method} cost {cost}, pam_unix {pam_method} rounds={rounds}, stored hashes strong")
+
+
+@check(SERVER_CHECKS, "access.home_permissions", "L3-CES1-10", "each person's home directory is their own")
+def _homes(facts, ctx, exp):
+    homes = facts.get("homes")
+    if homes is None:
+        return None
+    present, _absent = _people(ctx)
+    limit = int(exp["home_mode_max"], 8)
+    bad = sorted(f"{u} {st['mode']}" for u, st in homes.items() if u in present and st and int(st["mode"], 8) & ~limit)
+    return not bad, f"mode {exp['home_mode_max']} or stricter", ", ".join(bad) or "all within"
+
+
 # ---------------------------------------------------------------- servers: audit, time, integrity
 
 CONTAINERS = {"systemd-nspawn", "lxc", "lxc-libvirt", "docker", "podman", "openvz", "rkt", "wsl", "proot", "container-other"}
@@ -483,7 +696,8 @@ def _auditd(facts, ctx, exp):
     if facts.get("virt") in CONTAINERS:
         # a container has no kernel audit of its own: the rules must be in place for the real host
         return bool(rules), "audit rules installed (auditd runs on real hosts)", (
-            f"container ({facts.get('virt')}): {len(rules)} rule file(s), auditd {state}")
+            f"auditd not applicable in a container ({facts.get('virt')}: the kernel audit interface is the "
+            f"host's): {len(rules)} rule file(s) installed for a real server, auditd {state}")
     return state == "active" and bool(rules), "auditd active with rules", f"auditd {state}, {len(rules)} rule file(s)"
 
 
@@ -501,9 +715,13 @@ def _forwarding(facts, ctx, exp):
 @check(SERVER_CHECKS, "audit.log_permissions", "L3-CES1-14", "log files are not world-readable")
 def _log_modes(facts, ctx, exp):
     limit = int(exp["log_mode_max"], 8)
-    bad = sorted(f"{p} {s['mode']}" for p, s in (facts.get("stat") or {}).items()
-                 if p in exp["log_files"] and s and int(s["mode"], 8) & ~limit)
-    return not bad, f"mode {exp['log_mode_max']} or stricter", ", ".join(bad) or "all within"
+    bad = {p: s["mode"] for p, s in (facts.get("stat") or {}).items()
+           if p in exp["log_files"] and s and int(s["mode"], 8) & ~limit}
+    exempt = set(exp.get("log_mode_exempt") or [])
+    bad.update({p: m for p, m in (facts.get("loose_logs") or {}).items()
+                if p.rsplit("/", 1)[-1] not in exempt and int(m, 8) & ~limit})
+    found = ", ".join(f"{p} {m}" for p, m in sorted(bad.items())[:20]) + (f" (+{len(bad) - 20} more)" if len(bad) > 20 else "")
+    return not bad, f"mode {exp['log_mode_max']} or stricter (under /var/log)", found or "all within"
 
 
 @check(SERVER_CHECKS, "time.sources", "L3-CES1-13", "time from the authorised NTP chain")
@@ -549,6 +767,59 @@ def _crl_fresh(facts, ctx, exp):
 def _aide(facts, ctx, exp):
     have = [p for p in exp["aide_databases"] if (facts.get("stat") or {}).get(p)]
     return bool(have), "an AIDE database", ", ".join(have) or "no AIDE database"
+
+
+@check(SERVER_CHECKS, "tls.endpoints", "L3-CES1-26", "TLS endpoints offer TLS 1.2 with AEAD suites and TLS 1.3 only")
+def _tls(facts, ctx, exp):
+    probes, pg = facts.get("tls"), facts.get("postgres_tls")
+    if probes is None:
+        return None  # raw data of a run before the collector probed them
+    # a port that no handshake reaches is not a TLS endpoint (the artifact repository's plain HTTP)
+    probes = {port: p for port, p in probes.items() if any(p.values())}
+    if not probes and not pg:
+        return None
+    bad = []
+    for port, p in sorted(probes.items(), key=lambda kv: int(kv[0])):
+        if p.get("tls12_cbc") and not tlspolicy.is_aead(p["tls12_cbc"].split()[-1]):
+            bad.append(f"{port}: accepts a CBC suite ({p['tls12_cbc']})")
+        if p.get("legacy"):
+            bad.append(f"{port}: accepts {p['legacy']}")
+        if not p.get("tls12_aead"):
+            bad.append(f"{port}: refuses TLS 1.2 with AEAD suites")
+        if not p.get("tls13"):
+            bad.append(f"{port}: refuses TLS 1.3")
+    if pg and pg.get("ssl") == "on":
+        if pg.get("ssl_min_protocol_version") not in ("TLSv1.2", "TLSv1.3"):
+            bad.append(f"postgresql: ssl_min_protocol_version {pg.get('ssl_min_protocol_version')}")
+        weak = [c for c in (pg.get("ssl_ciphers") or "").split(":") if c and not tlspolicy.is_aead(c)]
+        if weak:
+            bad.append(f"postgresql: ssl_ciphers not AEAD: {':'.join(weak)}")
+    what = [f"ports {','.join(sorted(probes, key=int))}"] if probes else []
+    what += ["postgresql"] if pg else []
+    return not bad, "TLS 1.2 AEAD suites and TLS 1.3, nothing else", "; ".join(bad) or (" and ".join(what) + " as expected")
+
+
+BACKUP_STATUS = "/var/backups/jincai/last-backup.json"
+
+
+@check(SERVER_CHECKS, "backup.offsite", "L3-CES1-29", "the province holds a backup of this host from the last day")
+def _backup_offsite(facts, ctx, exp):
+    if facts.get("collected_at") is None:
+        return None  # raw data of a run before the collector read the backup status
+    limit = exp["backup_offsite_max_age_hours"]
+    text = (facts.get("files") or {}).get(BACKUP_STATUS)
+    want = f"last copy at the province (or, on the services host, its own store) under {limit} h old"
+    if not text:
+        return False, want, f"no backup recorded ({BACKUP_STATUS} missing)"
+    try:
+        status = json.loads(text)
+        age = (facts["collected_at"] - int(status.get("offsite_time") or 0)) / 3600
+    except (ValueError, TypeError) as exc:
+        return False, want, f"unreadable {BACKUP_STATUS}: {exc}"
+    dbs = ", ".join(status.get("databases") or []) or "none"
+    found = (f"never copied (last run {status.get('offsite')})" if not status.get("offsite_time") else
+             f"{age:.1f} h old (last run: {status.get('offsite')}, databases dumped: {dbs})")
+    return bool(status.get("offsite_time")) and age <= limit, want, found
 
 
 @check(SERVER_CHECKS, "services.running", "L3-SMC1-09", "the host runs its required services")

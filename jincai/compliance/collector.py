@@ -12,10 +12,12 @@ import glob
 import json
 import os
 import socket
+import ssl
 import stat
 import subprocess
 import sys
 import time
+import warnings
 
 TEXT_FILES = [
     "/etc/login.defs", "/etc/security/pwquality.conf", "/etc/security/faillock.conf",
@@ -24,17 +26,46 @@ TEXT_FILES = [
     "/etc/bash.bashrc", "/etc/rsyslog.conf", "/etc/rsyslog.d/*.conf", "/etc/chrony/chrony.conf",
     "/etc/chrony/conf.d/*.conf", "/etc/chrony/sources.d/*.sources", "/etc/nftables.conf",
     "/etc/audit/auditd.conf", "/etc/audit/rules.d/*.rules", "/etc/aide/aide.conf",
+    "/etc/issue", "/etc/issue.net", "/etc/security/limits.conf", "/etc/security/limits.d/*.conf",
+    "/etc/systemd/system.conf", "/etc/systemd/system.conf.d/*.conf", "/etc/modprobe.d/*.conf",
+    "/etc/sysctl.conf", "/etc/sysctl.d/*.conf", "/var/backups/jincai/last-backup.json",
 ]
+#: Kernel parameters the hardening checks judge (read from /proc/sys: what is in force).
+SYSCTL_KEYS = [
+    "net.ipv4.conf.all.accept_source_route", "net.ipv4.conf.default.accept_source_route",
+    "net.ipv4.conf.all.accept_redirects", "net.ipv4.conf.default.accept_redirects",
+    "net.ipv4.conf.all.secure_redirects", "net.ipv4.conf.default.secure_redirects",
+    "net.ipv4.conf.all.send_redirects", "net.ipv4.conf.default.send_redirects",
+    "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.all.log_martians", "net.ipv4.conf.default.log_martians",
+    "net.ipv4.icmp_echo_ignore_broadcasts", "net.ipv4.icmp_ignore_bogus_error_responses", "net.ipv4.tcp_syncookies",
+    "net.ipv6.conf.all.accept_redirects", "net.ipv6.conf.default.accept_redirects",
+    "net.ipv6.conf.all.accept_source_route", "kernel.randomize_va_space", "kernel.kptr_restrict",
+    "kernel.dmesg_restrict", "kernel.yama.ptrace_scope", "fs.suid_dumpable", "fs.protected_hardlinks",
+    "fs.protected_symlinks", "kernel.core_pattern",
+]
+LOG_DIR = "/var/log"
+MAX_LOG_FILES = 20000
 STAT_FILES = [
     "/var/log/auth.log", "/var/log/syslog", "/var/log/sudo.log", "/var/log/audit/audit.log",
     "/var/log/messages", "/var/lib/aide/aide.db", "/var/lib/aide/aide.db.gz", "/etc/shadow",
-    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config", "/var/cache/cracklib/cracklib_dict.pwd",
 ]
 MAX_TEXT = 65536
+#: Tools that ask a D-Bus-activated systemd service (systemd-hostnamed, -timedated, -localed, -logind,
+#: -resolved, -networkd, -machined, ...) and so start it, even to read: the collector changes nothing on a
+#: host (tests/lab/test_compliance_lab.py compares the active services before and after), so run() refuses
+#: them. The host name comes from the kernel (socket.gethostname), never from hostnamectl.
+DBUS_ACTIVATED = frozenset({
+    "hostnamectl", "timedatectl", "localectl", "loginctl", "busctl", "machinectl", "resolvectl", "systemd-resolve",
+    "networkctl", "homectl", "portablectl", "userdbctl", "gdbus", "dbus-send", "qdbus",
+})
 
 
 def run(argv, timeout=20):
-    """Run a read-only query; return {rc, out, err} (never raises)."""
+    """Run a read-only query; return {rc, out, err} (never raises; never a D-Bus-activated tool)."""
+    if os.path.basename(argv[0]) in DBUS_ACTIVATED:
+        return {"rc": 126, "out": "", "err": f"{argv[0]}: refused (starts a D-Bus-activated service)"}
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         return {"rc": p.returncode, "out": p.stdout, "err": p.stderr[-2000:]}
@@ -65,6 +96,62 @@ def text_files():
     return out
 
 
+def _scheme(password):
+    """The hashing method of a shadow password field, never the hash: yescrypt, sha512, ... or none."""
+    pw = password.lstrip("!*")
+    if not pw:
+        return "none"
+    ids = {"y": "yescrypt", "gy": "gost-yescrypt", "7": "scrypt", "2b": "bcrypt", "2y": "bcrypt", "6": "sha512",
+           "5": "sha256", "1": "md5"}
+    return ids.get(pw.split("$")[1], "unknown") if pw.startswith("$") and pw.count("$") >= 2 else "des"
+
+
+def sysctl():
+    """The kernel parameters in force: {key: value} of SYSCTL_KEYS that exist."""
+    out = {}
+    for key in SYSCTL_KEYS:
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), encoding="ascii") as fh:
+                out[key] = fh.read().strip()
+        except OSError:
+            continue
+    return out
+
+
+def loaded_modules():
+    """Names of the loaded kernel modules (in a container: the host's)."""
+    try:
+        with open("/proc/modules", encoding="ascii") as fh:
+            return sorted(line.split()[0] for line in fh if line.strip())
+    except OSError:
+        return []
+
+
+def manager_limits():
+    """systemd's DefaultLimitCORE in force (what services start with)."""
+    res = run(["systemctl", "show", "--property=DefaultLimitCORE"])
+    return dict(line.split("=", 1) for line in res["out"].splitlines() if "=" in line)
+
+
+def homes(users):
+    """Mode of the home directory of every personal account (UID 1000-59999)."""
+    return {a["user"]: file_stat(a["home"]) for a in users if 1000 <= a["uid"] < 60000 and a["home"].startswith("/home/")}
+
+
+def loose_logs():
+    """{path: mode} of the files under /var/log with more than 0640 (group write, any access for others)."""
+    out, seen = {}, 0
+    for dirpath, _dirs, files in os.walk(LOG_DIR):
+        for name in files:
+            seen += 1
+            if seen > MAX_LOG_FILES or len(out) >= 300:
+                return out
+            st = file_stat(os.path.join(dirpath, name))
+            if st and int(st["mode"], 8) & 0o137:
+                out[os.path.join(dirpath, name)] = st["mode"]
+    return out
+
+
 def accounts():
     """Return passwd entries joined with the state (not the hash) of each shadow password."""
     shadow = {}
@@ -76,7 +163,8 @@ def accounts():
                     continue
                 pw = f[1]
                 state = "empty" if pw == "" else "locked" if pw.startswith(("!", "*")) else "set"
-                shadow[f[0]] = {"password": state, "max_days": f[4] or None, "min_days": f[3] or None}
+                shadow[f[0]] = {"password": state, "max_days": f[4] or None, "min_days": f[3] or None,
+                                "warn_days": (f[5] if len(f) > 5 else "") or None, "scheme": _scheme(pw)}
     except OSError:
         pass
     users = []
@@ -160,19 +248,85 @@ def packages():
                   if len(line.split()) > 1 and line.split()[1].startswith("ii"))
 
 
+def _handshake(port, low, high, ciphers=None):
+    """Protocol and suite a TLS handshake with 127.0.0.1:``port`` agrees on, or None when refused."""
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with warnings.catch_warnings():  # asking for TLS 1.0/1.1 is the point (does the server refuse them?)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version, ctx.maximum_version = low, high
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw, ctx.wrap_socket(raw) as conn:
+            return f"{conn.version()} {conn.cipher()[0]}"
+    except (OSError, ValueError):  # ssl.SSLError is an OSError; ValueError: the client cannot offer it
+        return None
+
+
+def tls_probes(socks):
+    """For every TCP port nginx listens on (the TLS frontends): what a client is granted when it offers
+    only TLS 1.2 CBC suites, only TLS 1.0/1.1, TLS 1.2 AEAD suites, TLS 1.3. Local handshakes only."""
+    tls = ssl.TLSVersion
+    out = {}
+    for port in sorted({s["port"] for s in socks if s["proto"] == "tcp" and '"nginx"' in s["process"]}):
+        out[str(port)] = {
+            "tls12_cbc": _handshake(port, tls.TLSv1_2, tls.TLSv1_2, "ALL:!AESGCM:!CHACHA20:!AESCCM:!ARIAGCM:@SECLEVEL=0"),
+            "legacy": _handshake(port, tls.TLSv1, tls.TLSv1_1, "ALL:@SECLEVEL=0"),
+            "tls12_aead": _handshake(port, tls.TLSv1_2, tls.TLSv1_2, "ECDHE+AESGCM:ECDHE+CHACHA20"),
+            "tls13": _handshake(port, tls.TLSv1_3, tls.TLSv1_3),
+        }
+    return out
+
+
+def postgres_tls():
+    """PostgreSQL's TLS settings in force (``SHOW``), when it runs."""
+    res = run(["runuser", "-u", "postgres", "--", "psql", "-XAtc",
+               "select name, setting from pg_settings where name in ('ssl', 'ssl_min_protocol_version', 'ssl_ciphers')"])
+    if res["rc"] != 0:
+        return None
+    return dict(line.split("|", 1) for line in res["out"].splitlines() if "|" in line)
+
+
+def _login_shell(shell):
+    return bool(shell) and not shell.endswith(("nologin", "/false", "/sync", "/halt", "/shutdown"))
+
+
+def sudo_rights(users):
+    """``sudo -n -l -U USER`` of every personal account that can log in (UID 1000-59999): the rights sudo
+    itself resolves (every sudoers file, groups, aliases), as its raw output (parsed on the control node)."""
+    out = {}
+    for a in users:
+        if 1000 <= a["uid"] < 60000 and _login_shell(a["shell"]):
+            res = run(["sudo", "-n", "-l", "-U", a["user"]], timeout=10)
+            out[a["user"]] = {"rc": res["rc"], "out": res["out"][-16000:], "err": res["err"][-300:]}
+    return out
+
+
 def main():
     """Collect everything and print one JSON document (with the context passed as argument 1, if any)."""
     context = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    users = accounts()
+    socks = listening()
     facts = {
         "schema": 1,
         "hostname": socket.gethostname(),
         "virt": run(["systemd-detect-virt"])["out"].strip() or "none",
         "files": text_files(),
         "stat": {p: file_stat(p) for p in STAT_FILES},
-        "accounts": accounts(),
+        "accounts": users,
+        "sudo": sudo_rights(users),
         "sshd": sshd_effective(),
         "services": services(),
-        "listening": listening(),
+        "listening": socks,
+        "tls": tls_probes(socks),
+        "sysctl": sysctl(),
+        "modules": loaded_modules(),
+        "manager": manager_limits(),
+        "homes": homes(users),
+        "loose_logs": loose_logs(),
+        "postgres_tls": postgres_tls(),
         "nft": nft_ruleset(),
         "packages": packages(),
         "crls": crls(),

@@ -606,6 +606,8 @@ def up(plan, log=print):
     """Bring the lab up for ``plan``; a no-op when it is already up and unchanged."""
     raise_host_limits(len(plan.hosts), log)
     image = imagemod.ensure(log=log)
+    # also on a lab that is up: a person added to the source since needs a key pair (not part of the topology)
+    pubkey = ensure_keys(plan, log)
     state = load_state()
     reason = stale_reason(state, plan, image)
     if reason is None:
@@ -626,7 +628,6 @@ def up(plan, log=print):
             os.path.isdir(HOSTS_DIR) and os.listdir(HOSTS_DIR)):
         log(f"clearing the previous lab: {reason if state else 'leftovers without a state file'}")
         teardown(log)
-    pubkey = ensure_keys(plan, log)
     t0 = time.monotonic()
     state = {"version": 1, "image": image, "fingerprint": plan.fingerprint(), "source": plan.source,
              "netns": [net.SWITCH_NS] + [h.netns for h in plan.hosts.values()]

@@ -236,10 +236,12 @@ def test_failed_login_lockout_and_idle_timeout(converged, host):
 @HOSTS
 @control("L3-CES1-08")
 def test_sudo_rules_per_role(converged, host):
-    """L3-CES1-08 least privilege: sudo per group (admins, technicians), validated, logged; password asked."""
+    """L3-CES1-08 least privilege: sudo per role (only system administrators have ALL), validated, logged;
+    password asked."""
     r = report(host)
     assert r["sudo"].splitlines()[0] == "valid"
-    assert "%jincai-admins ALL=(ALL:ALL) ALL" in r["sudo"]
+    assert "%jincai-sysadmins\tALL=(ALL:ALL) ALL" in r["sudo"]
+    assert "%jincai-admins" not in r["sudo"] and "%jincai-technicians\tALL=(ALL" not in r["sudo"]
     assert "NOPASSWD" not in r["sudo"]
     assert 'logfile="/var/log/sudo.log"' in r["sudo"]
 

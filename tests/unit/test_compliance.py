@@ -3,9 +3,11 @@
 import copy
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import yaml
 
 from jincai.compliance import checks, model, report
 
@@ -43,7 +45,8 @@ CTX = {"site_code": "220202", "functions": ["app_server"], "apps": ["budget", "t
        "applications": {"budget": {"port": 8101}, "treasury": {"port": 8102}}, "addresses": ["198.18.33.10", "198.19.0.29"],
        "management_networks": ["198.19.0.0/24", "198.18.33.0/24"], "ntp_servers": ["198.18.32.1", "198.18.0.11"],
        "province_services": {"collector": "198.18.0.11", "ntp": "198.18.0.11"}, "automation_user": "jincai",
-       "admins": [{"user": "jcadmin", "state": "present"}],
+       "admins": [{"user": "jcadmin", "state": "present", "roles": ["system"]},
+                  {"user": "jcaudit", "state": "present", "roles": ["audit"]}],
        "technicians": [{"user": "t220202a", "state": "present"}, {"user": "t220202b", "state": "absent"}]}
 
 SSHD = {"permitrootlogin": ["no"], "maxauthtries": ["3"], "clientaliveinterval": ["300"],
@@ -51,6 +54,7 @@ SSHD = {"permitrootlogin": ["no"], "maxauthtries": ["3"], "clientaliveinterval":
         "ciphers": ["chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr"],
         "macs": ["hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com"],
         "kexalgorithms": ["sntrup761x25519-sha512@openssh.com,curve25519-sha256,diffie-hellman-group16-sha512"],
+        "banner": ["/etc/issue.net"],
         "allowusers": ["jincai@198.19.0.0/24", "jincai@198.18.33.0/24", "jcadmin@198.19.0.0/24",
                        "t220202a@198.18.33.0/24"]}
 
@@ -60,17 +64,40 @@ def _svc(*names):
             for n in names}
 
 
+NOW = 1796000000
+BANNER = "吉林省财政厅金财工程专网：仅限授权人员使用。\nauthorised users only.\n"
+#: the kernel parameters roles/base sets (base_sysctl)
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "base", "defaults", "main.yml"),
+          encoding="utf-8") as _fh:
+    SYSCTL = yaml.safe_load(_fh)["base_sysctl"]
+
+
+def sudo_list(user, *rules):
+    """``sudo -l -U USER`` output with ``rules`` (sudo 1.9's format)."""
+    return (f"Matching Defaults entries for {user} on 220202-app1:\n    env_reset, mail_badpass, use_pty,\n"
+            f"    logfile=/var/log/sudo.log, timestamp_timeout=5\n\n"
+            f"User {user} may run the following commands on 220202-app1:\n"
+            + "".join(f"    {r}\n" for r in rules))
+
+
 def server_facts():
     """Facts of a compliant county app server (what the baseline roles provision)."""
     return {
         "schema": 1, "hostname": "220202-app1",
         "files": {
-            "/etc/login.defs": "# x\nPASS_MAX_DAYS\t\t90\nPASS_MIN_DAYS\t\t2\nPASS_WARN_AGE\t\t7\n",
+            "/etc/login.defs": "# x\nPASS_MAX_DAYS\t\t90\nPASS_MIN_DAYS\t\t2\nPASS_WARN_AGE\t\t7\n"
+                               "ENCRYPT_METHOD\t\tYESCRYPT\nYESCRYPT_COST_FACTOR\t6\n",
+            "/etc/issue": BANNER, "/etc/issue.net": BANNER,
+            "/etc/security/limits.d/60-jincai-core.conf": "*\thard\tcore\t0\n*\tsoft\tcore\t0\n",
+            "/etc/modprobe.d/60-jincai-protocols.conf": "".join(f"install {m} /bin/false\nblacklist {m}\n"
+                                                                for m in ("dccp", "sctp", "rds", "tipc")),
+            "/etc/sysctl.d/60-jincai-hardening.conf": "".join(f"{k} = {v}\n" for k, v in sorted(SYSCTL.items())),
             "/etc/security/pwquality.conf": "minlen = 8\nminclass = 4\ndcredit = -1\nucredit = -1\n",
             "/etc/security/faillock.conf": "deny = 5\nunlock_time = 900\naudit\n",
             "/etc/pam.d/common-auth": "auth requisite pam_faillock.so preauth\nauth [success=2 default=ignore] "
                                       "pam_unix.so\nauth [default=die] pam_faillock.so authfail\n",
-            "/etc/pam.d/common-password": "password requisite pam_pwquality.so retry=3\n",
+            "/etc/pam.d/common-password": "password requisite pam_pwquality.so retry=3\npassword [success=1 "
+                                          "default=ignore] pam_unix.so obscure use_authtok yescrypt rounds=6\n",
             "/etc/profile.d/jincai-tmout.sh": "if [ -z \"${TMOUT:-}\" ]; then\n    TMOUT=600\n    readonly TMOUT\nfi\n",
             "/etc/sudoers": "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
             "/etc/sudoers.d/jincai": "%jincai-admins ALL=(ALL:ALL) ALL\n",
@@ -78,17 +105,20 @@ def server_facts():
             "/etc/rsyslog.d/90-forward.conf": 'action(type="omfwd" target="198.18.0.11" port="514" protocol="tcp")\n',
             "/etc/chrony/chrony.conf": "server 198.18.32.1 iburst\nserver 198.18.0.11 iburst\n",
             "/etc/audit/rules.d/50-jincai.rules": "-w /etc/passwd -p wa -k identity\n",
+            checks.BACKUP_STATUS: json.dumps({"time": NOW - 3600, "offsite_time": NOW - 3600, "offsite": "ok",
+                                              "archive": "220202-app1-x.tar.gz", "databases": ["jincai_budget"]}),
         },
         "stat": {"/var/log/auth.log": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
                  "/var/log/syslog": {"mode": "0640", "uid": 0, "gid": 4, "size": 1},
-                 "/var/lib/aide/aide.db": {"mode": "0600", "uid": 0, "gid": 0, "size": 1}},
+                 "/var/lib/aide/aide.db": {"mode": "0600", "uid": 0, "gid": 0, "size": 1},
+                 "/var/cache/cracklib/cracklib_dict.pwd": {"mode": "0644", "uid": 0, "gid": 0, "size": 1}},
         "accounts": [
             {"user": "root", "uid": 0, "gid": 0, "home": "/root", "shell": "/bin/bash", "password": "locked"},
             {"user": "daemon", "uid": 1, "gid": 1, "home": "/", "shell": "/usr/sbin/nologin", "password": "locked"},
             {"user": "jincai", "uid": 1000, "gid": 1000, "home": "/home/jincai", "shell": "/bin/bash",
              "password": "locked"},
             {"user": "jcadmin", "uid": 1001, "gid": 1001, "home": "/home/jcadmin", "shell": "/bin/bash",
-             "password": "set", "max_days": "90"},
+             "password": "set", "max_days": "90", "scheme": "yescrypt"},
             {"user": "t220202a", "uid": 1002, "gid": 1002, "home": "/home/t220202a", "shell": "/bin/bash",
              "password": "set", "max_days": "90"},
             {"user": "t220202b", "uid": 1003, "gid": 1003, "home": "/home/t220202b", "shell": "/usr/sbin/nologin",
@@ -97,6 +127,13 @@ def server_facts():
              "password": "locked"},
         ],
         "sshd": {"rc": 0, "err": "", "config": copy.deepcopy(SSHD)},
+        "sudo": {"jincai": {"rc": 0, "out": sudo_list("jincai", "(ALL) NOPASSWD: ALL")},
+                 "jcadmin": {"rc": 0, "out": sudo_list("jcadmin", "(ALL : ALL) ALL")},
+                 "jcaudit": {"rc": 0, "out": sudo_list("jcaudit", "(root) /usr/local/sbin/jincai-audit-read")},
+                 "t220202a": {"rc": 0, "out": sudo_list(
+                     "t220202a", "(root) /usr/bin/systemctl restart jincai-budget.service, "
+                     "/usr/bin/systemctl --no-pager status nginx.service, "
+                     "/usr/bin/journalctl --no-pager -n 500 -u nginx.service")}},
         "virt": "none",
         "services": dict(_svc("ssh", "rsyslog", "chrony", "nftables", "nginx", "postgresql", "auditd", "jincai-budget"),
                          **{f"{t}.timer": {"load": "loaded", "active": "active", "sub": "waiting", "enabled": "enabled"}
@@ -106,6 +143,14 @@ def server_facts():
                       {"proto": "tcp", "address": "127.0.0.1", "port": 9999, "process": ""}],
         "nft": copy.deepcopy(NFT_GOOD),
         "packages": ["openssh-server", "nftables"],
+        "sysctl": {k: str(v) for k, v in SYSCTL.items()},
+        "modules": ["nf_tables", "ext4"],
+        "manager": {"DefaultLimitCORE": "0"},
+        "homes": {"jincai": {"mode": "0755", "uid": 1000, "gid": 1000, "size": 1},
+                  "jcadmin": {"mode": "0750", "uid": 1001, "gid": 1001, "size": 1},
+                  "t220202a": {"mode": "0700", "uid": 1002, "gid": 1002, "size": 1}},
+        "loose_logs": {"/var/log/wtmp": "0664", "/var/log/lastlog": "0664"},
+        "collected_at": NOW,
     }
 
 
@@ -164,11 +209,60 @@ def test_compliant_server_passes_every_check():
      "auth.password_ageing", "L3-CES1-01"),
     (lambda f: f["files"].update({"/etc/security/pwquality.conf": "minlen = 6\n"}), "auth.password_quality",
      "L3-CES1-01"),
+    # dictcheck (on unless set off) without cracklib's dictionary: every new password is refused
+    (lambda f: f["stat"].update({"/var/cache/cracklib/cracklib_dict.pwd": None}), "auth.password_quality",
+     "L3-CES1-01"),
     (lambda f: f["files"].update({"/etc/security/faillock.conf": "deny = 10\n"}), "auth.lockout", "L3-CES1-02"),
     (lambda f: f["files"].pop("/etc/profile.d/jincai-tmout.sh"), "auth.idle_timeout", "L3-CES1-02"),
     (lambda f: f["files"].update({"/etc/sudoers.d/x": "t220202a ALL=(ALL) NOPASSWD: ALL\n"}), "ssh.two_factor",
      "L3-CES1-04"),
     (lambda f: f["files"].update({"/etc/sudoers.d/x": "ALL ALL=(ALL) ALL\n"}), "access.sudo", "L3-CES1-08"),
+    (lambda f: f["sudo"]["jcaudit"].update(out=sudo_list("jcaudit", "(ALL : ALL) ALL")), "access.sudo_roles",
+     "L3-CES1-08"),
+    (lambda f: f["sudo"]["jcaudit"].update(out=sudo_list("jcaudit", "(root) /usr/local/sbin/jincai-audit-read",
+                                                        "(root) /usr/bin/vi /var/log/audit/audit.log")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(root) /usr/bin/systemctl")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(root) NOPASSWD: /bin/bash")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(ALL) /usr/bin/systemctl restart x.service")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["t220202a"].update(out=sudo_list("t220202a", "(root) /usr/bin/systemctl stop rsyslog.service")),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"].update(stranger={"rc": 0, "out": sudo_list("stranger", "(root) /usr/bin/journalctl "
+                                                                   "--no-pager -n 5 -u x")}),
+     "access.sudo_roles", "L3-CES1-08"),
+    (lambda f: f["sudo"]["jcaudit"].update(rc=1, out="", err="sudo: unable to resolve host"), "access.sudo_roles",
+     "L3-CES1-08"),
+    (lambda f: f["files"].update({"/etc/issue.net": "Debian GNU/Linux 12\n"}), "access.banner", "L3-CES1-05"),
+    (lambda f: f["sshd"]["config"].update(banner=["none"]), "access.banner", "L3-CES1-05"),
+    (lambda f: f["manager"].update(DefaultLimitCORE="infinity"), "hardening.core_dumps", "L3-CES1-31"),
+    (lambda f: f["files"].pop("/etc/security/limits.d/60-jincai-core.conf"), "hardening.core_dumps", "L3-CES1-31"),
+    (lambda f: f["sysctl"].update({"fs.suid_dumpable": "2"}), "hardening.core_dumps", "L3-CES1-31"),
+    (lambda f: f["sysctl"].update({"net.ipv4.conf.all.accept_redirects": "1"}), "hardening.kernel_network",
+     "L3-CES1-17"),
+    (lambda f: f["sysctl"].update({"kernel.randomize_va_space": "0"}), "hardening.kernel_memory", "L3-CES1-20"),
+    (lambda f: (f.update(virt="systemd-nspawn"), f["files"].update({"/etc/sysctl.d/60-jincai-hardening.conf": ""})),
+     "hardening.kernel_memory", "L3-CES1-20"),
+    (lambda f: f["modules"].append("sctp"), "hardening.protocols", "L3-CES1-16"),
+    (lambda f: f["files"].update({"/etc/modprobe.d/60-jincai-protocols.conf": "blacklist dccp\n"}),
+     "hardening.protocols", "L3-CES1-16"),
+    (lambda f: f["files"].update({"/etc/pam.d/common-password": "password [success=1 default=ignore] pam_unix.so "
+                                                               "obscure md5\n"}), "auth.password_hashing", "L3-CES1-27"),
+    (lambda f: f["files"].update({"/etc/login.defs": "PASS_MAX_DAYS 90\nPASS_MIN_DAYS 2\nPASS_WARN_AGE 7\n"
+                                                    "ENCRYPT_METHOD YESCRYPT\nYESCRYPT_COST_FACTOR 3\n"}),
+     "auth.password_hashing", "L3-CES1-27"),
+    (lambda f: f["accounts"][3].update(scheme="md5"), "auth.password_hashing", "L3-CES1-27"),
+    (lambda f: f["homes"]["t220202a"].update(mode="0755"), "access.home_permissions", "L3-CES1-10"),
+    (lambda f: f["loose_logs"].update({"/var/log/apt/history.log": "0644"}), "audit.log_permissions", "L3-CES1-14"),
+    (lambda f: f["accounts"][0].update(password="set", max_days="99999"), "auth.account_ageing", "L3-CES1-01"),
+    (lambda f: f["files"].pop(checks.BACKUP_STATUS), "backup.offsite", "L3-CES1-29"),
+    (lambda f: f.update(collected_at=NOW + 26 * 3600), "backup.offsite", "L3-CES1-29"),
+    (lambda f: f["files"].update({checks.BACKUP_STATUS: json.dumps({"time": NOW, "offsite_time": 0,
+                                                                     "offsite": "failed"})}),
+     "backup.offsite", "L3-CES1-29"),
+    (lambda f: f["files"].update({checks.BACKUP_STATUS: "{"}), "backup.offsite", "L3-CES1-29"),
     (lambda f: f["accounts"][5].update(shell="/bin/bash"), "access.accounts", "L3-CES1-07"),
     (lambda f: f["accounts"].append({"user": "admin", "uid": 1010, "gid": 1010, "home": "/", "shell": "/bin/bash",
                                      "password": "set", "max_days": "90"}), "access.accounts", "L3-CES1-07"),
@@ -249,7 +343,7 @@ def test_auditd_in_a_container_needs_only_its_rules():
     facts["virt"] = "systemd-nspawn"
     facts["services"]["auditd.service"]["active"] = "inactive"
     res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
-    assert res["audit.auditd"].passed and "container" in res["audit.auditd"].found
+    assert res["audit.auditd"].passed and "not applicable in a container" in res["audit.auditd"].found
 
 
 def test_an_app_not_installed_on_the_host_is_not_required():
@@ -519,3 +613,80 @@ def test_router_packet_filter_passes_and_each_violation_is_found():
     nft = router_nft()
     nft["nftables"][0]["chain"]["policy"] = "accept"
     assert ("router.filter_default_deny", "L3-CES1-17") in failed(checks.evaluate_router(ROUTER_OK, RCTX, EXP, nft))
+
+
+def test_sudo_list_parsing_and_a_person_without_rights():
+    text = sudo_list("t1", "(root) NOPASSWD: NOEXEC: /usr/bin/a x, /usr/bin/b", "(ALL : ALL) ALL")
+    assert checks.parse_sudo_list(text) == [("root", "/usr/bin/a x"), ("root", "/usr/bin/b"), ("ALL:ALL", "ALL")]
+    assert checks.parse_sudo_list("User t1 is not allowed to run sudo on 220202-app1.\n") == []
+    facts = server_facts()
+    facts["sudo"]["t220202a"] = {"rc": 1, "out": "User t220202a is not allowed to run sudo on 220202-app1.\n"}
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["access.sudo_roles"].passed, res["access.sudo_roles"]
+    facts["sudo"]["t220202a"] = {"rc": 0, "out": sudo_list("t220202a", "(ALL : ALL) ALL")}
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["access.sudo_roles"].found == "t220202a (technician): (ALL:ALL) ALL"
+
+
+def test_raw_data_of_an_older_run_without_sudo_rights_is_not_judged():
+    facts = server_facts()
+    facts.pop("sudo")
+    assert "access.sudo_roles" not in {r.check for r in checks.evaluate_server(facts, CTX, EXP)}
+
+
+def test_the_collector_asks_sudo_for_every_person_who_can_log_in(monkeypatch):
+    from jincai.compliance import collector  # noqa: PLC0415
+
+    asked = []
+    monkeypatch.setattr(collector, "run", lambda argv, timeout=20: asked.append(argv) or {"rc": 0, "out": "x",
+                                                                                            "err": ""})
+    got = collector.sudo_rights(server_facts()["accounts"])
+    assert sorted(got) == ["jcadmin", "jincai", "t220202a"]  # not root, daemons, nobody or locked t220202b
+    assert ["sudo", "-n", "-l", "-U", "jcadmin"] in asked
+
+
+def test_in_a_container_the_kernel_is_judged_as_configured_and_said_to_be_the_hosts():
+    facts = server_facts()
+    facts.update(virt="systemd-nspawn", modules=["sctp"])
+    facts["sysctl"]["kernel.randomize_va_space"] = "0"  # the host's, read-only here
+    facts["sysctl"]["fs.suid_dumpable"] = "2"
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["hardening.kernel_memory"].passed and "not applicable in a container" in res["hardening.kernel_memory"].found
+    assert res["hardening.core_dumps"].passed and "the host kernel's" in res["hardening.core_dumps"].found
+    assert res["hardening.protocols"].passed and "not applicable in a container" in res["hardening.protocols"].found
+
+
+def test_the_catalogue_expects_what_the_roles_set():
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "base", "defaults", "main.yml"),
+              encoding="utf-8") as fh:
+        base = yaml.safe_load(fh)
+    from jincai.compliance import collector  # noqa: PLC0415
+
+    judged = {**EXP["sysctl_network"], **EXP["sysctl_memory"], "fs.suid_dumpable": 0}
+    assert set(judged) == set(base["base_sysctl"])
+    for key, want in judged.items():
+        assert base["base_sysctl"][key] in (want if isinstance(want, list) else [want]), key
+    assert set(judged) <= set(collector.SYSCTL_KEYS)
+    assert EXP["disabled_protocols"] == base["base_disabled_protocols"]
+    assert EXP["log_mode_exempt"] == base["base_log_exempt"]
+    assert re.search(EXP["banner_pattern"], base["base_banner"])
+
+
+def test_a_failed_last_copy_passes_while_the_province_still_holds_one_from_the_last_day():
+    facts = server_facts()
+    facts["files"][checks.BACKUP_STATUS] = json.dumps({"time": NOW, "offsite_time": NOW - 20 * 3600,
+                                                       "offsite": "failed", "databases": []})
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert res["backup.offsite"].passed and "20.0 h old (last run: failed" in res["backup.offsite"].found
+
+
+def test_a_missing_password_dictionary_fails_only_while_dictcheck_is_on():
+    facts = server_facts()
+    facts["stat"]["/var/cache/cracklib/cracklib_dict.pwd"] = None
+    res = {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}
+    assert not res["auth.password_quality"].passed and "install cracklib-runtime" in res["auth.password_quality"].found
+    facts["files"]["/etc/security/pwquality.conf"] += "dictcheck = 0\n"
+    assert {r.check: r for r in checks.evaluate_server(facts, CTX, EXP)}["auth.password_quality"].passed
+    older = server_facts()  # raw data of a run before the collector stat'ed the dictionary: not judged
+    older["stat"].pop("/var/cache/cracklib/cracklib_dict.pwd")
+    assert {r.check: r for r in checks.evaluate_server(older, CTX, EXP)}["auth.password_quality"].passed
