@@ -144,11 +144,36 @@ def lab_up():
 
 
 @pytest.fixture(scope="session")
-def wan_provisioned(lab_up):
+def site_first(lab_up):
+    """site.yml's converging run on the whole lab, once per pytest session, whatever state the lab was in
+    (tests/lab/test_00_site.py proves it; the modules after it start from the lab it provisioned)."""
+    return run_playbook("playbooks/site.yml", inventory=LAB_INVENTORY)
+
+
+@pytest.fixture(scope="session")
+def site_second(site_first):
+    """A second whole-lab site.yml right after the first: the idempotency proof of every play (the
+    baseline, routing and VPN modules read their hosts' share of it instead of re-running their play)."""
+    assert site_first.rc == 0, "the first site.yml run failed; idempotency is meaningless"
+    return run_playbook("playbooks/site.yml", inventory=LAB_INVENTORY)
+
+
+@pytest.fixture(scope="session")
+def site_check(site_second):
+    """``site.yml --check --diff`` on the converged lab, after the second run: the check-mode proof."""
+    return run_playbook("playbooks/site.yml", inventory=LAB_INVENTORY, check=True, diff=True)
+
+
+def changed_on(res, hosts):
+    """``{host: changed count}`` of a run's recap, for the ``hosts`` that changed something."""
+    return {h: res.recap[h]["changed"] for h in hosts if h in res.recap and res.recap[h]["changed"]}
+
+
+@pytest.fixture(scope="session")
+def wan_provisioned(lab_up, site_first):
     """The lab WAN as site.yml leaves it, once per pytest session (the bootstrap proofs need a working
-    WAN for the new county to join; a fresh lab, e.g. after the lifecycle tests, has no routing). Quick
-    on a provisioned lab: an idempotent run."""
-    res = run_playbook("playbooks/site.yml", inventory=os.path.join(ROOT, "inventories", "lab"))
-    assert res.rc == 0, res.output[-4000:]
+    WAN for the new county to join; a fresh lab, e.g. after the lifecycle tests, has no routing): the
+    session's :func:`site_first` (quick on a provisioned lab: an idempotent run)."""
+    assert site_first.rc == 0, site_first.output[-4000:]
     return lab_up
 

@@ -4,16 +4,9 @@ Runs first among the lab tests (file name): the role, routing, VPN and app tests
 the lab this file provisioned. Idempotency and check mode are proven here once for every play.
 """
 
-import os
-
 import pytest
 
-from jincai import ROOT
-from jincai.run import run
-
 pytestmark = pytest.mark.lab
-
-LAB = os.path.join(ROOT, "inventories", "lab")
 
 
 def _tail(res, n=60):
@@ -21,9 +14,9 @@ def _tail(res, n=60):
 
 
 @pytest.fixture(scope="module")
-def first_run():
-    """The converging run of site.yml (whatever state the lab was in)."""
-    return run("playbooks/site.yml", inventory=LAB)
+def first_run(site_first):
+    """The converging run of site.yml (whatever state the lab was in): the session's, tests/lab/conftest.py."""
+    return site_first
 
 
 def test_site_playbook_provisions_every_lab_host(first_run, lab_inventory):
@@ -39,15 +32,15 @@ def test_site_playbook_provisions_every_lab_host(first_run, lab_inventory):
     assert not missing, f"site.yml never touched: {sorted(missing)}"
 
 
-def test_second_run_changes_nothing(first_run):
+def test_second_run_changes_nothing(first_run, site_second):
     assert first_run.rc == 0, "the first run failed; idempotency is meaningless"
-    second = run("playbooks/site.yml", inventory=LAB)
+    second = site_second
     assert second.rc == 0, _tail(second)
     assert second.total("changed") == 0, f"not idempotent: {second.changed_tasks()}"
 
 
-def test_check_mode_with_diff_is_clean_and_changes_nothing(first_run):
+def test_check_mode_with_diff_is_clean_and_changes_nothing(first_run, site_check):
     assert first_run.rc == 0, "the first run failed"
-    check = run("playbooks/site.yml", inventory=LAB, check=True, diff=True)
+    check = site_check
     assert check.rc == 0, _tail(check)
     assert check.total("changed") == 0, f"check mode reports drift: {check.changed_tasks()}"

@@ -121,11 +121,11 @@ def expected_waves():
 
 
 @pytest.fixture(scope="module")
-def converged(lab_up):
-    """apps.yml run to the catalog's releases (site.yml normally did this already)."""
-    res = apps_playbook()
-    assert res.rc == 0, _tail(res)
-    return res
+def converged(site_first):
+    """The applications at the catalogue's releases: the session's whole-lab site.yml (tests/lab/conftest.py)
+    deployed them; this module runs right after tests/lab/test_00_site.py."""
+    assert site_first.rc == 0, _tail(site_first)
+    return site_first
 
 
 def assert_all_at(release_of):

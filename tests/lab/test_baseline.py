@@ -24,7 +24,7 @@ from jincai import ROOT
 from jincai.lab import lab as labmod
 from jincai.run import run
 
-from conftest import hostvars, inventory, lab_state, mgmt_address, run_on, wait_routes_converged
+from conftest import changed_on, hostvars, inventory, lab_state, mgmt_address, run_on, wait_routes_converged
 
 pytestmark = pytest.mark.lab
 
@@ -65,34 +65,37 @@ def _tail(res, n=60):
 # ------------------------------------------------------------------ playbook runs
 
 @pytest.fixture(scope="module")
-def converged(lab_up):
-    """Converge the baseline once (whatever state the lab was in) and return the run."""
-    res = run(PLAYBOOK, inventory=LAB)
-    assert res.rc == 0, _tail(res)
-    return res
+def converged(site_first):
+    """The baseline converged: the session's whole-lab site.yml (tests/lab/conftest.py), whose baseline
+    play is this module's subject; the modules before this one restore what they break."""
+    assert site_first.rc == 0, _tail(site_first)
+    return site_first
 
 
 @control("L3-SMC1-11")
 def test_baseline_applies_to_every_machine_room_host_and_nothing_else(converged):
     """L3-SMC1-11 central configuration management: the baseline converges every server, only servers."""
-    assert converged.hosts_with("failed") == [] and converged.hosts_with("unreachable") == []
-    assert sorted(converged.recap) == machine_room()
+    listed = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", LAB, "--list-hosts",
+                             PLAYBOOK], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    hosts = sorted({line.strip() for line in listed.splitlines()
+                    if line.startswith("      ") and not line.strip().startswith(("play #", "pattern:", "hosts"))})
+    assert hosts == machine_room(), listed
+    assert not set(machine_room()) - set(converged.recap), "site.yml's run missed a machine-room host"
+    assert not {h for h in machine_room() if converged.recap[h]["failed"] or converged.recap[h]["unreachable"]}
 
 
 @control("L3-SMC1-11")
-def test_second_run_changes_nothing(converged):
-    """L3-SMC1-11: a second run reports changed=0 on every host (idempotent)."""
-    second = run(PLAYBOOK, inventory=LAB)
-    assert second.rc == 0, _tail(second)
-    assert second.total("changed") == 0, f"not idempotent: {second.changed_tasks()}"
+def test_second_run_changes_nothing(site_second):
+    """L3-SMC1-11: a second run reports changed=0 on every server (idempotent; the session's second site.yml)."""
+    assert site_second.rc == 0, _tail(site_second)
+    assert changed_on(site_second, machine_room()) == {}, f"not idempotent: {site_second.changed_tasks()}"
 
 
 @control("L3-SMC1-11")
-def test_check_mode_is_clean(converged):
-    """L3-SMC1-11: --check --diff on a converged lab fails nowhere and reports no drift."""
-    check = run(PLAYBOOK, inventory=LAB, check=True, diff=True)
-    assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, f"check mode reports drift: {check.changed_tasks()}"
+def test_check_mode_is_clean(site_check):
+    """L3-SMC1-11: --check --diff on a converged lab fails nowhere and reports no drift on any server."""
+    assert site_check.rc == 0, _tail(site_check)
+    assert changed_on(site_check, machine_room()) == {}, f"check mode reports drift: {site_check.changed_tasks()}"
 
 
 # ------------------------------------------------------------------ one report per host

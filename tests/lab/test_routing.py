@@ -18,7 +18,7 @@ import pytest
 from jincai import ROOT
 from jincai.run import run
 
-from conftest import hostvars, inventory, mgmt_address, run_on, wait_routes_converged
+from conftest import changed_on, hostvars, inventory, mgmt_address, run_on, wait_routes_converged
 
 sys.path.insert(0, os.path.join(ROOT, "module_utils"))
 import jincai_netconfig as nc  # noqa: E402
@@ -69,10 +69,11 @@ def reach(src, address, port, timeout=3):
 
 
 @pytest.fixture(scope="module")
-def converged(lab_up):
-    """routers.yml applied once (whatever the routers' state), then OSPF given time to converge: the
-    adjacencies Full and every site LAN installed on every router."""
-    res = run(PLAYBOOK, inventory=LAB)
+def converged(site_first):
+    """The routers as the session's whole-lab site.yml left them (tests/lab/conftest.py; the modules
+    before this one restore what they break), then OSPF given time to converge: the adjacencies Full and
+    every site LAN installed on every router."""
+    res = site_first
     assert res.rc == 0, _tail(res)
     _wait_for_full_adjacencies()
     missing = wait_routes_converged()
@@ -117,16 +118,16 @@ def _assert_routing_settled():
     assert not missing, f"site LANs missing from routing tables: {missing}"
 
 
-def test_second_run_changes_nothing(converged):
-    again = run(PLAYBOOK, inventory=LAB, diff=True)
-    assert again.rc == 0, _tail(again)
-    assert again.total("changed") == 0, f"not idempotent: {again.changed_tasks()}\n{_tail(again, 80)}"
+def test_second_run_changes_nothing(converged, site_second):
+    """The routers' share of the session's second site.yml run: changed=0 on every router."""
+    assert site_second.rc == 0, _tail(site_second)
+    assert changed_on(site_second, routers()) == {}, f"not idempotent: {site_second.changed_tasks()}"
 
 
-def test_check_mode_reports_no_drift(converged):
-    check = run(PLAYBOOK, inventory=LAB, check=True, diff=True)
-    assert check.rc == 0, _tail(check)
-    assert check.total("changed") == 0, f"{check.changed_tasks()}\n{_tail(check, 80)}"
+def test_check_mode_reports_no_drift(converged, site_check):
+    """The routers' share of the session's site.yml --check --diff: no drift on any router."""
+    assert site_check.rc == 0, _tail(site_check)
+    assert changed_on(site_check, routers()) == {}, f"{site_check.changed_tasks()}\n{_tail(site_check, 80)}"
 
 
 def test_ospf_adjacencies_are_full(converged):
