@@ -76,7 +76,13 @@ def group_names(derived):
 
 def build(inventory_dir):
     """Return the inventory as ``ansible-inventory --list`` JSON (a dict)."""
-    derived, _ = derive_checked(inventory_dir)
+    return from_model(build_checked(inventory_dir)[0])
+
+
+def from_model(m):
+    """The ``ansible-inventory --list`` dict of a built :class:`jincai.model.Model` (for a consumer that
+    needs both the objects and the host vars: one derivation)."""
+    derived = m.derived()
     out = {"_meta": {"hostvars": derived.hosts}}
     names = group_names(derived)
     out["all"] = {"children": ["ungrouped"] + names, "vars": control_vars(derived)}

@@ -265,12 +265,12 @@ def evaluate(raw_dir, inventory, scope, catalogue, meta):
                               meta)
 
 
-def _topology(inventory):
-    """The WAN map's graph of the inventory, or None (and a warning) when it cannot be built."""
+def _topology(m):
+    """The WAN map's graph of the typed model ``m``, or None (and a warning) when it cannot be built."""
     from jincai.topology import graph
 
     try:
-        return graph.from_inventory(inventory)
+        return graph.from_model(m)
     except graph.TopologyError as exc:
         print(f"jincai compliance: no WAN map in the report: {exc}", file=sys.stderr)
         return None
@@ -287,7 +287,8 @@ def main(argv=None):
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
     try:
         catalogue = model.load_controls()
-        inventory = invmod.build(args.inventory)
+        m, _warnings = invmod.build_checked(args.inventory)
+        inventory = invmod.from_model(m)
         scope, limit = resolve_scope(inventory, args.limit)
     except invmod.InvalidSource as exc:
         print(f"jincai compliance: invalid source, nothing was contacted:\n{exc}", file=sys.stderr)
@@ -326,7 +327,7 @@ def main(argv=None):
     rep = evaluate(raw_dir, inventory, scope, catalogue, meta)
     rep["duration_s"] = round(time.monotonic() - t0, 1)
     rep["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    paths = report.write_all(rep, out_dir, history, topology=_topology(inventory))
+    paths = report.write_all(rep, out_dir, history, topology=_topology(m))
     if args.keep_days:
         report.prune_runs(os.path.dirname(out_dir), args.keep_days)
     s = rep["summary"]

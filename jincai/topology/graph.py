@@ -3,13 +3,11 @@
 Built from the model whose serialisation the roles read (:func:`jincai.model.build`, host vars from
 it), so the map shows exactly what the roles configure: a :class:`jincai.model.Site` per node, a
 :class:`jincai.model.Link` per edge, the site's parties and its VPN concentrator
-(:func:`from_model`; ``jincai topology`` and ``jincai site show --draw``). :func:`from_inventory`
-reads the same facts back from an inventory dict, for the compliance report, which holds only that.
+(:func:`from_model`; ``jincai topology``, ``jincai site show --draw`` and the compliance report).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
 from jincai import model
@@ -100,54 +98,6 @@ def _ordered(sites):
 
 def _sorted(links):
     return sorted(links, key=lambda lk: (lk.parent, lk.child, lk.role != "primary"))
-
-
-def from_inventory(inventory):
-    """Return the :class:`Topology` of an inventory dict (``ansible-inventory --list`` shape): the
-    compliance report's, which holds only that (:func:`from_model` wherever the model is at hand)."""
-    hostvars = (inventory.get("_meta") or {}).get("hostvars") or {}
-    sites, links = {}, {}
-    routers = {}
-    for name, hv in sorted(hostvars.items()):
-        info = hv.get("jincai_site") or {}
-        code = hv.get("jincai_site_code") or info.get("code")
-        if not code:
-            continue
-        tier = hv.get("jincai_tier") or info.get("tier") or "county"
-        site = sites.get(code)
-        if site is None:
-            site = sites[code] = Site(code=code, tier=tier, name_zh=info.get("name_zh", ""),
-                                      pinyin=info.get("pinyin", ""), parent=info.get("parent"),
-                                      city=info.get("city_code"))
-        if "router" in (hv.get("jincai_functions") or []):
-            routers[name] = code
-            site.router = name
-            site.platform = (hv.get("jincai_router") or {}).get("platform")
-            site.parties = [Party(p.get("name", ""), p.get("kind", ""), p.get("org") or "")
-                            for p in hv.get("jincai_parties") or []]
-        if hv.get("jincai_vpn"):
-            site.vpn = {"host": name, "budget_units": hv["jincai_vpn"].get("budget_units", 0)}
-    for name, code in routers.items():
-        for iface in hostvars[name].get("jincai_interfaces") or []:
-            if iface.get("role") not in ("uplink", "downlink"):
-                continue
-            parsed = model.parse_wan_segment(iface.get("segment"))
-            if parsed is None:
-                raise TopologyError(f"host {name} (site {code}): jincai_interfaces: segment "
-                                    f"{iface.get('segment')!r} is not a WAN link id (wan-<parent>-<child>[-backup])")
-            parent, child, role = parsed
-            link = links.setdefault(iface["segment"], Link(iface["segment"], parent, child, role))
-            if iface.get("address"):
-                addr = ipaddress.ip_interface(iface["address"])
-                link.subnet = str(addr.network)
-                link.addresses[code] = str(addr.ip)
-    for link in links.values():
-        for end in (link.parent, link.child):
-            if end not in sites:
-                raise TopologyError(f"link {link.segment}: site {end} has no host in the inventory")
-    some = next(iter(hostvars.values()), {})
-    return Topology(network=some.get("jincai_network_name") or "", environment=some.get("jincai_environment") or "",
-                    sites=_ordered(sites), links=_sorted(links.values()))
 
 
 def from_source(src):

@@ -78,7 +78,7 @@ def map_reports(tmp_path_factory):
             expect = {down: "unreachable", drifted: "drift"}
         rep = model.build_report(inv, scope, _collected(scope), {"records": records}, CATALOGUE,
                                  {"run_id": f"20261201T01000{len(pages)}Z"})
-        topo = graph.from_inventory(inv)
+        topo = graph.load(INVENTORIES[inv_name])
         paths = report.write_all(rep, str(out / f"{inv_name}-{run}"), None, topology=topo)
         pages[(inv_name, run)] = (paths["html"], expect, topo)
     return pages
