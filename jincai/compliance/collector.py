@@ -139,10 +139,14 @@ def homes(users):
 
 
 def loose_logs():
-    """{path: mode} of the files under /var/log with more than 0640 (group write, any access for others)."""
+    """{path: mode} of the files under /var/log with more than 0640 (group write, any access for others).
+    Symbolic links are not log files (Debian's /var/log/README points into /usr/share/doc), as for the
+    base role's sweep (find -type f)."""
     out, seen = {}, 0
     for dirpath, _dirs, files in os.walk(LOG_DIR):
         for name in files:
+            if os.path.islink(os.path.join(dirpath, name)):
+                continue
             seen += 1
             if seen > MAX_LOG_FILES or len(out) >= 300:
                 return out

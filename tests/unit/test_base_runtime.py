@@ -9,8 +9,9 @@ import pytest
 
 from test_role_tasks import JINJA, _flow, role_vars
 
-TASKS = {t["name"]: t for t in _flow("base")}
-SYSCTL = TASKS["Apply the kernel parameters that differ and take group write and other access off log files"]
+TASKS = {t["name"]: t for t in [*_flow("base"), *_flow("base", "log_permissions.yml")]}
+SYSCTL = TASKS["Apply the kernel parameters that differ"]
+LOGS = TASKS["Take group write and other access off the log files"]
 HOSTNAME = TASKS["Set the running host name when it differs"]
 
 
@@ -80,11 +81,16 @@ def test_check_mode_reports_and_writes_nothing(sandbox):
     (logs / "app.log").chmod(0o644)
     (logs / "wtmp").write_text("", encoding="ascii")
     (logs / "wtmp").chmod(0o664)
+    (logs / "README").symlink_to(logs / "app.log")  # a link is not a log file (Debian's /var/log/README)
     res = run(SYSCTL, check=True)
-    assert res.returncode == 0 and "set kernel.randomize_va_space=2" in res.stdout and f"chmod {logs}/app.log" in res.stdout
-    assert value(proc, "kernel.randomize_va_space") == "9" and oct((logs / "app.log").stat().st_mode)[-3:] == "644"
-    res = run(SYSCTL)
+    assert res.returncode == 0 and "set kernel.randomize_va_space=2" in res.stdout
+    assert value(proc, "kernel.randomize_va_space") == "9"
+    res = run(LOGS, check=True)
+    assert res.returncode == 0 and res.stdout == f"chmod {logs}/app.log\n", res.stdout
+    assert oct((logs / "app.log").stat().st_mode)[-3:] == "644"
+    assert run(LOGS).stdout == f"chmod {logs}/app.log\n"
     assert oct((logs / "app.log").stat().st_mode)[-3:] == "640" and oct((logs / "wtmp").stat().st_mode)[-3:] == "664"
+    assert run(LOGS).stdout == ""  # a second run changes nothing
 
 
 def test_the_running_host_name_is_set_on_a_server_and_reported_in_a_container(sandbox):

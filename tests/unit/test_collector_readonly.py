@@ -140,3 +140,20 @@ def test_the_host_name_comes_from_the_kernel():
                  and any(isinstance(k, ast.Constant) and k.value == "hostname" for k in n.keys))
     value = facts.values[[k.value for k in facts.keys].index("hostname")]
     assert ast.unparse(value) == "socket.gethostname()"
+
+
+def test_loose_logs_reports_loose_files_and_not_symbolic_links(tmp_path, monkeypatch):
+    """A 0644 log file is reported; Debian's /var/log/README (a link into /usr/share/doc, mode 0777 as a
+    link, 0644 as its target) is not a log file and is not, as the base role's sweep (find -type f) skips it."""
+    doc = tmp_path / "README.logs"
+    doc.write_text("doc", encoding="ascii")
+    doc.chmod(0o644)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "README").symlink_to(doc)
+    (logs / "app.log").write_text("x", encoding="ascii")
+    (logs / "app.log").chmod(0o644)
+    (logs / "ok.log").write_text("x", encoding="ascii")
+    (logs / "ok.log").chmod(0o640)
+    monkeypatch.setattr(collector, "LOG_DIR", str(logs))
+    assert collector.loose_logs() == {str(logs / "app.log"): "0644"}
