@@ -350,7 +350,7 @@ def main(argv=None):
     if args.tunnels > 100:
         ap.error("--tunnels: at most 100 (client addresses 198.18.232.150-249)")
 
-    from jincai import inventory  # noqa: F401 - fail early when the source is broken
+    from jincai.source import inventory  # noqa: F401 - fail early when the source is broken
     vpn_plan = pki.plan(os.path.join(ROOT, "inventories", "lab"))
     inv = inventory.build(os.path.join(ROOT, "inventories", "lab"))
     vpn_plan["hostvars"] = inv["_meta"]["hostvars"][vpn_plan["concentrator"]["name"]]

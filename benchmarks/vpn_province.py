@@ -3,7 +3,7 @@
 Every budget unit the source of truth declares (``budget_units.count`` of each site of
 inventories/jilin: 1,040 at the province, the cities' and counties' at their city's concentrator, each
 county's units with ``home`` = their county) is onboarded into a throw-away PKI (temporary directory, a
-throw-away vault password) through the real batch path (``jincai pki import``: jincai.pki_batch), then
+throw-away vault password) through the real batch path (``jincai pki import``: jincai.pki.batch), then
 every concentrator's swanctl.conf and nftables set are rendered with the role's own templates and
 its own reach filter (plugins/filter/jincai_vpn.py, what the role's set_fact runs). A rerun of the same batch
 must change nothing. Prints the times and the peak memory. Goal: < 10 s for issue + render.
@@ -23,7 +23,9 @@ import jinja2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jincai import ROOT, inventory, model, pki, pki_batch  # noqa: E402
+from jincai import ROOT, pki  # noqa: E402
+from jincai.pki import batch as pki_batch  # noqa: E402
+from jincai.source import inventory, model  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
 import jincai_vpn  # noqa: E402  (the role's filter: plugins/filter/jincai_vpn.py)

@@ -1,8 +1,8 @@
 """The WAN as a graph: sites are the nodes, WAN links the edges, from the typed model.
 
-Built from the model whose serialisation the roles read (:func:`jincai.model.build`, host vars from
-it), so the map shows exactly what the roles configure: a :class:`jincai.model.Site` per node, a
-:class:`jincai.model.Link` per edge, the site's parties and its VPN concentrator
+Built from the model whose serialisation the roles read (:func:`jincai.source.model.build`, host vars from
+it), so the map shows exactly what the roles configure: a :class:`jincai.source.model.Site` per node, a
+:class:`jincai.source.model.Link` per edge, the site's parties and its VPN concentrator
 (:func:`from_model`; ``jincai topology``, ``jincai site show --draw`` and the compliance report).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jincai import model
+from jincai.source import model
 
 TIER_ORDER = {tier: i for i, tier in enumerate(model.TIERS)}
 
@@ -78,7 +78,7 @@ class Topology:
 
 
 def from_model(m):
-    """Return the :class:`Topology` of a typed model (:class:`jincai.model.Model`)."""
+    """Return the :class:`Topology` of a typed model (:class:`jincai.source.model.Model`)."""
     sites = {}
     for code, s in m.sites.items():
         vpn = next((m.hosts[n] for n in s.hosts if m.hosts[n].vpn), None)
@@ -101,13 +101,13 @@ def _sorted(links):
 
 
 def from_source(src):
-    """The :class:`Topology` of a loaded, *valid* source (:func:`jincai.model.load`)."""
+    """The :class:`Topology` of a loaded, *valid* source (:func:`jincai.source.model.load`)."""
     return from_model(model.build(src))
 
 
 def load(inventory_dir):
     """Build the model of a source of truth and return its :class:`Topology` (TopologyError if invalid)."""
-    from jincai import inventory as invmod
+    from jincai.source import inventory as invmod
 
     try:
         return from_model(invmod.build_checked(inventory_dir)[0])

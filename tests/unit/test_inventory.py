@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from jincai import ROOT, inventory
+from jincai import ROOT
+from jincai.source import inventory
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")
@@ -111,7 +112,7 @@ def test_benchmark_synthetic_source_is_valid_and_ten_times_larger(tmp_path):
     spec.loader.exec_module(bench)
     inv = str(tmp_path / "synthetic")
     assert bench.synthetic_source(inv) == 700
-    from jincai import validate
+    from jincai.source import validate
 
     assert validate.findings(inv) == []
     data = inventory.build(inv)

@@ -212,7 +212,7 @@ def test_vpn_plan_comes_from_the_lab_source_of_truth():
 def test_the_plan_is_the_models_concentrator(pkidir):
     """plans_of reads the typed model's Concentrator and VpnClient objects: a pool and an enrolment
     changed there are what the registry allocates from and whom sync onboards."""
-    from jincai import model
+    from jincai.source import model
 
     m = model.build(model.load(os.path.join(pki.ROOT, "inventories", "lab")))
     m.hosts["220000-vpn"].vpn.pool = "198.18.161.0/29"

@@ -1,4 +1,4 @@
-"""Province-scale onboarding (jincai.pki_batch, issue 16): CSV batches across the ten concentrators of
+"""Province-scale onboarding (jincai.pki.batch, issue 16): CSV batches across the ten concentrators of
 inventories/jilin, dry run, errors naming line and field, moves between concentrators, reruns."""
 
 import ipaddress
@@ -165,7 +165,8 @@ def test_the_province_benchmark_batch_is_every_unit_of_the_source_and_resolves_l
     import importlib.util
     import time
 
-    from jincai import model, pki_batch
+    from jincai.pki import batch as pki_batch
+    from jincai.source import model
 
     spec = importlib.util.spec_from_file_location("vpn_province", os.path.join(ROOT, "benchmarks", "vpn_province.py"))
     bench = importlib.util.module_from_spec(spec)
@@ -190,7 +191,8 @@ def test_the_province_benchmark_batch_is_every_unit_of_the_source_and_resolves_l
 
 def test_a_site_goes_to_the_concentrator_whose_model_object_serves_it(pkidir):
     """Where a county's unit goes is the typed model's word (Concentrator.served, via pki.plans_of)."""
-    from jincai import inventory, pki_batch
+    from jincai.pki import batch as pki_batch
+    from jincai.source import inventory
 
     m, _ = inventory.build_checked(JILIN)
     city = m.hosts["220100-vpn"].vpn

@@ -106,7 +106,7 @@ def test_a_csr_from_openssl_on_the_unit_is_accepted(pkidir, tmp_path):
 
 
 def test_a_csr_unit_moved_to_another_concentrator_keeps_its_key(pkidir):
-    from jincai import pki_batch
+    from jincai.pki import batch as pki_batch
 
     city = dict(PLAN, pool="198.18.192.0/29", site="220100", registry="vpn/220100", lan="198.18.16.0/24",
                 concentrator={"name": "220100-vpn", "address": "198.18.232.2"})
@@ -130,7 +130,8 @@ def test_a_csr_client_of_the_source_enrols_itself_before_the_concentrators_and_s
 
     import yaml
 
-    from jincai import ROOT, inventory
+    from jincai import ROOT
+    from jincai.source import inventory
 
     inv = tmp_path / "lab"
     shutil.copytree(os.path.join(ROOT, "inventories", "lab"), inv)

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from jincai import ROOT, model
-from jincai import inventory as invmod
+from jincai import ROOT
+from jincai.source import model
+from jincai.source import inventory as invmod
 from jincai.topology import draw, graph, live, ospf, state, svg
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")

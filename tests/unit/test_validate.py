@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from jincai import ROOT, model, validate
+from jincai import ROOT
+from jincai.source import model, validate
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")

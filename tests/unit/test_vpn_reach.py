@@ -12,7 +12,8 @@ import jinja2
 import pytest
 import yaml
 
-from jincai import ROOT, inventory, pki
+from jincai import ROOT, pki
+from jincai.source import inventory
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
 import jincai_vpn  # noqa: E402

@@ -54,7 +54,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from jincai import ROOT, model, paths
+from jincai import ROOT, paths
+from jincai.source import model
 
 CA_NAME = "Jilin Finance Province CA"
 ORG = "Jilin Provincial Department of Finance"
@@ -76,7 +77,7 @@ class PkiError(Exception):
 def default_dir(inventory_dir=None):
     """Return the PKI directory of an inventory (default: the lab): ``$JINCAI_PKI_DIR`` or
     ``/var/lib/jincai/pki/<network.name>`` (:func:`jincai.paths.pki_dir`; the name as the source loader,
-    :func:`jincai.model.load`, reads it: the leaf commands need no valid source)."""
+    :func:`jincai.source.model.load`, reads it: the leaf commands need no valid source)."""
     if os.environ.get(paths.PKI_ENV):
         return os.environ[paths.PKI_ENV]
     inventory_dir = inventory_dir or os.path.join(ROOT, "inventories", "lab")
@@ -809,7 +810,7 @@ def read_csv(path):
 
 def plans(inventory_dir):
     """The VPN plans of an inventory (:func:`plans_of` its validated typed model)."""
-    from jincai import inventory
+    from jincai.source import inventory
 
     m, _ = inventory.build_checked(inventory_dir)
     return plans_of(m, inventory_dir)
@@ -817,7 +818,7 @@ def plans(inventory_dir):
 
 def plans_of(m, where="inventory"):
     """One VPN plan per concentrator of the typed model ``m`` (the province's first, then the cities'):
-    its :class:`jincai.model.Concentrator` as the registry reads it: pool, apps, LAN, concentrator
+    its :class:`jincai.source.model.Concentrator` as the registry reads it: pool, apps, LAN, concentrator
     name/address, domain, site, the sites it serves (``served``: LAN, apps and tier of each), its lab
     client units (their own sites, those that enrol by CSR) and the registry directory (``vpn`` or
     ``vpn/<site code>``)."""
@@ -1005,8 +1006,8 @@ def _sync_all(vpn_plans, pki_dir, as_json):
 
 
 def _batch_command(args, rows, pki_dir):
-    """``import`` and ``move`` (:mod:`jincai.pki_batch`): every concentrator's registry at once."""
-    from jincai import pki_batch
+    """``import`` and ``move`` (:mod:`jincai.pki.batch`): every concentrator's registry at once."""
+    from jincai.pki import batch as pki_batch
 
     vpn_plans = plans(args.inventory)
     default = plan(args.inventory, args.concentrator) if args.concentrator else None
@@ -1030,7 +1031,7 @@ def _batch_command(args, rows, pki_dir):
 
 def _revoke_anywhere(args, rows, pki_dir):
     """``revoke`` without ``--concentrator``: each unit at the concentrator where it is active."""
-    from jincai import pki_batch
+    from jincai.pki import batch as pki_batch
 
     codes = [r["code"] for r in rows] if rows else args.codes
     if not codes:

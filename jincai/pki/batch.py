@@ -15,7 +15,7 @@ anything changes; the result is one action per row:
     keep     already as the row says (a rerun changes nothing)
 
 The concentrators, their pools and the sites each serves are the typed model's: one plan per
-:class:`jincai.model.Concentrator` (:func:`jincai.pki.plans`).
+:class:`jincai.source.model.Concentrator` (:func:`jincai.pki.plans`).
 
 ``jincai pki import --csv F [--dry-run]`` and ``jincai pki move CODE --to CONCENTRATOR [--site S]``.
 """
