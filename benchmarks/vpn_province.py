@@ -23,8 +23,10 @@ import jinja2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jincai import ROOT, pki  # noqa: E402
+from jincai import ROOT  # noqa: E402
 from jincai.pki import batch as pki_batch  # noqa: E402
+from jincai.pki import ca  # noqa: E402
+from jincai.pki import vpn as vpnplans  # noqa: E402
 from jincai.source import inventory, model  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
@@ -75,12 +77,12 @@ def main(argv=None):
         os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = pw
         os.environ.pop("ANSIBLE_VAULT_IDENTITY_LIST", None)
         pki_dir = os.path.join(work, "pki")
-        pki.CA_NAME = "jincai benchmark CA (throw-away)"
+        ca.CA_NAME = "jincai benchmark CA (throw-away)"
 
         t0 = time.monotonic()
         hostvars = inventory.build(args.inventory)["_meta"]["hostvars"]
         counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in model.load(args.inventory).sites}
-        vpn_plans = pki.plans(args.inventory)
+        vpn_plans = vpnplans.plans(args.inventory)
         rows = unit_rows(vpn_plans, counts)
         t_plan = time.monotonic() - t0
 

@@ -46,7 +46,7 @@ DELEGATED = {
     "compliance": ("jincai.compliance", "nightly drift and MLPS compliance report (changes nothing)"),
     "verify": ("jincai.verify", "check the live state of the sites with testinfra (changes nothing)"),
     "bootstrap": ("jincai.bootstrap.engine", "bring a new county site onto the WAN in one command"),
-    "pki": ("jincai.pki", "the province CA: budget-unit certificates, revocation, CRL"),
+    "pki": ("jincai.pki.cli", "the province CA: budget-unit certificates, revocation, CRL"),
     "topology": ("jincai.topology.cli", "an SVG map of the WAN from the source of truth (--live: lab link state)"),
     "release": ("jincai.release", "application releases: plan a rollout, show which release each site runs"),
     "history": ("jincai.audit.history", "what changed on a site, when, and who ran it (ARA audit trail)"),
