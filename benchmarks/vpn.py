@@ -35,8 +35,10 @@ from jincai import ROOT  # noqa: E402
 from jincai.lab import lab as labmod  # noqa: E402
 from jincai.pki import ca, registry, store  # noqa: E402
 from jincai.pki import vpn as vpnplans  # noqa: E402
+from jincai.policy import ipsec  # noqa: E402
 
 VPN = "220000-vpn"
+IPSEC = ipsec.policy()  # the bench units propose what the concentrator accepts (jincai_ipsec)
 ACCESS_SEGMENT = "vpnaccess-220000"
 SWITCH_NS = "jlab-sw"
 FIRST_CLIENT_IP = 150
@@ -187,7 +189,7 @@ class ClientNamespace:
     local_addrs = {unit['outer']}
     remote_addrs = {self.server}
     vips = 0.0.0.0
-    proposals = aes256gcm16-prfsha384-ecp384
+    proposals = {IPSEC['ike_proposals']}
     keyingtries = 0
     encap = {'yes' if self.libipsec else 'no'}
     local {{
@@ -203,7 +205,7 @@ class ClientNamespace:
     children {{
       {unit['code']} {{
         remote_ts = {self.remote_ts}
-        esp_proposals = aes256-sha384-ecp384
+        esp_proposals = {IPSEC['esp_proposals']}
         start_action = start
       }}
     }}

@@ -27,12 +27,14 @@ from jincai import ROOT  # noqa: E402
 from jincai.pki import batch as pki_batch  # noqa: E402
 from jincai.pki import ca  # noqa: E402
 from jincai.pki import vpn as vpnplans  # noqa: E402
+from jincai.policy import ipsec  # noqa: E402
 from jincai.source import inventory, model  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
 import jincai_vpn  # noqa: E402  (the role's filter: plugins/filter/jincai_vpn.py)
 
 ROLE = os.path.join(ROOT, "roles", "vpn_concentrator")
+IPSEC = ipsec.policy()  # what the role's defaults read (jincai_ipsec)
 
 
 def unit_rows(vpn_plans, counts):
@@ -57,8 +59,8 @@ def render_concentrator(vpn_hostvars, name, units, libipsec=False, server_identi
         "ansible_managed": "jincai benchmark", "inventory_hostname": name, "_vpn_concentrator_units": units,
         "_vpn_concentrator_reach": reach, "_vpn_concentrator_registry": {"server_identity": server_identity or f"{name}.bench"},
         "vpn_concentrator_pool": vpn["pool"], "vpn_concentrator_access_address": vpn["access_address"],
-        "vpn_concentrator_allowed_apps": vpn["apps"], "vpn_concentrator_proposals": "aes256gcm16-prfsha384-ecp384",
-        "vpn_concentrator_esp_proposals": "aes256-sha384-ecp384", "vpn_concentrator_dpd_delay": "30s",
+        "vpn_concentrator_allowed_apps": vpn["apps"], "vpn_concentrator_proposals": IPSEC["ike_proposals"],
+        "vpn_concentrator_esp_proposals": IPSEC["esp_proposals"], "vpn_concentrator_dpd_delay": "30s",
         "_vpn_concentrator_backend": "libipsec" if libipsec else "kernel",
     }
     return (env.get_template("swanctl-jincai.conf.j2").render(variables),

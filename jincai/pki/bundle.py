@@ -6,8 +6,18 @@ key), ``swanctl/x509/<code>.crt``, ``swanctl/x509ca/province-ca.crt`` and ``READ
 (:func:`pack`; written by :meth:`jincai.pki.registry.UnitRegistry.bundle`).
 """
 
+import functools
 import io
+import os
 import tarfile
+
+import jinja2
+import yaml
+
+from jincai import ROOT
+from jincai.policy import ipsec
+
+ROLE = os.path.join(ROOT, "roles", "vpn_client")
 
 README = """Budget unit {code} ({name}): VPN to the province (strongSwan, IKEv2, certificate)
 
@@ -29,39 +39,31 @@ in swanctl/private/{code}.key on the gateway (mode 0600); for a new key send a n
 """
 
 
-def client_conf(code, identity, server_identity, server_address, remote_ts):
-    """Return the reference swanctl.conf of one budget unit (roles/vpn_client renders the same)."""
-    return f"""# Budget unit {code} -> province VPN concentrator (jincai pki bundle)
-connections {{
-  province {{
-    version = 2
-    remote_addrs = {server_address}
-    vips = 0.0.0.0
-    proposals = aes256gcm16-prfsha384-ecp384
-    dpd_delay = 30s
-    keyingtries = 0
-    local {{
-      auth = pubkey
-      certs = {code}.crt
-      id = {identity}
-    }}
-    remote {{
-      auth = pubkey
-      id = {server_identity}
-      cacerts = province-ca.crt
-    }}
-    children {{
-      province {{
-        remote_ts = {remote_ts}
-        esp_proposals = aes256-sha384-ecp384
-        start_action = start
-        dpd_action = restart
-        close_action = start
-      }}
-    }}
-  }}
-}}
-"""
+@functools.lru_cache(maxsize=1)
+def _role_template():
+    """The vpn_client role's connection template and the role defaults it reads (rendered over the
+    IPsec policy, as Ansible resolves them), loaded once per process."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, "templates")), trim_blocks=True,
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+    with open(os.path.join(ROLE, "defaults", "main.yml"), encoding="utf-8") as fh:
+        defaults = yaml.safe_load(fh)
+    policy = ipsec.ansible_vars()
+    role = {name: env.from_string(str(defaults[name])).render(policy)
+            for name in ("vpn_client_proposals", "vpn_client_esp_proposals", "vpn_client_dpd_delay")}
+    return env.get_template("province.conf.j2"), role
+
+
+def client_conf(entry, server_identity, server_address, remote_ts):
+    """The unit's connection to its concentrator (``swanctl/conf.d/province.conf``): the vpn_client role's
+    own template (roles/vpn_client/templates/province.conf.j2, what the role renders on the lab's
+    clients) with the role's defaults (proposals from jincai_ipsec, DPD) and the kernel's ESP (a
+    unit's gateway is a Debian host whose kernel has it; the lab's kernel does not, hence the role's
+    probe)."""
+    template, role = _role_template()
+    return template.render(
+        ansible_managed=f"jincai pki bundle {entry['code']}", vpn_client_code=entry["code"],
+        _vpn_client_unit=entry, _vpn_client_registry={"server_identity": server_identity},
+        vpn_client_server=server_address, vpn_client_remote_ts=remote_ts, _vpn_client_backend="kernel", **role)
 
 
 def pack(entry, key, cert, ca_pem, server_identity, server_address, remote_ts):
@@ -70,7 +72,7 @@ def pack(entry, key, cert, ca_pem, server_identity, server_address, remote_ts):
     through the concentrator *server_address* that presents *server_identity*."""
     code = entry["code"]
     csr_unit = entry.get("enrolment") == "csr"
-    conf = client_conf(code, entry["identity"], server_identity, server_address, remote_ts)
+    conf = client_conf(entry, server_identity, server_address, remote_ts)
     readme = README.format(code=code, name=entry["name"], address=entry["address"], server=server_address,
                            apps=", ".join(entry["apps"]))
     if csr_unit:

@@ -11,7 +11,7 @@ import json
 import sys
 
 from jincai import paths
-from jincai.policy import tls
+from jincai.policy import ipsec, tls
 from jincai.source import model, validate
 
 #: Group order in the output: tiers, functions, then per-platform and per-site groups.
@@ -52,14 +52,15 @@ SHARED_VARS = ("jincai_environment", "jincai_network_name", "jincai_domain", "ji
 def control_vars(derived):
     """Vars about the control node's side of the network, set once on group ``all``:
     ``jincai_pki_dir``, the network's CA and budget-unit registry (:func:`jincai.paths.pki_dir`), and
-    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`), and ``jincai_tls``,
-    the TLS policy of every endpoint (:mod:`jincai.policy.tls`)."""
+    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`), ``jincai_tls``,
+    the TLS policy of every endpoint (:mod:`jincai.policy.tls`), and ``jincai_ipsec``, the IPsec
+    proposals of every tunnel (:mod:`jincai.policy.ipsec`)."""
     names = {h.get("jincai_network_name") for h in derived.hosts.values()}
     if len(names) != 1 or None in names:
         return {}
     name = names.pop()
     return {"jincai_pki_dir": paths.pki_dir(name), "jincai_secrets_dir": paths.secrets_dir(name),
-            **tls.ansible_vars()}
+            **tls.ansible_vars(), **ipsec.ansible_vars()}
 
 
 def shared_vars(derived):
