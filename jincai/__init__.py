@@ -4,9 +4,11 @@ The package is used from a checkout of this repository (``make venv``'s editable
 ``PYTHONPATH=/runner/project``): :data:`ROOT` is that checkout, where ansible.cfg, inventories/,
 playbooks/ and roles/ live, and the one place a module finds them. The package's own data
 (jincai/data/: the TLS policy, the control catalogue, the division table) is found from the package,
-:data:`DATA_DIR`, never through the checkout. This module imports nothing of jincai; the layout of
-the subpackages and which may import which: docs/architecture.md, "Packages and import direction"
-(enforced by tests/unit/test_architecture.py).
+:data:`DATA_DIR`, never through the checkout. The layout of the subpackages and which may import
+which: docs/architecture.md, "Packages and import direction" (enforced by
+tests/unit/test_architecture.py).
+
+May import: nothing of jincai (every module imports this one).
 """
 
 import os
