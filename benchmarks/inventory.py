@@ -19,8 +19,9 @@ import sys
 import tempfile
 import time
 
-from jincai import ROOT, allocate, inventory, model, validate
+from jincai import ROOT
 from jincai.sitecmd import render_site
+from jincai.source import allocate, inventory, model, validate
 
 BIN = os.path.dirname(sys.executable)
 JILIN = os.path.join(ROOT, "inventories", "jilin")

@@ -31,9 +31,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from jincai import inventory as invmod  # noqa: E402
 from jincai.lab import lab, twin  # noqa: E402
 from jincai.run import run as run_playbook  # noqa: E402
+from jincai.source import inventory as invmod  # noqa: E402
 
 JINCAI = os.path.join(os.path.dirname(sys.executable), "jincai")
 PHASES = ("boot", "first", "rerun", "routers", "compliance")

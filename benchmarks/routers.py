@@ -30,9 +30,8 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "module_utils"))
-import jincai_netconfig as nc  # noqa: E402
-from jincai import inventory as invmod  # noqa: E402
+from jincai import netconfig as nc  # noqa: E402  (module_utils/jincai_netconfig.py)
+from jincai.source import inventory as invmod  # noqa: E402
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 

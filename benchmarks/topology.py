@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from jincai import ROOT
-from jincai import inventory as invmod
+from jincai.source import inventory as invmod
 from jincai.topology import draw, graph, state
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")

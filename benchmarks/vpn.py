@@ -31,10 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import vpn_province  # noqa: E402  (beside this file)
 
-from jincai import ROOT, pki  # noqa: E402
+from jincai import ROOT  # noqa: E402
 from jincai.lab import lab as labmod  # noqa: E402
+from jincai.pki import ca, registry, store  # noqa: E402
+from jincai.pki import vpn as vpnplans  # noqa: E402
+from jincai.policy import ipsec  # noqa: E402
 
 VPN = "220000-vpn"
+IPSEC = ipsec.policy()  # the bench units propose what the concentrator accepts (jincai_ipsec)
 ACCESS_SEGMENT = "vpnaccess-220000"
 SWITCH_NS = "jlab-sw"
 FIRST_CLIENT_IP = 150
@@ -68,10 +72,10 @@ def put(host, path, data, mode="0644"):
 def issue_and_render(workdir, units, vpn_plan, real_addresses, libipsec):
     """Onboard ``units`` bench units into a throw-away PKI and render the concentrator config."""
     os.environ["JINCAI_PKI_DIR"] = os.path.join(workdir, "pki")
-    pki.CA_NAME = "jincai benchmark CA (throw-away)"  # never confused with the province CA
+    ca.CA_NAME = "jincai benchmark CA (throw-away)"  # never confused with the province CA
     t0 = time.monotonic()
     bench_plan = dict(vpn_plan, clients=[])
-    reg = pki.UnitRegistry(bench_plan)
+    reg = registry.UnitRegistry(bench_plan)
     reg._taken |= set(real_addresses)  # never hand out a real unit's address, even in a benchmark
     reg.add_many([{"code": f"bench{i:04d}", "name": f"Benchmark unit {i}"} for i in range(1, units + 1)])
     reg.publish_crl(force=True)
@@ -185,7 +189,7 @@ class ClientNamespace:
     local_addrs = {unit['outer']}
     remote_addrs = {self.server}
     vips = 0.0.0.0
-    proposals = aes256gcm16-prfsha384-ecp384
+    proposals = {IPSEC['ike_proposals']}
     keyingtries = 0
     encap = {'yes' if self.libipsec else 'no'}
     local {{
@@ -201,7 +205,7 @@ class ClientNamespace:
     children {{
       {unit['code']} {{
         remote_ts = {self.remote_ts}
-        esp_proposals = aes256-sha384-ecp384
+        esp_proposals = {IPSEC['esp_proposals']}
         start_action = start
       }}
     }}
@@ -350,11 +354,11 @@ def main(argv=None):
     if args.tunnels > 100:
         ap.error("--tunnels: at most 100 (client addresses 198.18.232.150-249)")
 
-    from jincai import inventory  # noqa: F401 - fail early when the source is broken
-    vpn_plan = pki.plan(os.path.join(ROOT, "inventories", "lab"))
+    from jincai.source import inventory  # noqa: F401 - fail early when the source is broken
+    vpn_plan = vpnplans.plan(os.path.join(ROOT, "inventories", "lab"))
     inv = inventory.build(os.path.join(ROOT, "inventories", "lab"))
     vpn_plan["hostvars"] = inv["_meta"]["hostvars"][vpn_plan["concentrator"]["name"]]
-    real_dir = pki.default_dir()
+    real_dir = store.default_dir()
     real_units = {}
     if os.path.exists(os.path.join(real_dir, "vpn", "units.json")):
         with open(os.path.join(real_dir, "vpn", "units.json"), encoding="utf-8") as fh:

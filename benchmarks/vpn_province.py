@@ -3,7 +3,7 @@
 Every budget unit the source of truth declares (``budget_units.count`` of each site of
 inventories/jilin: 1,040 at the province, the cities' and counties' at their city's concentrator, each
 county's units with ``home`` = their county) is onboarded into a throw-away PKI (temporary directory, a
-throw-away vault password) through the real batch path (``jincai pki import``: jincai.pki_batch), then
+throw-away vault password) through the real batch path (``jincai pki import``: jincai.pki.batch), then
 every concentrator's swanctl.conf and nftables set are rendered with the role's own templates and
 its own reach filter (plugins/filter/jincai_vpn.py, what the role's set_fact runs). A rerun of the same batch
 must change nothing. Prints the times and the peak memory. Goal: < 10 s for issue + render.
@@ -23,12 +23,18 @@ import jinja2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jincai import ROOT, inventory, model, pki, pki_batch  # noqa: E402
+from jincai import ROOT  # noqa: E402
+from jincai.pki import batch as pki_batch  # noqa: E402
+from jincai.pki import ca  # noqa: E402
+from jincai.pki import vpn as vpnplans  # noqa: E402
+from jincai.policy import ipsec  # noqa: E402
+from jincai.source import inventory, model  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
 import jincai_vpn  # noqa: E402  (the role's filter: plugins/filter/jincai_vpn.py)
 
 ROLE = os.path.join(ROOT, "roles", "vpn_concentrator")
+IPSEC = ipsec.policy()  # what the role's defaults read (jincai_ipsec)
 
 
 def unit_rows(vpn_plans, counts):
@@ -53,8 +59,8 @@ def render_concentrator(vpn_hostvars, name, units, libipsec=False, server_identi
         "ansible_managed": "jincai benchmark", "inventory_hostname": name, "_vpn_concentrator_units": units,
         "_vpn_concentrator_reach": reach, "_vpn_concentrator_registry": {"server_identity": server_identity or f"{name}.bench"},
         "vpn_concentrator_pool": vpn["pool"], "vpn_concentrator_access_address": vpn["access_address"],
-        "vpn_concentrator_allowed_apps": vpn["apps"], "vpn_concentrator_proposals": "aes256gcm16-prfsha384-ecp384",
-        "vpn_concentrator_esp_proposals": "aes256-sha384-ecp384", "vpn_concentrator_dpd_delay": "30s",
+        "vpn_concentrator_allowed_apps": vpn["apps"], "vpn_concentrator_proposals": IPSEC["ike_proposals"],
+        "vpn_concentrator_esp_proposals": IPSEC["esp_proposals"], "vpn_concentrator_dpd_delay": "30s",
         "_vpn_concentrator_backend": "libipsec" if libipsec else "kernel",
     }
     return (env.get_template("swanctl-jincai.conf.j2").render(variables),
@@ -73,12 +79,12 @@ def main(argv=None):
         os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = pw
         os.environ.pop("ANSIBLE_VAULT_IDENTITY_LIST", None)
         pki_dir = os.path.join(work, "pki")
-        pki.CA_NAME = "jincai benchmark CA (throw-away)"
+        ca.CA_NAME = "jincai benchmark CA (throw-away)"
 
         t0 = time.monotonic()
         hostvars = inventory.build(args.inventory)["_meta"]["hostvars"]
         counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in model.load(args.inventory).sites}
-        vpn_plans = pki.plans(args.inventory)
+        vpn_plans = vpnplans.plans(args.inventory)
         rows = unit_rows(vpn_plans, counts)
         t_plan = time.monotonic() - t0
 

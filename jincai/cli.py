@@ -15,7 +15,7 @@ LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 
 
 def _validate(args):
-    from jincai import validate
+    from jincai.source import validate
 
     return validate.run(args.inventory, quiet=args.quiet)
 
@@ -35,7 +35,7 @@ def _lab(args):
 
 
 def _inventory(args):
-    from jincai import inventory
+    from jincai.source import inventory
 
     return inventory.main(args.inventory)
 
@@ -45,8 +45,8 @@ def _inventory(args):
 DELEGATED = {
     "compliance": ("jincai.compliance", "nightly drift and MLPS compliance report (changes nothing)"),
     "verify": ("jincai.verify", "check the live state of the sites with testinfra (changes nothing)"),
-    "bootstrap": ("jincai.bootstrap", "bring a new county site onto the WAN in one command"),
-    "pki": ("jincai.pki_cli", "the province CA: budget-unit certificates, revocation, CRL"),
+    "bootstrap": ("jincai.bootstrap.engine", "bring a new county site onto the WAN in one command"),
+    "pki": ("jincai.pki.cli", "the province CA: budget-unit certificates, revocation, CRL"),
     "topology": ("jincai.topology.cli", "an SVG map of the WAN from the source of truth (--live: lab link state)"),
     "release": ("jincai.release", "application releases: plan a rollout, show which release each site runs"),
     "history": ("jincai.audit.history", "what changed on a site, when, and who ran it (ARA audit trail)"),
@@ -129,7 +129,7 @@ def main(argv=None):
         import importlib
 
         # `jincai bootstrap CODE --day0` writes the in-band day-0 kit (its own module, contacts nothing).
-        name = "jincai.bootstrap_day0" if argv[0] == "bootstrap" and "--day0" in argv else DELEGATED[argv[0]][0]
+        name = "jincai.bootstrap.day0" if argv[0] == "bootstrap" and "--day0" in argv else DELEGATED[argv[0]][0]
         module = importlib.import_module(name)
         try:
             return module.main(argv[1:])

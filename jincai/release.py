@@ -43,7 +43,7 @@ class ReleaseError(Exception):
 
 
 def _yaml(path):
-    from jincai import model
+    from jincai.source import model
 
     try:
         return model.load_yaml(path)
@@ -126,7 +126,7 @@ def catalogue(inventory_dir):
     """The inventory's application catalogue as the apps role sees it: each application of the source of
     truth (network.yml ``applications``: names, port, tier -> wave) merged with its deployment
     (``apps_catalog`` of group_vars: backend port, database, health path, versions)."""
-    from jincai import model
+    from jincai.source import model
 
     deployed = inventory_vars(inventory_dir)["apps_catalog"] or {}
     source = model.load(inventory_dir).network.get("applications") or {}
@@ -252,7 +252,7 @@ def plan(inventory_dir, release_id, releases_dir=RELEASES_DIR):
     Returns {"release", "file", "waves": [{"wave", "tier", "apps": {app: {version, schema}}, "hosts"}],
     "untouched": [(app, tier, reason)], "findings": [...]}.
     """
-    from jincai import inventory
+    from jincai.source import inventory
 
     release = load_release(release_id, releases_dir)
     catalog = catalogue(inventory_dir)
@@ -475,7 +475,7 @@ def main(argv=None):
         print(f"jincai release: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the inventory's own errors (invalid source)
-        from jincai import inventory, model
+        from jincai.source import inventory, model
 
         if isinstance(exc, (inventory.InvalidSource, model.SourceError)):
             print(f"jincai release: {exc}", file=sys.stderr)

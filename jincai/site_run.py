@@ -87,9 +87,9 @@ def provision_in_waves(inventory, check=False, diff=False, echo=True):
     """site.yml on the twin, one wave (province, then each city with its counties) at a time
     (:func:`jincai.lab.twin.waves` says why); returns one RunResult with every wave's recap, changed
     tasks and output."""
-    from jincai import inventory as invmod
     from jincai.lab import twin
     from jincai.run import RunResult
+    from jincai.source import inventory as invmod
 
     total = RunResult(rc=0)
     waves = twin.waves(invmod.build(inventory))

@@ -1,6 +1,6 @@
 """``jincai site add CODE [--write]`` and ``jincai site show CODE``.
 
-``add`` allocates the next free blocks for a city or county (see :mod:`jincai.allocate`), shows the
+``add`` allocates the next free blocks for a city or county (see :mod:`jincai.source.allocate`), shows the
 YAML it would append and writes it only with ``--write``, after validating the whole source *with*
 the new site. ``show`` prints a site's plan: addresses, links, hosts, applications, and with
 ``--draw FILE.svg`` draws the site and its neighbours (:mod:`jincai.topology`).
@@ -13,9 +13,9 @@ import sys
 
 import yaml
 
-from jincai import allocate, model, schema, validate
+from jincai.source import allocate, model, schema, validate
 
-#: Keys of a site in the order the hand-written files use: the schema's order (jincai/schema.py).
+#: Keys of a site in the order the hand-written files use: the schema's order (jincai/source/schema.py).
 SITE_KEY_ORDER = tuple(schema.site_schema()["properties"])
 MAX_FLOW = 130
 
@@ -186,8 +186,8 @@ def describe(src, code):
 
 def draw_site(src, code, path):
     """Draw site ``code`` with its parent(s), children, parties and VPN concentrator into ``path`` (SVG)."""
-    from jincai.topology import cli as topocli
     from jincai.topology import draw, graph
+    from jincai.topology import cli as topocli
 
     near = graph.neighbourhood(graph.from_source(src), code)
     site = near.sites[code]

@@ -278,8 +278,8 @@ def _topology(m):
 
 def main(argv=None):
     """Entry point (``jincai compliance ARGS``); returns 0 clean, 1 findings, 2 the run failed."""
-    from jincai import inventory as invmod
     from jincai.compliance import model, report
+    from jincai.source import inventory as invmod
 
     args = build_parser().parse_args(argv)
     t0 = time.monotonic()

@@ -14,8 +14,8 @@ import os
 import re
 from dataclasses import asdict, dataclass
 
-from jincai import intended
-from jincai import tls as tlspolicy
+from jincai.policy import intended
+from jincai.policy import tls as tlspolicy
 
 SERVER_CHECKS = []
 ROUTER_CHECKS = []
@@ -127,7 +127,7 @@ def _people(ctx):
 
 
 def _allowed_ports(ctx, exp):
-    """Ports the host may listen on beyond loopback (jincai.intended: one definition with jincai verify).
+    """Ports the host may listen on beyond loopback (jincai.policy.intended: one definition with jincai verify).
     ``ctx["allowed_ports"]`` is filled from the inventory by the report model; without it (a context
     from elsewhere) they are derived from the context's functions, apps and applications."""
     if ctx.get("allowed_ports") is not None:
@@ -832,7 +832,7 @@ def _service_results(facts, ctx, exp):
     out = []
     units = facts.get("services") or {}
     # the finance applications installed on this host (a unit systemd knows) must run; jincai verify
-    # requires every hosted one (jincai.intended: the same table)
+    # requires every hosted one (jincai.policy.intended: the same table)
     installed = [app for app in ctx.get("apps") or [] if f"jincai-{app}.service" in units]
     wanted = intended.services(ctx.get("functions"), installed, exp)
     for svc, control in sorted(wanted.items()):

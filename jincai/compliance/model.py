@@ -10,8 +10,9 @@ import re
 
 import yaml
 
-from jincai import ROOT, intended
+from jincai import ROOT
 from jincai.compliance import checks
+from jincai.policy import intended
 
 CONTROLS_FILE = os.path.join(ROOT, "jincai", "data", "mlps_controls.yml")
 UNREACHABLE_CONTROL = "L3-SMC1-09"
@@ -168,7 +169,7 @@ def build_report(inventory, scope, collected, drift, catalogue, meta=None):
             continue
         ctx = doc.get("context") or {}
         if doc.get("kind") != "router" and name in hv_all:
-            # what may listen: one definition with jincai verify (jincai.intended), for the functions and
+            # what may listen: one definition with jincai verify (jincai.policy.intended), for the functions and
             # applications the collection recorded (the inventory's when the context lacks them)
             hv = hv_all[name]
             inv_vars = (intended.inventory_vars(meta["inventory"], name, intended.host_groups(inventory, name))

@@ -6,22 +6,16 @@ command is sent; nothing enters config mode.
 """
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 
-from jincai import ROOT
+from jincai import netconfig
 
 
 def load_netconfig():
-    """Import module_utils/jincai_netconfig.py (not a package on sys.path): the router push engine
-    the role uses, for the control node's read-only callers (compliance, the twin's vendor configs)."""
-    path = os.path.join(ROOT, "module_utils", "jincai_netconfig.py")
-    spec = importlib.util.spec_from_file_location("jincai_netconfig_utils", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The router push engine the role uses (module_utils/jincai_netconfig.py, imported as
+    :mod:`jincai.netconfig`), for the control node's read-only callers."""
+    return netconfig
 
 
 def fetch(platform, host, user, key_file=None, port=22, timeout=20):

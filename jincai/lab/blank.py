@@ -426,7 +426,7 @@ def _add(inventory, code, password, miswire, log, inband=False):
     labstate = lab.load_state()
     if not labstate.get("complete") or not all(lab.is_ours(r) for r in (labstate.get("hosts") or {}).values()):
         raise BlankError("the lab is not up: run jincai lab up first")
-    from jincai import inventory as invmod
+    from jincai.source import inventory as invmod
 
     inv = invmod.build(inventory)
     if not any(str(hv.get("jincai_site_code")) == str(code) for hv in inv["_meta"]["hostvars"].values()):

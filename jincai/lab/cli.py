@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 
-from jincai import ROOT, model
-from jincai.lab import image as imagemod
+from jincai import ROOT
 from jincai.lab import inject, lab, net, topology, twin
+from jincai.lab import image as imagemod
+from jincai.source import model
 
 TOOLS = ("systemd-nspawn", "ip", "bridge", "mount", "umount", "chroot", "nsenter", "ssh", "ssh-keygen",
          "sysctl", "unshare")

@@ -14,8 +14,8 @@ import os
 import signal
 import time
 
-from jincai import model
 from jincai.lab import lab, net
+from jincai.source import model
 
 
 class InjectError(RuntimeError):

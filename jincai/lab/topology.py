@@ -1,4 +1,4 @@
-"""The lab topology, derived from the typed model of the source of truth (:mod:`jincai.model`).
+"""The lab topology, derived from the typed model of the source of truth (:mod:`jincai.source.model`).
 
 Pure code, no side effects: :func:`plan` turns the model (:func:`load`: the one the Ansible inventory
 plugin serialises into host vars) into a :class:`Plan` (hosts, their interfaces and routes, and
@@ -144,13 +144,13 @@ class Plan:
 
 
 def load(inventory):
-    """The validated typed model (:class:`jincai.model.Model`) of the inventory directory
-    ``inventory``: :func:`jincai.inventory.build_checked`, the model the Ansible inventory plugin
-    serialises (an invalid source raises :class:`jincai.inventory.InvalidSource`)."""
+    """The validated typed model (:class:`jincai.source.model.Model`) of the inventory directory
+    ``inventory``: :func:`jincai.source.inventory.build_checked`, the model the Ansible inventory plugin
+    serialises (an invalid source raises :class:`jincai.source.inventory.InvalidSource`)."""
     if not os.path.isdir(inventory):
         hint = " (the lab is built from a source of truth, not from inventory JSON)" if os.path.isfile(inventory) else ""
         raise TopologyError(f"{inventory}: no such inventory directory{hint}")
-    from jincai import inventory as invmod
+    from jincai.source import inventory as invmod
 
     return invmod.build_checked(inventory)[0]
 
@@ -308,7 +308,7 @@ def plan(m, source="inventory", without_mgmt=()):
 
 
 def _control(source, m):
-    """The control node's management interface: the model's (:attr:`jincai.model.Model.control_interface`,
+    """The control node's management interface: the model's (:attr:`jincai.source.model.Model.control_interface`,
     host var ``jincai_lab.control_node``), else the small lab's CONTROL_ADDRESS. It must lie inside MGMT_RANGE."""
     raw = m.control_interface
     if not raw:

@@ -38,7 +38,8 @@ import shutil
 
 import yaml
 
-from jincai import ROOT, model
+from jincai import ROOT
+from jincai.source import model
 
 TWIN_SUPERNET = ipaddress.ip_network("198.18.0.0/16")
 MGMT_NETWORK = ipaddress.ip_network("198.19.0.0/16")
@@ -213,7 +214,7 @@ def translate(production, out_dir, name=None):
 
     Deterministic: the same production source always gives byte-identical files, and a site added to
     production changes only that site's file (and its parent's children, derived later, not stored).
-    Raises :class:`TwinError` (or :class:`jincai.model.SourceError`) with a message naming the file.
+    Raises :class:`TwinError` (or :class:`jincai.source.model.SourceError`) with a message naming the file.
     """
     src = model.load(production)
     if src.load_errors:
@@ -280,9 +281,7 @@ def vendor_configs(hostvars, out_dir=None):
     """
     import jinja2
 
-    from jincai.compliance.router_config import load_netconfig
-
-    nc = load_netconfig()
+    from jincai import netconfig as nc
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "templates", "router")),
                              trim_blocks=True, undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
     with open(os.path.join(ROOT, "policy", "metro.yml"), encoding="utf-8") as fh:

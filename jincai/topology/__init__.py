@@ -10,4 +10,7 @@
 The compliance HTML report embeds the map with each site coloured by its result
 (:func:`jincai.compliance.report.render_html`); ``jincai site show CODE --draw FILE.svg`` draws one
 site and its neighbours. See docs/topology.md.
+
+May import: :mod:`jincai`, :mod:`jincai.source` (the typed model), :mod:`jincai.lab` (``live`` only:
+the lab's routers and state).
 """

@@ -56,8 +56,8 @@ def write(path, text):
 
 def main(argv=None):
     """Entry point; 0 drawn, 1 drawn but some router did not answer (--live), 2 bad input or no Graphviz."""
-    from jincai import inventory as invmod
-    from jincai import model
+    from jincai.source import model
+    from jincai.source import inventory as invmod
     from jincai.topology import draw, graph, live, ospf
 
     args = build_parser().parse_args(argv)

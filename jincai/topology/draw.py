@@ -53,11 +53,12 @@ def _e(text):
     return html.escape(str(text or ""), quote=True)
 
 
-def _badges(site):
-    """The badge line of a site: its VPN concentrator and its parties, grouped by kind."""
+def _badges(site, vpn):
+    """The badge line of a site: its VPN concentrator (``vpn``: :attr:`Topology.vpn` of the site) and its
+    parties, grouped by kind."""
     out = []
-    if site.vpn:
-        out.append(f"VPN {site.vpn.get('budget_units', 0)}")
+    if vpn:
+        out.append(f"VPN {vpn.get('budget_units', 0)}")
     counts = {}
     for p in site.parties:
         counts[p.kind] = counts.get(p.kind, 0) + 1
@@ -76,7 +77,7 @@ def _site_label(site, badges):
     return _Html(f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>')
 
 
-def _site_node(site, state, href, as_nodes, focus=False):
+def _site_node(site, vpn, state, href, as_nodes, focus=False):
     if state is None:
         fill, text = TIER_COLOURS.get(site.tier, TIER_COLOURS["county"])
     else:
@@ -87,13 +88,13 @@ def _site_node(site, state, href, as_nodes, focus=False):
     if state is not None:
         tip += f": {state}"
     return (f"  {_q('s' + site.code)} " + _attrs(
-        id=node_id(site.code), label=_site_label(site, "" if as_nodes else _badges(site)),
+        id=node_id(site.code), label=_site_label(site, "" if as_nodes else _badges(site, vpn)),
         fillcolor=fill, fontcolor=text, penwidth="3.5" if focus else "2" if site.tier != "county" else "1",
         color="#0d47a1" if focus else None, tooltip=tip, href=href(site.code) if href else None,
         **{"class": f"site {site.tier} {state or 'plain'}" + (" focus" if focus else "")}))
 
 
-def _party_nodes(site):
+def _party_nodes(site, vpn):
     lines = []
     for p in site.parties:
         label = _Html(f"<{_e(PARTY_LABELS.get(p.kind, p.kind))} {_e(p.name)}<BR/>"
@@ -103,9 +104,9 @@ def _party_nodes(site):
                                                           **{"class": f"party {p.kind}"}))
         lines.append(f"    {_q('s' + site.code)} -> {_q('p' + p.name)} "
                      + _attrs(style="dotted", color="#8d6e63", **{"class": "metro"}))
-    if site.vpn:
-        host = site.vpn["host"]
-        units = site.vpn.get("budget_units", 0)
+    if vpn:
+        host = vpn["host"]
+        units = vpn.get("budget_units", 0)
         label = _Html(f"<VPN {_e(host)}<BR/><FONT POINT-SIZE=\"8\">{units} 预算单位</FONT>>")
         lines.append(f"    {_q('v' + host)} " + _attrs(id=f"vpn-{host}", label=label, shape="component",
                                                        fillcolor="#f3e5f5", fontsize="9", **{"class": "vpn"}))
@@ -138,9 +139,10 @@ def to_dot(topo, site_states=None, link_states=None, href=None, columns=3, party
 
     def node(site, indent="  "):
         as_nodes = site.code in party_nodes
-        out = [indent + _site_node(site, state_of(site.code), href, as_nodes, site.code == focus).strip()]
+        vpn = topo.vpn.get(site.code)
+        out = [indent + _site_node(site, vpn, state_of(site.code), href, as_nodes, site.code == focus).strip()]
         if as_nodes:
-            out += _party_nodes(site)
+            out += _party_nodes(site, vpn)
         return out
 
     placed = set()

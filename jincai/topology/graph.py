@@ -1,8 +1,9 @@
 """The WAN as a graph: sites are the nodes, WAN links the edges, from the typed model.
 
-Built from the model whose serialisation the roles read (:func:`jincai.model.build`, host vars from
-it), so the map shows exactly what the roles configure: a :class:`jincai.model.Site` per node, a
-:class:`jincai.model.Link` per edge, the site's parties and its VPN concentrator
+Built from the model whose serialisation the roles read (:func:`jincai.source.model.build`, host vars
+from it), so the map shows exactly what the roles configure: the model's own
+:class:`jincai.source.model.Site` per node (not a copy of it), a :class:`Link` per
+:class:`jincai.source.model.Link` per edge, the site's parties and its VPN concentrator
 (:func:`from_model`; ``jincai topology``, ``jincai site show --draw`` and the compliance report).
 """
 
@@ -10,38 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jincai import model
+from jincai.source import model
 
 TIER_ORDER = {tier: i for i, tier in enumerate(model.TIERS)}
 
 
 class TopologyError(Exception):
     """The topology cannot be built or drawn; the message names the inventory, site or tool at fault."""
-
-
-@dataclass
-class Party:
-    """An external party on a site's metro segment (People's Bank, a commercial bank, the tax bureau)."""
-
-    name: str
-    kind: str
-    org: str
-
-
-@dataclass
-class Site:
-    """One site: its division code and names, tier, parent, router, parties and VPN concentrator."""
-
-    code: str
-    tier: str
-    name_zh: str
-    pinyin: str
-    parent: str | None
-    city: str | None
-    router: str | None = None
-    platform: str | None = None
-    parties: list = field(default_factory=list)
-    vpn: dict | None = None  # {"host": name, "budget_units": count}
 
 
 @dataclass
@@ -58,12 +34,15 @@ class Link:
 
 @dataclass
 class Topology:
-    """Sites (by code, in tier then code order) and WAN links of one network."""
+    """Sites (by code, in tier then code order: the typed model's :class:`jincai.source.model.Site`,
+    whose ``parties`` are its :class:`jincai.source.model.Party` objects), WAN links, and the VPN
+    concentrator of the sites that have one (``vpn``: code -> ``{"host": name, "budget_units": count}``)."""
 
     network: str
     environment: str
     sites: dict
     links: list
+    vpn: dict = field(default_factory=dict)
 
     def children(self, code):
         """Codes of the sites whose primary uplink goes to ``code`` (in code order)."""
@@ -74,22 +53,22 @@ class Topology:
         keep = set(codes)
         return Topology(self.network, self.environment,
                         {c: s for c, s in self.sites.items() if c in keep},
-                        [lk for lk in self.links if lk.parent in keep and lk.child in keep])
+                        [lk for lk in self.links if lk.parent in keep and lk.child in keep],
+                        {c: v for c, v in self.vpn.items() if c in keep})
 
 
 def from_model(m):
-    """Return the :class:`Topology` of a typed model (:class:`jincai.model.Model`)."""
-    sites = {}
+    """Return the :class:`Topology` of a typed model (:class:`jincai.source.model.Model`)."""
+    vpn = {}
     for code, s in m.sites.items():
-        vpn = next((m.hosts[n] for n in s.hosts if m.hosts[n].vpn), None)
-        sites[code] = Site(code=code, tier=s.tier, name_zh=s.name_zh, pinyin=s.pinyin, parent=s.parent,
-                           city=s.city_code, router=s.router, platform=s.platform,
-                           parties=[Party(p.name, p.kind, p.org or "") for p in s.parties],
-                           vpn={"host": vpn.name, "budget_units": vpn.vpn.budget_units} if vpn else None)
+        host = next((m.hosts[n] for n in s.hosts if m.hosts[n].vpn), None)
+        if host:
+            vpn[code] = {"host": host.name, "budget_units": host.vpn.budget_units}
     links = [Link(lk.segment, lk.parent, lk.child, lk.role, lk.network,
                   dict(sorted({lk.parent: lk.address("parent"), lk.child: lk.address("child")}.items())))
              for lk in m.links]
-    return Topology(network=m.name or "", environment=m.environment, sites=_ordered(sites), links=_sorted(links))
+    return Topology(network=m.name or "", environment=m.environment, sites=_ordered(dict(m.sites)),
+                    links=_sorted(links), vpn=vpn)
 
 
 def _ordered(sites):
@@ -101,13 +80,13 @@ def _sorted(links):
 
 
 def from_source(src):
-    """The :class:`Topology` of a loaded, *valid* source (:func:`jincai.model.load`)."""
+    """The :class:`Topology` of a loaded, *valid* source (:func:`jincai.source.model.load`)."""
     return from_model(model.build(src))
 
 
 def load(inventory_dir):
     """Build the model of a source of truth and return its :class:`Topology` (TopologyError if invalid)."""
-    from jincai import inventory as invmod
+    from jincai.source import inventory as invmod
 
     try:
         return from_model(invmod.build_checked(inventory_dir)[0])

@@ -5,7 +5,7 @@ host state (test_baseline.py: services, listeners, addresses, routes, forwarding
 integrity, backups), routers (test_router.py), the VPN (test_vpn.py), the applications
 (test_apps.py) and the province services (test_services.py). What each host must look like is
 planned from the inventory (jincai/verify/plan.py; the services and listeners through
-jincai/intended.py, shared with ``jincai compliance``); the tests hold no address or port.
+jincai/policy/intended.py, shared with ``jincai compliance``); the tests hold no address or port.
 
 This command resolves the scope before any host is contacted, runs the suite with pytest (in
 parallel with pytest-xdist, a host's checks on one worker and one SSH master), streams pytest's
@@ -13,6 +13,9 @@ progress, writes ``junit.xml`` and ``summary.json`` into ``reports/verify/<run i
 line per site. Every command it runs on a host is a query, so it needs no change flag on production.
 Exit 0 every check passed, 1 some check failed (an unreachable host fails its checks), 2 the run
 failed (bad inventory or limit, pytest could not run). docs/verify.md has the plain pytest command.
+
+May import: :mod:`jincai`, :mod:`jincai.source`, :mod:`jincai.policy`, :mod:`jincai.release`,
+:mod:`jincai.run`, :mod:`jincai.compliance` (the control catalogue).
 """
 
 from __future__ import annotations
@@ -87,11 +90,11 @@ def list_checks(net, scope, out=None):
 
 def main(argv=None):
     """Entry point (``jincai verify ARGS``); returns 0 passed, 1 some check failed, 2 the run failed."""
-    from jincai import inventory as invmod
-    from jincai import model
     from jincai.compliance import model as cmodel
     from jincai.release import ReleaseError
     from jincai.run.env import vault_env
+    from jincai.source import model
+    from jincai.source import inventory as invmod
     from jincai.verify import plan, report, support
 
     args = build_parser().parse_args(argv)

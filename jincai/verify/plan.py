@@ -1,7 +1,7 @@
 """What ``jincai verify`` checks on each host: the intended state, from the inventory alone.
 
-:func:`checks_for` turns one host's variables (jincai/inventory.py), the roles' defaults, the control
-catalogue's tables (jincai/intended.py, shared with ``jincai compliance``) and the release the network
+:func:`checks_for` turns one host's variables (jincai/source/inventory.py), the roles' defaults, the control
+catalogue's tables (jincai/policy/intended.py, shared with ``jincai compliance``) and the release the network
 runs into a list of :class:`Check` records. The testinfra modules in jincai/verify/tests/ are
 parametrised with them: each test function receives the checks whose ``test`` is its name and judges
 one on the live host. No address, port or path is written in the tests; they all come from here.
@@ -14,7 +14,8 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from jincai import ROOT, intended
+from jincai import ROOT
+from jincai.policy import intended
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 #: The groups whose hosts jincai verify checks: routers, the machine rooms and the VPN clients.
@@ -54,9 +55,9 @@ class Network:
     """An inventory as the plan reads it: host vars, groups, catalogue tables, applications, release."""
 
     def __init__(self, inventory_dir, inventory=None):
-        from jincai import inventory as invmod
         from jincai import release as relmod
         from jincai.compliance import model
+        from jincai.source import inventory as invmod
 
         self.dir = os.path.abspath(inventory_dir)
         self.inventory = inventory if inventory is not None else invmod.build(self.dir)
@@ -192,7 +193,7 @@ def _router_checks(net, host, hv, add):
 def _machine_room_checks(net, host, hv, functions, add):
     exp = net.exp
     hosted = net.hosted_apps(host)
-    # services and boot units (jincai.intended: the same table as compliance's services.* checks)
+    # services and boot units (jincai.policy.intended: the same table as compliance's services.* checks)
     wanted = intended.services(functions, list(hosted), exp)
     for unit in sorted(wanted):
         add(_area_of_unit(unit, functions), "test_service", f"service.{unit}", f"{unit} runs and starts at boot",
@@ -200,7 +201,7 @@ def _machine_room_checks(net, host, hv, functions, add):
     for unit in sorted(set(intended.enabled_units(functions, exp)) - set(wanted)):
         add("baseline", "test_service", f"service.{unit}", f"{unit} starts at boot", "enabled",
             unit=unit, running=False, enabled=True)
-    # listeners: what the host serves, where (jincai.intended.listeners)
+    # listeners: what the host serves, where (jincai.policy.intended.listeners)
     inv_vars = net.inv_vars(host)
     wanted_listeners = intended.listeners(functions, list(hosted), hv.get("jincai_applications"), exp, hv, inv_vars)
     for lst in wanted_listeners:
@@ -219,7 +220,7 @@ def _machine_room_checks(net, host, hv, functions, add):
         add("baseline", "test_route", f"route.{r['to']}", f"route {r['to']} via the site router",
             f"{r['to']} via {r['via']}", to=r["to"], via=r["via"])
     # time: chrony follows the first source of the chain that is not the host itself
-    # (jincai.intended: the chain and the collector's role as compliance's time.sources and
+    # (jincai.policy.intended: the chain and the collector's role as compliance's time.sources and
     # audit.log_forwarding judge them)
     own = [hv.get("jincai_address"), hv.get("jincai_mgmt_address")]
     chain = intended.ntp_chain(hv.get("jincai_ntp_servers"), own)

@@ -1,4 +1,4 @@
-"""Ansible inventory plugin ``jincai``: a thin wrapper over :mod:`jincai.inventory`."""
+"""Ansible inventory plugin ``jincai``: a thin wrapper over :mod:`jincai.source.inventory`."""
 
 from __future__ import annotations
 
@@ -84,8 +84,8 @@ class InventoryModule(BaseInventoryPlugin):
         self._read_config_data(path)
         try:
             _import_path()
-            from jincai import inventory as jinv
-            from jincai import model
+            from jincai.source import model
+            from jincai.source import inventory as jinv
         except ImportError as exc:
             raise AnsibleParserError(f"jincai inventory plugin: the jincai package is not importable ({exc}); "
                                      "install it into the Python running Ansible (pip install -e .)") from exc

@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
 @functools.lru_cache(maxsize=1)
 def inventory():
     """Return the lab inventory dict (built once per test session)."""
-    from jincai import inventory as invmod
+    from jincai.source import inventory as invmod
 
     return invmod.build(LAB_INVENTORY)
 

@@ -18,7 +18,8 @@ import uuid
 import pytest
 
 from conftest import LAB_INVENTORY, hostvars, inventory, run_on
-from jincai import ROOT, pki, release
+from jincai import ROOT, release
+from jincai.pki import store
 from jincai.run import run
 
 pytestmark = pytest.mark.lab
@@ -219,7 +220,7 @@ def test_a_tampered_artifact_on_the_repository_is_refused(converged):
 
 def test_bank_payment_request_is_stored_by_the_province_treasury(converged):
     province = [h for h in APP_SERVERS if hostvars(h)["jincai_tier"] == "province"][0]
-    with open(os.path.join(pki.default_dir(), "ca.crt"), encoding="utf-8") as fh:
+    with open(os.path.join(store.default_dir(), "ca.crt"), encoding="utf-8") as fh:
         ca = fh.read()
     subject = f"bank transfer {uuid.uuid4().hex[:8]}"
     url = f"https://{hostvars(province)['jincai_address']}:{CATALOG['treasury']['port']}/api/payment-requests"

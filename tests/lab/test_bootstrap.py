@@ -19,7 +19,7 @@ import time
 import pytest
 
 from jincai import ROOT
-from jincai import bootstrap_preflight as pf
+from jincai.bootstrap import preflight as pf
 from jincai.lab import blank
 from jincai.lab import lab as labmod
 

@@ -31,13 +31,13 @@ import time
 import pytest
 
 from jincai import ROOT
-from jincai import inventory as invmod
-from jincai import bootstrap_day0 as day0
-from jincai import bootstrap_preflight as pf
+from jincai.bootstrap import day0
+from jincai.bootstrap import preflight as pf
 from jincai.lab import blank
-from jincai.lab import lab as labmod
 from jincai.lab import topology
+from jincai.lab import lab as labmod
 from jincai.run import run as run_playbook
+from jincai.source import inventory as invmod
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,10 @@ import uuid
 import pytest
 import yaml
 
-from jincai import ROOT, tls
-from jincai.lab import lab as labmod
+from jincai import ROOT
 from jincai.lab import passwords
+from jincai.lab import lab as labmod
+from jincai.policy import tls
 
 from conftest import hostvars, inventory, mgmt_address, run_on
 

@@ -16,12 +16,10 @@ import sys
 import pytest
 
 from jincai import ROOT
+from jincai import netconfig as nc  # module_utils/jincai_netconfig.py
 from jincai.run import run
 
 from conftest import changed_on, hostvars, inventory, mgmt_address, run_on, wait_routes_converged
-
-sys.path.insert(0, os.path.join(ROOT, "module_utils"))
-import jincai_netconfig as nc  # noqa: E402
 
 pytestmark = pytest.mark.lab
 

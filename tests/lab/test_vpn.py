@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from jincai import ROOT, pki
+from jincai import ROOT
+from jincai.pki import store
 from jincai.run import run
 
 from conftest import hostvars, run_on
@@ -40,7 +41,7 @@ def _tail(res, n=40):
 
 
 def _registry():
-    with open(os.path.join(pki.default_dir(), "vpn", "units.json"), encoding="utf-8") as fh:
+    with open(os.path.join(store.default_dir(), "vpn", "units.json"), encoding="utf-8") as fh:
         return {u["code"]: u for u in json.load(fh)["units"]}
 
 

@@ -15,7 +15,8 @@ import sys
 import pytest
 from cryptography import x509
 
-from jincai import ROOT, pki
+from jincai import ROOT
+from jincai.pki import store
 
 from conftest import hostvars, inventory, run_on
 
@@ -57,7 +58,7 @@ def test_a_crl_near_expiry_is_reissued_by_the_timer_and_reloaded_without_droppin
     # a CRL three days from expiry on the control node (within the compliance limit, past half its life)
     short = subprocess.run(JINCAI + ["crl", "--days", "3"], capture_output=True, text=True, check=False)
     assert short.returncode == 0, short.stderr
-    pem = os.path.join(pki.default_dir(LAB), "crl.pem")
+    pem = os.path.join(store.default_dir(LAB), "crl.pem")
     with open(pem, "rb") as fh:
         short_number = x509.load_pem_x509_crl(fh.read()).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     # what jincai-vpn-crl.service runs
@@ -83,5 +84,5 @@ def test_the_services_host_serves_the_crl_the_control_node_signed():
     fetch = ("python3 -c \"import sys, urllib.request; "
              f"sys.stdout.write(urllib.request.urlopen('http://{address}/crl/province.crl.pem', timeout=10).read().decode())\"")
     served = run_on(_concentrator(), fetch, sudo=False, check=True).stdout
-    with open(os.path.join(pki.default_dir(LAB), "crl.pem"), encoding="ascii") as fh:
+    with open(os.path.join(store.default_dir(LAB), "crl.pem"), encoding="ascii") as fh:
         assert served.strip() == fh.read().strip()

@@ -13,8 +13,8 @@ import subprocess
 import pytest
 
 from jincai import ROOT
-from jincai import inventory as invmod
 from jincai.lab import lab as labmod
+from jincai.source import inventory as invmod
 
 JINCAI = os.path.join(ROOT, ".venv", "bin", "jincai")
 TWIN_DIR = os.path.join(ROOT, "build", "twin")

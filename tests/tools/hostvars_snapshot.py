@@ -5,7 +5,7 @@ the province twin (``jincai.lab.twin.translate``: offline, nothing boots):
 
 * ``<name>.inventory.json``: ``ansible-inventory -i <inv> --list`` (every host's variables as Ansible
   sees them, group_vars included, vault values left encrypted);
-* ``<name>.model.json``: :func:`jincai.inventory.build` (the plugin's own output);
+* ``<name>.model.json``: :func:`jincai.source.inventory.build` (the plugin's own output);
 * ``<name>.topology.json``: the lab topology plan of that inventory (``jincai.lab.topology``).
 
 ``--compare OLD NEW`` prints the files that differ (and the first differing host and key); exit 1 if any.
@@ -27,8 +27,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from jincai import inventory  # noqa: E402
 from jincai.lab import topology, twin  # noqa: E402
+from jincai.source import inventory  # noqa: E402
 
 
 def _plain(obj):

@@ -35,11 +35,11 @@ def _unit_environment(tmp_path_factory):
 @pytest.fixture()
 def pkidir(tmp_path, monkeypatch):
     """A fresh PKI directory (``$JINCAI_PKI_DIR``) and a vault password file of its own."""
-    from jincai import pki  # pylint: disable=import-outside-toplevel
+    from jincai.pki import vault  # pylint: disable=import-outside-toplevel
 
     pw = tmp_path / "vault-pass"
     pw.write_text("unit-test-password\n")
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(pw))
     monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
-    pki._VAULTS.clear()  # pylint: disable=protected-access
+    vault._VAULTS.clear()  # pylint: disable=protected-access
     return tmp_path / "pki"

@@ -1,7 +1,7 @@
 """Shared by the router-push tests: the module loaded without Ansible, a fake AnsibleModule, simulators.
 
-``load_module()`` imports library/jincai_netconfig.py with module_utils/jincai_netconfig.py as its
-``ansible.module_utils`` import; ``FakeModule`` carries params and raises ``Failed`` on fail_json;
+``load_module()`` imports library/jincai_netconfig.py with module_utils/jincai_netconfig.py (:mod:`jincai.netconfig`)
+as its ``ansible.module_utils`` import; ``FakeModule`` carries params and raises ``Failed`` on fail_json;
 ``simulator()`` starts a vendor CLI twin (jincai.lab.vendorsim) on 127.0.0.1 with a shared host key.
 """
 
@@ -11,9 +11,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "module_utils"))
 sys.path.insert(0, ROOT)
-import jincai_netconfig as nc  # noqa: E402
+from jincai import netconfig as nc  # noqa: E402  (module_utils/jincai_netconfig.py)
 
 START = os.path.join(ROOT, "jincai", "lab", "vendorsim", "start")
 GOLDEN = os.path.join(ROOT, "tests", "unit", "golden", "router")

@@ -11,9 +11,10 @@ import threading
 
 import pytest
 
-from jincai import ROOT, bootstrap
-from jincai import bootstrap_preflight as pf
-from jincai import bootstrap_state as bs
+from jincai import ROOT
+from jincai.bootstrap import engine as bootstrap
+from jincai.bootstrap import preflight as pf
+from jincai.bootstrap import state as bs
 from jincai.lab import blank
 
 LAB = os.path.join(ROOT, "inventories", "lab")

@@ -13,8 +13,10 @@ import jinja2
 import pytest
 import yaml
 
-from jincai import ROOT, bootstrap_day0 as day0, cli, model
-from jincai.bootstrap_preflight import BootstrapError
+from jincai import ROOT, cli
+from jincai.bootstrap import day0
+from jincai.bootstrap.preflight import BootstrapError
+from jincai.source import model
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")
 SITES = {"frr": "220102", "huawei_vrp": "220103", "h3c_comware": "220105", "cisco_ios": "220112",

@@ -10,7 +10,7 @@ import pytest
 
 import jincai.compliance as comp
 from jincai import ROOT
-from jincai import inventory as invmod
+from jincai.source import inventory as invmod
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 

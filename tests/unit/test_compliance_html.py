@@ -56,8 +56,8 @@ def map_reports(tmp_path_factory):
     Returns ``{case: (html path, {code: expected state}, topology)}``. Nothing is contacted: the facts
     are the compliant fixtures of test_compliance, the faults records of the kind the runs write.
     """
-    from jincai import inventory as invmod
     from jincai.compliance import model, resolve_scope
+    from jincai.source import inventory as invmod
     from jincai.topology import graph
     from tests.unit.test_compliance import CATALOGUE, _collected
 

@@ -6,8 +6,9 @@ import os
 
 import pytest
 
-from jincai import ROOT, compliance, inventory
+from jincai import ROOT, compliance
 from jincai.run import waves as waves_mod
+from jincai.source import inventory
 
 
 @pytest.fixture(scope="module")

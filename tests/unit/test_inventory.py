@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from jincai import ROOT, inventory
+from jincai import ROOT
+from jincai.source import inventory
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")
@@ -111,7 +112,7 @@ def test_benchmark_synthetic_source_is_valid_and_ten_times_larger(tmp_path):
     spec.loader.exec_module(bench)
     inv = str(tmp_path / "synthetic")
     assert bench.synthetic_source(inv) == 700
-    from jincai import validate
+    from jincai.source import validate
 
     assert validate.findings(inv) == []
     data = inventory.build(inv)
@@ -133,11 +134,11 @@ def test_state_dirs_are_per_network_and_outside_the_checkout(inv, name, tmp_path
 
 
 def test_pki_dir_follows_the_inventory_and_the_environment(tmp_path, monkeypatch):
-    from jincai import pki
+    from jincai.pki import store
 
     monkeypatch.delenv("JINCAI_PKI_DIR", raising=False)
     monkeypatch.setenv("JINCAI_STATE_DIR", str(tmp_path))
-    assert pki.default_dir(JILIN) == os.path.join(str(tmp_path), "pki", "jilin")
-    assert pki.default_dir() == os.path.join(str(tmp_path), "pki", "lab")
+    assert store.default_dir(JILIN) == os.path.join(str(tmp_path), "pki", "jilin")
+    assert store.default_dir() == os.path.join(str(tmp_path), "pki", "lab")
     monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "elsewhere"))
-    assert pki.default_dir(JILIN) == str(tmp_path / "elsewhere")
+    assert store.default_dir(JILIN) == str(tmp_path / "elsewhere")

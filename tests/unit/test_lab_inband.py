@@ -17,10 +17,11 @@ import jinja2
 import pytest
 import yaml
 
-from jincai import ROOT, model, validate
-from jincai import inventory as invmod
-from jincai import bootstrap_day0 as day0
+from jincai import ROOT
+from jincai.bootstrap import day0
 from jincai.lab import blank, topology
+from jincai.source import model, validate
+from jincai.source import inventory as invmod
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 CODE = "220104"

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from jincai import ROOT, model
+from jincai import ROOT
 from jincai.lab import topology
+from jincai.source import model
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from jincai import ROOT, model
+from jincai import ROOT
+from jincai.source import model
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")

@@ -10,7 +10,8 @@ import sys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jincai import ROOT, allocate, model, sitecmd, validate
+from jincai import ROOT, sitecmd
+from jincai.source import allocate, model, validate
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from jincai import ROOT, model
+from jincai import ROOT
+from jincai.source import model
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")

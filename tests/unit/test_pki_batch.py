@@ -1,4 +1,4 @@
-"""Province-scale onboarding (jincai.pki_batch, issue 16): CSV batches across the ten concentrators of
+"""Province-scale onboarding (jincai.pki.batch, issue 16): CSV batches across the ten concentrators of
 inventories/jilin, dry run, errors naming line and field, moves between concentrators, reruns."""
 
 import ipaddress
@@ -9,13 +9,14 @@ import pytest
 from cryptography import x509
 
 from jincai import ROOT, pki
+from jincai.pki import cli, vpn
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")
 
 
 @pytest.fixture(scope="module")
 def pools():
-    return {p["concentrator"]["name"]: ipaddress.ip_network(p["pool"]) for p in pki.plans(JILIN)}
+    return {p["concentrator"]["name"]: ipaddress.ip_network(p["pool"]) for p in vpn.plans(JILIN)}
 
 
 def _units(pkidir, registry):
@@ -30,7 +31,7 @@ def _csv(tmp_path, text, name="units.csv"):
 
 
 def _cli(*args):
-    return pki.main(["-i", JILIN, *args])
+    return cli.main(["-i", JILIN, *args])
 
 
 def _snapshot(pkidir):
@@ -165,13 +166,14 @@ def test_the_province_benchmark_batch_is_every_unit_of_the_source_and_resolves_l
     import importlib.util
     import time
 
-    from jincai import model, pki_batch
+    from jincai.pki import batch as pki_batch
+    from jincai.source import model
 
     spec = importlib.util.spec_from_file_location("vpn_province", os.path.join(ROOT, "benchmarks", "vpn_province.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in model.load(JILIN).sites}
-    plans = pki.plans(JILIN)
+    plans = vpn.plans(JILIN)
     rows = bench.unit_rows(plans, counts)
     assert len(rows) == sum(counts.values()) == 3032
     regs = pki_batch.Registries(plans, str(pkidir))
@@ -189,15 +191,16 @@ def test_the_province_benchmark_batch_is_every_unit_of_the_source_and_resolves_l
 
 
 def test_a_site_goes_to_the_concentrator_whose_model_object_serves_it(pkidir):
-    """Where a county's unit goes is the typed model's word (Concentrator.served, via pki.plans_of)."""
-    from jincai import inventory, pki_batch
+    """Where a county's unit goes is the typed model's word (Concentrator.served, via jincai.pki.vpn.plans_of)."""
+    from jincai.pki import batch as pki_batch
+    from jincai.source import inventory
 
     m, _ = inventory.build_checked(JILIN)
     city = m.hosts["220100-vpn"].vpn
     row = [{"code": "k001", "name": "南关区财政局", "site": "220102"}]
-    regs = pki_batch.Registries(pki.plans_of(m), str(pkidir))
+    regs = pki_batch.Registries(vpn.plans_of(m), str(pkidir))
     assert pki_batch.resolve(regs, row)[0]["to"] == "220100-vpn"
     city.served = [s for s in city.served if s["site"] != "220102"]
-    regs = pki_batch.Registries(pki.plans_of(m), str(pkidir))
+    regs = pki_batch.Registries(vpn.plans_of(m), str(pkidir))
     with pytest.raises(pki.PkiError, match="site: 220102 is served by no VPN concentrator"):
         pki_batch.resolve(regs, row)

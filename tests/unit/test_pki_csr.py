@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from jincai import pki
+from jincai.pki import cli, registry, vpn
 
 PLAN = {"pool": "198.18.160.0/29", "apps": ["budget", "treasury"], "lan": "198.18.0.0/24", "site": "220000",
         "domain": "lab.jincai.test", "concentrator": {"name": "220000-vpn", "address": "198.18.232.1"},
@@ -21,7 +22,7 @@ PLAN = {"pool": "198.18.160.0/29", "apps": ["budget", "treasury"], "lan": "198.1
 
 @pytest.fixture()
 def pkidir(pkidir, monkeypatch):  # conftest's, with this module's plan
-    monkeypatch.setattr(pki, "plan", lambda inv, concentrator=None: PLAN)
+    monkeypatch.setattr(vpn, "plan", lambda inv, concentrator=None: PLAN)
     return pkidir
 
 
@@ -39,7 +40,7 @@ def test_the_province_certifies_the_units_own_key_and_holds_no_private_key(pkidi
     key = ec.generate_private_key(ec.SECP256R1())  # generated "on the unit"
     csr = tmp_path / "bu0100.csr"
     csr.write_bytes(_csr(key, cn="evil.example"))
-    assert pki.main(["enrol", "bu0100", "--csr", str(csr), "--name", "某单位"]) == 0
+    assert cli.main(["enrol", "bu0100", "--csr", str(csr), "--name", "某单位"]) == 0
     assert "bu0100: certified (198.18.160.1" in capsys.readouterr().out
     cert = x509.load_pem_x509_certificate((pkidir / "vpn" / "units" / "bu0100.crt").read_bytes())
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate((pkidir / "ca.crt").read_bytes()))
@@ -56,13 +57,13 @@ def test_the_province_certifies_the_units_own_key_and_holds_no_private_key(pkidi
     assert not any("/private/" in n for n in names) and "holds no private key" in readme
     # rerun with the same CSR: nothing changes
     before = (pkidir / "vpn" / "units" / "bu0100.crt").read_bytes()
-    assert pki.main(["enrol", "bu0100", "--csr", str(csr)]) == 0
+    assert cli.main(["enrol", "bu0100", "--csr", str(csr)]) == 0
     assert "unchanged" in capsys.readouterr().out
     assert (pkidir / "vpn" / "units" / "bu0100.crt").read_bytes() == before
 
 
 def test_a_new_csr_replaces_the_certificate_and_revokes_the_old_one(pkidir, tmp_path):
-    reg = pki.UnitRegistry(PLAN)
+    reg = registry.UnitRegistry(PLAN)
     k1, k2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())
     assert reg.enrol("bu0100", "x", _csr(k1))
     first = reg.units["bu0100"]["serial"]
@@ -82,7 +83,7 @@ def test_a_new_csr_replaces_the_certificate_and_revokes_the_old_one(pkidir, tmp_
 
 
 def test_bad_csrs_are_refused_with_the_reason(pkidir, tmp_path):
-    reg = pki.UnitRegistry(PLAN)
+    reg = registry.UnitRegistry(PLAN)
     with pytest.raises(pki.PkiError, match=r"u.csr: csr: not a certificate signing request .*fix: openssl req"):
         reg.enrol("bu0100", "x", b"garbage", where="u.csr")
     weak = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -99,24 +100,24 @@ def test_a_csr_from_openssl_on_the_unit_is_accepted(pkidir, tmp_path):
                          capture_output=True, check=False)
     if gen.returncode != 0:
         pytest.skip(f"openssl: {gen.stderr.decode()[:200]}")
-    reg = pki.UnitRegistry(PLAN)
+    reg = registry.UnitRegistry(PLAN)
     assert reg.enrol("bu0100", "x", csr.read_bytes())
     private = serialization.load_pem_private_key(key.read_bytes(), None)
     assert _spki(reg.public_key("bu0100")) == _spki(private.public_key())
 
 
 def test_a_csr_unit_moved_to_another_concentrator_keeps_its_key(pkidir):
-    from jincai import pki_batch
+    from jincai.pki import batch as pki_batch
 
     city = dict(PLAN, pool="198.18.192.0/29", site="220100", registry="vpn/220100", lan="198.18.16.0/24",
                 concentrator={"name": "220100-vpn", "address": "198.18.232.2"})
     key = ec.generate_private_key(ec.SECP256R1())
-    reg = pki.UnitRegistry(PLAN)
+    reg = registry.UnitRegistry(PLAN)
     reg.enrol("bu0100", "x", _csr(key))
     reg.save()
     pki_batch.run([PLAN, city], str(pkidir), [{"code": "bu0100", "name": "x", "concentrator": "220100"}],
                   out=lambda *_: None)
-    moved = pki.UnitRegistry(city)
+    moved = registry.UnitRegistry(city)
     assert moved.units["bu0100"]["enrolment"] == "csr" and moved.units["bu0100"]["address"] == "198.18.192.1"
     assert _spki(moved.public_key("bu0100")) == _spki(key.public_key())
     assert not (pkidir / "vpn" / "220100" / "units" / "bu0100.key.vault").exists()
@@ -130,7 +131,8 @@ def test_a_csr_client_of_the_source_enrols_itself_before_the_concentrators_and_s
 
     import yaml
 
-    from jincai import ROOT, inventory
+    from jincai import ROOT
+    from jincai.source import inventory
 
     inv = tmp_path / "lab"
     shutil.copytree(os.path.join(ROOT, "inventories", "lab"), inv)
@@ -142,10 +144,10 @@ def test_a_csr_client_of_the_source_enrols_itself_before_the_concentrators_and_s
     hv = inventory.build(str(inv))["_meta"]["hostvars"]
     assert hv["bu0002"]["jincai_vpn_client"]["enrolment"] == "csr"
     assert hv["bu0001"]["jincai_vpn_client"]["enrolment"] == "bundle"
-    plan = pki.plans(str(inv))[0]
+    plan = vpn.plans(str(inv))[0]
     assert plan["csr_clients"] == ["bu0002"]
-    reg = pki.UnitRegistry(plan)
-    assert pki.sync(reg)["added"] == ["bu0001"]
+    reg = registry.UnitRegistry(plan)
+    assert registry.sync(reg)["added"] == ["bu0001"]
     with open(os.path.join(ROOT, "playbooks", "vpn.yml"), encoding="utf-8") as fh:
         plays = yaml.safe_load(fh)
     names = [p["name"] for p in plays]

@@ -11,7 +11,8 @@ import tarfile
 import pytest
 import yaml
 
-from jincai import ROOT, model, release
+from jincai import ROOT, release
+from jincai.source import model
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 

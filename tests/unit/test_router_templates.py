@@ -1,6 +1,6 @@
 """Router templates: golden files per platform, syntax checks, one policy on every platform.
 
-Host vars come from the production source (inventories/jilin) through jincai.model, with the
+Host vars come from the production source (inventories/jilin) through jincai.source.model, with the
 router platform overridden so that a province, a city and a county router render on each of the
 five platforms. Regenerate the golden files after an intended change with
 ``JINCAI_UPDATE_GOLDEN=1 pytest tests/unit/test_router_templates.py``.
@@ -19,6 +19,8 @@ import pytest
 import yaml
 from ciscoconfparse import CiscoConfParse  # pinned: a missing one is an error, not a skip
 
+from jincai import netconfig as nc  # module_utils/jincai_netconfig.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = os.path.join(ROOT, "templates", "router")
 GOLDEN = os.path.join(ROOT, "tests", "unit", "golden", "router")
@@ -28,14 +30,11 @@ ROUTERS = {"province": "220000-rtr", "city": "220100-rtr", "county": "220102-rtr
 SNMP = {"user": "jincai-snmp", "auth_key": "GOLDEN-AUTH-KEY", "priv_key": "GOLDEN-PRIV-KEY"}
 UPDATE = os.environ.get("JINCAI_UPDATE_GOLDEN") == "1"
 
-sys.path.insert(0, os.path.join(ROOT, "module_utils"))
-import jincai_netconfig as nc  # noqa: E402
-
 
 @functools.lru_cache(maxsize=None)
 def hostvars(platform):
     """Host vars of the production source with every router on ``platform``."""
-    from jincai import model
+    from jincai.source import model
 
     src = model.load(os.path.join(ROOT, "inventories", "jilin"))
     for site in src.site_map().values():
@@ -140,7 +139,7 @@ def test_one_policy_on_every_platform(tier):
 
 def test_policy_denies_what_the_kind_does_not_allow():
     """A party asking for a service its kind may not reach gets no rule for it (and the role refuses it)."""
-    from jincai import model
+    from jincai.source import model
 
     src = model.load(os.path.join(ROOT, "inventories", "jilin"))
     province = src.site_map()["220000"]
@@ -272,7 +271,7 @@ def test_the_province_advertises_its_inband_management_zone(platform):
 
 
 def test_the_labs_out_of_band_port_is_not_in_the_routing_config():
-    from jincai import model
+    from jincai.source import model
 
     hv = model.derive(model.load(os.path.join(ROOT, "inventories", "lab"))).hosts["220000-rtr"]
     assert any(i["role"] == "mgmt" and i["ospf_area"] is None for i in hv["jincai_interfaces"])

@@ -1,11 +1,12 @@
-"""The declarative schema (jincai/schema.py), the strict YAML loader, and the docs generated from them."""
+"""The declarative schema (jincai/source/schema.py), the strict YAML loader, and the docs generated from them."""
 
 import os
 import re
 
 import yaml
 
-from jincai import ROOT, model, schema, sourceyaml, validate
+from jincai import ROOT
+from jincai.source import model, schema, sourceyaml, validate
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 DOC = os.path.join(ROOT, "docs", "source-of-truth.md")
@@ -17,7 +18,7 @@ def test_docs_reference_is_the_schema():
         text = fh.read()
     section = re.search(r"<!-- schema:begin -->\n(.*)<!-- schema:end -->", text, re.S)
     assert section, "the generated section is missing"
-    assert section.group(1) == schema.reference(), "regenerate it: .venv/bin/python -m jincai.schema"
+    assert section.group(1) == schema.reference(), "regenerate it: .venv/bin/python -m jincai.source.schema"
 
 
 def test_every_schema_key_is_in_the_reference():

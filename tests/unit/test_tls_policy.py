@@ -13,8 +13,10 @@ import jinja2
 import pytest
 import yaml
 
-from jincai import ROOT, inventory, tls
+from jincai import ROOT
 from jincai.compliance import checks, collector, model
+from jincai.policy import tls
+from jincai.source import inventory
 
 POLICY = tls.ansible_vars()["jincai_tls"]
 

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from jincai import ROOT, model
-from jincai import inventory as invmod
+from jincai import ROOT
+from jincai.source import model
+from jincai.source import inventory as invmod
 from jincai.topology import draw, graph, live, ospf, state, svg
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")
@@ -205,8 +206,10 @@ def test_the_graph_is_built_from_the_models_objects():
     m.hosts["220000-vpn"].vpn.budget_units = 7
     m.sites["220102"].name_zh = "测试区"
     topo = graph.from_model(m)
-    assert topo.sites["220000"].parties[0] == graph.Party("220000-pbc", "peoples_bank", "PBC")
-    assert topo.sites["220000"].vpn == {"host": "220000-vpn", "budget_units": 7}
+    assert topo.sites["220000"] is m.sites["220000"]  # the model's own site, not a copy of its fields
+    party = topo.sites["220000"].parties[0]
+    assert (party.name, party.kind, party.org) == ("220000-pbc", "peoples_bank", "PBC")
+    assert topo.vpn["220000"] == {"host": "220000-vpn", "budget_units": 7}
     assert topo.sites["220102"].name_zh == "测试区" and topo.sites["220102"].router == "220102-rtr"
     by_segment = {lk.segment: lk for lk in topo.links}
     assert len(by_segment) == len(m.links) == 5

@@ -15,8 +15,9 @@ import shutil
 
 import pytest
 
-from jincai import ROOT, inventory, model, sitecmd, validate
+from jincai import ROOT, sitecmd
 from jincai.lab import topology, twin
+from jincai.source import inventory, model, validate
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")

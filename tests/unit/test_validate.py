@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from jincai import ROOT, model, validate
+from jincai import ROOT
+from jincai.source import model, validate
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")
@@ -74,23 +75,28 @@ def _mutations():
     return out
 
 
+def _damage_validate_derive(base, part, path, repl):
+    """In a copy of the source ``base``, replace (or with ``"<delete>"`` delete) the value at ``path``
+    of ``part(copy)``, validate it (which must not raise) and, when it has no error, derive it."""
+    src = copy.deepcopy(base)
+    target = part(src)
+    for p in path[:-1]:
+        target = target[p]
+    if repl == "<delete>":
+        del target[path[-1]]
+    else:
+        target[path[-1]] = repl
+    if not [f for f in validate.check(src) if f.severity == "error"]:
+        model.derive(src)
+
+
 def test_no_damage_crashes_the_validator_and_valid_means_derivable():
     """Delete or mistype any field of any lab site: validation never raises, and whatever it accepts
     derive() can build (so the inventory plugin never crashes on a source the validator passed)."""
     base = model.load(LAB)
     checked = 0
     for i, path, repl in _mutations():
-        src = copy.deepcopy(base)
-        target = src.sites[i][1]
-        for p in path[:-1]:
-            target = target[p]
-        if repl == "<delete>":
-            del target[path[-1]]
-        else:
-            target[path[-1]] = repl
-        findings = validate.check(src)
-        if not [f for f in findings if f.severity == "error"]:
-            model.derive(src)
+        _damage_validate_derive(base, lambda src, i=i: src.sites[i][1], path, repl)
         checked += 1
     assert checked > 300
 
@@ -107,16 +113,6 @@ def test_no_damage_to_network_yml_crashes_the_validator():
     checked = 0
     for path in paths:
         for repl in ("<delete>", None, 7, "x", [], {}):
-            src = copy.deepcopy(base)
-            target = src.network
-            for p in path[:-1]:
-                target = target[p]
-            if repl == "<delete>":
-                del target[path[-1]]
-            else:
-                target[path[-1]] = repl
-            findings = validate.check(src)
-            if not [f for f in findings if f.severity == "error"]:
-                model.derive(src)
+            _damage_validate_derive(base, lambda src: src.network, path, repl)
             checked += 1
     assert checked > 200

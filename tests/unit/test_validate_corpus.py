@@ -7,7 +7,8 @@ import shutil
 import pytest
 import yaml
 
-from jincai import ROOT, validate
+from jincai import ROOT
+from jincai.source import validate
 
 CORPUS = os.path.join(os.path.dirname(__file__), "invalid")
 CASES = sorted(f for f in os.listdir(CORPUS) if f.endswith(".yml"))

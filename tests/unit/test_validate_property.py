@@ -14,7 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jincai import ROOT, model, schema, validate
+from jincai import ROOT
+from jincai.source import model, schema, validate
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 BASE = model.load(LAB)

@@ -16,10 +16,11 @@ import pytest
 import testinfra
 from testinfra.backend import base as tbase
 
-from jincai import ROOT, intended
+from jincai import ROOT
 from jincai.compliance import checks as cchecks
-from jincai.verify import main as verify_main
+from jincai.policy import intended
 from jincai.verify import plan, pytest_argv, report, support
+from jincai.verify import main as verify_main
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 JILIN = os.path.join(ROOT, "inventories", "jilin")

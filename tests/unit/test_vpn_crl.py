@@ -10,8 +10,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from jincai import ROOT, pki
+from jincai import ROOT
 from jincai.compliance import checks, model
+from jincai.pki import cli, registry, vpn
 
 PLAN = {"pool": "198.18.160.0/29", "apps": ["budget"], "lan": "198.18.0.0/24", "site": "220000",
         "domain": "lab.jincai.test", "concentrator": {"name": "220000-vpn", "address": "198.18.232.1"},
@@ -22,7 +23,7 @@ NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc)
 
 @pytest.fixture()
 def pkidir(pkidir, monkeypatch):  # conftest's, with this module's plan
-    monkeypatch.setattr(pki, "plan", lambda inv, concentrator=None: PLAN)
+    monkeypatch.setattr(vpn, "plan", lambda inv, concentrator=None: PLAN)
     return pkidir
 
 
@@ -31,18 +32,18 @@ def _crl(pkidir):
 
 
 def test_crl_if_due_refreshes_a_crl_near_expiry_and_keeps_a_fresh_one(pkidir, capsys):
-    assert pki.main(["crl", "--days", "1"]) == 0  # a short-lived CRL: what "near expiry" looks like
+    assert cli.main(["crl", "--days", "1"]) == 0  # a short-lived CRL: what "near expiry" looks like
     short = _crl(pkidir)
     assert short.next_update_utc - short.last_update_utc < datetime.timedelta(days=2)
     assert "published" in capsys.readouterr().out
-    assert pki.main(["crl", "--if-due"]) == 0  # the timer: due (less than half of 30 days left)
+    assert cli.main(["crl", "--if-due"]) == 0  # the timer: due (less than half of 30 days left)
     fresh = _crl(pkidir)
     n = fresh.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     assert n == short.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
     assert fresh.next_update_utc - fresh.last_update_utc > datetime.timedelta(days=29)
     capsys.readouterr()
     before = (pkidir / "crl.pem").read_bytes()
-    assert pki.main(["crl", "--if-due"]) == 0  # not due: nothing is written
+    assert cli.main(["crl", "--if-due"]) == 0  # not due: nothing is written
     assert "unchanged" in capsys.readouterr().out and (pkidir / "crl.pem").read_bytes() == before
 
 
@@ -56,7 +57,7 @@ def test_crl_push_runs_the_vpn_crl_play_and_returns_its_exit_code(monkeypatch):
         calls.append((playbook, inventory, args))
         return Res()
 
-    assert pki.push_crl("/inv", runner=fake) == 2
+    assert cli.push_crl("/inv", runner=fake) == 2
     assert calls == [("playbooks/vpn.yml", "/inv", ("--tags", "vpn_crl"))]
     with open(os.path.join(ROOT, "playbooks", "vpn.yml"), encoding="utf-8") as fh:
         plays = yaml.safe_load(fh)
@@ -119,7 +120,7 @@ def test_the_crl_timer_runs_the_refresh_every_six_hours_under_a_lock():
     timer = _render("vpn_crl_timer", "timer.j2")
     assert "OnCalendar=*-*-* 00/6:20:00" in timer and "Persistent=true" in timer
     # four runs a day against a re-issue at half of 30 days: many retries before any CRL expires
-    assert pki.CRL_DAYS / 2 >= 7
+    assert registry.CRL_DAYS / 2 >= 7
 
 
 def test_every_new_role_has_argument_specs_for_each_default():

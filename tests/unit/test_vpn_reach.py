@@ -12,7 +12,10 @@ import jinja2
 import pytest
 import yaml
 
-from jincai import ROOT, inventory, pki
+from jincai import ROOT, pki
+from jincai.pki import registry
+from jincai.pki import vpn as vpnplans
+from jincai.source import inventory
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
 import jincai_vpn  # noqa: E402
@@ -106,9 +109,9 @@ def test_older_registry_entries_without_home_reach_the_concentrators_site(jilin)
 
 
 def test_a_county_unit_registry_entry_and_bundle_follow_its_own_site(pkidir, jilin):
-    plan = pki.plan(os.path.join(ROOT, "inventories", "jilin"), "220100")
+    plan = vpnplans.plan(os.path.join(ROOT, "inventories", "jilin"), "220100")
     assert plan["served"]["220102"]["lan"] == jilin["220102-app1"]["jincai_site"]["lan"]
-    reg = pki.UnitRegistry(plan)
+    reg = registry.UnitRegistry(plan)
     assert reg.add("k1", "南关区财政局", home="220102")
     e = reg.units["k1"]
     assert e["home"] == "220102" and e["site"] == "220100" and e["apps"] == ["budget", "treasury"]

@@ -56,8 +56,8 @@ def pick(hostvars, platforms=VENDOR_PLATFORMS):
 
 def twin_hostvars(production=PRODUCTION, out_dir=None):
     """The province twin's host vars (translated offline into ``out_dir``)."""
-    from jincai import inventory as invmod
     from jincai.lab import twin
+    from jincai.source import inventory as invmod
 
     out_dir = out_dir or twin.default_out_dir(production)
     twin.translate(production, out_dir)

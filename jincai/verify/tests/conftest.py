@@ -33,8 +33,8 @@ def inventory_dir(config):
 
 def pytest_configure(config):
     """Read the inventory and plan every check once, before anything is collected or contacted."""
-    from jincai import inventory as invmod
-    from jincai import model
+    from jincai.source import model
+    from jincai.source import inventory as invmod
 
     inv = inventory_dir(config)
     try:

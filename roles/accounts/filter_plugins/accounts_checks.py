@@ -4,7 +4,7 @@ Run on the control node before any account is touched."""
 
 import re
 
-from jincai.sshkeys import KEY_TYPES, key_error  # noqa: F401 - KEY_TYPES re-exported for the tests
+from jincai.source.sshkeys import KEY_TYPES, key_error  # noqa: F401 - KEY_TYPES re-exported for the tests
 
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 

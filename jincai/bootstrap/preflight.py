@@ -18,8 +18,8 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 
-from jincai import inventory as invmod
-from jincai import model
+from jincai.source import model
+from jincai.source import inventory as invmod
 
 #: Addresses the lab may contact (the benchmark range); production inventories are never probed by tests.
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")

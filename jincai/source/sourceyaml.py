@@ -2,8 +2,8 @@
 
 PyYAML (like most YAML parsers) silently keeps the last of two equal keys in a mapping, so a second
 ``technicians:`` block would replace the first. :class:`Loader` records every duplicate (with both
-lines) so :func:`jincai.model.load` reports it, and remembers the line of every key and list item
-so :mod:`jincai.validate` can point at the line of a finding. It is libyaml's parser (CSafeLoader,
+lines) so :func:`jincai.source.model.load` reports it, and remembers the line of every key and list item
+so :mod:`jincai.source.validate` can point at the line of a finding. It is libyaml's parser (CSafeLoader,
 about 10x faster than the pure-Python one) with Ansible's ``!vault`` tag accepted.
 """
 

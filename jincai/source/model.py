@@ -2,9 +2,9 @@
 
 The source is declarative YAML (see docs/source-of-truth.md): ``network.yml`` holds the address
 plan and defaults, ``sites/*.yml`` hold the sites with every allocation recorded. This module
-only reads; :mod:`jincai.validate` checks the raw data, :func:`build` turns a *valid* source into a
+only reads; :mod:`jincai.source.validate` checks the raw data, :func:`build` turns a *valid* source into a
 typed :class:`Model` (sites, links, parties, hosts, VPN concentrators, each kind built by one function)
-and :func:`derive` serialises it into hosts, groups and host vars (what :mod:`jincai.inventory` prints
+and :func:`derive` serialises it into hosts, groups and host vars (what :mod:`jincai.source.inventory` prints
 for Ansible). Consumers that need more than host vars use the model's objects.
 """
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from jincai import sourceyaml
-from jincai.sourceyaml import VaultValue  # noqa: F401 - re-exported: validate checks vault values
+from jincai import DATA_DIR
+from jincai.source import sourceyaml
+from jincai.source.sourceyaml import VaultValue  # noqa: F401 - re-exported: validate checks vault values
 
 TIERS = ("province", "city", "county")
 PLATFORMS = ("huawei_vrp", "huawei_vrpv8", "h3c_comware", "cisco_ios", "frr")
@@ -38,7 +39,7 @@ PLATFORM_IFNAME = {
     "cisco_ios": "GigabitEthernet0/{n}",
     "frr": "eth{n}",
 }
-DIVISIONS_TSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "jilin-divisions.tsv")
+DIVISIONS_TSV = os.path.join(DATA_DIR, "jilin-divisions.tsv")
 CONFIG_NAMES = ("jincai.yml", "jincai.yaml")
 
 
@@ -71,7 +72,7 @@ class Finding:
 
 
 def load_yaml(path):
-    """Parse one YAML file with the project's loader (see :mod:`jincai.sourceyaml`)."""
+    """Parse one YAML file with the project's loader (see :mod:`jincai.source.sourceyaml`)."""
     with open(path, encoding="utf-8") as fh:
         return sourceyaml.parse(fh)[0]
 
@@ -369,7 +370,7 @@ def tier_apps(applications, tier):
 
 def served_sites(site, sites):
     """The sites whose budget units a concentrator at ``site`` serves: the site itself and, for a city,
-    its counties (in ``sites`` order). The one rule; :mod:`jincai.validate` sizes pools with it."""
+    its counties (in ``sites`` order). The one rule; :mod:`jincai.source.validate` sizes pools with it."""
     code = site["code"]
     return [site] + ([s for s in sites if s.get("tier") == "county" and s.get("parent") == code]
                      if site.get("tier") == "city" else [])

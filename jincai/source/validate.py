@@ -5,8 +5,8 @@ fix it (and the line, where known). :func:`run` prints them (``FILE: site CODE: 
 (fix: ...) (line N)``, one per line, to stderr) and returns 1 when there is at least one error.
 Warnings (e.g. technician counts) do not fail validation.
 
-Shape (keys, types, enumerations, ranges) is the declarative schema of :mod:`jincai.schema`; what
-it rejects is reported and removed (:func:`jincai.schema.prune`), so the registered checks below
+Shape (keys, types, enumerations, ranges) is the declarative schema of :mod:`jincai.source.schema`; what
+it rejects is reported and removed (:func:`jincai.source.schema.prune`), so the registered checks below
 (:data:`NETWORK_CHECKS`, :data:`SITE_CHECKS`, :data:`SOURCE_CHECKS`) see only well-typed values and
 hold only the rules a schema cannot state: cross-field and cross-site ones.
 """
@@ -21,8 +21,8 @@ import sys
 
 import yaml
 
-from jincai import model, schema, sourceyaml, sshkeys
-from jincai.model import Finding
+from jincai.source import model, schema, sourceyaml, sshkeys
+from jincai.source.model import Finding
 
 DEFAULT_TECH_COUNTS = {"city": (5, 8), "county": (2, 4)}
 PLAIN_SECRET_KEYS = ("user", "username", "name")
@@ -767,7 +767,7 @@ def _add_lines(ctx):
 
 
 def check(src):
-    """Return every finding (errors and warnings) for a loaded :class:`jincai.model.Source`; never raises
+    """Return every finding (errors and warnings) for a loaded :class:`jincai.source.model.Source`; never raises
     on any data a YAML file can hold (tests/unit/test_validate_property.py)."""
     ctx = _Ctx(src)
     if not src.network and any(f.file == src.network_file for f in src.load_errors):

@@ -15,14 +15,15 @@ anything changes; the result is one action per row:
     keep     already as the row says (a rerun changes nothing)
 
 The concentrators, their pools and the sites each serves are the typed model's: one plan per
-:class:`jincai.model.Concentrator` (:func:`jincai.pki.plans`).
+:class:`jincai.source.model.Concentrator` (:func:`jincai.pki.vpn.plans`).
 
 ``jincai pki import --csv F [--dry-run]`` and ``jincai pki move CODE --to CONCENTRATOR [--site S]``.
 """
 
 import os
 
-from jincai import pki
+from jincai.pki import PkiError, registry
+from jincai.pki import ca as authority
 
 
 class Registries:
@@ -32,15 +33,15 @@ class Registries:
     def __init__(self, vpn_plans, pki_dir):
         self.plans = list(vpn_plans)
         self.dir = pki_dir
-        pki.ensure_ca(pki_dir)
-        self._ca = pki._load_ca(pki_dir)
-        self.db = pki.UnitRegistry._read_json(os.path.join(pki_dir, "db.json"), {"crl_number": 0, "certs": {}})
+        authority.ensure_ca(pki_dir)
+        self._ca = authority.load_ca(pki_dir)
+        self.db = registry.UnitRegistry._read_json(os.path.join(pki_dir, "db.json"), {"crl_number": 0, "certs": {}})
         self._regs = {}
 
     def get(self, vpn_plan):
         name = vpn_plan["concentrator"]["name"]
         if name not in self._regs:
-            self._regs[name] = pki.UnitRegistry(vpn_plan, self.dir, db=self.db, ca=self._ca)
+            self._regs[name] = registry.UnitRegistry(vpn_plan, self.dir, db=self.db, ca=self._ca)
         return self._regs[name]
 
     def all(self):
@@ -100,7 +101,7 @@ def resolve(regs, rows, default=None, where="batch"):
         act = {"code": r["code"], "name": r["name"], "to": target["concentrator"]["name"], "home": home,
                "line": r.get("line"), "from": None, "address": None}
         if old_reg is reg:
-            act.update(action="keep" if pki.UnitRegistry.home(entry) == home else "rehome", address=entry["address"])
+            act.update(action="keep" if registry.UnitRegistry.home(entry) == home else "rehome", address=entry["address"])
         else:
             act["action"] = "move" if old_reg else "add"
             act["from"] = old_reg.plan["concentrator"]["name"] if old_reg else None
@@ -109,7 +110,7 @@ def resolve(regs, rows, default=None, where="batch"):
                 act["address"] = prior["address"]  # re-onboarded where it was before: its old address
             else:
                 free, cursor = taken.setdefault(act["to"], [set(reg._taken), None])
-                act["address"], taken[act["to"]][1] = pki.next_free(reg.pool, free, cursor)
+                act["address"], taken[act["to"]][1] = registry.next_free(reg.pool, free, cursor)
                 if act["address"] is None:
                     errors.append(f"{at}: concentrator: the pool {reg.pool} of {act['to']} is full "
                                   "(fix: enlarge its vpn_pool in the source, or place the unit elsewhere)")
@@ -117,7 +118,7 @@ def resolve(regs, rows, default=None, where="batch"):
                 free.add(act["address"])
         actions.append(act)
     if errors:
-        raise pki.PkiError("\n".join(errors) + "\n(nothing changed)")
+        raise PkiError("\n".join(errors) + "\n(nothing changed)")
     return actions
 
 
@@ -194,7 +195,7 @@ def offboard(vpn_plans, pki_dir, codes, reason="cessationOfOperation"):
     unknown = [c for c, reg in found.items() if reg is None
                and not any(c in r.units for r in regs.all())]
     if unknown:
-        raise pki.PkiError(f"revoke: not onboarded: {', '.join(unknown)} (nothing changed): no concentrator's registry has it")
+        raise PkiError(f"revoke: not onboarded: {', '.join(unknown)} (nothing changed): no concentrator's registry has it")
     done = {}
     for code, reg in found.items():
         if reg is not None and reg.revoke(code, reason):

@@ -36,10 +36,10 @@ import tempfile
 import time
 
 from jincai import ROOT
-from jincai.bootstrap_preflight import (PASSWORD_ENV, BootstrapError, check_reachable, check_root_password,
+from jincai.bootstrap.preflight import (PASSWORD_ENV, BootstrapError, check_reachable, check_root_password,
                                         combine_known_hosts, compare_keys, key_login_works, merge_known_hosts,
                                         parse_known_hosts, resolve_site, scan_host_keys, write_known_hosts)
-from jincai.bootstrap_state import STEPS, State, checklist
+from jincai.bootstrap.state import STEPS, State, checklist
 from jincai.run import PlaybookRun
 
 PLAYBOOK = "playbooks/bootstrap.yml"

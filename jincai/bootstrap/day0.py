@@ -33,7 +33,7 @@ import jinja2
 import yaml
 
 from jincai import ROOT
-from jincai.bootstrap_preflight import BootstrapError, resolve_site
+from jincai.bootstrap.preflight import BootstrapError, resolve_site
 
 ROUTER_TEMPLATES = os.path.join(ROOT, "templates", "router")
 DAY0_TEMPLATES = os.path.join(ROOT, "templates", "day0")

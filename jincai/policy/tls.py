@@ -10,7 +10,9 @@ import re
 
 import yaml
 
-POLICY_FILE = os.path.join(os.path.dirname(__file__), "data", "tls.yml")
+from jincai import DATA_DIR
+
+POLICY_FILE = os.path.join(DATA_DIR, "tls.yml")
 #: OpenSSL suite names of authenticated encryption (GCM, CCM, ChaCha20-Poly1305); TLS 1.3's are all AEAD.
 AEAD_RE = re.compile(r"(GCM|CCM|CHACHA20)")
 

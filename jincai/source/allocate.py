@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 
-from jincai import model
+from jincai.source import model
 
 
 class AllocationError(Exception):

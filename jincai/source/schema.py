@@ -8,7 +8,7 @@ The ``x-`` annotations carry the operator-facing wording: ``x-kind`` (the value 
 marks keys documented in docs/source-of-truth.md under another heading.
 
 :func:`problems` turns jsonschema's errors into ``(path, message, fix)`` in the form of the other
-checks of :mod:`jincai.validate`; :func:`prune` removes the values it rejected, so the cross-site
+checks of :mod:`jincai.source.validate`; :func:`prune` removes the values it rejected, so the cross-site
 checks that follow only ever see well-typed data (validation never raises).
 """
 
@@ -20,7 +20,7 @@ import functools
 import ipaddress
 import re
 
-from jincai import model, sshkeys
+from jincai.source import model, sshkeys
 
 CODE_PATTERN = r"^\d{6}$"
 USER_PATTERN = r"^[a-z_][a-z0-9_-]{0,31}$"
@@ -72,7 +72,7 @@ def _is_address(value):
 
 
 def _is_key(value):
-    """An OpenSSH public key line whose blob decodes and names its own type (see :mod:`jincai.sshkeys`)."""
+    """An OpenSSH public key line whose blob decodes and names its own type (see :mod:`jincai.source.sshkeys`)."""
     if isinstance(value, str):
         problem = sshkeys.key_error(value)
         if problem:

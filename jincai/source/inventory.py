@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import sys
 
-from jincai import model, paths, tls, validate
+from jincai import paths
+from jincai.policy import ipsec, tls
+from jincai.source import model, validate
 
 #: Group order in the output: tiers, functions, then per-platform and per-site groups.
 FIXED_GROUPS = ("province", "city", "county", "routers", "vpn_concentrators", "app_servers", "services",
@@ -27,7 +29,7 @@ class InvalidSource(Exception):
 
 def build_checked(inventory_dir):
     """Load, validate and build the typed model; raise :class:`InvalidSource` on errors.
-    Returns (:class:`jincai.model.Model`, warnings)."""
+    Returns (:class:`jincai.source.model.Model`, warnings)."""
     src = model.load(inventory_dir)
     findings = validate.check(src)
     errors = [f for f in findings if f.severity == "error"]
@@ -50,14 +52,15 @@ SHARED_VARS = ("jincai_environment", "jincai_network_name", "jincai_domain", "ji
 def control_vars(derived):
     """Vars about the control node's side of the network, set once on group ``all``:
     ``jincai_pki_dir``, the network's CA and budget-unit registry (:func:`jincai.paths.pki_dir`), and
-    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`), and ``jincai_tls``,
-    the TLS policy of every endpoint (:mod:`jincai.tls`)."""
+    ``jincai_secrets_dir``, secrets generated for it (:func:`jincai.paths.secrets_dir`), ``jincai_tls``,
+    the TLS policy of every endpoint (:mod:`jincai.policy.tls`), and ``jincai_ipsec``, the IPsec
+    proposals of every tunnel (:mod:`jincai.policy.ipsec`)."""
     names = {h.get("jincai_network_name") for h in derived.hosts.values()}
     if len(names) != 1 or None in names:
         return {}
     name = names.pop()
     return {"jincai_pki_dir": paths.pki_dir(name), "jincai_secrets_dir": paths.secrets_dir(name),
-            **tls.ansible_vars()}
+            **tls.ansible_vars(), **ipsec.ansible_vars()}
 
 
 def shared_vars(derived):
@@ -80,7 +83,7 @@ def build(inventory_dir):
 
 
 def from_model(m):
-    """The ``ansible-inventory --list`` dict of a built :class:`jincai.model.Model` (for a consumer that
+    """The ``ansible-inventory --list`` dict of a built :class:`jincai.source.model.Model` (for a consumer that
     needs both the objects and the host vars: one derivation)."""
     derived = m.derived()
     out = {"_meta": {"hostvars": derived.hosts}}

@@ -1,0 +1,1 @@
+../module_utils/jincai_netconfig.py

@@ -1,0 +1,384 @@
+"""The budget-unit registry of each VPN concentrator, on top of the CA; the CRL; ``sync``.
+
+Per concentrator (``<pki>/vpn/`` for the province's, ``<pki>/vpn/<site code>/`` for a city's):
+``units.json`` (code, name, site, home, virtual IP, identity, status, enrolment), ``units/<code>.crt``
+and ``.key.vault`` (one certificate and vaulted key per unit; none for a unit that enrolled by CSR)
+and ``bundles/<code>.tar.gz`` (the technician's bundle, :mod:`jincai.pki.bundle`). Shared by every
+concentrator of the network: ``db.json`` (serials issued, their status) and the published CRL
+(``crl.pem``, ``crl.der``; the crlNumber grows at each publication).
+
+A unit's virtual IP comes from the concentrator's pool, recorded at onboarding and never renumbered;
+an active unit is never re-issued by ``add``/``sync``.
+"""
+
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from jincai.pki import PkiError, store, vault
+from jincai.pki import bundle as unitbundle
+from jincai.pki import ca as authority
+
+CRL_DAYS = 30
+CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.ReasonFlags.key_compromise,
+           "superseded": x509.ReasonFlags.superseded, "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+           "cessationOfOperation": x509.ReasonFlags.cessation_of_operation}
+
+
+def next_free(pool, taken, start=None):
+    """The lowest host address of *pool* not in *taken* at or above *start* (an int; default the
+    first host), and where the next search may start. Addresses are never given back, so everything
+    below the returned cursor stays taken: a batch of n units costs O(n), not O(n^2)."""
+    n = int(pool.network_address) + 1 if start is None else start
+    last = int(pool.broadcast_address)  # exclusive: the broadcast address is no host
+    while n < last:
+        addr = str(ipaddress.IPv4Address(n))
+        n += 1
+        if addr not in taken:
+            return addr, n
+    return None, n
+
+
+class UnitRegistry:
+    """The budget-unit registry of the province on top of the CA.
+
+    A unit's virtual IP comes from the plan's budget-unit pool: given by the source of truth or the
+    lowest free host address, recorded at onboarding and never renumbered (a revoked unit keeps its
+    address so it can never be handed to another unit by accident).
+    """
+
+    def __init__(self, vpn_plan, pki_dir=None, db=None, ca=None):
+        self.dir = pki_dir or store.default_dir()
+        self.plan = vpn_plan
+        self.pool = ipaddress.ip_network(vpn_plan["pool"])
+        if ca is None:
+            authority.ensure_ca(self.dir)
+            ca = authority.load_ca(self.dir)
+        self.ca_cert, self._ca_key = ca
+        self.vault = vault.shared()
+        # the certificate database is shared by every concentrator's registry (Registries passes one)
+        self.db = db if db is not None else self._read_json(os.path.join(self.dir, "db.json"),
+                                                            {"crl_number": 0, "certs": {}})
+        doc = self._read_json(self.path("units.json"), {"units": []})
+        self.units = {u["code"]: u for u in doc["units"]}
+        self._taken = {u["address"] for u in self.units.values()}
+
+    @staticmethod
+    def _read_json(path, default):
+        if not os.path.exists(path):
+            return default
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def path(self, *parts):
+        """A path under this concentrator's registry directory (``<pki>/vpn/`` for the province's,
+        ``<pki>/vpn/<site code>/`` for a city's)."""
+        return os.path.join(self.dir, self.plan.get("registry", "vpn"), *parts)
+
+    # ---- identities and addresses
+    def identity(self, code):
+        """The IKE identity of a unit (also its certificate's DNS SAN)."""
+        return f"{code}.bu.{self.plan['domain']}"
+
+    def server_identity(self):
+        """The IKE identity of the concentrator."""
+        return f"{self.plan['concentrator']['name']}.{self.plan['domain']}"
+
+    def served(self, home=None, where=None):
+        """What the plan says of a site this concentrator serves (its own by default): ``lan`` (the
+        unit's traffic selector) and ``apps`` (its budget units' applications)."""
+        home = home or self.plan["site"]
+        sites = self.plan.get("served") or {self.plan["site"]: {"lan": self.plan["lan"], "apps": self.plan["apps"]}}
+        if home not in sites:
+            raise PkiError(f"{where or 'unit'}: site: {home} is not served by {self.plan['concentrator']['name']} "
+                           f"(fix: one of {', '.join(sites)}, or the concentrator that serves {home})")
+        return sites[home]
+
+    @staticmethod
+    def home(entry):
+        """The unit's own site (a county for a county's unit at a city concentrator)."""
+        return entry.get("home") or entry["site"]
+
+    def _allocate(self, wanted, where):
+        hosts = (self.pool.network_address, self.pool.broadcast_address)
+        if wanted:
+            try:
+                addr = ipaddress.ip_address(wanted)
+            except ValueError as exc:
+                raise PkiError(f"{where}: address: {exc}") from exc
+            if addr not in self.pool or addr in hosts:
+                raise PkiError(f"{where}: address: {wanted} is not a host address of the pool {self.pool}")
+            if str(addr) in self._taken:
+                raise PkiError(f"{where}: address: {wanted} is already used by another unit")
+            self._taken.add(str(addr))
+            return str(addr)
+        addr, self._cursor = next_free(self.pool, self._taken, getattr(self, "_cursor", None))
+        if addr is None:
+            raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
+        self._taken.add(addr)
+        return addr
+
+    def _issue_unit(self, code, key=None):
+        cert, key = authority.sign_leaf(self.ca_cert, self._ca_key, code, [self.identity(code)], client=True,
+                               key=key, ou="budget unit")
+        serial = format(cert.serial_number, "x")
+        self.db["certs"][serial] = {"cn": code, "kind": "budget unit", "status": "valid",
+                                    "not_after": cert.not_valid_after_utc.isoformat()}
+        store.write(self.path("units", f"{code}.crt"), store.cert_pem(cert), 0o644)
+        return serial, key
+
+    # ---- onboarding / offboarding
+    def add_many(self, rows):
+        """Onboard many units (dicts with code, name, optional address/apps); return the codes added.
+
+        Certificates are signed one by one; the keys' vault encryption (PBKDF2, the slow part) runs
+        in threads.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        pending = {}
+        added = [r["code"] for r in rows
+                 if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), r.get("where"),
+                             home=r.get("home"), public_key=r.get("public_key"), _keys=pending)]
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
+        for code, data in vaulted.items():
+            store.write(self.path("units", f"{code}.key.vault"), data, 0o600)
+        # the bundles written next need the keys: keep them in memory for this command rather than
+        # decrypting each vault again (PBKDF2: the slowest step of a batch)
+        self._fresh_keys = getattr(self, "_fresh_keys", {})
+        self._fresh_keys.update(pending)
+        return added
+
+    def add(self, code, name, address=None, apps=None, where=None, home=None, public_key=None, _keys=None):
+        """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
+
+        *home* is the unit's own site (default: the concentrator's; a county it serves for a county's
+        unit): its LAN and apps are what the unit reaches. An active unit is left untouched; a revoked
+        unit gets a new key and certificate and keeps its address.
+        """
+        where = where or f"unit {code}"
+        if not CODE_RE.match(code or ""):
+            raise PkiError(f"{where}: code: {code!r} is not valid (fix: letters, digits and '-', at most 63)")
+        home = home or self.plan["site"]
+        served = self.served(home, where)
+        entry = self.units.get(code)
+        if entry and entry["status"] == "active":
+            return False
+        addr = entry["address"] if entry else self._allocate(address, where)
+        serial, key = self._issue_unit(code, public_key)
+        if public_key is not None:  # CSR enrolment: the province holds no key of this unit
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path("units", f"{code}.key.vault"))
+        elif _keys is not None:
+            _keys[code] = store.key_pem(key)  # add_many encrypts them in parallel
+        else:
+            store.write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(store.key_pem(key)), 0o600)
+        self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "home": home,
+                            "address": addr, "identity": self.identity(code), "serial": serial,
+                            "status": "active", "apps": sorted(apps or served["apps"]),
+                            "enrolment": "csr" if public_key is not None else "bundle"}
+        return True
+
+    def public_key(self, code):
+        """The public key of a unit's current certificate."""
+        with open(self.path("units", f"{code}.crt"), "rb") as fh:
+            return x509.load_pem_x509_certificate(fh.read()).public_key()
+
+    def enrol(self, code, name, csr_data, home=None, address=None, where=None):
+        """Sign a unit's own key (CSR enrolment): the unit generated its key pair and sends a CSR; the
+        province checks it and certifies its public key for the unit's identity (subject and SANs of
+        the CSR are ignored: the identity is ``<code>.bu.<domain>``). True if anything changed.
+
+        Rerunning with the same CSR changes nothing; a CSR with another key replaces the certificate and
+        revokes the old one (reason superseded: the old key may be why the unit rekeyed)."""
+        where = where or f"unit {code}"
+        csr = authority.load_csr(csr_data, where)
+        entry = self.units.get(code)
+        home = home or (self.home(entry) if entry else None)
+        if entry and entry["status"] == "active":
+            pub = serialization.PublicFormat.SubjectPublicKeyInfo
+            same = (self.public_key(code).public_bytes(serialization.Encoding.DER, pub)
+                    == csr.public_key().public_bytes(serialization.Encoding.DER, pub))
+            if same and entry.get("enrolment") == "csr":
+                return self.rehome(code, home, where)  # same key: at most its own site changes
+            self.revoke(code, "superseded")
+        return self.add(code, name or (entry or {}).get("name") or code, address, None, where,
+                        home=home, public_key=csr.public_key())
+
+    def rehome(self, code, home, where=None):
+        """Give an active unit another own site served by the same concentrator (same address and
+        certificate; its LAN and apps follow the new site). True if it changed."""
+        entry = self.units[code]
+        served = self.served(home, where or f"unit {code}")
+        if self.home(entry) == home and entry["apps"] == sorted(served["apps"]):
+            return False
+        entry.update(home=home, apps=sorted(served["apps"]))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path("bundles", f"{code}.tar.gz"))  # its README and traffic selector changed
+        return True
+
+    def revoke(self, code, reason="cessationOfOperation"):
+        """Offboard a unit: its certificate goes on the next CRL; True if it changed."""
+        entry = self.units.get(code)
+        if entry is None:
+            raise PkiError(f"unit {code}: not onboarded (see `jincai pki list`)")
+        if entry["status"] == "revoked":
+            return False
+        cert = self.db["certs"].setdefault(entry["serial"], {"cn": code, "kind": "budget unit"})
+        cert.update(status="revoked", revoked=store.now().isoformat(), reason=reason)
+        entry["status"] = "revoked"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path("bundles", f"{code}.tar.gz"))
+        return True
+
+    def renew(self, codes=None, within=authority.RENEW_BEFORE, rekey=False):
+        """Re-issue certificates of active units expiring within *within* (or exactly *codes*).
+
+        The key is kept unless *rekey*; the old serial is marked superseded (it simply expires).
+        Returns the renewed codes.
+        """
+        done = []
+        for code in sorted(codes or self.units):
+            entry = self.units.get(code)
+            if entry is None:
+                raise PkiError(f"unit {code}: not onboarded")
+            if entry["status"] != "active":
+                continue
+            if codes is None:
+                with open(self.path("units", f"{code}.crt"), "rb") as fh:
+                    cert = x509.load_pem_x509_certificate(fh.read())
+                if cert.not_valid_after_utc - store.now() > within:
+                    continue
+            key = None
+            kpath = self.path("units", f"{code}.key.vault")
+            if entry.get("enrolment") == "csr":
+                if rekey:
+                    raise PkiError(f"unit {code}: renew --rekey: the unit holds its own key (CSR enrolment); it "
+                                   "sends a new CSR: jincai pki enrol CODE --csr FILE")
+                key = self.public_key(code)  # same key, new certificate
+            elif not rekey:
+                with open(kpath, "rb") as fh:
+                    key = serialization.load_pem_private_key(self.vault.decrypt(fh.read(), kpath), None)
+            old = entry["serial"]
+            entry["serial"], key = self._issue_unit(code, key)
+            if rekey:
+                store.write(kpath, self.vault.encrypt(store.key_pem(key)), 0o600)
+                getattr(self, "_fresh_keys", {}).pop(code, None)  # never bundle the old key
+            if old in self.db["certs"]:
+                self.db["certs"][old]["status"] = "superseded"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path("bundles", f"{code}.tar.gz"))
+            done.append(code)
+        return done
+
+    # ---- publication
+    def publish_crl(self, days=CRL_DAYS, force=False):
+        """Write ``crl.pem``/``crl.der`` when the revoked set changed, the CRL is older than a day or
+        reaches half its lifetime, or *force*.  Returns True when a new CRL was written."""
+        revoked = sorted((s, e) for s, e in self.db["certs"].items() if e.get("status") == "revoked")
+        pem = os.path.join(self.dir, "crl.pem")
+        if not force and os.path.exists(pem):
+            with open(pem, "rb") as fh:
+                old = x509.load_pem_x509_crl(fh.read())
+            same = sorted(format(r.serial_number, "x") for r in old) == [s for s, _ in revoked]
+            fresh = old.next_update_utc - store.now() > datetime.timedelta(days=days / 2)
+            if same and fresh:
+                return False
+        self.db["crl_number"] = self.db.get("crl_number", 0) + 1
+        now = store.now()
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.ca_cert.subject)
+                   .last_update(now - datetime.timedelta(minutes=5)).next_update(now + datetime.timedelta(days=days))
+                   .add_extension(x509.CRLNumber(self.db["crl_number"]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key()),
+                                  critical=False))
+        for serial, entry in revoked:
+            rb = (x509.RevokedCertificateBuilder().serial_number(int(serial, 16))
+                  .revocation_date(datetime.datetime.fromisoformat(entry["revoked"])))
+            if entry.get("reason") in REASONS and entry["reason"] != "unspecified":
+                rb = rb.add_extension(x509.CRLReason(REASONS[entry["reason"]]), critical=False)
+            builder = builder.add_revoked_certificate(rb.build())
+        crl = builder.sign(self._ca_key, hashes.SHA256())
+        store.write(pem, crl.public_bytes(serialization.Encoding.PEM), 0o644)
+        store.write(os.path.join(self.dir, "crl.der"), crl.public_bytes(serialization.Encoding.DER), 0o644)
+        self._save_db()
+        return True
+
+    def _save_db(self):
+        store.write(os.path.join(self.dir, "db.json"), json.dumps(self.db, indent=1, sort_keys=True).encode(), 0o600)
+
+    def save(self):
+        """Persist the certificate database and publish ``vpn/units.json`` (only if it changed)."""
+        self._save_db()
+        doc = {"pool": str(self.pool), "domain": self.plan["domain"], "server_identity": self.server_identity(),
+               "units": [self.units[c] for c in sorted(self.units)]}
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        path = self.path("units.json")
+        if not os.path.exists(path) or open(path, "rb").read() != data:  # noqa: SIM115
+            store.write(path, data, 0o644)
+
+    def bundle(self, code, force=False):
+        """Write ``vpn/bundles/<code>.tar.gz`` (:func:`jincai.pki.bundle.pack`: certificate, key, CA,
+        swanctl config, README).
+
+        Kept as it is when it exists (re-running changes nothing) unless *force*; returns its path.
+        """
+        entry = self.units.get(code)
+        if entry is None or entry["status"] != "active":
+            raise PkiError(f"unit {code}: not an active unit, no bundle")
+        out = self.path("bundles", f"{code}.tar.gz")
+        if os.path.exists(out) and not force:
+            return out
+        csr_unit = entry.get("enrolment") == "csr"
+        key = getattr(self, "_fresh_keys", {}).pop(code, None)
+        if key is None and not csr_unit:
+            kpath = self.path("units", f"{code}.key.vault")
+            with open(kpath, "rb") as fh:
+                key = self.vault.decrypt(fh.read(), kpath)
+        with open(self.path("units", f"{code}.crt"), "rb") as fh:
+            cert = fh.read()
+        c = self.plan["concentrator"]
+        lan = self.served(self.home(entry), f"unit {code}")["lan"]
+        data = unitbundle.pack(entry, key, cert, store.cert_pem(self.ca_cert), self.server_identity(), c["address"], lan)
+        os.makedirs(os.path.dirname(out), mode=0o700, exist_ok=True)
+        store.write(out, data, 0o600)
+        return out
+
+
+def sync(reg, bundles=True):
+    """Bring the PKI in line with the plan: the concentrator's certificate, every unit the plan names
+    (the lab's client hosts) onboarded, expiring certificates renewed, CRL fresh, registry and missing
+    bundles written. Returns a summary dict; a second run changes nothing."""
+    c = reg.plan["concentrator"]
+    _, server_changed = authority.issue(c["name"], [reg.server_identity(), c["address"]], reg.dir)
+    # only units never onboarded: a revoked unit stays revoked until an explicit `add`
+    homes = reg.plan.get("client_homes") or {}
+    csr = set(reg.plan.get("csr_clients") or [])  # they enrol with their own key (roles/vpn_client)
+    added = [code for code in reg.plan["clients"]
+             if code not in reg.units and code not in csr and reg.add(code, code, home=homes.get(code))]
+    renewed = reg.renew()
+    crl = reg.publish_crl()
+    reg.save()
+    made = 0
+    if bundles:
+        for code, entry in sorted(reg.units.items()):
+            if entry["status"] == "active" and not os.path.exists(reg.path("bundles", f"{code}.tar.gz")):
+                reg.bundle(code)
+                made += 1
+    return {"server": server_changed, "added": added, "renewed": renewed, "crl": crl, "bundles": made}
+
+
+def crl_next_update(pki_dir):
+    """``nextUpdate`` of the published CRL (UTC), or None when there is none."""
+    path = os.path.join(pki_dir, "crl.pem")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as fh:
+        return x509.load_pem_x509_crl(fh.read()).next_update_utc
