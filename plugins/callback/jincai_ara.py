@@ -12,8 +12,8 @@ pinned in requirements.txt), as plugins/strategy/mitogen_linear.py is for Mitoge
   of the playbook a separate process imports the journal into the store (or the server). ``journal``
   costs a converged run a few per cent where ARA's own client cost +96 % (docs/audit.md "Cost").
   ``JINCAI_ARA_RECORDING=direct`` records as ARA does (each result as it comes);
-  ``JINCAI_ARA_IMPORT=wait`` makes ansible-playbook wait for the import (an AWX job, whose files
-  are thrown away when it ends);
+  ``JINCAI_ARA_IMPORT=wait`` makes ansible-playbook wait for the import (the default in an AWX job,
+  where ``AWX_HOST`` is set: its execution environment's files are thrown away when it ends);
 * labels: ``network:N``, ``release:<apps_release>`` (the application release the inventory deploys,
   or the run's ``-e apps_release=``), ``commit:<git commit>`` and ``site:CODE`` for every site the run targets,
   besides ARA's argument labels (check, diff, limit, tags: ansible.cfg ``[ara] argument_labels``).
@@ -61,8 +61,9 @@ if _ara is not None:
     description:
       - background - the journal is imported by a process of its own once the playbook ends
       - wait - ansible-playbook waits for that import before it exits
-    default: background
-    choices: ['background', 'wait']
+      - auto - wait in an AWX job (AWX_HOST is set; its execution environment is thrown away after the job), else background
+    default: auto
+    choices: ['auto', 'background', 'wait']
     env:
       - name: JINCAI_ARA_IMPORT
     ini:
@@ -149,8 +150,9 @@ class CallbackModule(_Base):
 
         try:
             if self._journal.close():
-                journal.spawn_import(self._journal.directory, wait=self.get_option("jincai_import") == "wait",
-                                     extra_env=self._import_env)
+                how = self.get_option("jincai_import")
+                wait = how == "wait" or how == "auto" and bool(os.environ.get("AWX_HOST"))
+                journal.spawn_import(self._journal.directory, wait=wait, extra_env=self._import_env)
         except Exception as exc:  # noqa: BLE001 - the audit trail must never fail a run
             display.warning(f"jincai_ara: the run's journal {self._journal.path} is not imported yet ({exc}); "
                             "the next run or `jincai history` imports it")

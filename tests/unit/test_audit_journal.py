@@ -337,8 +337,9 @@ def test_a_live_runs_journal_is_left_to_it(tmp_path):
 
 def test_an_unreachable_server_keeps_the_journal_and_the_journal_keeps_no_secret(project, tmp_path):
     store = tmp_path / "store"
-    # port 9 on loopback: nothing listens; the run itself never talks to ARA, so it succeeds
-    _run(project, store, 2, ARA_API_CLIENT="http", ARA_API_SERVER="http://127.0.0.1:9", JINCAI_ARA_IMPORT="wait")
+    # port 9 on loopback: nothing listens; the run itself never talks to ARA, so it succeeds. AWX_HOST
+    # (an AWX job; never contacted): the run waits for its import (jincai_import auto)
+    _run(project, store, 2, ARA_API_CLIENT="http", ARA_API_SERVER="http://127.0.0.1:9", AWX_HOST="https://awx.example")
     left = journal.pending(str(store / journal.DIR_NAME))
     assert len(left) == 1, os.listdir(store / journal.DIR_NAME)
     text = open(left[0], encoding="utf-8").read()
