@@ -2,8 +2,10 @@
 
 Where the records go: one sqlite store per network, ``<state>/ara/<network>/ansible.sqlite`` (state
 is ``/var/lib/jincai``, moved by ``$JINCAI_STATE_DIR``; ``$JINCAI_ARA_DIR`` names the store directory
-itself), written by ARA's offline client; with ``ARA_API_CLIENT=http`` and ``ARA_API_SERVER=URL``
-(environment or ansible.cfg ``[ara]``) the runs go to an ARA server instead. What labels a run: the
+itself), written by ARA's API (offline: Django in process); with ``ARA_API_CLIENT=http`` and
+``ARA_API_SERVER=URL`` (environment or ansible.cfg ``[ara]``) the runs go to an ARA server instead.
+During a run the callback appends ARA's records to the run's journal (``<store>/journal``,
+jincai.audit.journal), imported into the store or the server after the run. What labels a run: the
 network, the application release the inventory deploys (``apps_release``, releases/<id>.yml; an
 ``-e apps_release=`` of the run wins), the checkout's git commit, and ``site:CODE`` for each site
 whose hosts it targeted. Recorded by plugins/callback/jincai_ara.py; read by ``jincai history`` (jincai.audit.history).
