@@ -74,8 +74,10 @@ def commit():
 
 
 #: sqlite tuning for the offline client, which writes every result as it comes: write-ahead log and
-#: no fsync per transaction (a power cut may lose the last results, never corrupt the store).
-SQLITE_OPTIONS = {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+#: no fsync per transaction (a power cut may lose the last results, never corrupt the store); a
+#: writer waits up to 60 s for another (a journal's import is one transaction of a few seconds,
+#: jincai.audit.journal; sqlite's default is 5 s).
+SQLITE_OPTIONS = {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "timeout": 60}
 
 
 def offline_env(network):
