@@ -272,7 +272,14 @@ def test_journal_records_what_aras_own_client_records(project):
     direct, journaled = project / "direct", project / "journaled"
     _run(project, direct, 1, JINCAI_ARA_RECORDING="direct")
     _run(project, journaled, 1)  # journal (the default), imported in the background
-    assert not journal.drain(str(journaled / journal.DIR_NAME))
+    # jincai history, right after the run: it imports what is pending (or waits for the import) first
+    out = subprocess.run([os.path.join(BIN, "jincai"), "history", "--site", "220102", "--since", "1h", "--json",
+                          "-i", str(project / "jnet")], capture_output=True, text=True, timeout=300, check=False,
+                         env={**os.environ, "JINCAI_ARA_DIR": str(journaled)})
+    assert out.returncode == 0, out.stderr
+    runs = json.loads(out.stdout)
+    assert len(runs) == 1 and {(r["host"], r["task"]) for r in runs[0]["results"]} >= {
+        ("220102-app1", "Write the motd"), ("220102-app2", "Lines")}
     assert not journal.pending(str(journaled / journal.DIR_NAME))  # imported, removed
     a, b = _snapshot(str(direct)), _snapshot(str(journaled))
     assert len(a["results"]) == 2 * 6 + 2  # 6 tasks on 2 hosts, the handler on both (motd changed)
