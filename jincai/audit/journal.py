@@ -48,7 +48,6 @@ REF_FIELDS = ("playbook", "play", "task", "host", "file")
 #: the run's environment, which may hold secrets handed to a playbook)
 KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "JINCAI_STATE_DIR", "JINCAI_ARA_DIR",
             "DJANGO_SETTINGS_MODULE")
-FLUSH_BYTES = 1 << 20
 
 
 def _now():
@@ -64,7 +63,6 @@ class Journal:
         self.path = None
         self._fd = None
         self._buf = []
-        self._size = 0
         self.closed = False
 
     def _open(self):
@@ -77,24 +75,22 @@ class Journal:
                                         "pid": os.getpid(), "time": _now().isoformat()}) + "\n")
 
     def write(self, record):
-        """Append one record (buffered in this process: written at :meth:`flush`)."""
+        """Append one record: one ``os.write`` of one line, so that it is in the file (the kernel's)
+        as soon as ARA made it, and survives this process being killed. No buffer in this process:
+        a worker Ansible forks, when it exits, has nothing of the journal to write a second time."""
         if self.closed:
             raise ValueError("journal closed")
         if self._fd is None:
             self._open()
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
-        self._buf.append(line)
-        self._size += len(line)
-        if self._size >= FLUSH_BYTES:
-            self.flush()
+        self._buf.append(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
+        self.flush()
 
     def flush(self):
-        """Hand the buffered records to the kernel (they survive this process being killed). The buffer
-        is a list, written with os.write: a forked worker that exits never writes it a second time."""
+        """Write what is pending (the start line with the first record)."""
         if self._fd is None or not self._buf:
             return
         data = "".join(self._buf).encode("utf-8")
-        self._buf, self._size = [], 0
+        self._buf = []
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]

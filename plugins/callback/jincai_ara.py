@@ -157,11 +157,6 @@ class CallbackModule(_Base):
             display.warning(f"jincai_ara: the run's journal {self._journal.path} is not imported yet ({exc}); "
                             "the next run or `jincai history` imports it")
 
-    def v2_playbook_on_task_start(self, task, is_conditional, handler=False):
-        if self._journal is not None:
-            self._journal.flush()  # the previous task's records reach the file (a killed run keeps them)
-        return super().v2_playbook_on_task_start(task, is_conditional, handler=handler)
-
     def v2_playbook_on_stats(self, stats):
         try:
             return super().v2_playbook_on_stats(stats)
