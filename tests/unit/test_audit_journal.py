@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 
 import pytest
@@ -357,3 +358,47 @@ def test_an_unreachable_server_keeps_the_journal_and_the_journal_keeps_no_secret
     assert "not imported" in log and "127.0.0.1:9" in log
     with open(left[0], "r+", encoding="utf-8") as fh:  # no run holds it any more
         fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_real_run_killed_outright_is_in_the_store_after_the_next_import(project, tmp_path):
+    """ansible-playbook SIGKILLed in its second task: the journal it leaves holds the first task's
+    result and the second's start; the next import records the run as expired."""
+    store = tmp_path / "store"
+    (tmp_path / "sleep.yml").write_text(textwrap.dedent("""
+        - name: Killed
+          hosts: 220102-app1
+          gather_facts: false
+          tasks:
+            - name: Quick
+              ansible.builtin.command: "true"
+              changed_when: false
+            - name: Long
+              ansible.builtin.command: sleep 120
+              changed_when: false
+    """))
+    env = {**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "JINCAI_ARA_DIR": str(store),
+           "ANSIBLE_CALLBACKS_ENABLED": "jincai_ara", "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.Popen([os.path.join(BIN, "ansible-playbook"), "-i", str(project / "jnet"),
+                             str(tmp_path / "sleep.yml")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            files = journal.pending(str(store / journal.DIR_NAME))
+            if files and '"name":"Long"' in open(files[0], encoding="utf-8").read():
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the run never reached its second task")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # ansible-playbook and what it started (its own session)
+        proc.wait()
+    assert not journal.drain(str(store / journal.DIR_NAME))
+    con = sqlite3.connect(store / audit.DB_FILE)
+    try:
+        assert con.execute("SELECT status FROM playbooks").fetchall() == [("expired",)]
+        assert sorted(con.execute("SELECT name, status FROM tasks").fetchall()) == [("Long", "running"),
+                                                                                    ("Quick", "completed")]
+        assert con.execute("SELECT count(*) FROM results").fetchone()[0] == 1
+    finally:
+        con.close()
