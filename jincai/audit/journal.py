@@ -153,6 +153,17 @@ class JournalClient:
         self.journal.write({"op": "delete", "url": endpoint})
 
 
+def recording(configured, api_client, environ=None):
+    """How a run is recorded: ``journal`` or ``direct``, from jincai_ara's ``jincai_recording``
+    option. ``auto``: ``direct`` in an AWX job sending to an ARA server (``AWX_HOST`` in the
+    environment and ``api_client`` http: the job's files go with its execution environment, and ARA's
+    HTTP client overlaps its requests with the run), else ``journal``."""
+    environ = os.environ if environ is None else environ
+    if configured in ("journal", "direct"):
+        return configured
+    return "direct" if api_client == "http" and environ.get("AWX_HOST") else "journal"
+
+
 # ---------------------------------------------------------------------------------------- import
 
 

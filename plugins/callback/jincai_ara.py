@@ -6,14 +6,16 @@ pinned in requirements.txt), as plugins/strategy/mitogen_linear.py is for Mitoge
 
 * the store: ARA's offline client writes network N's runs to ``/var/lib/jincai/ara/N/ansible.sqlite``
   (jincai.audit.store_dir); ``ARA_API_CLIENT=http`` + ``ARA_API_SERVER`` send them to a server;
-* the journal (``[ara] jincai_recording = journal``, the default): ARA's callback code decides what is
+* the journal (``[ara] jincai_recording = auto``, the default, is ``journal`` outside AWX): ARA's callback code decides what is
   recorded, but its API calls are appended to a local journal (``<store>/journal/*.jsonl``,
   jincai.audit.journal) instead of going through Django and the REST layer during the run; at the end
   of the playbook a separate process imports the journal into the store (or the server). ``journal``
   costs a converged run a few per cent where ARA's own client cost +96 % (docs/audit.md "Cost").
   ``JINCAI_ARA_RECORDING=direct`` records as ARA does (each result as it comes);
-  ``JINCAI_ARA_IMPORT=wait`` makes ansible-playbook wait for the import (the default in an AWX job,
-  where ``AWX_HOST`` is set: its execution environment's files are thrown away when it ends);
+  ``JINCAI_ARA_IMPORT=wait`` makes ansible-playbook wait for the import. In an AWX job sending to an
+  ARA server (``AWX_HOST`` set, ``ARA_API_CLIENT=http``), ``auto`` records ``direct``: the execution
+  environment's files are thrown away when the job ends, and ARA's HTTP client with its callback
+  threads overlaps the recording with the run, where a journal would be sent after it;
 * labels: ``network:N``, ``release:<apps_release>`` (the application release the inventory deploys,
   or the run's ``-e apps_release=``), ``commit:<git commit>`` and ``site:CODE`` for every site the run targets,
   besides ARA's argument labels (check, diff, limit, tags: ansible.cfg ``[ara] argument_labels``).
@@ -50,8 +52,9 @@ if _ara is not None:
     description:
       - journal - ARA's records go to a local journal during the run, imported into ARA after it
       - direct - ARA's own client records each result as it comes
-    default: journal
-    choices: ['journal', 'direct']
+      - auto - direct in an AWX job sending to an ARA server (AWX_HOST set, api_client http; the job's files are thrown away after it), else journal
+    default: auto
+    choices: ['auto', 'journal', 'direct']
     env:
       - name: JINCAI_ARA_RECORDING
     ini:
@@ -61,9 +64,8 @@ if _ara is not None:
     description:
       - background - the journal is imported by a process of its own once the playbook ends
       - wait - ansible-playbook waits for that import before it exits
-      - auto - wait in an AWX job (AWX_HOST is set; its execution environment is thrown away after the job), else background
-    default: auto
-    choices: ['auto', 'background', 'wait']
+    default: background
+    choices: ['background', 'wait']
     env:
       - name: JINCAI_ARA_IMPORT
     ini:
@@ -109,7 +111,7 @@ class CallbackModule(_Base):
         network = audit.network_of(inventory)
         CallbackBase.set_options(self, task_keys=task_keys, var_options=var_options, direct=direct)
         offline = self.get_option("api_client") == "offline"
-        recording = self.get_option("jincai_recording")
+        recording = journal.recording(self.get_option("jincai_recording"), self.get_option("api_client"))
         if offline or recording == "journal":
             try:
                 store = audit.store_dir(network)
@@ -150,9 +152,8 @@ class CallbackModule(_Base):
 
         try:
             if self._journal.close():
-                how = self.get_option("jincai_import")
-                wait = how == "wait" or how == "auto" and bool(os.environ.get("AWX_HOST"))
-                journal.spawn_import(self._journal.directory, wait=wait, extra_env=self._import_env)
+                journal.spawn_import(self._journal.directory, wait=self.get_option("jincai_import") == "wait",
+                                     extra_env=self._import_env)
         except Exception as exc:  # noqa: BLE001 - the audit trail must never fail a run
             display.warning(f"jincai_ara: the run's journal {self._journal.path} is not imported yet ({exc}); "
                             "the next run or `jincai history` imports it")

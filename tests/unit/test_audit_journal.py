@@ -128,6 +128,16 @@ def test_replay_maps_stand_in_ids_in_fields_urls_and_delegations():
     assert fake.calls[-1][:2] == ("patch", "/api/v1/playbooks/101") and fake.calls[-1][2]["status"] == "expired"
 
 
+def test_auto_records_direct_only_in_an_awx_job_sending_to_a_server():
+    awx = {"AWX_HOST": "https://awx.example"}
+    assert journal.recording("auto", "offline", {}) == "journal"
+    assert journal.recording("auto", "http", {}) == "journal"  # the control node with an ARA server
+    assert journal.recording("auto", "offline", awx) == "journal"
+    assert journal.recording("auto", "http", awx) == "direct"  # the job's files go with its EE
+    assert journal.recording("journal", "http", awx) == "journal"
+    assert journal.recording("direct", "offline", {}) == "direct"
+
+
 def test_the_importer_gets_aras_settings_and_nothing_else_of_the_runs_environment(monkeypatch):
     monkeypatch.setenv("JINCAI_BOOTSTRAP_ROOT_PASSWORD", "s3cret")
     monkeypatch.setenv("JINCAI_RUN_TOKEN", "abc")
@@ -345,9 +355,8 @@ def test_a_live_runs_journal_is_left_to_it(tmp_path):
 
 def test_an_unreachable_server_keeps_the_journal_and_the_journal_keeps_no_secret(project, tmp_path):
     store = tmp_path / "store"
-    # port 9 on loopback: nothing listens; the run itself never talks to ARA, so it succeeds. AWX_HOST
-    # (an AWX job; never contacted): the run waits for its import (jincai_import auto)
-    _run(project, store, 2, ARA_API_CLIENT="http", ARA_API_SERVER="http://127.0.0.1:9", AWX_HOST="https://awx.example")
+    # port 9 on loopback: nothing listens; the run itself never talks to ARA, so it succeeds
+    _run(project, store, 2, ARA_API_CLIENT="http", ARA_API_SERVER="http://127.0.0.1:9", JINCAI_ARA_IMPORT="wait")
     left = journal.pending(str(store / journal.DIR_NAME))
     assert len(left) == 1, os.listdir(store / journal.DIR_NAME)
     text = open(left[0], encoding="utf-8").read()
