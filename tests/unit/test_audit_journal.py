@@ -210,6 +210,9 @@ def _run(base, store, round_n, **env):
     res = run(book, inventory=inv, diff=True, args=["-e", f"out={out}", "-e", f"round_n={round_n}",
                                                     "-e", f"journal_secret={SECRET}"],
               env={"ANSIBLE_CALLBACKS_ENABLED": "jincai_timer,jincai_ara", "JINCAI_ARA_DIR": str(store),
+                   # ARA's own client (direct) takes ARA_* of the environment first, which another test's
+                   # client_for may have set in this process
+                   "ARA_BASE_DIR": str(store), "ARA_DATABASE_NAME": os.path.join(str(store), audit.DB_FILE),
                    "JINCAI_COMMIT": "c0ffee", **env})
     assert res.rc == 0, res.output[-3000:]
     return res
@@ -286,7 +289,8 @@ def test_journal_records_what_aras_own_client_records(project):
     # jincai history, right after the run: it imports what is pending (or waits for the import) first
     out = subprocess.run([os.path.join(BIN, "jincai"), "history", "--site", "220102", "--since", "1h", "--json",
                           "-i", str(project / "jnet")], capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "JINCAI_ARA_DIR": str(journaled)})
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("ARA_")},
+                              "JINCAI_ARA_DIR": str(journaled)})  # (another test's client_for set ARA_*)
     assert out.returncode == 0, out.stderr
     runs = json.loads(out.stdout)
     assert len(runs) == 1 and {(r["host"], r["task"]) for r in runs[0]["results"]} >= {
