@@ -6,11 +6,12 @@ pinned in requirements.txt), as plugins/strategy/mitogen_linear.py is for Mitoge
 
 * the store: ARA's offline client writes network N's runs to ``/var/lib/jincai/ara/N/ansible.sqlite``
   (jincai.audit.store_dir); ``ARA_API_CLIENT=http`` + ``ARA_API_SERVER`` send them to a server;
-* the journal (``[ara] jincai_recording = auto``, the default, is ``journal`` outside AWX): ARA's callback code decides what is
-  recorded, but its API calls are appended to a local journal (``<store>/journal/*.jsonl``,
-  jincai.audit.journal) instead of going through Django and the REST layer during the run; at the end
-  of the playbook a separate process imports the journal into the store (or the server). ``journal``
-  costs a converged run a few per cent where ARA's own client cost +96 % (docs/audit.md "Cost").
+* the journal (``[ara] jincai_recording = auto``, the default, is ``journal`` outside AWX): ARA's
+  callback code decides what is recorded, but its API calls are appended to a local journal
+  (``<store>/journal/*.jsonl``, jincai.audit.journal) instead of going through Django and the REST
+  layer during the run; at the end of the playbook a separate process imports the journal into the
+  store (or the server). On a converged run its cost is within the measurement noise (CPU +1 % with
+  the importer's), where ARA's own offline client cost +35 % CPU, +44 % wall (docs/audit.md "Cost").
   ``JINCAI_ARA_RECORDING=direct`` records as ARA does (each result as it comes);
   ``JINCAI_ARA_IMPORT=wait`` makes ansible-playbook wait for the import. In an AWX job sending to an
   ARA server (``AWX_HOST`` set, ``ARA_API_CLIENT=http``), ``auto`` records ``direct``: the execution
@@ -52,7 +53,7 @@ if _ara is not None:
     description:
       - journal - ARA's records go to a local journal during the run, imported into ARA after it
       - direct - ARA's own client records each result as it comes
-      - auto - direct in an AWX job sending to an ARA server (AWX_HOST set, api_client http; the job's files are thrown away after it), else journal
+      - auto - direct in an AWX job sending to an ARA server (AWX_HOST set, api_client http), else journal
     default: auto
     choices: ['auto', 'journal', 'direct']
     env:
