@@ -202,11 +202,11 @@ def _project(base):
 
 
 def _run(base, store, round_n, **env):
-    """One run of the playbook recording into ``store``, writing into a fresh ``<store>-out`` (so that
-    two runs of the same round change the same things)."""
+    """One run of the playbook recording into ``store``, writing into ``<store>-out`` (fresh for the
+    store's first run: two runs of the same round into two stores change the same things)."""
     book, inv = str(base / "play.yml"), str(base / "jnet")
     out = f"{store}-out"
-    os.makedirs(out)
+    os.makedirs(out, exist_ok=True)
     res = run(book, inventory=inv, diff=True, args=["-e", f"out={out}", "-e", f"round_n={round_n}",
                                                     "-e", f"journal_secret={SECRET}"],
               env={"ANSIBLE_CALLBACKS_ENABLED": "jincai_timer,jincai_ara", "JINCAI_ARA_DIR": str(store),
@@ -285,8 +285,10 @@ def project(tmp_path_factory):
 def test_journal_records_what_aras_own_client_records(project):
     direct, journaled = project / "direct", project / "journaled"
     _run(project, direct, 1, JINCAI_ARA_RECORDING="direct")
-    _run(project, journaled, 1)  # journal (the default), imported in the background
-    # jincai history, right after the run: it imports what is pending (or waits for the import) first
+    _run(project, journaled, 1)  # journal (the default)
+    # the first run into a new store waits for its import (which creates the store)
+    assert not journal.pending(str(journaled / journal.DIR_NAME))
+    assert (journaled / audit.DB_FILE).is_file()
     out = subprocess.run([os.path.join(BIN, "jincai"), "history", "--site", "220102", "--since", "1h", "--json",
                           "-i", str(project / "jnet")], capture_output=True, text=True, timeout=300, check=False,
                          env={**{k: v for k, v in os.environ.items() if not k.startswith("ARA_")},
@@ -308,6 +310,19 @@ def test_journal_records_what_aras_own_client_records(project):
     assert all("welcome to" in motd_r["diff"][0]["after"] for motd_r in motd)  # the diff is recorded
     blob = "\n".join(r[5] for r in b["results"])
     assert SECRET not in blob and "the output has been hidden" in blob
+
+
+def test_a_later_run_is_imported_in_the_background_and_jincai_history_waits_for_it(project, tmp_path):
+    store = tmp_path / "store"
+    _run(project, store, 1)  # creates the store (waits for its import)
+    _run(project, store, 2)  # imported by a process of its own, after ansible-playbook exited
+    out = subprocess.run([os.path.join(BIN, "jincai"), "history", "--site", "220102", "--since", "1h", "--diff",
+                          "-i", str(project / "jnet")], capture_output=True, text=True, timeout=300, check=False,
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("ARA_")},
+                              "JINCAI_ARA_DIR": str(store)})
+    assert out.returncode == 0, out.stderr
+    assert "2 runs on site 220102" in out.stdout and "+welcome to 220102-app1 2" in out.stdout
+    assert not journal.pending(str(store / journal.DIR_NAME))
 
 
 def test_a_killed_runs_journal_is_imported_next_time_as_expired(project, tmp_path):
@@ -406,7 +421,15 @@ def test_a_real_run_killed_outright_is_in_the_store_after_the_next_import(projec
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # ansible-playbook and what it started (its own session)
         proc.wait()
-    assert not journal.drain(str(store / journal.DIR_NAME))
+    assert not (store / audit.DB_FILE).exists()  # never imported: killed before its end
+    # jincai history imports what is pending before it reads
+    out = subprocess.run([os.path.join(BIN, "jincai"), "history", "--since", "1h", "--json", "-i", str(project / "jnet")],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env={**{k: v for k, v in os.environ.items() if not k.startswith("ARA_")},
+                              "JINCAI_ARA_DIR": str(store)})
+    assert out.returncode == 0, out.stderr
+    assert [r["status"] for r in json.loads(out.stdout)] == ["expired"]
+    assert not journal.pending(str(store / journal.DIR_NAME))
     con = sqlite3.connect(store / audit.DB_FILE)
     try:
         assert con.execute("SELECT status FROM playbooks").fetchall() == [("expired",)]
