@@ -26,6 +26,7 @@ import pytest
 from jincai import audit
 from jincai.audit import journal
 from jincai.run import run
+from jincai.run.child import RUN_TOKEN_ENV, reap
 
 BIN = os.path.dirname(sys.executable)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -404,8 +405,10 @@ def test_a_real_run_killed_outright_is_in_the_store_after_the_next_import(projec
               ansible.builtin.command: sleep 120
               changed_when: false
     """))
+    token = f"journal-kill-{os.getpid()}-{time.monotonic_ns()}"
     env = {**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "JINCAI_ARA_DIR": str(store),
-           "ANSIBLE_CALLBACKS_ENABLED": "jincai_ara", "PATH": BIN + os.pathsep + os.environ["PATH"]}
+           "ANSIBLE_CALLBACKS_ENABLED": "jincai_ara", "PATH": BIN + os.pathsep + os.environ["PATH"],
+           RUN_TOKEN_ENV: token}
     proc = subprocess.Popen([os.path.join(BIN, "ansible-playbook"), "-i", str(project / "jnet"),
                              str(tmp_path / "sleep.yml")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -421,6 +424,7 @@ def test_a_real_run_killed_outright_is_in_the_store_after_the_next_import(projec
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # ansible-playbook and what it started (its own session)
         proc.wait()
+        reap(token)  # Mitogen's multiplexer, in a session of its own, outlives ansible-playbook (as jincai.run reaps it)
     assert not (store / audit.DB_FILE).exists()  # never imported: killed before its end
     # jincai history imports what is pending before it reads
     out = subprocess.run([os.path.join(BIN, "jincai"), "history", "--since", "1h", "--json", "-i", str(project / "jnet")],
