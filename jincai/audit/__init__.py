@@ -2,8 +2,10 @@
 
 Where the records go: one sqlite store per network, ``<state>/ara/<network>/ansible.sqlite`` (state
 is ``/var/lib/jincai``, moved by ``$JINCAI_STATE_DIR``; ``$JINCAI_ARA_DIR`` names the store directory
-itself), written by ARA's offline client; with ``ARA_API_CLIENT=http`` and ``ARA_API_SERVER=URL``
-(environment or ansible.cfg ``[ara]``) the runs go to an ARA server instead. What labels a run: the
+itself), written by ARA's API (offline: Django in process); with ``ARA_API_CLIENT=http`` and
+``ARA_API_SERVER=URL`` (environment or ansible.cfg ``[ara]``) the runs go to an ARA server instead.
+During a run the callback appends ARA's records to the run's journal (``<store>/journal``,
+jincai.audit.journal), imported into the store or the server after the run. What labels a run: the
 network, the application release the inventory deploys (``apps_release``, releases/<id>.yml; an
 ``-e apps_release=`` of the run wins), the checkout's git commit, and ``site:CODE`` for each site
 whose hosts it targeted. Recorded by plugins/callback/jincai_ara.py; read by ``jincai history`` (jincai.audit.history).
@@ -72,8 +74,10 @@ def commit():
 
 
 #: sqlite tuning for the offline client, which writes every result as it comes: write-ahead log and
-#: no fsync per transaction (a power cut may lose the last results, never corrupt the store).
-SQLITE_OPTIONS = {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+#: no fsync per transaction (a power cut may lose the last results, never corrupt the store); a
+#: writer waits up to 60 s for another (a journal's import is one transaction of a few seconds,
+#: jincai.audit.journal; sqlite's default is 5 s).
+SQLITE_OPTIONS = {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "timeout": 60}
 
 
 def offline_env(network):

@@ -14,6 +14,7 @@ import difflib
 import json
 import os
 import re
+import subprocess
 import sys
 
 from jincai import ROOT, audit
@@ -43,12 +44,27 @@ def parse_since(text, now=None):
 
 def client_for(network):
     """ARA's API client for ``network``: the HTTP server when ``ARA_API_CLIENT=http``, else the
-    network's sqlite store (offline client, read only: no migration)."""
+    network's sqlite store (offline client, read only: no migration). Runs whose journal is not
+    imported yet (jincai.audit.journal) are imported first, and again before each :func:`history`."""
     from ara.clients.utils import get_client
 
+    from jincai.audit import journal
+
+    def drain():
+        try:
+            left = journal.drain(os.path.join(audit.store_dir(network), journal.DIR_NAME))
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            left = [str(exc)]
+        if left:
+            print(f"jincai history: {len(left)} run journal(s) not imported yet (a run under way, or see "
+                  f"{os.path.join(audit.store_dir(network), journal.DIR_NAME, journal.LOG_NAME)})", file=sys.stderr)
+
+    drain()
     if os.environ.get("ARA_API_CLIENT") == "http":
-        return get_client(client="http", endpoint=os.environ.get("ARA_API_SERVER", "http://127.0.0.1:8000"),
-                          username=os.environ.get("ARA_API_USERNAME"), password=os.environ.get("ARA_API_PASSWORD"))
+        client = get_client(client="http", endpoint=os.environ.get("ARA_API_SERVER", "http://127.0.0.1:8000"),
+                            username=os.environ.get("ARA_API_USERNAME"), password=os.environ.get("ARA_API_PASSWORD"))
+        client.jincai_drain = drain
+        return client
     store = audit.store_dir(network)
     db = os.path.join(store, audit.DB_FILE)
     if not os.path.isfile(db):
@@ -56,7 +72,9 @@ def client_for(network):
                            f"from this control node, or it records to an ARA server: set ARA_API_CLIENT=http)")
     for key, value in audit.offline_env(network).items():
         os.environ.setdefault(key, value)
-    return get_client(client="offline", run_sql_migrations=False)
+    client = get_client(client="offline", run_sql_migrations=False)
+    client.jincai_drain = drain
+    return client
 
 
 def result_diffs(content):
@@ -102,6 +120,8 @@ def _all(client, url, **params):
 def history(client, site=None, since=None, host=None, diff=False):
     """The runs in the window (newest first), each ``{playbook fields..., "results": [...]}``;
     results are the changed/failed/unreachable ones, on ``site``'s hosts when given."""
+    if callable(getattr(client, "jincai_drain", None)):
+        client.jincai_drain()  # runs recorded since the client was made, still in their journal
     params = {"order": "-started"}
     if since:
         params["started_after"] = since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")

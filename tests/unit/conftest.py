@@ -1,7 +1,7 @@
 """Session settings for the unit tests.
 
 * The ARA audit trail (plugins/callback/jincai_ara.py) records every playbook run; in unit tests it
-  is off (ANSIBLE_CALLBACKS_ENABLED: about a second of Django start-up per run, many runs) except
+  is off (ANSIBLE_CALLBACKS_ENABLED: an importer process with Django after every run, many runs) except
   where a test enables it (tests/unit/test_audit.py), and then it records into a temporary store,
   never into the control node's ``/var/lib/jincai/ara``.
 * ansible.cfg names no vault password file: playbooks run directly with ``ansible-playbook`` get the

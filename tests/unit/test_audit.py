@@ -2,8 +2,8 @@
 
 One network (a directory inventory of local hosts in two sites) runs a playbook through jincai.run
 (Mitogen strategy, the project's callbacks) and once as a plain ``ansible-playbook --check --limit``;
-both land in ``<state>/ara/<network>/ansible.sqlite`` with user, controller, arguments, labels and
-diffs. A vault-encrypted variable used by a ``no_log`` task and a vault-encrypted extra-vars file
+both land in ``<state>/ara/<network>/ansible.sqlite`` (through the run's journal, imported after it)
+with user, controller, arguments, labels and diffs. A vault-encrypted variable used by a ``no_log`` task and a vault-encrypted extra-vars file
 never reach the store: every text and every compressed blob of the sqlite file is searched.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 from jincai import audit
 from jincai.audit import history as hist
+from jincai.audit import journal
 from jincai.run import run
 
 BIN = os.path.dirname(sys.executable)
@@ -86,6 +87,10 @@ def network(tmp_path_factory):
                             "-e", f"@{extra}"], capture_output=True, text=True, cwd=str(base),
                            env={**os.environ, **env, "ANSIBLE_CONFIG": os.path.join(hist.ROOT, "ansible.cfg")})
     assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
+    # both runs were recorded into their journal (jincai.audit.journal) and imported in the background:
+    # wait for those imports (what jincai history does before it reads)
+    left = journal.drain(str(state / "ara" / "unitnet" / journal.DIR_NAME))
+    assert not left, left
     return {"inv": str(inv), "state": state, "env": env, "first": first}
 
 
