@@ -2,7 +2,7 @@
 
 The suite lives in ``jincai/verify/tests/`` (shipped with the package), organised by function: shared
 host state (test_baseline.py: services, listeners, addresses, routes, forwarding, time, logs,
-integrity, backups), routers (test_router.py), the VPN (test_vpn.py), the applications
+integrity, backups), routers (test_router.py; vendor CLIs over netmiko: test_vendor_router.py), the VPN (test_vpn.py), the applications
 (test_apps.py) and the province services (test_services.py). What each host must look like is
 planned from the inventory (jincai/verify/plan.py; the services and listeners through
 jincai/policy/intended.py, shared with ``jincai compliance``); the tests hold no address or port.
@@ -15,7 +15,8 @@ Exit 0 every check passed, 1 some check failed (an unreachable host fails its ch
 failed (bad inventory or limit, pytest could not run). docs/verify.md has the plain pytest command.
 
 May import: :mod:`jincai`, :mod:`jincai.source`, :mod:`jincai.policy`, :mod:`jincai.release`,
-:mod:`jincai.run`, :mod:`jincai.compliance` (the control catalogue).
+:mod:`jincai.run`, :mod:`jincai.compliance` (the control catalogue), :mod:`jincai.netconfig` (the
+router platform table and netmiko session, for vendor routers: ``vendor.py``).
 """
 
 from __future__ import annotations

@@ -151,43 +151,105 @@ def checks_for(net, host):
     return out
 
 
-def _interface_checks(hv, add, area, roles_skipped=("mgmt",)):
+def _interface_checks(hv, add, area, roles_skipped=("mgmt",), test="test_interface_address", **extra):
     for iface in hv.get("jincai_interfaces") or []:
         if iface["role"] in roles_skipped or not iface.get("address"):
             continue
-        add(area, "test_interface_address", f"interface.{iface['name']}", f"{iface['name']} ({iface['role']}) "
+        add(area, test, f"interface.{iface['name']}", f"{iface['name']} ({iface['role']}) "
             f"carries its address", f"{_ip(iface['address'])} on {iface['name']}, link up",
-            name=iface["name"], address=_ip(iface["address"]))
+            name=iface["name"], address=_ip(iface["address"]), **extra)
+
+
+def wan_neighbours(net, router):
+    """[(peer, router id, interface)]: the OSPF neighbours a router must have, one per WAN link
+    (``jincai_router.interfaces`` of role uplink/downlink whose peer is in the inventory). The one
+    definition the FRR and the vendor checks share."""
+    out = []
+    for iface in router.get("interfaces") or []:
+        peer = iface.get("peer")
+        if iface["role"] in ("uplink", "downlink") and peer in net.hostvars:
+            out.append((peer, (net.hostvars[peer].get("jincai_router") or {}).get("router_id"), iface["name"]))
+    return out
+
+
+def other_site_lans(net, hv):
+    """The LAN prefix of every other site's router (sorted): what a router must have a route to."""
+    own = hv.get("jincai_site", {}).get("lan")
+    return sorted({net.hostvars[r]["jincai_site"]["lan"] for r in net.group("routers")
+                   if net.hostvars[r].get("jincai_site", {}).get("lan") not in (None, own)})
+
+
+def _router_state_checks(net, hv, router, add, tests, **extra):
+    """The routing checks every router gets, whatever its platform: interfaces, OSPF neighbours, routes to
+    the other sites' LANs, static routes. ``tests`` maps each kind (interface, ospf, routes, route) to the
+    test function that judges it (testinfra on FRR, netmiko on a vendor CLI); ids, titles and expected
+    values are the same on every platform. ``extra`` is added to every check's params."""
+    _interface_checks(hv, add, "router", test=tests["interface"], **extra)
+    if tests.get("after_interfaces"):
+        tests["after_interfaces"]()
+    for peer, rid, name in wan_neighbours(net, router):
+        add("router", tests["ospf"], f"ospf.neighbour.{peer}", f"OSPF adjacency with {peer} is Full",
+            f"neighbour {rid} Full on {name}", peer=peer, router_id=rid, interface=name, **extra)
+    lans = other_site_lans(net, hv)
+    if lans:
+        add("router", tests["routes"], "routes.site_lans", "a route to every other site's LAN",
+            f"{len(lans)} site LAN prefixes in the routing table", prefixes=lans, **extra)
+    for r in router.get("static_routes") or []:
+        add("router", tests["route"], f"route.{r['prefix']}", f"static route to {r['prefix']}",
+            f"{r['prefix']} via {r['via']}", to=r["prefix"], via=r["via"], **extra)
 
 
 def _router_checks(net, host, hv, add):
     router = hv.get("jincai_router") or {}
     platform = router.get("platform")
     if platform != "frr":
-        add("router", "test_router_state", "router.platform", "router state", "verifiable over a shell",
-            skip=f"{platform}: a vendor CLI, no shell for testinfra; jincai compliance judges its running "
-                 f"config through netmiko")
+        _vendor_router_checks(net, host, hv, router, platform, add)
         return
     add("router", "test_service", "service.frr", "FRR runs and starts at boot", "running, enabled",
         unit="frr", running=True, enabled=True)
-    _interface_checks(hv, add, "router")
-    add("router", "test_sysctl", f"sysctl.{FORWARDING}", "the router forwards", f"{FORWARDING} = 1",
-        key=FORWARDING, value=1)
+
+    def forwarding():
+        add("router", "test_sysctl", f"sysctl.{FORWARDING}", "the router forwards", f"{FORWARDING} = 1",
+            key=FORWARDING, value=1)
+
+    _router_state_checks(net, hv, router, add, {"interface": "test_interface_address", "after_interfaces": forwarding,
+                                                "ospf": "test_ospf_neighbour", "routes": "test_routes",
+                                                "route": "test_route"})
+
+
+def _vendor_router_checks(net, host, hv, router, platform, add):
+    """A vendor router (Huawei VRP/VRP V8, H3C Comware, Cisco IOS): the routing checks of an FRR router,
+    judged over one netmiko session with show/display commands (jincai/verify/vendor.py), plus what its
+    running config must carry: the management and metro ACLs, the NTP source, the syslog host."""
+    from jincai.verify import vendor
+
+    if platform not in vendor.CLIS:
+        add("router", "test_router_state", "router.platform", "router state", "a platform jincai verify knows",
+            skip=f"{platform}: no show/display commands known for this platform")
+        return
+    cli = vendor.CLIS[platform]
+    _router_state_checks(net, hv, router, add, {"interface": "test_vendor_interface", "ospf": "test_vendor_ospf_neighbour",
+                                                "routes": "test_vendor_routes", "route": "test_vendor_route"},
+                         platform=platform)
+    mgmt = list(hv.get("jincai_management_networks") or [])
+    add("router", "test_vendor_acl", "acl.management", "the management ACL admits the management networks",
+        f"{cli.mgmt_acl} permits {', '.join(mgmt)}; {cli.mgmt_acl_use}", platform=platform, kind="management",
+        acl=cli.mgmt_acl, networks=mgmt)
     for iface in router.get("interfaces") or []:
-        peer = iface.get("peer")
-        if iface["role"] in ("uplink", "downlink") and peer in net.hostvars:
-            rid = (net.hostvars[peer].get("jincai_router") or {}).get("router_id")
-            add("router", "test_ospf_neighbour", f"ospf.neighbour.{peer}", f"OSPF adjacency with {peer} is Full",
-                f"neighbour {rid} Full on {iface['name']}", peer=peer, router_id=rid, interface=iface["name"])
-    own = hv.get("jincai_site", {}).get("lan")
-    lans = sorted({net.hostvars[r]["jincai_site"]["lan"] for r in net.group("routers")
-                   if net.hostvars[r].get("jincai_site", {}).get("lan") not in (None, own)})
-    if lans:
-        add("router", "test_routes", "routes.site_lans", "a route to every other site's LAN",
-            f"{len(lans)} site LAN prefixes in the routing table", prefixes=lans)
-    for r in router.get("static_routes") or []:
-        add("router", "test_route", f"route.{r['prefix']}", f"static route to {r['prefix']}",
-            f"{r['prefix']} via {r['via']}", to=r["prefix"], via=r["via"])
+        if iface["role"] == "metro":
+            add("router", "test_vendor_acl", "acl.metro", "the metro ACL filters the metro network",
+                f"{cli.metro_acl} with rules, {cli.metro_use} on {iface['name']}", platform=platform, kind="metro",
+                acl=cli.metro_acl, interface=iface["name"])
+    own = [hv.get("jincai_address"), hv.get("jincai_mgmt_address")]
+    chain = intended.ntp_chain(hv.get("jincai_ntp_servers"), own)
+    if chain:
+        add("router", "test_vendor_ntp", "ntp.source", "the clock follows the intended source",
+            f"NTP server {chain[0]} configured, clock synchronised to it", platform=platform, source=chain[0],
+            chain=chain)
+    collector = (hv.get("jincai_province_services") or {}).get("collector")
+    if intended.log_role(collector, own) == "sender":
+        add("router", "test_vendor_syslog", "logs.forwarding", "logs go to the province collector",
+            f"syslog host {collector} configured", platform=platform, collector=collector)
 
 
 def _machine_room_checks(net, host, hv, functions, add):

@@ -27,7 +27,7 @@ ALLOWED = {
     "jincai.compliance": {"jincai", "jincai.source", "jincai.policy", "jincai.run", "jincai.topology",
                           "jincai.netconfig"},
     "jincai.verify": {"jincai", "jincai.source", "jincai.policy", "jincai.release", "jincai.run",
-                      "jincai.compliance"},
+                      "jincai.compliance", "jincai.netconfig"},
     "jincai.audit": {"jincai", "jincai.paths", "jincai.release"},
     "jincai.pki": {"jincai", "jincai.paths", "jincai.source", "jincai.policy", "jincai.run"},
     "jincai.bootstrap": {"jincai", "jincai.source", "jincai.run"},

@@ -98,7 +98,7 @@ def test_bad_limit_is_a_usage_error_before_collection():
     assert res.returncode == 4 and "--hosts: --limit 999999" in res.stderr + res.stdout
 
 
-def test_jilin_collection_plans_every_host_and_skips_vendor_routers_with_a_reason(jilin):
+def test_jilin_collection_plans_every_host_and_its_vendor_routers_over_netmiko(jilin):
     collected = _collect(JILIN)
     scope = plan.resolve_scope(jilin, None)
     assert sorted(collected) == scope and len(scope) == 152
@@ -106,8 +106,12 @@ def test_jilin_collection_plans_every_host_and_skips_vendor_routers_with_a_reaso
         checks = plan.checks_for(jilin, rtr)
         if jilin.hostvars[rtr]["jincai_router"]["platform"] == "frr":
             assert not any(c.skip for c in checks) and "service.frr" in collected[rtr]
-        else:
-            assert [c.id for c in checks] == ["router.platform"] and "netmiko" in checks[0].skip
+        else:  # a vendor router: the FRR router's routing checks (same ids, expected values) and its config
+            assert not any(c.skip for c in checks) and all(c.test.startswith("test_vendor_") for c in checks)
+            ids = {c.id for c in checks}
+            assert {"routes.site_lans", "acl.management", "ntp.source", "logs.forwarding"} <= ids, rtr
+            assert any(i.startswith("ospf.neighbour.") for i in ids) and any(i.startswith("interface.") for i in ids)
+            assert set(collected[rtr]) == ids
     # production's apps_release is empty: no application checks, a skipped release record with the reason
     for host in jilin.group("app_servers"):
         ids = set(collected[host])
@@ -140,7 +144,7 @@ def test_every_planned_check_has_its_test_function(lab, jilin):
     import importlib
 
     functions = set()
-    for mod in ("test_baseline", "test_router", "test_vpn", "test_apps", "test_services"):
+    for mod in ("test_baseline", "test_router", "test_vendor_router", "test_vpn", "test_apps", "test_services"):
         m = importlib.import_module(f"jincai.verify.tests.{mod}")
         functions |= {n for n in dir(m) if n.startswith("test_")}
     for net in (lab, jilin):

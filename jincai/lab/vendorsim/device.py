@@ -29,6 +29,7 @@ import re
 import threading
 import time
 
+from . import show
 from .dialects import DIALECTS, display_secrets
 
 
@@ -98,6 +99,7 @@ class SimDevice:
         self.lock = threading.RLock()
         self.sessions = set()
         self.events = []  # ("revert"|"reboot"|..., wall time) for tests and `display logbuffer`
+        self.history = []  # (mode, line) of every line any session typed, for tests (what a run sent)
         if state_file and os.path.exists(state_file):
             with open(state_file, encoding="utf-8") as fh:
                 state = json.load(fh)
@@ -107,6 +109,7 @@ class SimDevice:
         self.running = state["running"]
         self.startup = state["startup"]
         self.timer = state["timer"]  # {"kind", "deadline" (epoch s), "snapshot"} or None
+        self.oper = state.get("oper") or show.default_oper()  # what the operational commands show (show.py)
         self._stop = threading.Event()
         self._persist()
         self._thread = threading.Thread(target=self._tick, daemon=True, name=f"vendorsim-timer-{platform}")
@@ -129,7 +132,7 @@ class SimDevice:
         tmp = self.state_file + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"running": self.running, "startup": self.startup, "timer": self.timer,
-                       "events": self.events}, fh, indent=1)
+                       "events": self.events, "oper": self.oper}, fh, indent=1)
         os.replace(tmp, self.state_file)
 
     def changed(self):
@@ -140,6 +143,37 @@ class SimDevice:
     def close(self):
         """Stop the timer thread (the SSH server closes the sessions)."""
         self._stop.set()
+
+    # ---------------------------------------------------------------- operational state (show.py)
+
+    def set_oper(self, **state):
+        """Replace parts of the operational state (``ospf_peers``, ``ospf_routes``, ``links_down``,
+        ``ntp_synchronised``); the fleet seeds it from the host vars."""
+        with self.lock:
+            self.oper.update(copy.deepcopy(state))
+            self._persist()
+
+    def link_down(self, interface):
+        """The link of ``interface`` goes down (a pulled cable; the config is unchanged)."""
+        with self.lock:
+            self.oper.setdefault("links_down", []).append(interface)
+            self._persist()
+
+    def drop_peer(self, router_id):
+        """The OSPF neighbour ``router_id`` goes away (its routes with it)."""
+        with self.lock:
+            self.oper["ospf_peers"] = [p for p in self.oper.get("ospf_peers", []) if p["router_id"] != router_id]
+            self._persist()
+
+    def remove_route(self, prefix):
+        """The route to ``prefix`` is no longer learned."""
+        with self.lock:
+            self.oper["ospf_routes"] = [r for r in self.oper.get("ospf_routes", []) if r["prefix"] != prefix]
+            self._persist()
+
+    def ntp_unsynchronise(self):
+        """The clock loses its NTP server (unreachable)."""
+        self.set_oper(ntp_synchronised=False)
 
     # ---------------------------------------------------------------- timers
 

@@ -11,6 +11,7 @@ import datetime
 import re
 import time
 
+from . import show
 from .device import Drop, find, new_node
 
 
@@ -65,6 +66,7 @@ class Session:
         """Process one input line; return the answer (without the next prompt); raise Drop to close."""
         line = text.strip()
         with self.dev.lock:
+            self.dev.history.append((self.mode, line))
             if self.pending:
                 handler, self.pending = self.pending, None
                 return handler(line)
@@ -128,6 +130,9 @@ class Session:
             return self._enter_config()
         if line in ("display version", "show version"):
             return f"{d.name} simulated by jincai vendorsim"
+        operational = show.answer(dev, line)
+        if operational is not None:
+            return operational
         if d.name == "cisco_ios":
             return self._ios_exec(line)
         if line in ("save", "save force"):
