@@ -187,8 +187,12 @@ def _router_state_checks(net, hv, router, add, tests, **extra):
     _interface_checks(hv, add, "router", test=tests["interface"], **extra)
     if tests.get("after_interfaces"):
         tests["after_interfaces"]()
-    for peer, rid, name in wan_neighbours(net, router):
-        add("router", tests["ospf"], f"ospf.neighbour.{peer}", f"OSPF adjacency with {peer} is Full",
+    neighbours = wan_neighbours(net, router)
+    parallel = {p for p in (n[0] for n in neighbours) if sum(1 for n in neighbours if n[0] == p) > 1}
+    for peer, rid, name in neighbours:
+        # several links to one peer (primary and backup): one check per link, the interface in the id
+        cid = f"ospf.neighbour.{peer}" + (f".{name}" if peer in parallel else "")
+        add("router", tests["ospf"], cid, f"OSPF adjacency with {peer} is Full",
             f"neighbour {rid} Full on {name}", peer=peer, router_id=rid, interface=name, **extra)
     lans = other_site_lans(net, hv)
     if lans:

@@ -99,7 +99,8 @@ class SimDevice:
         self.lock = threading.RLock()
         self.sessions = set()
         self.events = []  # ("revert"|"reboot"|..., wall time) for tests and `display logbuffer`
-        self.history = []  # (mode, line) of every line any session typed, for tests (what a run sent)
+        self.history = []  # (login number, mode, line) of every line typed, for tests (what a run sent)
+        self.logins = 0
         if state_file and os.path.exists(state_file):
             with open(state_file, encoding="utf-8") as fh:
                 state = json.load(fh)

@@ -29,6 +29,8 @@ class Session:
         self._kill = kill
         with device.lock:
             device.sessions.add(self)
+            device.logins += 1
+            self.id = device.logins  # numbers the logins: device.history says which session typed what
 
     def kill(self):
         """Cut this session from the device side (reboot)."""
@@ -66,7 +68,7 @@ class Session:
         """Process one input line; return the answer (without the next prompt); raise Drop to close."""
         line = text.strip()
         with self.dev.lock:
-            self.dev.history.append((self.mode, line))
+            self.dev.history.append((self.id, self.mode, line))
             if self.pending:
                 handler, self.pending = self.pending, None
                 return handler(line)

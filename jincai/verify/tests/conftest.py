@@ -14,6 +14,7 @@ loadgroup``) a host's checks stay on one worker (one SSH master per host).
 """
 
 import os
+import re
 
 import pytest
 
@@ -80,6 +81,27 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=drop)
     keep.sort(key=lambda i: i.callspec.params["check"].host)
     items[:] = keep
+
+
+_HOST_OF_ID = re.compile(r"\[(?P<host>[^:\]]+):[^\]]*\](?:@.*)?$")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup``: every check of a host on one worker (one SSH master, one netmiko session).
+
+    pytest-xdist's own loadgroup reads an ``@<group>`` suffix it adds to the node ids, which pytest 9
+    no longer lets it set (``nodeid`` is derived); so the scope is taken from the test id itself
+    (``[<host>:<check id>]``), with xdist's scope scheduler."""
+    if config.getoption("dist", None) != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByHost(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            m = _HOST_OF_ID.search(nodeid)
+            return m.group("host") if m else nodeid
+
+    return ByHost(config, log)
 
 
 @pytest.fixture
