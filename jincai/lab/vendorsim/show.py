@@ -58,7 +58,8 @@ def answer(device, line):
     if kind is None:
         return None
     view = _View(device)
-    return getattr(view, f"{kind}_{'cisco' if view.platform == 'cisco_ios' else 'comware' if view.platform == 'h3c_comware' else 'huawei'}")()
+    family = {"cisco_ios": "cisco", "h3c_comware": "comware"}.get(view.platform, "huawei")
+    return getattr(view, f"{kind}_{family}")()
 
 
 _ABBREV = (("GigabitEthernet", "GE"), ("LoopBack", "Loop"), ("Vlan-interface", "Vlan"), ("InLoopBack", "InLoop"))
