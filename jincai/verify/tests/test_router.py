@@ -1,5 +1,5 @@
-"""Routers (FRR over a shell; vendor platforms are skipped: jincai compliance reads their running config
-through netmiko): OSPF adjacencies Full with every planned neighbour, a route to every other site's LAN.
+"""FRR routers over a shell: OSPF adjacencies Full with every planned neighbour, a route to every other
+site's LAN. Vendor platforms get the same checks over netmiko (test_vendor_router.py).
 
 The router's service, interfaces, forwarding and static routes are judged by the shared tests in
 test_baseline.py (checks of area ``router``).
@@ -11,7 +11,8 @@ from jincai.verify import support
 
 
 def test_router_state(host, check):
-    """Placeholder of a router testinfra cannot reach (always skipped with the reason)."""
+    """Placeholder of a router of a platform jincai verify has no commands for (always skipped with the
+    reason)."""
     support.fail(check, "not verifiable")
 
 
