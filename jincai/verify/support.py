@@ -26,6 +26,18 @@ CONNECT_TIMEOUT = 10
 
 _memo = {}
 _unreachable = {}
+#: Every planned check of each host in scope (the suite's conftest fills it in each pytest worker), so
+#: that a check can read what all of its host's checks of the same kind need in one query (one
+#: ``systemctl show`` for every unit, one ``ip -j addr`` for every interface, one probe for every
+#: application) instead of one round trip per check. Empty when a test function is called on its own:
+#: then a check reads just what it needs.
+PLANNED = {}
+
+#: ``systemctl is-enabled`` exits 0 for these unit file states (systemctl(1), "is-enabled"): the unit
+#: starts at boot or cannot be disabled.
+ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient"})
+#: ``systemctl is-active`` exits 0 for these active states (the unit runs).
+RUNNING_STATES = frozenset({"active", "reloading"})
 
 
 def host_spec(net, name, connection=None):
@@ -124,6 +136,38 @@ def output(host, name, command, *args):
         res = host.run(command, *args)
         _memo[key] = res
     return _memo[key]
+
+
+def planned(check):
+    """Every planned check of ``check``'s host judged by the same test (``check`` itself included)."""
+    same = [c for c in PLANNED.get(check.host, ()) if c.test == check.test]
+    return same if check in same else same + [check]
+
+
+def unit_states(host, name, units):
+    """{unit: {"active": ActiveState, "enabled": UnitFileState, "load": LoadState}} for ``units`` of
+    host ``name``, read with one ``systemctl show`` for every unit not read yet (memoised per host)."""
+    known = _memo.setdefault((name, "units"), {})
+    missing = [u for u in dict.fromkeys(units) if u not in known]
+    if missing:
+        res = host.run("systemctl show -p LoadState -p ActiveState -p UnitFileState -- " + " ".join(["%s"] * len(missing)),
+                       *missing)
+        if res.rc != 0:
+            raise RuntimeError(res)
+        # one block of properties per unit, in the order given, separated by an empty line
+        blocks = [b for b in res.stdout.strip("\n").split("\n\n")]
+        if len(blocks) != len(missing):
+            raise ValueError(f"systemctl show: {len(blocks)} blocks for {len(missing)} units")
+        for unit, block in zip(missing, blocks):
+            props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            known[unit] = {"active": props.get("ActiveState") or "unknown", "enabled": props.get("UnitFileState") or "",
+                           "load": props.get("LoadState") or ""}
+    return {u: known[u] for u in units}
+
+
+def unit_running(host, name, unit):
+    """Whether ``unit`` runs on host ``name`` (:func:`unit_states`)."""
+    return unit_states(host, name, [unit])[unit]["active"] in RUNNING_STATES
 
 
 def json_output(host, name, command, *args):

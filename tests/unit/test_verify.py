@@ -354,6 +354,11 @@ def _host(table):
     return h
 
 
+def _units(*states):
+    """Canned ``systemctl show -p LoadState -p ActiveState -p UnitFileState`` output: (active, enabled) per unit."""
+    return "\n\n".join(f"LoadState=loaded\nActiveState={a}\nUnitFileState={e}" for a, e in states) + "\n"
+
+
 def _check(net, host, check_id):
     return next(c for c in plan.checks_for(net, host) if c.id == check_id)
 
@@ -375,9 +380,9 @@ def test_service_and_listener_checks_name_host_check_expected_and_found(lab):
     from jincai.verify.tests import test_baseline as tb
 
     c = _check(lab, "220102-app1", "service.rsyslog")
-    up = _host([(r"is-active rsyslog", 0, "active\n"), (r"is-enabled rsyslog", 0, "enabled\n")])
+    up = _host([(r"systemctl show .* rsyslog$", 0, _units(("active", "enabled")))])
     assert _verdict(tb.test_service, up, c) == "passed"
-    down = _host([(r"is-active rsyslog", 3, "inactive\n"), (r"is-enabled rsyslog", 0, "enabled\n")])
+    down = _host([(r"systemctl show .* rsyslog$", 0, _units(("inactive", "enabled")))])
     assert _verdict(tb.test_service, down, c) == (
         "220102-app1: service.rsyslog (rsyslog runs and starts at boot): expected running, enabled, "
         "found inactive, enabled")
@@ -424,7 +429,8 @@ def test_ntp_ospf_tunnel_and_app_checks_on_canned_output(lab):
     sas = "bu-bu0002: #2, ESTABLISHED, IKEv2\n  local\nbu-bu0001: #1, CONNECTING, IKEv2\n"
     assert "found established: bu-bu0002" in _verdict(tv.test_vpn_tunnel, _host([(r"swanctl", 0, sas)]), tc)
     hc = _check(lab, "220102-app1", "app.budget.health")
-    ok = '{"status_code": 200, "body": {"status": "ok", "version": "%s"}}'
+    url = f"https://{hc.params['address']}:{hc.params['port']}{hc.params['path']}"
+    ok = json.dumps({url: {"status_code": 200, "body": {"status": "ok", "version": "%s"}}})
     assert _verdict(ta.test_app_health, _host([(r"python3 -c", 0, ok % hc.params["version"])]), hc) == "passed"
     assert "found status ok, version 1.0.0" in _verdict(ta.test_app_health, _host([(r"python3 -c", 0,
                                                                                     ok % "1.0.0")]), hc)
@@ -520,20 +526,23 @@ def _healthy_cases(net):
             (r"stat -Lc %Y", 0, f"{now - 3600}\n"), (r"date \+%s", 0, f"{now}\n")]),
         (tb.test_backup, _check(net, app, "backup.local"), [
             (r"systemctl show -p Result", 0, "Result=\nExecMainStartTimestamp=\n"),
-            (r"is-active jincai-backup.timer", 0, "active\n")]),
-        (tb.test_log_forwarding, fwd, [(r"is-active rsyslog", 0, "active\n"), (r"ss -Htn state established", 0,
+            (r"systemctl show -p LoadState .* jincai-backup.timer$", 0, _units(("active", "enabled")))]),
+        (tb.test_log_forwarding, fwd, [(r"systemctl show .* rsyslog$", 0, _units(("active", "enabled"))),
+                                       (r"ss -Htn state established", 0,
                                        f"0 0 {app}:40000 {fwd.params['collector']}:{fwd.params['port']}\n")]),
         (tb.test_interface_address, eth, [
-            (r"--json link show", 0, '[{"ifname": "eth1", "flags": ["BROADCAST", "UP", "LOWER_UP"]}]'),
-            (r"link show", 0, ""), (r"addr show", 0, f"2: eth1\n    inet {eth.params['address']}/24 scope global\n")]),
+            (r"^ip -j addr show$", 0, json.dumps([{"ifname": "lo", "flags": ["LOOPBACK", "UP", "LOWER_UP"]}, {
+                "ifname": "eth1", "flags": ["BROADCAST", "UP", "LOWER_UP"],
+                "addr_info": [{"family": "inet", "local": eth.params["address"], "prefixlen": 24}]}]))]),
         (tb.test_route, route, [(r"ip -j route show", 0, '[{"dst": "default", "gateway": "%s"}]' % route.params["via"])]),
         (tb.test_sysctl, _check(net, "220000-rtr", "sysctl.net.ipv4.ip_forward"), [(r" -n net.ipv4", 0, "1\n")]),
         (tb.test_file_present, _check(net, app, "integrity.aide"), [(r"test -e", 0, "")]),
         (tb.test_ntp_source, _check(net, svc, "ntp.source"), [(r"chronyc -n sources", 0, "\n"), (
             r"chronyc -n tracking", 0, "Reference ID    : 7F7F0101 ()\nLeap status     : Normal\n")]),
-        (tb.test_service, _check(net, app, "service.nftables"), [(r"is-enabled nftables", 0, "enabled\n")]),
-        (ta.test_app_current, current, [(r"test -L", 0, ""), (r"readlink -f", 0,
-                                          f"{current.params['path'][:-len('current')]}releases/{current.params['version']}\n")]),
+        (tb.test_service, _check(net, app, "service.nftables"), [
+            (r"systemctl show .* nftables$", 0, _units(("inactive", "enabled")))]),
+        (ta.test_app_current, current, [(r"python3 -c", 0, json.dumps({current.params["path"]: (
+            f"{current.params['path'][:-len('current')]}releases/{current.params['version']}")}))]),
         (ta.test_app_release_record, _check(net, app, "apps.release"), [
             (r"test -e", 0, ""), (r"cat -- ", 0, _record(net, _check(net, app, "apps.release")))]),
         (ts.test_logs_received, _check(net, svc, f"logs.received.{app}"), [(r"test -d", 0, ""), (r"find", 0, "x.log\n")]),
@@ -551,3 +560,41 @@ def test_each_check_passes_on_a_canned_healthy_host_and_fails_on_an_empty_one(la
         broken = _verdict(fn, _host([(r".", 1, "")]), check)
         assert broken.startswith(f"{check.host}: {check.id} ({check.title}): expected {check.expected}, found "), (
             fn.__name__, broken)
+
+
+def test_a_hosts_services_interfaces_and_apps_are_read_once_for_all_their_checks(lab, monkeypatch):
+    """The per-host reads (#14/#19 speed): every service check of a host shares one ``systemctl show``,
+    every interface check one ``ip -j addr``, every health and release-link check one probe each; a
+    stopped unit among them still fails its own check only."""
+    from jincai.verify.tests import test_apps as ta
+    from jincai.verify.tests import test_baseline as tb
+
+    name = "220102-app1"
+    checks = [c for c in plan.checks_for(lab, name) if not c.skip]
+    monkeypatch.setattr(support, "PLANNED", {name: checks})
+    services = [c for c in checks if c.test == "test_service"]
+    units = [c.params["unit"] for c in services]
+    assert len(units) >= 8, units
+    stopped = "rsyslog"
+    show = _units(*[("inactive" if u == stopped else "active", "enabled") for u in units])
+    ifaces = [c for c in checks if c.test == "test_interface_address"]
+    addr = json.dumps([{"ifname": c.params["name"], "flags": ["UP", "LOWER_UP"],
+                        "addr_info": [{"local": c.params["address"]}]} for c in ifaces])
+    health = [c for c in checks if c.test == "test_app_health"]
+    current = [c for c in checks if c.test == "test_app_current"]
+    docs = {f"https://{c.params['address']}:{c.params['port']}{c.params['path']}":
+            {"status_code": 200, "body": {"status": "ok", "version": c.params["version"]}} for c in health}
+    links = {c.params["path"]: c.params["path"][:-len("current")] + "releases/" + c.params["version"] for c in current}
+    h = _host([(r"^systemctl show -p LoadState -p ActiveState -p UnitFileState -- " + " ".join(units) + "$", 0, show),
+               (r"^ip -j addr show$", 0, addr), (r"HEALTH|urlopen", 0, json.dumps(docs)),
+               (r"islink", 0, json.dumps(links))])
+    verdicts = {c.id: _verdict(tb.test_service, h, c) for c in services}
+    verdicts.update({c.id: _verdict(tb.test_interface_address, h, c) for c in ifaces})
+    verdicts.update({c.id: _verdict(ta.test_app_health, h, c) for c in health})
+    verdicts.update({c.id: _verdict(ta.test_app_current, h, c) for c in current})
+    failed = {k: v for k, v in verdicts.items() if v != "passed"}
+    assert list(failed) == [f"service.{stopped}"], failed
+    assert failed[f"service.{stopped}"].endswith("found inactive, enabled")
+    ran = h.backend.commands
+    assert len(ran) == 4, ran  # one read per kind, for 2 + len(units) + len(ifaces) + ... checks
+    assert len(services) + len(ifaces) + len(health) + len(current) >= 15

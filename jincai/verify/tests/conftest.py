@@ -49,7 +49,9 @@ def pytest_configure(config):
         raise pytest.UsageError(f"{inv}: {exc} (nothing was contacted)") from None
     checks = {}
     for name in scope:
-        for c in plan.checks_for(net, name):
+        planned = plan.checks_for(net, name)
+        support.PLANNED[name] = [c for c in planned if not c.skip]
+        for c in planned:
             checks.setdefault(c.test, []).append(c)
     config.stash[STATE] = _State(net, scope, checks)
 

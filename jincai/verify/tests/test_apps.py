@@ -8,28 +8,50 @@ import shlex
 
 from jincai.verify import support
 
-# Run on the app server (its own address, certificate checked with the province CA): prints the health
-# document, or {"error": ...}.
+# Run on the app server (its own address, certificate checked with the province CA), for every
+# application planned there at once: prints {url: health document or {"error": ...}}.
 HEALTH = r"""
 import json, ssl, sys, urllib.request
-url, ca = sys.argv[1], sys.argv[2]
-try:
-    with urllib.request.urlopen(url, context=ssl.create_default_context(cafile=ca), timeout=5) as r:
-        print(json.dumps({"status_code": r.status, "body": json.load(r)}))
-except Exception as e:
-    print(json.dumps({"error": str(e)}))
+ca, urls = sys.argv[1], json.loads(sys.argv[2])
+ctx, out = ssl.create_default_context(cafile=ca), {}
+for url in urls:
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+            out[url] = {"status_code": r.status, "body": json.load(r)}
+    except Exception as e:
+        out[url] = {"error": str(e)}
+print(json.dumps(out))
 """
+
+# Every application's ``current`` link at once: prints {path: target of the link, or null: not a link}.
+CURRENT = r"""
+import json, os, sys
+print(json.dumps({p: os.path.realpath(p) if os.path.islink(p) else None for p in json.loads(sys.argv[1])}))
+"""
+
+
+def _url(p):
+    return f"https://{p['address']}:{p['port']}{p['path']}"
+
+
+def _probe(host, check, script, key, *args):
+    """Run ``script`` once per host for every planned check of ``check``'s kind (memoised); its JSON."""
+    memo = (check.host, check.test)
+    if memo not in support._memo or key not in support._memo[memo]:
+        res = host.run(f"python3 -c {shlex.quote(script)}" + " %s" * len(args), *args)
+        try:
+            support._memo[memo] = json.loads(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            support.fail(check, f"no answer from the probe (exit {res.rc}): {res.stderr.strip()[-300:]}")
+    return support._memo[memo].get(key)
 
 
 def test_app_health(host, check):
     """The health endpoint answers status ok with the version the release names."""
     p = check.params
-    url = f"https://{p['address']}:{p['port']}{p['path']}"
-    res = host.run(f"python3 -c {shlex.quote(HEALTH)} %s %s", url, p["ca"])
-    try:
-        doc = json.loads(res.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        support.fail(check, f"no answer from the probe (exit {res.rc}): {res.stderr.strip()[-300:]}")
+    url = _url(p)
+    urls = sorted({_url(c.params) for c in support.planned(check)} | {url})
+    doc = _probe(host, check, HEALTH, url, p["ca"], json.dumps(urls)) or {"error": "not probed"}
     if "error" in doc:
         support.fail(check, f"{url}: {doc['error']}")
     body = doc.get("body") or {}
@@ -40,10 +62,11 @@ def test_app_health(host, check):
 def test_app_current(host, check):
     """The application's ``current`` link points at the release's version."""
     p = check.params
-    link = host.file(p["path"])
-    if not link.is_symlink:
+    paths = sorted({c.params["path"] for c in support.planned(check)} | {p["path"]})
+    target = _probe(host, check, CURRENT, p["path"], json.dumps(paths))
+    if target is None:
         support.fail(check, f"{p['path']} is not a link")
-    target = link.linked_to.rstrip("/").rsplit("/", 1)[-1]
+    target = target.rstrip("/").rsplit("/", 1)[-1]
     support.expect(check, target == p["version"], f"{p['path']} -> {target}")
 
 
