@@ -458,3 +458,30 @@ def test_fast_findings_map_to_the_drift_rules_controls():
                                        catalogue["drift_rules"], catalogue["controls"])
     assert [(f["control"], f["title"], f["expected"], f["found"]) for f in found] == [
         ("L3-CES1-13", "chrony: service chrony.service (state)", "active", "inactive")]
+
+
+def test_the_timer_role_runs_fast_drift_nightly_and_full_drift_weekly():
+    """roles/compliance_timer's runs (vars/main.yml) rendered as Ansible would, and its service template."""
+    import jinja2
+    import yaml
+
+    role = os.path.join(ROOT, "roles", "compliance_timer")
+    defaults = yaml.safe_load(open(os.path.join(role, "defaults", "main.yml"), encoding="utf-8"))
+    expr = yaml.safe_load(open(os.path.join(role, "vars", "main.yml"), encoding="utf-8"))["_compliance_timer_runs"]
+    env = jinja2.Environment()
+    values = {k: env.from_string(str(v)).render(**defaults) if isinstance(v, str) else v for k, v in defaults.items()}
+    for weekly, units in (("Sun *-*-* 03:30:00", ["jincai-compliance", "jincai-compliance-full"]), ("", ["jincai-compliance"])):
+        runs = yaml.safe_load(env.from_string(expr).render(**dict(values, compliance_timer_weekly_on_calendar=weekly)))
+        assert [r["unit"] for r in runs] == units
+    template = env.from_string(open(os.path.join(role, "templates", "service.j2"), encoding="utf-8").read())
+    nightly, full = (template.render(**values, _compliance_timer_run=r) for r in runs_of(env, expr, values))
+    exec_line = [ln for ln in nightly.splitlines() if ln.startswith("ExecStart=")][0]
+    assert "jincai compliance" in exec_line and "--drift" not in exec_line  # fast: the default
+    assert [ln for ln in full.splitlines() if ln.startswith("ExecStart=")][0].endswith("--quiet --drift full")
+
+
+def runs_of(env, expr, values):
+    """The role's runs with its defaults."""
+    import yaml
+
+    return yaml.safe_load(env.from_string(expr).render(**values))
