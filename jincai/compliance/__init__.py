@@ -160,7 +160,7 @@ def plan_fast(inventory, inventory_dir, scope, extra_vars, raw_dir):
             continue
         doc["manifests"][host] = found
         if not found.get("router"):
-            manifest.write_paths(paths_dir, host, list(found.get("files") or {}))
+            manifest.write_paths(paths_dir, host, list(found.get("files") or {}), list(found.get("services") or {}))
     with open(os.path.join(raw_dir, "fast.json"), "w", encoding="utf-8") as fh:
         json.dump(doc, fh, indent=1, sort_keys=True)
     return doc, sorted(doc["fallback"])

@@ -350,16 +350,19 @@ def group_names():
 
 
 def readback(paths):
-    """The read-back of playbooks/manifest.yml, right after a successful site.yml: {path: manifest_file}."""
+    """{path: manifest_file} of the managed ``paths`` (fast drift's file facts)."""
     return {p: manifest_file(p) for p in paths}
 
 
 def main():
     """Collect everything and print one JSON document (with the context passed as argument 1, if any)."""
     context = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    if context.get("readback"):  # playbooks/manifest.yml: only the managed paths
+    if context.get("readback"):  # playbooks/manifest.yml, right after a successful site.yml: what it left
+        units = services()
         print(json.dumps({"host": context.get("host") or socket.gethostname(), "kind": "readback",
-                          "files": readback(context.get("manifest_paths") or [])}, sort_keys=True))
+                          "files": readback(context.get("manifest_paths") or []),
+                          "services": {u: units.get(u) or {} for u in context.get("manifest_units") or []},
+                          "packages": packages()}, sort_keys=True))
         return
     users = accounts()
     socks = listening()

@@ -194,9 +194,15 @@ class Recorder:
         """The paths of ``host``'s file entries, for the read-back."""
         return sorted(self.hosts.get(host, {}).get("files", {}))
 
+    def units(self, host):
+        """The units of ``host``'s service entries, for the read-back."""
+        return sorted(self.hosts.get(host, {}).get("services", {}))
+
     def manifest(self, host, readback=None, router=None, digest=None):
-        """The manifest document of ``host``: entries with the intended values of the files taken from
-        ``readback`` ({path: facts} of the collector) and, for a router, ``router`` = {platform, lines}."""
+        """The manifest document of ``host``: its entries with the intended values read back right after
+        the run (``readback``: the collector's ``{files: {path: facts}, services: {unit: state},
+        packages: [installed]}``; a unit's state and a package's presence are compared as read back, the
+        tasks' arguments say only which to compare) and, for a router, ``router`` = {platform, lines}."""
         h = self.hosts.get(host) or self.host(host)
         uncovered = dict(h["uncovered"])
         if router is not None:
@@ -207,9 +213,10 @@ class Recorder:
                     what = f"{e['module']} (router host)"
                     uncovered[what] = uncovered.get(what, 0) + 1
             h = dict(h, files={}, packages={}, services={}, users={}, groups={})
+        readback = readback or {}
         files = {}
         for path, e in sorted(h["files"].items()):
-            got = (readback or {}).get(path) or {"exists": False}
+            got = (readback.get("files") or {}).get(path) or {"exists": False}
             checks = ["exists"]
             if got.get("exists") and e["state"] != "absent":
                 checks.append("type")
@@ -220,8 +227,16 @@ class Recorder:
                            "expected": {k: got.get(k) for k in ("exists", "type", "sha256", "mode", "owner", "group")
                                         if got.get(k) is not None},
                            "check": checks}
+        services = {}
+        for unit, e in sorted(h["services"].items()):
+            got = (readback.get("services") or {}).get(unit)
+            services[unit] = dict(e, expected={k: got.get(k) for k in ("active", "enabled") if got.get(k)}) if got else e
+        packages = {}
+        installed = set(readback["packages"]) if "packages" in readback else None
+        for name, e in sorted(h["packages"].items()):
+            packages[name] = dict(e, installed=name in installed) if installed is not None else e
         return {"schema": SCHEMA, "host": host, "digest": digest or {}, "files": files,
-                "packages": dict(sorted(h["packages"].items())), "services": dict(sorted(h["services"].items())),
+                "packages": packages, "services": services,
                 "users": dict(sorted(h["users"].items())), "groups": dict(sorted(h["groups"].items())),
                 "uncovered": dict(sorted(uncovered.items())), "router": router}
 
@@ -269,11 +284,12 @@ def paths_file(directory, host):
     return os.path.join(directory, f"{host}.paths.json")
 
 
-def write_paths(directory, host, file_paths):
-    """Write ``host``'s path list for the read-back/collection task (a JSON list)."""
+def write_paths(directory, host, file_paths, units=()):
+    """Write ``host``'s managed paths and units for the read-back/collection task:
+    ``{"paths": [...], "units": [...]}``."""
     os.makedirs(directory, exist_ok=True)
     with open(paths_file(directory, host), "w", encoding="utf-8") as fh:
-        json.dump(sorted(file_paths), fh)
+        json.dump({"paths": sorted(file_paths), "units": sorted(units)}, fh)
 
 
 def current_hostvars(inventory_dir):
@@ -401,6 +417,12 @@ def compare(manifest, facts):
     units = facts.get("services") or {}
     for unit, e in (manifest.get("services") or {}).items():
         u = units.get(unit) or {}
+        exp = e.get("expected")
+        if exp is not None:  # as read back right after the run
+            for attr, key in (("state", "active"), ("enabled", "enabled")):
+                if e.get(attr) is not None and exp.get(key) and exp[key] != u.get(key):
+                    out.append(_drift("service", unit, attr, exp[key], u.get(key) or "unknown unit", e))
+            continue
         if e.get("state"):
             active = u.get("active") == "active"
             if (e["state"] == "started") != active:

@@ -85,7 +85,7 @@ class CallbackModule(CallbackBase):
         self._seen_manifest_play = True
         for host in self._vm._inventory.get_hosts(play.hosts):
             name = host.get_name()
-            self._manifest.write_paths(self._dir, name, self._recorder.paths(name))
+            self._manifest.write_paths(self._dir, name, self._recorder.paths(name), self._recorder.units(name))
 
     def v2_runner_on_ok(self, result):
         """Record a successful result (or store a read-back)."""
@@ -119,7 +119,7 @@ class CallbackModule(CallbackBase):
                                    "lines": self._manifest.config_lines(doc.get("config") or "", platform)}
             self._readback[host] = {}
         else:
-            self._readback[host] = doc.get("files") or {}
+            self._readback[host] = doc
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         """A failed result: that host's state is not established, no manifest for it."""

@@ -218,7 +218,7 @@ def test_callback_on_synthetic_results(monkeypatch):
         assert cb._recorder.paths("h") == ["/etc/a", "/etc/s"] and cb._bad == {"bad", "gone"}
         cb.v2_runner_on_ok(synthetic_result("h", "ansible.builtin.command", {}, readback="server", result={
             "stdout": json.dumps({"files": {"/etc/a": {"exists": True}}})}))
-        assert cb._readback == {"h": {"/etc/a": {"exists": True}}}
+        assert cb._readback == {"h": {"files": {"/etc/a": {"exists": True}}}}
     finally:
         shutil.rmtree(cb._dir, ignore_errors=True)
         os.environ.pop("JINCAI_MANIFEST_PATHS", None)
@@ -270,7 +270,7 @@ def test_recorder_packages_services_accounts_and_uncovered():
           {"censored": "hidden", "changed": False}, no_log=True)
     r.add("h", "ansible.builtin.template", {}, {"results": [{"censored": "hidden"}]}, no_log=True)
     r.add("h", "ansible.builtin.assert", {"that": "1"}, {})
-    doc = r.manifest("h", {"/etc/x": {"exists": True, "type": "file", "sha256": "a" * 64, "mode": "0600"}})
+    doc = r.manifest("h", {"files": {"/etc/x": {"exists": True, "type": "file", "sha256": "a" * 64, "mode": "0600"}}})
     assert doc["packages"] == {"chrony": {"installed": True, "role": "base", "task": "", "module": "apt"},
                                "aide": {"installed": True, "role": "base", "task": "", "module": "apt"},
                                "telnet": {"installed": False, "role": "base", "task": "", "module": "apt"}}
@@ -294,7 +294,7 @@ def test_compare_reports_every_kind_of_drift():
     r.add("h", "ansible.builtin.group", {"name": "jcaudit"}, {}, role="accounts")
     r.add("h", "ansible.builtin.template", {"dest": "/etc/a", "owner": "root", "group": "root", "mode": "0644"}, {})
     want = {"exists": True, "type": "file", "sha256": "a" * 64, "mode": "0644", "owner": "root", "group": "root"}
-    doc = r.manifest("h", {"/etc/a": want})
+    doc = r.manifest("h", {"files": {"/etc/a": want}})
     clean = {"manifest_files": {"/etc/a": want}, "packages": ["chrony", "aide"],
              "services": {"chrony.service": {"active": "active", "enabled": "enabled"},
                           "auditd.service": {"active": "active", "enabled": "enabled"}},
@@ -315,6 +315,26 @@ def test_compare_reports_every_kind_of_drift():
         ("user", "jcadmin", "exists", "present", "absent"), ("group", "jcaudit", "exists", "present", "absent")}
     gone = manifest.compare(doc, dict(clean, manifest_files={"/etc/a": {"exists": False}}))
     assert [(d["attribute"], d["expected"], d["found"]) for d in gone] == [("exists", True, False)]  # one finding
+
+
+def test_units_and_packages_are_compared_as_read_back_after_the_run():
+    """A oneshot service the run started is inactive right after it: that is its intended state, not
+    drift; a package name dpkg does not list (a virtual package) is expected absent as read back."""
+    r = manifest.Recorder()
+    r.add("h", "ansible.builtin.systemd_service", {"name": "jincai-once", "state": "started", "enabled": True}, {})
+    r.add("h", "ansible.builtin.systemd_service", {"name": "chrony", "state": "started", "enabled": True}, {})
+    r.add("h", "ansible.builtin.apt", {"name": ["chrony", "mail-transport-agent"]}, {})
+    assert r.units("h") == ["chrony.service", "jincai-once.service"]
+    after = {"jincai-once.service": {"active": "inactive", "enabled": "enabled"},
+             "chrony.service": {"active": "active", "enabled": "enabled"}}
+    doc = r.manifest("h", {"files": {}, "services": after, "packages": ["chrony"]})
+    assert doc["packages"]["mail-transport-agent"]["installed"] is False
+    facts = {"services": after, "packages": ["chrony"]}
+    assert manifest.compare(doc, facts) == []
+    facts = {"services": dict(after, **{"chrony.service": {"active": "inactive", "enabled": "disabled"}}),
+             "packages": ["chrony"]}
+    assert {(d["name"], d["attribute"], d["expected"], d["found"]) for d in manifest.compare(doc, facts)} == {
+        ("chrony.service", "state", "active", "inactive"), ("chrony.service", "enabled", "enabled", "disabled")}
 
 
 def test_router_manifest_compares_the_running_config_line_by_line():
@@ -371,7 +391,7 @@ def test_plan_fast_falls_back_for_no_manifest_a_changed_host_var_and_extra_vars(
     doc, fallback = comp.plan_fast(inventory, local_run["inv"], scope, local_run["extra"][1::2], str(tmp_path / "a"))
     assert list(doc["manifests"]) == [OK_HOST] and fallback == [FAILED_HOST]
     assert doc["fallback"][FAILED_HOST].startswith("no manifest")
-    paths = json.loads((tmp_path / "a" / "manifest" / f"{OK_HOST}.paths.json").read_text())
+    paths = json.loads((tmp_path / "a" / "manifest" / f"{OK_HOST}.paths.json").read_text())["paths"]
     assert str(local_run["files"] / "managed.conf") in paths
     _doc, fallback = comp.plan_fast(inventory, local_run["inv"], scope, local_run["extra"][1::2] + ["x=1"],
                                     str(tmp_path / "b"))
@@ -400,7 +420,7 @@ def test_compliance_fast_runs_site_check_only_for_the_hosts_that_fall_back(local
                 listed = os.path.join(paths_dir, f"{host}.paths.json")
                 facts = server_facts()
                 if os.path.exists(listed):  # what the collector adds for the manifest's paths
-                    facts.update(manifest_files=collector.readback(json.load(open(listed, encoding="utf-8"))),
+                    facts.update(manifest_files=collector.readback(json.load(open(listed, encoding="utf-8"))["paths"]),
                                  groups=collector.group_names())
                 with open(os.path.join(facts_dir, f"{host}.json"), "w", encoding="utf-8") as fh:
                     json.dump({"host": host, "kind": "server", "context": CTX, "facts": facts}, fh)
