@@ -153,6 +153,7 @@ class CallbackModule(CallbackBase):
         tree = m.tree_digest(inventory_dir)
         extra = self._vm.extra_vars
         written, skipped = 0, []
+        skipped += sorted(self._bad - set(self._readback))
         for host in sorted(self._readback):
             counts = stats.summarize(host)
             if host in self._bad or counts.get("failures") or counts.get("unreachable") or host not in hostvars:
@@ -161,7 +162,12 @@ class CallbackModule(CallbackBase):
             hv = hostvars[host]
             doc = self._recorder.manifest(host, self._readback[host], self._routers.get(host),
                                           m.source_digest(hv, tree, extra))
-            m.write(hv.get("jincai_network_name") or os.path.basename(inventory_dir), host, doc)
+            try:
+                m.write(hv.get("jincai_network_name") or os.path.basename(inventory_dir), host, doc)
+            except (OSError, ValueError) as exc:  # e.g. an execution environment without the state directory
+                self._display.warning(f"jincai_manifest: no manifest written ({exc}); fast drift falls back to "
+                                      "site.yml --check for these hosts")
+                return
             written += 1
         self._display.display(f"jincai_manifest: {written} manifests written"
                               + (f"; none for {', '.join(skipped)} (failed)" if skipped else ""))
