@@ -41,6 +41,11 @@ INVENTORY_TREES = ("group_vars", "host_vars")
 #: Host vars left out of the digest because they change without changing what a host should hold.
 #: None of the jincai inventory plugin's vars does today (checked on the lab and the province source).
 VOLATILE_HOSTVARS = frozenset()
+#: Extra vars that steer a run, not what a host should hold: the production guard's flag, connection
+#: settings (``ansible_*``) and the compliance run's own tuning (``compliance_*``). Left out of the digest,
+#: so a production site.yml (``-e jincai_allow_production=true``) and the nightly run agree.
+RUN_CONTROL_EXTRA_VARS = frozenset({"jincai_allow_production"})
+RUN_CONTROL_PREFIXES = ("ansible_", "compliance_")
 #: systemd enablement states that count as enabled / as not enabled (``systemctl list-unit-files``).
 ENABLED = frozenset({"enabled", "enabled-runtime", "alias", "static", "indirect", "generated", "linked"})
 NOT_ENABLED = frozenset({"disabled", "masked", "masked-runtime"})
@@ -80,14 +85,18 @@ class Recorder:
         return self.hosts.setdefault(name, {"files": {}, "packages": {}, "services": {}, "users": {},
                                             "groups": {}, "uncovered": {}})
 
-    def add(self, host, action, args, result, no_log=False, role="", task="", probe=False):
+    def add(self, host, action, args, result, no_log=False, role="", task="", probe=False, delegated=False):
         """Record one successful, non-check result. ``args``: the task's templated arguments (the worker's
         task fields; for a loop the items' own ``invocation`` is used); ``result``: the result dict
         (censored for a ``no_log`` task: then only ``args``' path or name is recorded, never content);
-        ``probe``: the task is declared ``changed_when: false`` (a read-only query: not uncovered)."""
+        ``probe``: the task is declared ``changed_when: false`` (a read-only query: not uncovered);
+        ``delegated``: the task ran on another host (what it manages is not this host's: uncovered)."""
         module = short(action)
         h = self.host(host)
-        if module in READ_ONLY:
+        if module in READ_ONLY or (probe and delegated):
+            return
+        if delegated:
+            self._uncovered(h, f"{module} (delegated)")
             return
         items = result.get("results") if isinstance(result.get("results"), list) else None
         if items is None:
@@ -337,8 +346,10 @@ def hostvars_digest(hostvars):
 
 
 def extra_vars_digest(extra_vars):
-    """sha256 of the run's extra vars (a dict, as Ansible parsed them)."""
-    return _sha(_canonical(extra_vars or {}))
+    """sha256 of the run's extra vars (a dict, as Ansible parsed them), the run-control ones left out
+    (:data:`RUN_CONTROL_EXTRA_VARS`, :data:`RUN_CONTROL_PREFIXES`)."""
+    return _sha(_canonical({k: v for k, v in sorted((extra_vars or {}).items())
+                            if k not in RUN_CONTROL_EXTRA_VARS and not str(k).startswith(RUN_CONTROL_PREFIXES)}))
 
 
 def source_digest(hostvars, tree, extra_vars):

@@ -105,7 +105,8 @@ class CallbackModule(CallbackBase):
         role = task._role.get_name() if getattr(task, "_role", None) else ""
         self._recorder.add(host, fields.get("action") or task.action, fields.get("args"), result._result,
                            no_log=bool(task.no_log), role=role, task=task.name or "",
-                           probe=fields.get("changed_when") in PROBE_CHANGED_WHEN)
+                           probe=fields.get("changed_when") in PROBE_CHANGED_WHEN,
+                           delegated=bool(fields.get("delegate_to")) and fields.get("delegate_to") != host)
 
     def _store_readback(self, host, kind, res):
         try:

@@ -270,6 +270,7 @@ def test_recorder_packages_services_accounts_and_uncovered():
           {"censored": "hidden", "changed": False}, no_log=True)
     r.add("h", "ansible.builtin.template", {}, {"results": [{"censored": "hidden"}]}, no_log=True)
     r.add("h", "ansible.builtin.assert", {"that": "1"}, {})
+    r.add("h", "ansible.builtin.copy", {"dest": "/srv/bundle.zip"}, {}, delegated=True)
     doc = r.manifest("h", {"files": {"/etc/x": {"exists": True, "type": "file", "sha256": "a" * 64, "mode": "0600"}}})
     assert doc["packages"] == {"chrony": {"installed": True, "role": "base", "task": "", "module": "apt"},
                                "aide": {"installed": True, "role": "base", "task": "", "module": "apt"},
@@ -278,7 +279,8 @@ def test_recorder_packages_services_accounts_and_uncovered():
     assert doc["services"]["rsync.service"]["state"] == "stopped" and doc["services"]["rsync.service"]["enabled"] is False
     assert doc["users"]["jcadmin"]["present"] and not doc["users"]["olduser"]["present"]
     assert doc["groups"] == {"jcaudit": {"present": True, "role": "", "task": "", "module": "group"}}
-    assert doc["uncovered"] == {"sysctl": 1, "template (no_log loop)": 1}
+    assert doc["uncovered"] == {"sysctl": 1, "template (no_log loop)": 1, "copy (delegated)": 1}
+    assert "/srv/bundle.zip" not in doc["files"]
     assert "secret" not in json.dumps(doc) and "$6$" not in json.dumps(doc)
     assert doc["files"]["/etc/x"]["check"] == ["exists", "type", "sha256"] and doc["files"]["/etc/x"]["no_log"]
 
@@ -382,6 +384,9 @@ def test_the_digest_changes_with_a_role_file_a_template_a_group_var_a_host_var_a
     assert "roles/templates" in manifest.digest_mismatch(base, manifest.source_digest(hv, "0" * 64, {}))
     assert "extra vars" in manifest.digest_mismatch(base, manifest.source_digest(hv, first, {"x": "1"}))
     assert manifest.parse_extra_vars(["x=1", '{"y": [1]}']) == {"x": "1", "y": [1]}
+    # what steers a run is not what a host holds: production's guard flag, connection and compliance tuning
+    steered = {"jincai_allow_production": "true", "ansible_ssh_timeout": "5", "compliance_router_timeout": "5"}
+    assert manifest.digest_mismatch(base, manifest.source_digest(hv, first, steered)) == ""
 
 
 def test_plan_fast_falls_back_for_no_manifest_a_changed_host_var_and_extra_vars(local_run, tmp_path, monkeypatch):
