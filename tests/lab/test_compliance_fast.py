@@ -26,7 +26,8 @@ pytestmark = pytest.mark.lab
 #: change, no other host's
 FALLBACK_HOST = "220103-app1"
 RENAME = ("name: 王芳,", "name: 王芳芳,")
-#: the package removed by hand (its .deb stays in the host's apt cache: restored with dpkg -i, offline)
+#: the package removed by hand: the baseline installs it (pam_pwquality's dictionary tools, only a
+#: Recommends: nothing depends on it), no service, trivial maintainer scripts
 PACKAGE = "cracklib-runtime"
 
 # kind: host, break, restore, (drift kind, name substring, attribute) expected among the fast findings
@@ -41,11 +42,17 @@ DRIFTS = {
                            "test -f /root/jcfast-app.path && mv /root/jcfast-app.env $(cat /root/jcfast-app.path) && "
                            "rm /root/jcfast-app.path",
                            ("file", "/app.env", "sha256")),
+    # a real `dpkg -r` (maintainer scripts run, files go); the lab hosts reach no package mirror, so the
+    # package's files and its dpkg records are kept in a tar and put back: dpkg lists it installed again
     "package removed": ("220200-app1",
-                        f"ls /var/cache/apt/archives/{PACKAGE}_*.deb >/dev/null && "
-                        f"dpkg -r --force-depends {PACKAGE} >/dev/null",
-                        f"dpkg-query -W -f '${{db:Status-Abbrev}}' {PACKAGE} 2>/dev/null | grep -q '^ii' || "
-                        f"DEBIAN_FRONTEND=noninteractive dpkg -i /var/cache/apt/archives/{PACKAGE}_*.deb >/dev/null",
+                        f"p={PACKAGE}; dpkg-query -W -f '${{db:Status-Abbrev}}' $p | grep -q '^ii' && "
+                        "dpkg -L $p | while read -r f; do if [ -f \"$f\" ] || [ -L \"$f\" ]; then echo \"$f\"; fi; done"
+                        " > /root/jcfast-pkg.list && "
+                        "tar -cpPf /root/jcfast-pkg.tar -T /root/jcfast-pkg.list /var/lib/dpkg/status /var/lib/dpkg/info/$p.* && "
+                        "dpkg -r $p > /dev/null",
+                        "test ! -f /root/jcfast-pkg.tar || { tar -xpPf /root/jcfast-pkg.tar && "
+                        "rm -f /root/jcfast-pkg.tar /root/jcfast-pkg.list; } && "
+                        f"dpkg-query -W -f '${{db:Status-Abbrev}}' {PACKAGE} | grep -q '^ii'",
                         ("package", PACKAGE, "installed")),
     "service stopped": ("220100-app1", "systemctl stop chrony", "systemctl start chrony",
                         ("service", "chrony.service", "state")),
