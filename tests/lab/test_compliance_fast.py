@@ -56,8 +56,10 @@ DRIFTS = {
                         ("package", PACKAGE, "installed")),
     "service stopped": ("220100-app1", "systemctl stop chrony", "systemctl start chrony",
                         ("service", "chrony.service", "state")),
-    "service disabled": ("220000-app1", "systemctl disable -q rsyslog", "systemctl enable -q rsyslog",
-                         ("service", "rsyslog.service", "enabled")),
+    # a timer: disabling rsyslog.service (an alias of syslog.service) left it stopped after the re-enable
+    "service disabled": ("220000-app1", "systemctl disable -q jincai-backup.timer",
+                         "systemctl enable -q --now jincai-backup.timer",
+                         ("service", "jincai-backup.timer", "enabled")),
     "router line": ("220202-rtr",
                     "vtysh -c 'configure terminal' -c 'access-list jcfast seq 5 permit any' && "
                     "vtysh -c 'show running-config' | grep -q 'access-list jcfast'",
