@@ -344,6 +344,7 @@ def test_router_manifest_compares_the_running_config_line_by_line():
 
     r = manifest.Recorder()
     r.add("rtr", "ansible.builtin.template", {"dest": "/etc/nftables.conf", "mode": "0644"}, {})
+    r.add("rtr", "jincai_netconfig", {"platform": "frr", "config": "..."}, {})
     lines = manifest.config_lines(ROUTER_OK, "frr")
     doc = r.manifest("rtr", {}, router={"platform": "frr", "lines": lines})
     assert doc["files"] == {} and doc["uncovered"] == {"template (router host)": 1}
