@@ -1,8 +1,11 @@
 """``jincai compliance``: nightly drift and MLPS level-3 compliance report, changing nothing.
 
-Two read-only Ansible runs, side by side: ``playbooks/site.yml --check --diff`` (drift: every task
-that would change something, recorded with its diff by the jincai_drift callback) and
-``playbooks/compliance.yml`` (one round trip per host collecting the facts the checks judge). The
+Two read-only Ansible runs, side by side: drift and ``playbooks/compliance.yml`` (one round trip per
+host collecting the facts the checks judge). Drift ``--drift fast`` (the default) compares what the
+collection also reads of each host's manifest entries with the manifest the last successful site.yml
+wrote (jincai.compliance.manifest); the hosts without a current manifest, and every host with
+``--drift full``, get ``playbooks/site.yml --check --diff`` (every task that would change something,
+recorded with its diff by the jincai_drift callback). The
 checks run on the control node (jincai/compliance/checks.py); findings carry the MLPS control ID
 and clause (jincai/data/mlps_controls.yml). Reports: report.json, junit.xml, report.html (with the
 WAN map of jincai.topology) in ``reports/compliance/<run id>/`` plus ``history.json``. Exit 0 clean, 1 findings, 2 the run failed.
@@ -23,6 +26,8 @@ REPORTS = os.path.join(ROOT, "reports", "compliance")
 SCOPE_GROUPS = ("routers", "machine_room")
 TIERS = ("province", "city", "county")
 CALLBACKS = ("jincai_drift",)  # on top of ansible.cfg's (the timer, the ARA audit trail)
+DRIFT_MODES = ("fast", "full")
+FAST_PATHS_ENV = "JINCAI_FAST_DRIFT_PATHS"
 RUN_OK = (0, 2, 4)  # ansible-playbook: ok, some host failed, some host unreachable
 
 
@@ -40,7 +45,10 @@ def build_parser():
                    help="base directory: each run in <run id>/, plus history.json (default: reports/compliance)")
     p.add_argument("-o", "--output", help="this run's report directory (default: <reports-dir>/<run id>)")
     p.add_argument("--history", help="history file (default: history.json beside the report directory)")
-    p.add_argument("--skip-drift", action="store_true", help="only the compliance checks (no site.yml --check)")
+    p.add_argument("--skip-drift", action="store_true", help="only the compliance checks (no drift at all)")
+    p.add_argument("--drift", choices=DRIFT_MODES, default="fast",
+                   help="fast (default): compare with the manifests the last site.yml wrote, site.yml --check "
+                        "--diff only for the hosts without a current one; full: site.yml --check --diff on every host")
     p.add_argument("--waves", action="store_true",
                    help="run wave by wave (the province, then each city with its counties) and merge: bounds "
                         "the memory the runs hold on targets sharing one machine (the province twin)")
@@ -105,8 +113,10 @@ def _load_facts(facts_dir):
     return out
 
 
-def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, timings, key, facts_dir):
-    """Run one playbook with the jincai_drift callback; store (rc, output tail) in ``timings``."""
+def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, timings, key, facts_dir,
+          paths_dir=""):
+    """Run one playbook with the jincai_drift callback; store (rc, output tail) in ``timings``.
+    ``paths_dir``: the fast-drift path lists the collection reads (``$JINCAI_FAST_DRIFT_PATHS``)."""
     from jincai.run import run as run_playbook
 
     args = []
@@ -116,34 +126,95 @@ def _play(playbook, inventory, limit, extra_vars, record_file, check, log_file, 
         args += ["-e", ev]
     t0 = time.monotonic()
     res = run_playbook(playbook, inventory=inventory, args=args, check=check, diff=check, callbacks=CALLBACKS,
-                       env={"JINCAI_DRIFT_FILE": record_file, "JINCAI_FACTS_DIR": facts_dir if key == "collect" else ""})
+                       env={"JINCAI_DRIFT_FILE": record_file, "JINCAI_FACTS_DIR": facts_dir if key == "collect" else "",
+                            FAST_PATHS_ENV: paths_dir if key == "collect" else ""})
     timings[key] = {"rc": res.rc, "seconds": round(time.monotonic() - t0, 2), "recap": res.recap}
     with open(log_file, "w", encoding="utf-8") as fh:
         fh.write(res.output)
     timings[key]["tail"] = "\n".join(res.output.splitlines()[-15:])
 
 
-def collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False):
-    """Run drift (site.yml --check --diff) and collection (compliance.yml) in parallel into ``raw_dir``."""
+def plan_fast(inventory, inventory_dir, scope, extra_vars, raw_dir):
+    """Fast drift's plan for the hosts in ``scope``: the current manifest of each (copied into
+    ``raw_dir/fast.json``, so ``--from`` re-evaluates what was compared) and the hosts that fall back to
+    the full path with the reason; writes the path lists the collection reads (``raw_dir/manifest/``).
+    Returns (fast.json document, the hosts that fall back)."""
+    from jincai.compliance import manifest
+
+    hv_all = inventory["_meta"]["hostvars"]
+    tree = manifest.tree_digest(inventory_dir)
+    extra = manifest.parse_extra_vars(extra_vars)
+    paths_dir = os.path.join(raw_dir, "manifest")
+    os.makedirs(paths_dir, exist_ok=True)
+    doc = {"mode": "fast", "manifests": {}, "fallback": {}}
+    for host in scope:
+        hv = hv_all.get(host) or {}
+        network = hv.get("jincai_network_name") or os.path.basename(os.path.normpath(inventory_dir))
+        found = manifest.load(network, host)
+        if found is None:
+            doc["fallback"][host] = "no manifest (no successful site.yml has recorded this host)"
+            continue
+        why = manifest.digest_mismatch(found.get("digest"), manifest.source_digest(hv, tree, extra))
+        if why:
+            doc["fallback"][host] = why
+            continue
+        doc["manifests"][host] = found
+        if not found.get("router"):
+            manifest.write_paths(paths_dir, host, list(found.get("files") or {}), list(found.get("services") or {}))
+    with open(os.path.join(raw_dir, "fast.json"), "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+    return doc, sorted(doc["fallback"])
+
+
+def collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False, drift="full", inventory=None, scope=None):
+    """Run drift and collection (compliance.yml) in parallel into ``raw_dir``. Drift ``full``:
+    site.yml --check --diff of every host of ``limit``; ``fast``: :func:`plan_fast`, and site.yml
+    --check --diff only for the hosts that fall back (none: no drift run)."""
     facts_dir = os.path.join(raw_dir, "facts")
     os.makedirs(facts_dir, exist_ok=True)
     timings = {}
-    jobs = [("collect", "playbooks/compliance.yml", False, [])]
-    if not skip_drift:
-        jobs.append(("drift", "playbooks/site.yml", True, []))
+    jobs = [("collect", "playbooks/compliance.yml", False, limit)]
+    paths_dir = ""
+    if not skip_drift and drift == "fast":
+        _doc, fallback = plan_fast(inventory, inventory_dir, scope, extra_vars, raw_dir)
+        paths_dir = os.path.join(raw_dir, "manifest")
+        if fallback:
+            jobs.append(("drift", "playbooks/site.yml", True, ",".join(fallback)))
+    elif not skip_drift:
+        jobs.append(("drift", "playbooks/site.yml", True, limit))
     threads = []
-    for key, playbook, check, extra in jobs:
-        t = threading.Thread(target=_play, args=(playbook, inventory_dir, limit, list(extra_vars) + extra,
+    for key, playbook, check, job_limit in jobs:
+        t = threading.Thread(target=_play, args=(playbook, inventory_dir, job_limit, list(extra_vars),
                                                  os.path.join(raw_dir, f"{key}.json"), check,
                                                  os.path.join(raw_dir, f"{key}.log"), timings, key,
-                                                 facts_dir))
+                                                 facts_dir, paths_dir))
         t.start()
         threads.append(t)
     for t in threads:
         t.join()
+    if not skip_drift and drift == "fast" and "drift" not in timings:
+        timings["drift"] = {"rc": 0, "seconds": 0.0, "recap": {}, "tail": "", "skipped": "no host fell back"}
+        with open(os.path.join(raw_dir, "drift.json"), "w", encoding="utf-8") as fh:
+            json.dump({"check_mode": True, "records": [], "stats": {}, "host_seconds": {}}, fh)
     with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
         json.dump(timings, fh, indent=1)
     return timings
+
+
+def merge_fast(docs):
+    """One fast.json from the waves' or slices' (None where a wave had none)."""
+    docs = [d for d in docs if d]
+    if not docs:
+        return None
+    return {"mode": "fast", "manifests": {h: m for d in docs for h, m in (d.get("manifests") or {}).items()},
+            "fallback": {h: r for d in docs for h, r in (d.get("fallback") or {}).items()}}
+
+
+def _write_fast(raw_dir, docs):
+    merged = merge_fast(docs)
+    if merged is not None:
+        with open(os.path.join(raw_dir, "fast.json"), "w", encoding="utf-8") as fh:
+            json.dump(merged, fh, indent=1, sort_keys=True)
 
 
 def _rank(rc):
@@ -168,22 +239,26 @@ def merge_runs(wave_runs):
     return out
 
 
-def collect_in_waves(inventory, inventory_dir, limit, extra_vars, raw_dir, skip_drift=False, log=print):
+def collect_in_waves(inventory, inventory_dir, limit, extra_vars, raw_dir, skip_drift=False, log=print, drift="full",
+                     scope=None):
     """:func:`collect` once per wave (jincai.run.waves) of the hosts ``limit`` names (every host when
     None), merged into ``raw_dir`` as if one run had made it: facts/ shared, collect.json, drift.json
     and runs.json merged, each wave's own files in wave-N/."""
     from jincai.run import waves as waves_mod
 
     all_waves = waves_mod.waves(inventory, limit.split(",") if limit else None)
-    docs, wave_runs = {"collect": [], "drift": []}, []
+    docs, wave_runs, fast_docs = {"collect": [], "drift": []}, [], []
+    in_scope = set(scope or [])
     os.makedirs(os.path.join(raw_dir, "facts"), exist_ok=True)
     for n, (label, hosts) in enumerate(all_waves, 1):
         wave_dir = os.path.join(raw_dir, f"wave-{n}")
         os.makedirs(wave_dir, exist_ok=True)
         os.symlink(os.path.join("..", "facts"), os.path.join(wave_dir, "facts"))
         t0 = time.monotonic()
-        runs = collect(inventory_dir, ",".join(hosts), extra_vars, wave_dir, skip_drift=skip_drift)
+        runs = collect(inventory_dir, ",".join(hosts), extra_vars, wave_dir, skip_drift=skip_drift, drift=drift,
+                       inventory=inventory, scope=[h for h in hosts if scope is None or h in in_scope])
         wave_runs.append(runs)
+        fast_docs.append(_load_json(os.path.join(wave_dir, "fast.json")))
         for key in docs:
             docs[key].append(_load_json(os.path.join(wave_dir, f"{key}.json")))
         log(f"jincai compliance: wave {n}/{len(all_waves)} {label}: {len(hosts)} hosts, "
@@ -192,6 +267,7 @@ def collect_in_waves(inventory, inventory_dir, limit, extra_vars, raw_dir, skip_
         if any(d is not None for d in wave_docs):
             with open(os.path.join(raw_dir, f"{key}.json"), "w", encoding="utf-8") as fh:
                 json.dump(waves_mod.merge_records(wave_docs), fh, indent=1, sort_keys=True, default=str)
+    _write_fast(raw_dir, fast_docs)
     merged = merge_runs(wave_runs)
     with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
         json.dump(merged, fh, indent=1)
@@ -210,8 +286,9 @@ def merge_slices(raw_dirs, raw_dir):
     facts = os.path.join(raw_dir, "facts")
     os.makedirs(facts, exist_ok=True)
     seen = {}
-    docs, runs = {"collect": [], "drift": []}, []
+    docs, runs, fast_docs = {"collect": [], "drift": []}, [], []
     for src in raw_dirs:
+        fast_docs.append(_load_json(os.path.join(src, "fast.json")))
         src_facts = os.path.join(src, "facts")
         for name in sorted(os.listdir(src_facts)) if os.path.isdir(src_facts) else []:
             if name in seen:
@@ -228,6 +305,7 @@ def merge_slices(raw_dirs, raw_dir):
         if any(d is not None for d in slice_docs):
             with open(os.path.join(raw_dir, f"{key}.json"), "w", encoding="utf-8") as fh:
                 json.dump(waves_mod.merge_records(slice_docs), fh, indent=1, sort_keys=True, default=str)
+    _write_fast(raw_dir, fast_docs)
     with open(os.path.join(raw_dir, "runs.json"), "w", encoding="utf-8") as fh:
         json.dump(merge_runs(runs), fh, indent=1)
     return raw_dir
@@ -262,7 +340,7 @@ def evaluate(raw_dir, inventory, scope, catalogue, meta):
             host_seconds.setdefault(h, {})[key] = sec
     meta["timing"] = {"runs": {k: v.get("seconds") for k, v in runs.items()}, "host_seconds": host_seconds}
     return model.build_report(inventory, scope, _load_facts(os.path.join(raw_dir, "facts")), drift, catalogue,
-                              meta)
+                              meta, fast=_load_json(os.path.join(raw_dir, "fast.json")))
 
 
 def _topology(m):
@@ -318,9 +396,11 @@ def main(argv=None):
         raw_dir = os.path.join(out_dir, "raw")
         if args.waves:
             collect_in_waves(inventory, args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift,
-                             log=(lambda m: None) if args.quiet else (lambda m: print(m, flush=True)))
+                             log=(lambda m: None) if args.quiet else (lambda m: print(m, flush=True)),
+                             drift=args.drift, scope=scope)
         else:
-            collect(args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift)
+            collect(args.inventory, limit, args.extra_vars, raw_dir, skip_drift=args.skip_drift, drift=args.drift,
+                    inventory=inventory, scope=scope)
     meta = {"run_id": run_id, "started": started.isoformat(timespec="seconds"), "inventory": args.inventory,
             "limit": args.limit, "network": os.path.basename(os.path.normpath(args.inventory)),
             "scope": scope}
@@ -339,7 +419,23 @@ def main(argv=None):
     print(f"jincai compliance: {rep['status']}: {s['hosts']} hosts in {s['sites']} sites, {s['passed']} passed, "
           f"{s['failed']} failed, {s['drifted']} drifted, {s['unreachable']} unreachable, {s['findings']} findings "
           f"({rep['duration_s']} s); report {paths['html']}")
+    fast = rep.get("fast_drift")
+    if fast and not args.quiet:
+        print(fast_summary(fast))
     return rep["exit_code"]
+
+
+def fast_summary(fast):
+    """The fast-drift lines of the command's output: which hosts fell back and why, what is uncovered."""
+    lines = [f"fast drift: {len(fast['hosts'])} hosts compared with their manifests, "
+             f"{len(fast['fallback'])} by site.yml --check"]
+    for host, why in sorted(fast["fallback"].items()):
+        lines.append(f"  fell back: {host}: {why}")
+    if fast["uncovered"]:
+        lines.append("  only --drift full checks what these modules do: " + ", ".join(
+            f"{mod} ({n} tasks on {len(hosts)} hosts)" for mod, (n, hosts) in sorted(
+                (k, (v["tasks"], v["hosts"])) for k, v in fast["uncovered"].items())))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

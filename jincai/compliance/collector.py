@@ -9,8 +9,11 @@ The checks that judge these facts live on the control node (jincai/compliance/ch
 """
 
 import glob
+import grp
+import hashlib
 import json
 import os
+import pwd
 import socket
 import ssl
 import stat
@@ -308,9 +311,59 @@ def sudo_rights(users):
     return out
 
 
+MAX_HASH = 64 * 1024 * 1024
+
+
+def _name(table, ident):
+    try:
+        return table(ident)[0]
+    except KeyError:
+        return str(ident)
+
+
+def manifest_file(path):
+    """What fast drift compares of one managed path: existence, type, mode, owner, group and (regular
+    files up to 64 MiB) the sha256 of the content. Symbolic links are not followed."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return {"exists": False}
+    kind = ("file" if stat.S_ISREG(st.st_mode) else "directory" if stat.S_ISDIR(st.st_mode)
+            else "link" if stat.S_ISLNK(st.st_mode) else "other")
+    out = {"exists": True, "type": kind, "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+           "owner": _name(pwd.getpwuid, st.st_uid), "group": _name(grp.getgrgid, st.st_gid)}
+    if kind == "file" and st.st_size <= MAX_HASH:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out["sha256"] = h.hexdigest()
+        except OSError as exc:
+            out["error"] = str(exc)
+    return out
+
+
+def group_names():
+    """The names of the groups in /etc/group."""
+    return sorted(g.gr_name for g in grp.getgrall())
+
+
+def readback(paths):
+    """{path: manifest_file} of the managed ``paths`` (fast drift's file facts)."""
+    return {p: manifest_file(p) for p in paths}
+
+
 def main():
     """Collect everything and print one JSON document (with the context passed as argument 1, if any)."""
     context = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    if context.get("readback"):  # playbooks/manifest.yml, right after a successful site.yml: what it left
+        units = services()
+        print(json.dumps({"host": context.get("host") or socket.gethostname(), "kind": "readback",
+                          "files": readback(context.get("manifest_paths") or []),
+                          "services": {u: units.get(u) or {} for u in context.get("manifest_units") or []},
+                          "packages": packages()}, sort_keys=True))
+        return
     users = accounts()
     socks = listening()
     facts = {
@@ -336,6 +389,9 @@ def main():
         "crls": crls(),
         "collected_at": int(time.time()),
     }
+    if context.get("manifest_paths") is not None:  # fast drift: the manifest's paths and the group names
+        facts["manifest_files"] = readback(context["manifest_paths"])
+        facts["groups"] = group_names()
     print(json.dumps({"host": context.get("host") or facts["hostname"], "kind": "server", "context": context,
                       "facts": facts}, sort_keys=True))
 

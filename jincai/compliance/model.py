@@ -85,13 +85,62 @@ def _finding(kind, host, site, control, controls, **kw):
     return f
 
 
-def build_report(inventory, scope, collected, drift, catalogue, meta=None):
+def _fast_value(attribute, value):
+    if attribute == "sha256" and isinstance(value, str) and len(value) == 64:
+        return "content sha256 " + value[:16] + "..."
+    return "" if value is None else str(value)
+
+
+def fast_findings(fast, scope, collected, host_entry, rules, controls):
+    """Fast drift (jincai.compliance.manifest): each difference between a host's manifest and what the
+    collection read becomes a drift finding of the host; returns (findings, the report's ``fast_drift``:
+    hosts compared, hosts that fell back with the reason, uncovered modules with task and host counts)."""
+    from jincai.compliance import manifest
+
+    found, compared, uncovered = [], [], {}
+    in_scope = set(scope)
+    for name, man in sorted((fast.get("manifests") or {}).items()):
+        if name not in in_scope:
+            continue
+        h = host_entry(name)
+        for mod, n in (man.get("uncovered") or {}).items():
+            u = uncovered.setdefault(mod, {"tasks": 0, "hosts": []})
+            u["tasks"] += n
+            u["hosts"].append(name)
+        doc = collected.get(name)
+        if h["unreachable"] or doc is None:
+            continue
+        compared.append(name)
+        if doc.get("kind") == "router":
+            platform = (man.get("router") or {}).get("platform") or (doc.get("context") or {}).get("platform")
+            facts = {"config_lines": manifest.config_lines(doc.get("config") or "", platform)}
+        else:
+            facts = doc.get("facts") or {}
+        for d in manifest.compare(man, facts):
+            diff = d["found"] if d["kind"] == "router" and d["found"] else d["expected"] if d["kind"] == "router" else ""
+            record = {"role": d["role"], "task": d["task"], "action": d["module"],
+                      "diff": diff or f"{d['name']} {d['expected']} {d['found']}"}
+            h["drifted"] = True
+            found.append(_finding("drift", name, h["site"], drift_control(record, rules), controls, task=d["task"],
+                                  role=d["role"], diff=diff,
+                                  title=f"{d['role'] or d['module']}: {d['kind']} {d['name']} ({d['attribute']})",
+                                  expected=_fast_value(d["attribute"], d["expected"]) or "(none)",
+                                  found=_fast_value(d["attribute"], d["found"]) or "(none)"))
+    info = {"hosts": compared,
+            "fallback": {h: why for h, why in sorted((fast.get("fallback") or {}).items()) if h in in_scope},
+            "uncovered": dict(sorted(uncovered.items()))}
+    return found, info
+
+
+def build_report(inventory, scope, collected, drift, catalogue, meta=None, fast=None):
     """Assemble the report dict.
 
     ``inventory``: ansible-inventory style dict; ``scope``: host names the run covers;
     ``collected``: {host: fact document} from playbooks/compliance.yml; ``drift``: the jincai_drift
     document of the check-mode site.yml run (None when skipped) and ``meta["collect_records"]`` the one
-    of the collection run; ``catalogue``: load_controls(). Returns a dict (see docs/compliance.md).
+    of the collection run; ``catalogue``: load_controls(); ``fast``: the fast-drift plan (raw/fast.json:
+    the manifests compared and the hosts that fell back to the check-mode run, whose records are in
+    ``drift``). Returns a dict (see docs/compliance.md).
     """
     meta = dict(meta or {})
     hv_all = inventory["_meta"]["hostvars"]
@@ -151,6 +200,10 @@ def build_report(inventory, scope, collected, drift, catalogue, meta=None):
         findings.append(_finding(kind, r["host"], h["site"], control, controls, task=r.get("task", ""),
                                  role=r.get("role", ""), title=f"{r.get('role') or r.get('play')}: {r.get('task')}",
                                  expected="the intended state (site.yml)", found=found, diff=r.get("diff", "")))
+
+    if fast is not None:
+        fast_found, meta["fast_drift"] = fast_findings(fast, scope, collected, host_entry, rules, controls)
+        findings += fast_found
 
     # checks on the collected facts
     for name in scope:

@@ -210,6 +210,24 @@ def _map_section(report, topology):
     return out
 
 
+def _fast_section(fast):
+    """Fast drift: hosts compared with their manifests, the hosts that fell back and why, what only
+    ``--drift full`` checks (the uncovered modules)."""
+    if not fast:
+        return []
+    out = [f'<h2 id="fast-drift">Fast drift</h2><p>{len(fast["hosts"])} hosts compared with the manifest of '
+           f'their last successful site.yml; {len(fast["fallback"])} by site.yml --check --diff.</p>']
+    if fast["fallback"]:
+        out.append("<table><tr><th>host</th><th>fell back because</th></tr>" + "".join(
+            f"<tr><td>{_e(h)}</td><td>{_e(why)}</td></tr>" for h, why in sorted(fast["fallback"].items())) + "</table>")
+    if fast["uncovered"]:
+        out.append("<p>Only <code>--drift full</code> checks what these modules do:</p><table><tr><th>module</th>"
+                   "<th>tasks</th><th>hosts</th></tr>" + "".join(
+                       f"<tr><td>{_e(m)}</td><td class=n>{u['tasks']}</td><td class=n>{len(u['hosts'])}</td></tr>"
+                       for m, u in sorted(fast["uncovered"].items())) + "</table>")
+    return out
+
+
 def render_html(report, history, topology=None):
     """Return the HTML report: province summary, WAN map, a table per city with its counties, findings, trend.
 
@@ -223,7 +241,7 @@ def render_html(report, history, topology=None):
            f"<h1>MLPS level-3 compliance and drift — {_e(report.get('network', 'jincai'))} {_badge(report['status'])}</h1>",
            f"<p class=meta>run {_e(report.get('run_id'))} · started {_e(report.get('started'))} · "
            f"{_e(report.get('duration_s'))} s · inventory {_e(report.get('inventory'))} · limit "
-           f"{_e(report.get('limit') or 'all')} · drift {'checked' if report.get('drift_checked') else 'skipped'}"
+           f"{_e(report.get('limit') or 'all')} · drift {('fast' if report.get('fast_drift') else 'checked') if report.get('drift_checked') else 'skipped'}"
            f" · nothing was changed on any host</p>"]
     for err in report.get("errors") or []:
         out.append(f"<p>{_badge('error')} {_e(err)}</p>")
@@ -254,6 +272,7 @@ def render_html(report, history, topology=None):
     if orphans:
         out.append("<h3>Other sites</h3><table>" + SITE_HEAD + "".join(_site_row(x, previous) for x in orphans)
                    + "</table>")
+    out += _fast_section(report.get("fast_drift"))
     out.append(f'<h2 id="findings">Findings ({len(report["findings"])})</h2>')
     if not report["findings"]:
         out.append("<p>No findings: every host in scope answered, passed every check and matches the intended "

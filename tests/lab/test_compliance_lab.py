@@ -144,7 +144,7 @@ def test_five_hand_made_drifts_are_reported_at_their_host_and_control_and_the_re
             res = run_on(host, breaker)
             assert res.returncode == 0, f"could not break {kind} on {host}: {res.stderr}"
         before = snapshot(hosts)
-        rc, rep, out = compliance(tmp_path / "drift")
+        rc, rep, out = compliance(tmp_path / "drift", "--drift", "full")  # the check-mode path, with its diffs
         after = snapshot(hosts)
         assert rep is not None, out
         assert_unchanged(before, after)  # the run fixed nothing either: it only reports

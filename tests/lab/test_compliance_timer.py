@@ -65,7 +65,10 @@ def test_timer_role_installs_schedules_locks_and_prunes(playbook):
 
         assert sh(f"systemctl is-enabled {UNIT}.timer").strip() == "enabled"
         assert sh(f"systemctl is-active {UNIT}.timer").strip() == "active"
-        assert f"{UNIT}.timer" in sh("systemctl list-timers --all --no-legend")
+        timers = sh("systemctl list-timers --all --no-legend")
+        assert f"{UNIT}.timer" in timers and f"{UNIT}-full.timer" in timers  # nightly fast, weekly full drift
+        assert "--drift full" in sh(f"systemctl cat {UNIT}-full.service")
+        assert "--drift" not in sh(f"systemctl show -p ExecStart {UNIT}.service")
         verify = run_on(HOST, f"systemd-analyze verify /etc/systemd/system/{UNIT}.service "
                               f"/etc/systemd/system/{UNIT}.timer")
         assert verify.returncode == 0, verify.stderr
@@ -88,6 +91,7 @@ def test_timer_role_installs_schedules_locks_and_prunes(playbook):
         show = sh(f"systemctl show {UNIT}.service -p ExecMainStatus -p Result")
         assert "ExecMainStatus=0" in show and "Result=success" in show, show
     finally:
-        run_on(HOST, f"systemctl stop jcmp-holder.service 2>/dev/null; systemctl disable --now {UNIT}.timer; "
-                     f"rm -f /etc/systemd/system/{UNIT}.service /etc/systemd/system/{UNIT}.timer {STUB} {LOCK}; "
+        run_on(HOST, f"systemctl stop jcmp-holder.service 2>/dev/null; systemctl disable --now {UNIT}.timer {UNIT}-full.timer; "
+                     f"rm -f /etc/systemd/system/{UNIT}.service /etc/systemd/system/{UNIT}.timer "
+                     f"/etc/systemd/system/{UNIT}-full.service /etc/systemd/system/{UNIT}-full.timer {STUB} {LOCK}; "
                      f"rm -rf {REPORTS}; systemctl daemon-reload; systemctl reset-failed", timeout=60)

@@ -84,6 +84,26 @@ def test_every_command_of_a_collection_is_a_known_read_only_query(stubbed, monke
     assert not names & collector.DBUS_ACTIVATED
 
 
+@pytest.mark.parametrize("context", [
+    {"host": "220202-app1", "readback": True, "manifest_paths": ["/etc/hostname", "/nonexistent/jcmp"],
+     "manifest_units": ["ssh.service"]},
+    {"host": "220202-app1", "manifest_paths": ["/etc/hostname", "/etc"]}])
+def test_the_fast_drift_modes_read_only_too(stubbed, monkeypatch, capsys, context):
+    """The read-back after site.yml (playbooks/manifest.yml) and the collection with a manifest's paths:
+    the same known queries, the paths only read (sha256 of a file, lstat of anything)."""
+    asked, _run = stubbed
+    monkeypatch.setattr(sys, "argv", ["collector", json.dumps(context)])
+    collector.main()
+    doc = json.loads(capsys.readouterr().out)
+    files = doc["files"] if context.get("readback") else doc["facts"]["manifest_files"]
+    assert files["/etc/hostname"]["exists"] and len(files["/etc/hostname"]["sha256"]) == 64
+    assert files.get("/nonexistent/jcmp", {"exists": False}) == {"exists": False}
+    if not context.get("readback"):
+        assert files["/etc"]["type"] == "directory" and "sha256" not in files["/etc"]
+        assert "root" in doc["facts"]["groups"]
+    assert not [a for a in asked if not _allowed(a)], [a for a in asked if not _allowed(a)]
+
+
 def test_run_refuses_a_dbus_activated_tool_without_starting_anything(stubbed):
     asked, run = stubbed
     for tool in ("hostnamectl", "/usr/bin/timedatectl", "loginctl"):

@@ -55,7 +55,7 @@ def test_the_worst_wave_decides_the_merged_rc_and_its_tail_is_kept():
 def test_collect_in_waves_runs_each_wave_and_writes_one_merged_raw_dir(lab_inv, tmp_path, monkeypatch):
     calls = []
 
-    def fake_collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False):
+    def fake_collect(inventory_dir, limit, extra_vars, raw_dir, skip_drift=False, **_fast):
         hosts = limit.split(",")
         calls.append(hosts)
         for h in hosts:  # what compliance.yml's collector writes: one document per host in facts/
