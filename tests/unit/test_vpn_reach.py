@@ -136,7 +136,7 @@ def test_the_twin_has_a_county_unit_at_every_city_concentrator(tmp_path):
 
     twin.translate(os.path.join(ROOT, "inventories", "jilin"), str(tmp_path / "twin"))
     hv = inventory.build(str(tmp_path / "twin"))["_meta"]["hostvars"]
-    clients = [h for h, v in hv.items() if "jincai_vpn_client" in v]
+    clients = [h for h, v in hv.items() if v.get("jincai_vpn_client", {}).get("kind") == "budget_unit"]
     county = {h: hv[h]["jincai_vpn_client"] for h in clients if hv[h]["jincai_vpn_client"]["home"] !=
               hv[hv[h]["jincai_vpn_client"]["concentrator"]]["jincai_site_code"]}
     assert len(county) == 9
