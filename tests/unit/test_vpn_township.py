@@ -5,6 +5,7 @@ concentrator's pool, and let through its firewall to their own county's township
 The budget units' host vars and registries stay as they were, apart from the additions."""
 
 import copy
+import ipaddress
 import json
 import os
 import re
@@ -241,9 +242,11 @@ def test_sync_onboards_the_labs_township_client_and_leaves_the_units_as_they_wer
 
 
 def test_jilin_unit_addresses_do_not_move_when_the_townships_are_onboarded(pkidir, tmp_path):
-    """Changchun's concentrator: its 338 units onboarded with and without the 115 township offices of
-    its counties get the same addresses (units from the bottom of the pool, townships from the top)."""
-    plans = [p for p in vpnplans.plans(JILIN) if p["site"] == "220100"]
+    """Every concentrator of inventories/jilin: its units placed with and without the 628 township
+    offices get the same addresses (units from the bottom of each pool, townships from the top; the
+    addresses `jincai pki import --dry-run` shows are the ones the real run gives, as the lab sync
+    test above shows for tw0001)."""
+    plans = vpnplans.plans(JILIN)
     src = model.load(JILIN)
     counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in src.sites}
     towns = {s["code"]: (s.get("townships") or {}).get("count", 0) for _, s in src.sites}
@@ -252,12 +255,64 @@ def test_jilin_unit_addresses_do_not_move_when_the_townships_are_onboarded(pkidi
 
     units = vpn_province.unit_rows(plans, counts)
     both = vpn_province.unit_rows(plans, counts, towns)
-    assert len(units) == 338 and len(both) == 338 + 115
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    regs_a, regs_b = batch.Registries(plans, a), batch.Registries(plans, b)
-    batch.apply(regs_a, batch.resolve(regs_a, units), bundles=False)
-    batch.apply(regs_b, batch.resolve(regs_b, both), bundles=False)
-    ua, ub = regs_a.all()[0].units, regs_b.all()[0].units
-    assert {c: e["address"] for c, e in ua.items()} == {c: ub[c]["address"] for c in ua}
-    tw = sorted((e["address"] for e in ub.values() if e.get("kind") == "township"), key=lambda x: tuple(map(int, x.split("."))))
-    assert len(tw) == 115 and tw[-1] == "10.22.193.254" and tw[0] == "10.22.193.140"
+    assert len(units) == 3032 and len(both) == 3032 + 628
+    regs = batch.Registries(plans, str(tmp_path / "pki"))
+    only = {a["code"]: (a["to"], a["address"]) for a in batch.resolve(regs, units)}
+    placed = {a["code"]: (a["to"], a["address"], a["kind"]) for a in batch.resolve(regs, both)}
+    assert {c: placed[c][:2] for c in only} == only
+    pools = {p["concentrator"]["name"]: p["pool"] for p in plans}
+    for name, pool in pools.items():
+        tw = sorted(ipaddress.ip_address(a) for to, a, k in placed.values() if to == name and k == "township")
+        bu = [ipaddress.ip_address(a) for to, a, k in placed.values() if to == name and k == "budget_unit"]
+        if tw:  # the township offices of a city's counties fill its pool from the top, contiguously
+            top = ipaddress.ip_network(pool).broadcast_address - 1
+            assert tw[-1] == top and int(tw[-1]) - int(tw[0]) == len(tw) - 1 and max(bu) < tw[0], name
+    assert sum(k == "township" for _, _, k in placed.values()) == 628
+
+
+# --------------------------------------------------------------------------- nothing else changed
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+import hostvars_snapshot  # noqa: E402  (the snapshot tool's own comparison)
+
+#: The intended additions of the townships to the host vars (the rest must stay byte-identical).
+ADDED_VARS = ("jincai_vpn.township_served", "jincai_vpn.townships", "jincai_vpn.township_apps",
+              "jincai_vpn_client.kind", "jincai_applications.township.townships")
+
+
+def _without_townships(inv, dest):
+    """A copy of inventory ``inv`` in ``dest`` with every township declaration removed: the source as it
+    was before them."""
+    import shutil  # noqa: PLC0415
+
+    shutil.copytree(inv, dest)
+    for root, _, files in os.walk(os.path.join(dest, "source")):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+            text = re.sub(r"\n    townships:\n      county: \{[^\n]*\}", "", text)  # defaults.townships
+            lines = [ln for ln in text.split("\n") if not re.match(r"\s+townships: ", ln) and "tw0001" not in ln]
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write("\n".join(lines))
+
+
+@pytest.mark.parametrize("name", ["lab", "jilin"])
+def test_townships_add_only_their_own_host_vars(name, tmp_path):
+    """What hostvars_snapshot.py --compare checks across the branch (docs/vpn.md): every host var of the
+    source with townships equals the one without, once the intended additions are dropped (the
+    township client tw0001, its group, ADDED_VARS)."""
+    inv = os.path.join(ROOT, "inventories", name)
+    before = str(tmp_path / name)
+    _without_townships(inv, before)
+    old, new = inventory.build(before), inventory.build(inv)
+    assert "township_clients" not in old and all(
+        not (v.get("jincai_vpn") or {}).get("township_served") for v in old["_meta"]["hostvars"].values())
+    added = ["tw0001", "township_clients"] if name == "lab" else []
+    assert set(new) - set(old) == ({"township_clients"} if name == "lab" else set())
+
+    def text(data):
+        return json.dumps(hostvars_snapshot.drop(copy.deepcopy(data), ADDED_VARS, added), indent=1, ensure_ascii=False)
+
+    assert text(old) == text(new)
+    assert text(new) != json.dumps(new, indent=1, ensure_ascii=False)  # the additions were there to drop
