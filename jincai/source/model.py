@@ -907,31 +907,31 @@ def _build_router(m, site):
                 groups=[site.tier, f"site_{site.code}", "routers", f"platform_{site.platform}"])
 
 
+def _vpn_served(m, sites, kind):
+    """:func:`vpn_served_site` of each of ``sites`` (source dicts) for clients of ``kind``, with the app
+    servers that run the kind's apps there; and those apps, in catalogue order."""
+    key, order = VPN_KINDS[kind].key, list(m.applications)
+    served = [vpn_served_site(s, [t.vars() for t in _targets(m.sites[s["code"]], (s.get(key) or {}).get("apps", []),
+                                                             m.applications)], kind) for s in sites]
+    apps = sorted({a for s in served for a in s["apps"]}, key=lambda a: order.index(a) if a in m.applications else 99)
+    return served, apps, sum((s.get(key) or {}).get("count", 0) for s in sites)
+
+
 def _build_concentrator(m, site, h):
-    """The concentrator at ``site`` (source entry ``h``) and what it serves."""
-    served = served_sites(site.source, [m.sites[c].source for c in m.sites])
-    order = list(m.applications)
-    bu_apps = sorted({a for s in served for a in (s.get("budget_units") or {}).get("apps", [])},
-                     key=lambda a: order.index(a) if a in m.applications else 99)
-    counties = township_sites(site.source, [m.sites[c].source for c in m.sites])
-    tw_apps = sorted({a for s in counties for a in s["townships"].get("apps", [])},
-                     key=lambda a: order.index(a) if a in m.applications else 99)
+    """The concentrator at ``site`` (source entry ``h``) and what it serves: the budget units of its
+    site (and a city's counties), the township finance offices of the counties whose townships it serves."""
+    sources = [m.sites[c].source for c in m.sites]
+    units = served_sites(site.source, sources)
+    served, bu_apps, bu_count = _vpn_served(m, units, "budget_unit")
+    township_served, tw_apps, tw_count = _vpn_served(m, township_sites(site.source, sources), "township")
     return Concentrator(
         host=f"{site.code}-{h['name']}", site=site.code, pool=site.vpn_pool, access_address=h["vpn_access"],
         access_network=m.network["plan"]["vpn_access"], lan=site.lan,
-        served_sites=[s["code"] for s in served],
-        served=[vpn_served_site(s, [t.vars() for t in _targets(m.sites[s["code"]],
-                                                              (s.get("budget_units") or {}).get("apps", []),
-                                                              m.applications)])
-                for s in served],
-        budget_units=sum((s.get("budget_units") or {}).get("count", 0) for s in served),
+        served_sites=[s["code"] for s in units], served=served, budget_units=bu_count,
         apps=bu_apps, targets=_targets(site, bu_apps, m.applications),
         clients=[c["name"] for c in site.source.get("vpn_clients") or []],
         registry=vpn_registry(site.source),
-        township_served=[vpn_served_site(s, [t.vars() for t in _targets(m.sites[s["code"]], s["townships"].get("apps", []),
-                                                                        m.applications)], "township")
-                         for s in counties],
-        townships=sum(s["townships"].get("count", 0) for s in counties), township_apps=tw_apps)
+        township_served=township_served, townships=tw_count, township_apps=tw_apps)
 
 
 def _build_servers(m, site):
