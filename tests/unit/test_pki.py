@@ -277,7 +277,9 @@ def test_every_concentrator_of_the_province_twin_has_its_own_registry(pkidir, tm
         doc = json.loads((pkidir / p["registry"] / "units.json").read_text())
         assert doc["pool"] == p["pool"]
         addrs = [ipaddress.ip_address(u["address"]) for u in doc["units"]]
-        assert sorted(u["code"] for u in doc["units"]) == sorted(p["clients"]) and len(addrs) == 2
+        assert sorted(u["code"] for u in doc["units"]) == sorted(p["clients"]) and len(set(addrs)) == len(p["clients"])
+        # two budget units each, and at a city's one township office (from the top of the pool)
+        assert len(addrs) == (2 if p["site"] == "220000" else 3)
         assert all(a in ipaddress.ip_network(p["pool"]) for a in addrs)
         assert all((pkidir / p["registry"] / "bundles" / f"{c}.tar.gz").exists() for c in p["clients"])
     assert cli.main(["-i", str(inv), "sync", "--json"]) == 0
