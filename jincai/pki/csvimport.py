@@ -14,7 +14,7 @@ CSV_COLUMNS = ("code", "name", "concentrator", "site", "kind")
 
 
 def read_csv(path):
-    """Read unit rows: ``code,name[,concentrator[,site]]`` (a header naming the columns, in any order,
+    """Read unit rows: ``code,name[,concentrator[,site[,kind]]]`` (a header naming the columns, in any order,
     is optional). ``concentrator`` is a host name or site code, ``site`` the unit's own site (a county
     for a county's unit; its concentrator is then derived), ``kind`` ``budget_unit`` (the default) or
     ``township`` (a township finance office of the county in ``site``). Every error names file, line
