@@ -1,8 +1,10 @@
-"""Benchmark the province-wide VPN PKI offline: ~3,000 budget units across the ten concentrators.
+"""Benchmark the province-wide VPN PKI offline: ~3,000 budget units and ~600 township finance offices
+across the ten concentrators.
 
 Every budget unit the source of truth declares (``budget_units.count`` of each site of
 inventories/jilin: 1,040 at the province, the cities' and counties' at their city's concentrator, each
-county's units with ``home`` = their county) is onboarded into a throw-away PKI (temporary directory, a
+county's units with ``home`` = their county) and every township finance office (``townships.count``
+of each county, ``kind`` township, at the concentrator that serves the county's townships) is onboarded into a throw-away PKI (temporary directory, a
 throw-away vault password) through the real batch path (``jincai pki import``: jincai.pki.batch), then
 every concentrator's swanctl.conf and nftables set are rendered with the role's own templates and
 its own reach filter (plugins/filter/jincai_vpn.py, what the role's set_fact runs). A rerun of the same batch
@@ -37,14 +39,20 @@ ROLE = os.path.join(ROOT, "roles", "vpn_concentrator")
 IPSEC = ipsec.policy()  # what the role's defaults read (jincai_ipsec)
 
 
-def unit_rows(vpn_plans, counts):
+def unit_rows(vpn_plans, counts, township_counts=None):
     """One batch row per budget unit of the source (``counts``: site code -> budget_units.count):
-    code, name, concentrator, site (its own: the city's or a county's)."""
+    code, name, concentrator, site (its own: the city's or a county's); then one per township finance
+    office (``township_counts``: county code -> townships.count), kind township, site its county."""
     rows = []
     for p in vpn_plans:
         for site in p["served"]:
             rows += [{"code": f"u{site}-{i:04d}", "name": f"预算单位 {site}-{i}",
                       "concentrator": p["concentrator"]["name"], "site": site} for i in range(1, counts.get(site, 0) + 1)]
+    for p in vpn_plans:
+        for site in p.get("townships") or {}:
+            rows += [{"code": f"t{site}-{i:03d}", "name": f"乡镇财政所 {site}-{i}", "kind": "township",
+                      "concentrator": p["concentrator"]["name"], "site": site}
+                     for i in range(1, (township_counts or {}).get(site, 0) + 1)]
     return rows
 
 
@@ -52,14 +60,17 @@ def render_concentrator(vpn_hostvars, name, units, libipsec=False, server_identi
     """Render swanctl.conf and the nftables set of one concentrator for ``units`` (registry entries),
     exactly as roles/vpn_concentrator does; returns ``(swanctl, nft)``."""
     vpn = vpn_hostvars["jincai_vpn"]
-    reach = jincai_vpn.vpn_unit_reach(units, vpn["served"], vpn["apps"])  # the role's set_fact
+    reach = jincai_vpn.vpn_unit_reach(units, vpn["served"], vpn["apps"], vpn.get("township_served"),
+                                      vpn.get("township_apps"))  # the role's set_fact
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, "templates")), trim_blocks=True,
                              keep_trailing_newline=True)
+    env.filters.update(jincai_vpn.FilterModule().filters())  # what Ansible loads from plugins/filter
     variables = {
         "ansible_managed": "jincai benchmark", "inventory_hostname": name, "_vpn_concentrator_units": units,
         "_vpn_concentrator_reach": reach, "_vpn_concentrator_registry": {"server_identity": server_identity or f"{name}.bench"},
         "vpn_concentrator_pool": vpn["pool"], "vpn_concentrator_access_address": vpn["access_address"],
-        "vpn_concentrator_allowed_apps": vpn["apps"], "vpn_concentrator_proposals": IPSEC["ike_proposals"],
+        "vpn_concentrator_allowed_apps": vpn["apps"], "vpn_concentrator_township_apps": vpn.get("township_apps", []),
+        "vpn_concentrator_proposals": IPSEC["ike_proposals"],
         "vpn_concentrator_esp_proposals": IPSEC["esp_proposals"], "vpn_concentrator_dpd_delay": "30s",
         "_vpn_concentrator_backend": "libipsec" if libipsec else "kernel",
     }
@@ -83,9 +94,11 @@ def main(argv=None):
 
         t0 = time.monotonic()
         hostvars = inventory.build(args.inventory)["_meta"]["hostvars"]
-        counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in model.load(args.inventory).sites}
+        sites = model.load(args.inventory).sites
+        counts = {s["code"]: (s.get("budget_units") or {}).get("count", 0) for _, s in sites}
+        towns = {s["code"]: (s.get("townships") or {}).get("count", 0) for _, s in sites}
         vpn_plans = vpnplans.plans(args.inventory)
-        rows = unit_rows(vpn_plans, counts)
+        rows = unit_rows(vpn_plans, counts, towns)
         t_plan = time.monotonic() - t0
 
         t1, c1 = time.monotonic(), time.process_time()
@@ -110,7 +123,8 @@ def main(argv=None):
         t_rerun = time.monotonic() - t3
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    figures = {"units": len(rows), "concentrators": len(vpn_plans), "per_concentrator": per_conc,
+    n_towns = sum(1 for r in rows if r.get("kind") == "township")
+    figures = {"units": len(rows) - n_towns, "townships": n_towns, "concentrators": len(vpn_plans), "per_concentrator": per_conc,
                "plan_s": round(t_plan, 2), "issue_s": round(t_issue, 2), "render_s": round(t_render, 2),
                "issue_and_render_s": round(t_issue + t_render, 2),
                "issue_cpu_s": round(c_issue, 2), "render_cpu_s": round(c_render, 2),
@@ -121,8 +135,9 @@ def main(argv=None):
     if args.json:
         print(json.dumps(figures, sort_keys=True))
     else:
-        print(f"{figures['units']} units across {figures['concentrators']} concentrators "
-              f"(province {per_conc.get('220000-vpn', 0)}, cities {figures['units'] - per_conc.get('220000-vpn', 0)})")
+        print(f"{figures['units']} budget units and {n_towns} township finance offices across "
+              f"{figures['concentrators']} concentrators (province {per_conc.get('220000-vpn', 0)}, cities "
+              f"{len(rows) - per_conc.get('220000-vpn', 0)})")
         print(f"  plan (inventory + source)       {t_plan:6.2f} s")
         print(f"  issue (certificates, vaulted keys, registries, CRL, bundles)  {t_issue:6.2f} s")
         print(f"  render 10 x swanctl.conf + nftables set ({figures['swanctl_kib']} + {figures['nft_kib']} KiB)"

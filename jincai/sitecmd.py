@@ -177,6 +177,10 @@ def describe(src, code):
     bu = raw.get("budget_units")
     if bu:
         out.append(f"  budget units: {bu['count']} -> {', '.join(bu['apps'])}")
+    tw = raw.get("townships")
+    if tw:
+        out.append(f"  township finance offices: {tw['count']} -> {', '.join(tw['apps'])} "
+                   f"(served by {model.township_concentrator(raw)}'s concentrator)")
     out.append(f"  applications ({site.tier}): {', '.join(site.apps)}")
     techs = raw.get("technicians") or []
     out.append(f"  technicians: {len(techs)}" + ("  " + ", ".join(f"{t['user']} {t.get('name', '')}"

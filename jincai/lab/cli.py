@@ -148,8 +148,9 @@ DETAIL_LIMIT = 30
 
 def tier_of(name):
     """Tier of a lab host from its site code prefix (``220000`` province, ``220100`` city, else county);
-    budget-unit clients count with their concentrator's site."""
-    code = name[2:8] if name.startswith("bu") and name[2:8].isdigit() else name[:6]
+    budget-unit and township clients (the twin's ``bu<code>-N``, ``tw<code>-N``) count with their
+    concentrator's site."""
+    code = name[2:8] if name.startswith(("bu", "tw")) and name[2:8].isdigit() else name[:6]
     if not code.isdigit():
         return "other"
     return "province" if code[2:] == "0000" else "city" if code[4:] == "00" else "county"

@@ -23,6 +23,9 @@ each by a fixed rule (docs/lab.md, "The province twin"):
 * **budget units**: a fixed sample of ``CLIENTS_PER_CONCENTRATOR`` client hosts per VPN concentrator;
   at a city's, the last one is a unit of the city's first county (``home``), served by the city's
   concentrator and reaching that county's app servers;
+* **township finance offices** (乡镇财政所): at a city's concentrator, one more client
+  (``tw<city>-1``, ``kind: township``) of the first county whose townships that concentrator serves,
+  reaching that county's township application only;
 * **technicians and administrators**: same users and names; their production public keys (whose
   private halves nobody here has) are replaced by lab key pairs (``key_file``);
 * **time**: the province services host is the root of the NTP chain (no upstream in the lab); OSPF
@@ -145,8 +148,9 @@ def translate_network(network, nf, name=None):
     return out, amap
 
 
-def translate_site(site, amap, file, county=None):
-    """Return the twin version of one production site (see the module docstring for the rules)."""
+def translate_site(site, amap, file, county=None, township_county=None):
+    """Return the twin version of one production site (see the module docstring for the rules);
+    ``county``: the home of its concentrator's county unit, ``township_county``: of its township client."""
     code = site.get("code")
     where = f"{file}: site {code}"
     out = copy.deepcopy(site)
@@ -192,6 +196,10 @@ def translate_site(site, amap, file, county=None):
             if county and k == CLIENTS_PER_CONCENTRATOR:
                 client["home"] = county  # a county's unit at its city's concentrator (issue 16)
             clients.append(client)
+        if township_county:  # a township finance office of a county this concentrator serves
+            addr = str(base + 256 * (CLIENTS_PER_CONCENTRATOR + 1))
+            clients.append({"name": f"tw{code}-1", "kind": "township", "home": township_county, "address": addr,
+                            "mgmt": mgmt_of(addr)})
         out["vpn_clients"] = clients
     else:
         out.pop("vpn_clients", None)
@@ -229,13 +237,17 @@ def translate(production, out_dir, name=None):
     if os.path.isdir(sites_dir):
         shutil.rmtree(sites_dir)  # a site removed from production leaves the twin too
     _dump(os.path.join(source_dir, "network.yml"), {"network": network}, header)
-    by_file, first_county = {}, {}
+    by_file, first_county, first_township = {}, {}, {}
     for _, site in sorted(src.sites, key=lambda fs: fs[1]["code"]):
         if site["tier"] == "county" and (site.get("budget_units") or {}).get("count"):
             first_county.setdefault(site.get("parent"), site["code"])
+        if site["tier"] == "county" and (site.get("townships") or {}).get("count"):
+            first_township.setdefault(model.township_concentrator(site), site["code"])
     for file, site in src.sites:
-        county = first_county.get(site["code"]) if site["tier"] == "city" else None
-        by_file.setdefault(os.path.basename(file), []).append(translate_site(site, amap, file, county))
+        city = site["tier"] == "city"
+        county = first_county.get(site["code"]) if city else None
+        township = first_township.get(site["code"]) if city else None
+        by_file.setdefault(os.path.basename(file), []).append(translate_site(site, amap, file, county, township))
     for fname, sites in sorted(by_file.items()):
         _dump(os.path.join(sites_dir, fname), {"sites": sites}, header)
     _dump(os.path.join(out_dir, "jincai.yml"), {"plugin": "jincai", "source": "source"}, header)

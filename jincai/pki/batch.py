@@ -2,7 +2,9 @@
 
 A batch row names a unit (``code``, ``name``) and where it belongs: its ``concentrator`` (host name or
 site code) and/or its own ``site`` (a county's unit is served by its city's concentrator; the
-concentrator is derived from the site). Every row is resolved against the source of truth before
+concentrator is derived from the site). ``kind: township`` makes the row a township finance office
+(乡镇财政所): its ``site`` is its county, and it goes to the concentrator that serves that county's
+townships (the source's ``townships``); the default kind is ``budget_unit``. Every row is resolved against the source of truth before
 anything changes; the result is one action per row:
 
     add      not active anywhere: onboarded at its concentrator (a fixed address from that pool;
@@ -51,8 +53,11 @@ class Registries:
         """The plan of the concentrator named by host name or site code, or None."""
         return next((p for p in self.plans if key in (p["concentrator"]["name"], p["site"])), None)
 
-    def serving(self, site):
-        """The plan of the concentrator that serves *site* (its own or its city's), or None."""
+    def serving(self, site, kind="budget_unit"):
+        """The plan of the concentrator that serves *site* (its own or its city's), or None; for
+        *kind* township, the one that serves the county's township finance offices."""
+        if kind == "township":
+            return next((p for p in self.plans if site in (p.get("townships") or {})), None)
         return next((p for p in self.plans if site in (p.get("served") or {p["site"]: None})), None)
 
     def active(self, code):
@@ -77,17 +82,22 @@ def resolve(regs, rows, default=None, where="batch"):
     taken = {}  # addresses handed out in this batch, per concentrator (dry run shows the real ones)
     for r in rows:
         at = f"{where}: line {r['line']}" if "line" in r else f"{where}: unit {r['code']}"
-        target, home = None, r.get("site")
+        target, home, kind = None, r.get("site"), r.get("kind") or "budget_unit"
+        if kind == "township" and not home:
+            errors.append(f"{at}: site: missing: a township finance office belongs to a county "
+                          "(fix: its county's code in the site column)")
+            continue
         if r.get("concentrator"):
             target = regs.concentrator(r["concentrator"])
             if target is None:
                 errors.append(f"{at}: concentrator: {r['concentrator']!r} is not a VPN concentrator (fix: one of {names})")
                 continue
         if home:
-            serving = regs.serving(home)
+            serving = regs.serving(home, kind)
             if serving is None:
-                errors.append(f"{at}: site: {home} is served by no VPN concentrator "
-                              "(fix: a city or county code of the source, or the province's)")
+                errors.append(f"{at}: site: {home} is served by no VPN concentrator " + (
+                              "for township finance offices (fix: a county with townships in the source)"
+                              if kind == "township" else "(fix: a city or county code of the source, or the province's)"))
                 continue
             if target is not None and target is not serving:
                 errors.append(f"{at}: concentrator: {target['concentrator']['name']} does not serve site {home} "
@@ -98,19 +108,25 @@ def resolve(regs, rows, default=None, where="batch"):
         home = home or target["site"]
         reg = regs.get(target)
         old_reg, entry = regs.active(r["code"])
+        prior = reg.units.get(r["code"])
+        known = entry or prior
+        if known and registry.UnitRegistry.kind(known) != kind:
+            errors.append(f"{at}: kind: {r['code']} is registered as {registry.UnitRegistry.kind(known)}, not {kind} "
+                          "(fix: the kind column, or another code)")
+            continue
         act = {"code": r["code"], "name": r["name"], "to": target["concentrator"]["name"], "home": home,
-               "line": r.get("line"), "from": None, "address": None}
+               "line": r.get("line"), "from": None, "address": None, "kind": kind}
         if old_reg is reg:
             act.update(action="keep" if registry.UnitRegistry.home(entry) == home else "rehome", address=entry["address"])
         else:
             act["action"] = "move" if old_reg else "add"
             act["from"] = old_reg.plan["concentrator"]["name"] if old_reg else None
-            prior = reg.units.get(r["code"])
             if prior:
                 act["address"] = prior["address"]  # re-onboarded where it was before: its old address
             else:
-                free, cursor = taken.setdefault(act["to"], [set(reg._taken), None])
-                act["address"], taken[act["to"]][1] = registry.next_free(reg.pool, free, cursor)
+                free, cursors = taken.setdefault(act["to"], (set(reg._taken), {}))
+                act["address"], cursors[kind] = registry.next_free(reg.pool, free, cursors.get(kind),
+                                                                   down=kind == "township")
                 if act["address"] is None:
                     errors.append(f"{at}: concentrator: the pool {reg.pool} of {act['to']} is full "
                                   "(fix: enlarge its vpn_pool in the source, or place the unit elsewhere)")
@@ -138,7 +154,7 @@ def apply(regs, actions, reason="affiliationChanged", bundles=True):
         if a["action"] in ("add", "move"):
             by_target.setdefault(a["to"], []).append(
                 {"code": a["code"], "name": a["name"], "home": a["home"], "address": a["address"],
-                 "public_key": keys.get(a["code"]),
+                 "public_key": keys.get(a["code"]), "kind": a["kind"],
                  "where": f"line {a['line']}" if a["line"] else f"unit {a['code']}"})
         elif a["action"] == "rehome":
             regs.get(regs.concentrator(a["to"])).rehome(a["code"], a["home"])

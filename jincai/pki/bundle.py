@@ -16,10 +16,11 @@ import yaml
 
 from jincai import ROOT
 from jincai.policy import ipsec
+from jincai.source.model import VPN_KINDS
 
 ROLE = os.path.join(ROOT, "roles", "vpn_client")
 
-README = """Budget unit {code} ({name}): VPN to the province (strongSwan, IKEv2, certificate)
+README = """{what} {code} ({name}): VPN to the province (strongSwan, IKEv2, certificate)
 
 1. On the unit's gateway (Debian 12): apt-get install charon-systemd strongswan-swanctl
    libstrongswan-standard-plugins
@@ -73,7 +74,8 @@ def pack(entry, key, cert, ca_pem, server_identity, server_address, remote_ts):
     code = entry["code"]
     csr_unit = entry.get("enrolment") == "csr"
     conf = client_conf(entry, server_identity, server_address, remote_ts)
-    readme = README.format(code=code, name=entry["name"], address=entry["address"], server=server_address,
+    what = VPN_KINDS[entry.get("kind", "budget_unit")].ou.capitalize()  # Budget unit, Township finance office
+    readme = README.format(what=what, code=code, name=entry["name"], address=entry["address"], server=server_address,
                            apps=", ".join(entry["apps"]))
     if csr_unit:
         readme += CSR_NOTE.format(code=code)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from jincai.pki import PkiError, batch, ca, csvimport, registry, store, vpn
+from jincai.source.model import VPN_KINDS
 
 
 def push_crl(inventory_dir, runner=None):
@@ -59,7 +60,8 @@ def build_parser(prog="jincai pki"):
     a.add_argument("name", nargs="?")
     a.add_argument("--csv")
     im = sub.add_parser("import", help="a batch across every concentrator (--csv FILE: code,name[,concentrator"
-                        "[,site]]): add new units, move units to their new concentrator, rerun changes nothing")
+                        "[,site[,kind]]]): add new units (kind township: township finance offices of the county "
+                        "in site), move units to their new concentrator, rerun changes nothing")
     im.add_argument("--csv", required=True)
     im.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     mv = sub.add_parser("move", help="move a unit to another concentrator (revoked at the old one, a new "
@@ -74,6 +76,8 @@ def build_parser(prog="jincai pki"):
     en.add_argument("--csr", required=True, help="the unit's CSR (PEM or DER; - for stdin)")
     en.add_argument("--name", default=None)
     en.add_argument("--site", default=None, help="the unit's own site (default: the concentrator's)")
+    en.add_argument("--kind", default=None, choices=sorted(VPN_KINDS),
+                    help="budget_unit (default) or township (a township finance office; --site: its county)")
     r = sub.add_parser("revoke", help="offboard units (CODE... or --csv FILE) and publish the CRL")
     r.add_argument("codes", nargs="*")
     r.add_argument("--csv")
@@ -91,7 +95,7 @@ def build_parser(prog="jincai pki"):
                     "(exit code: the playbook's)")
     b = sub.add_parser("bundle", help="rewrite a unit's client bundle and print its path")
     b.add_argument("code")
-    sub.add_parser("list", help="list onboarded units: code, address, status, serial, name")
+    sub.add_parser("list", help="list onboarded units and township offices: code, address, status, serial, name, kind")
     return p
 
 
@@ -146,7 +150,7 @@ def _batch_command(args, rows, pki_dir):
             if not (args.to or args.site):
                 raise PkiError("move: give --to CONCENTRATOR and/or --site SITE")
             rows = [{"code": args.code, "name": entry["name"], **({"concentrator": args.to} if args.to else {}),
-                     **({"site": args.site} if args.site else {})}]
+                     **({"site": args.site} if args.site else {}), "kind": registry.UnitRegistry.kind(entry)}]
             where = "move"
         else:
             where = args.csv
@@ -188,7 +192,7 @@ def _unit_commands(args):
         reg = registry.UnitRegistry(vpn_plan, pki_dir)
         if args.cmd == "list":
             for code, e in sorted(reg.units.items()):
-                print(f"{code}\t{e['address']}\t{e['status']}\t{e['serial']}\t{e['name']}")
+                print(f"{code}\t{e['address']}\t{e['status']}\t{e['serial']}\t{e['name']}\t{reg.kind(e)}")
         elif args.cmd == "add":
             rows = rows or [{"code": args.code, "name": args.name or args.code}]
             added = reg.add_many(rows)
@@ -230,7 +234,7 @@ def _unit_commands(args):
                         data = fh.read()
             except OSError as exc:
                 raise PkiError(f"{args.csr}: {exc.strerror}") from None
-            changed = reg.enrol(args.code, args.name, data, home=args.site, where=f"{args.csr}")
+            changed = reg.enrol(args.code, args.name, data, home=args.site, where=f"{args.csr}", kind=args.kind)
             reg.publish_crl(force=False)
             reg.save()
             if changed:

@@ -1,4 +1,4 @@
-"""Budget units from a CSV file: ``code,name[,concentrator[,site]]``, every error at once.
+"""Budget units from a CSV file: ``code,name[,concentrator[,site[,kind]]]``, every error at once.
 
 What ``jincai pki add --csv``, ``import --csv`` and ``revoke --csv`` read (:func:`read_csv`); a bad
 file changes nothing.
@@ -8,14 +8,17 @@ import csv
 
 from jincai.pki import PkiError
 from jincai.pki.registry import CODE_RE
+from jincai.source.model import VPN_KINDS
 
-CSV_COLUMNS = ("code", "name", "concentrator", "site")
+CSV_COLUMNS = ("code", "name", "concentrator", "site", "kind")
 
 
 def read_csv(path):
-    """Read unit rows: ``code,name[,concentrator[,site]]`` (a header naming the columns, in any order,
+    """Read unit rows: ``code,name[,concentrator[,site[,kind]]]`` (a header naming the columns, in any order,
     is optional). ``concentrator`` is a host name or site code, ``site`` the unit's own site (a county
-    for a county's unit; its concentrator is then derived). Every error names file, line and field.
+    for a county's unit; its concentrator is then derived), ``kind`` ``budget_unit`` (the default) or
+    ``township`` (a township finance office of the county in ``site``). Every error names file, line
+    and field.
     Rows are dicts with ``code``, ``name``, ``line`` and the optional columns given."""
     rows, errors, seen = [], [], set()
     try:
@@ -48,6 +51,9 @@ def read_csv(path):
                 errors.append(f"{path}: line {lineno}: code: {code} is listed twice (fix: one line per unit)")
             if not name:
                 errors.append(f"{path}: line {lineno}: name: missing (fix: the unit's name as 2nd column)")
+            if r.get("kind") and r["kind"] not in VPN_KINDS:
+                errors.append(f"{path}: line {lineno}: kind: {r['kind']!r} is not a kind of VPN client "
+                              f"(fix: {' or '.join(VPN_KINDS)})")
             seen.add(code)
             rows.append(dict({k: v for k, v in r.items() if v}, code=code, name=name, line=lineno))
     if errors:

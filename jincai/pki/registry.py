@@ -1,5 +1,11 @@
 """The budget-unit registry of each VPN concentrator, on top of the CA; the CRL; ``sync``.
 
+The registry holds both kinds of VPN client (:data:`jincai.source.model.VPN_KINDS`): budget units
+and township finance offices (乡镇财政所, entries with ``kind: township``; identity
+``<code>.tw.<domain>``, own site a county whose townships the concentrator serves). They share the
+concentrator's pool: budget units take the lowest free address, townships the highest, so neither
+kind ever moves the other's addresses.
+
 Per concentrator (``<pki>/vpn/`` for the province's, ``<pki>/vpn/<site code>/`` for a city's):
 ``units.json`` (code, name, site, home, virtual IP, identity, status, enrolment), ``units/<code>.crt``
 and ``.key.vault`` (one certificate and vaulted key per unit; none for a unit that enrolled by CSR)
@@ -24,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from jincai.pki import PkiError, store, vault
 from jincai.pki import bundle as unitbundle
 from jincai.pki import ca as authority
+from jincai.source.model import VPN_KINDS
 
 CRL_DAYS = 30
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
@@ -32,10 +39,22 @@ REASONS = {"unspecified": x509.ReasonFlags.unspecified, "keyCompromise": x509.Re
            "cessationOfOperation": x509.ReasonFlags.cessation_of_operation}
 
 
-def next_free(pool, taken, start=None):
+def next_free(pool, taken, start=None, down=False):
     """The lowest host address of *pool* not in *taken* at or above *start* (an int; default the
     first host), and where the next search may start. Addresses are never given back, so everything
-    below the returned cursor stays taken: a batch of n units costs O(n), not O(n^2)."""
+    below the returned cursor stays taken: a batch of n units costs O(n), not O(n^2).
+
+    With *down*: the highest free host address at or below *start* (default the last host), the
+    cursor moving down (township finance offices fill the pool from the top)."""
+    if down:
+        n = int(pool.broadcast_address) - 1 if start is None else start
+        first = int(pool.network_address)  # exclusive: the network address is no host
+        while n > first:
+            addr = str(ipaddress.IPv4Address(n))
+            n -= 1
+            if addr not in taken:
+                return addr, n
+        return None, n
     n = int(pool.network_address) + 1 if start is None else start
     last = int(pool.broadcast_address)  # exclusive: the broadcast address is no host
     while n < last:
@@ -83,17 +102,27 @@ class UnitRegistry:
         return os.path.join(self.dir, self.plan.get("registry", "vpn"), *parts)
 
     # ---- identities and addresses
-    def identity(self, code):
-        """The IKE identity of a unit (also its certificate's DNS SAN)."""
-        return f"{code}.bu.{self.plan['domain']}"
+    def identity(self, code, kind="budget_unit"):
+        """The IKE identity of a unit (also its certificate's DNS SAN): ``<code>.bu.<domain>``, a
+        township finance office's ``<code>.tw.<domain>`` (the namespace of its kind)."""
+        return f"{code}.{VPN_KINDS[kind].namespace}.{self.plan['domain']}"
 
     def server_identity(self):
         """The IKE identity of the concentrator."""
         return f"{self.plan['concentrator']['name']}.{self.plan['domain']}"
 
-    def served(self, home=None, where=None):
+    def served(self, home=None, where=None, kind="budget_unit"):
         """What the plan says of a site this concentrator serves (its own by default): ``lan`` (the
-        unit's traffic selector) and ``apps`` (its budget units' applications)."""
+        unit's traffic selector) and ``apps`` (its budget units' applications); for ``kind``
+        township, of a county whose township finance offices it serves (their apps)."""
+        if kind == "township":
+            sites = self.plan.get("townships") or {}
+            if home not in sites:
+                raise PkiError(f"{where or 'township'}: site: {home or 'missing'}: {self.plan['concentrator']['name']} "
+                               "serves no township finance offices of it (fix: one of "
+                               f"{', '.join(sites) or 'none'}; a county's townships are declared in the source, "
+                               "townships: of the county)")
+            return sites[home]
         home = home or self.plan["site"]
         sites = self.plan.get("served") or {self.plan["site"]: {"lan": self.plan["lan"], "apps": self.plan["apps"]}}
         if home not in sites:
@@ -106,7 +135,12 @@ class UnitRegistry:
         """The unit's own site (a county for a county's unit at a city concentrator)."""
         return entry.get("home") or entry["site"]
 
-    def _allocate(self, wanted, where):
+    @staticmethod
+    def kind(entry):
+        """The entry's :data:`jincai.source.model.VPN_KINDS` kind (budget units' entries carry none)."""
+        return entry.get("kind", "budget_unit")
+
+    def _allocate(self, wanted, where, kind="budget_unit"):
         hosts = (self.pool.network_address, self.pool.broadcast_address)
         if wanted:
             try:
@@ -119,17 +153,19 @@ class UnitRegistry:
                 raise PkiError(f"{where}: address: {wanted} is already used by another unit")
             self._taken.add(str(addr))
             return str(addr)
-        addr, self._cursor = next_free(self.pool, self._taken, getattr(self, "_cursor", None))
+        cursors = self.__dict__.setdefault("_cursors", {})
+        addr, cursors[kind] = next_free(self.pool, self._taken, cursors.get(kind), down=kind == "township")
         if addr is None:
             raise PkiError(f"budget-unit pool {self.pool} is full ({len(self._taken)} units): enlarge it in the plan")
         self._taken.add(addr)
         return addr
 
-    def _issue_unit(self, code, key=None):
-        cert, key = authority.sign_leaf(self.ca_cert, self._ca_key, code, [self.identity(code)], client=True,
-                               key=key, ou="budget unit")
+    def _issue_unit(self, code, key=None, kind="budget_unit"):
+        ou = VPN_KINDS[kind].ou
+        cert, key = authority.sign_leaf(self.ca_cert, self._ca_key, code, [self.identity(code, kind)], client=True,
+                               key=key, ou=ou)
         serial = format(cert.serial_number, "x")
-        self.db["certs"][serial] = {"cn": code, "kind": "budget unit", "status": "valid",
+        self.db["certs"][serial] = {"cn": code, "kind": ou, "status": "valid",
                                     "not_after": cert.not_valid_after_utc.isoformat()}
         store.write(self.path("units", f"{code}.crt"), store.cert_pem(cert), 0o644)
         return serial, key
@@ -146,7 +182,8 @@ class UnitRegistry:
         pending = {}
         added = [r["code"] for r in rows
                  if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), r.get("where"),
-                             home=r.get("home"), public_key=r.get("public_key"), _keys=pending)]
+                             home=r.get("home"), public_key=r.get("public_key"), _keys=pending,
+                             kind=r.get("kind") or "budget_unit")]
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
         for code, data in vaulted.items():
@@ -157,23 +194,30 @@ class UnitRegistry:
         self._fresh_keys.update(pending)
         return added
 
-    def add(self, code, name, address=None, apps=None, where=None, home=None, public_key=None, _keys=None):
+    def add(self, code, name, address=None, apps=None, where=None, home=None, public_key=None, _keys=None,
+            kind="budget_unit"):
         """Onboard a unit (certificate + vaulted key + registry entry); True if anything changed.
 
         *home* is the unit's own site (default: the concentrator's; a county it serves for a county's
-        unit): its LAN and apps are what the unit reaches. An active unit is left untouched; a revoked
+        unit): its LAN and apps are what the unit reaches. *kind* ``township``: a township finance
+        office, whose *home* is its county (required). An active unit is left untouched; a revoked
         unit gets a new key and certificate and keeps its address.
         """
         where = where or f"unit {code}"
         if not CODE_RE.match(code or ""):
             raise PkiError(f"{where}: code: {code!r} is not valid (fix: letters, digits and '-', at most 63)")
-        home = home or self.plan["site"]
-        served = self.served(home, where)
+        if kind not in VPN_KINDS:
+            raise PkiError(f"{where}: kind: {kind!r} is not a kind of VPN client (fix: one of {', '.join(VPN_KINDS)})")
+        home = home or (None if kind == "township" else self.plan["site"])
+        served = self.served(home, where, kind)
         entry = self.units.get(code)
+        if entry and self.kind(entry) != kind:
+            raise PkiError(f"{where}: kind: {code} is registered as {self.kind(entry)}, not {kind} "
+                           "(fix: another code; a code names one unit or one township office)")
         if entry and entry["status"] == "active":
             return False
-        addr = entry["address"] if entry else self._allocate(address, where)
-        serial, key = self._issue_unit(code, public_key)
+        addr = entry["address"] if entry else self._allocate(address, where, kind)
+        serial, key = self._issue_unit(code, public_key, kind)
         if public_key is not None:  # CSR enrolment: the province holds no key of this unit
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path("units", f"{code}.key.vault"))
@@ -182,9 +226,11 @@ class UnitRegistry:
         else:
             store.write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(store.key_pem(key)), 0o600)
         self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "home": home,
-                            "address": addr, "identity": self.identity(code), "serial": serial,
+                            "address": addr, "identity": self.identity(code, kind), "serial": serial,
                             "status": "active", "apps": sorted(apps or served["apps"]),
                             "enrolment": "csr" if public_key is not None else "bundle"}
+        if kind != "budget_unit":
+            self.units[code]["kind"] = kind  # budget units' entries stay as they always were
         return True
 
     def public_key(self, code):
@@ -192,7 +238,7 @@ class UnitRegistry:
         with open(self.path("units", f"{code}.crt"), "rb") as fh:
             return x509.load_pem_x509_certificate(fh.read()).public_key()
 
-    def enrol(self, code, name, csr_data, home=None, address=None, where=None):
+    def enrol(self, code, name, csr_data, home=None, address=None, where=None, kind=None):
         """Sign a unit's own key (CSR enrolment): the unit generated its key pair and sends a CSR; the
         province checks it and certifies its public key for the unit's identity (subject and SANs of
         the CSR are ignored: the identity is ``<code>.bu.<domain>``). True if anything changed.
@@ -203,6 +249,7 @@ class UnitRegistry:
         csr = authority.load_csr(csr_data, where)
         entry = self.units.get(code)
         home = home or (self.home(entry) if entry else None)
+        kind = kind or (self.kind(entry) if entry else "budget_unit")
         if entry and entry["status"] == "active":
             pub = serialization.PublicFormat.SubjectPublicKeyInfo
             same = (self.public_key(code).public_bytes(serialization.Encoding.DER, pub)
@@ -211,13 +258,13 @@ class UnitRegistry:
                 return self.rehome(code, home, where)  # same key: at most its own site changes
             self.revoke(code, "superseded")
         return self.add(code, name or (entry or {}).get("name") or code, address, None, where,
-                        home=home, public_key=csr.public_key())
+                        home=home, public_key=csr.public_key(), kind=kind)
 
     def rehome(self, code, home, where=None):
         """Give an active unit another own site served by the same concentrator (same address and
         certificate; its LAN and apps follow the new site). True if it changed."""
         entry = self.units[code]
-        served = self.served(home, where or f"unit {code}")
+        served = self.served(home, where or f"unit {code}", self.kind(entry))
         if self.home(entry) == home and entry["apps"] == sorted(served["apps"]):
             return False
         entry.update(home=home, apps=sorted(served["apps"]))
@@ -268,7 +315,7 @@ class UnitRegistry:
                 with open(kpath, "rb") as fh:
                     key = serialization.load_pem_private_key(self.vault.decrypt(fh.read(), kpath), None)
             old = entry["serial"]
-            entry["serial"], key = self._issue_unit(code, key)
+            entry["serial"], key = self._issue_unit(code, key, self.kind(entry))
             if rekey:
                 store.write(kpath, self.vault.encrypt(store.key_pem(key)), 0o600)
                 getattr(self, "_fresh_keys", {}).pop(code, None)  # never bundle the old key
@@ -345,7 +392,7 @@ class UnitRegistry:
         with open(self.path("units", f"{code}.crt"), "rb") as fh:
             cert = fh.read()
         c = self.plan["concentrator"]
-        lan = self.served(self.home(entry), f"unit {code}")["lan"]
+        lan = self.served(self.home(entry), f"unit {code}", self.kind(entry))["lan"]
         data = unitbundle.pack(entry, key, cert, store.cert_pem(self.ca_cert), self.server_identity(), c["address"], lan)
         os.makedirs(os.path.dirname(out), mode=0o700, exist_ok=True)
         store.write(out, data, 0o600)
@@ -359,10 +406,11 @@ def sync(reg, bundles=True):
     c = reg.plan["concentrator"]
     _, server_changed = authority.issue(c["name"], [reg.server_identity(), c["address"]], reg.dir)
     # only units never onboarded: a revoked unit stays revoked until an explicit `add`
-    homes = reg.plan.get("client_homes") or {}
+    homes, kinds = reg.plan.get("client_homes") or {}, reg.plan.get("client_kinds") or {}
     csr = set(reg.plan.get("csr_clients") or [])  # they enrol with their own key (roles/vpn_client)
     added = [code for code in reg.plan["clients"]
-             if code not in reg.units and code not in csr and reg.add(code, code, home=homes.get(code))]
+             if code not in reg.units and code not in csr
+             and reg.add(code, code, home=homes.get(code), kind=kinds.get(code, "budget_unit"))]
     renewed = reg.renew()
     crl = reg.publish_crl()
     reg.save()

@@ -21,9 +21,10 @@ def plans(inventory_dir):
 def plans_of(m, where="inventory"):
     """One VPN plan per concentrator of the typed model ``m`` (the province's first, then the cities'):
     its :class:`jincai.source.model.Concentrator` as the registry reads it: pool, apps, LAN, concentrator
-    name/address, domain, site, the sites it serves (``served``: LAN, apps and tier of each), its lab
-    client units (their own sites, those that enrol by CSR) and the registry directory (``vpn`` or
-    ``vpn/<site code>``)."""
+    name/address, domain, site, the sites it serves (``served``: LAN, apps and tier of each), the
+    counties whose township finance offices it serves (``townships``: the same, for their township
+    apps), its lab clients (their own sites, kinds, those that enrol by CSR) and the registry
+    directory (``vpn`` or ``vpn/<site code>``)."""
     concentrators = m.concentrators
     if not concentrators or m.sites[concentrators[0].site].tier != "province":
         raise PkiError(f"{where}: no province host in group vpn_concentrators")
@@ -36,7 +37,10 @@ def plans_of(m, where="inventory"):
         out.append({"pool": c.pool, "apps": list(c.apps), "lan": c.lan, "site": c.site,
                     "served": {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
                                for s in c.served},
+                    "townships": {s["site"]: {"lan": s["lan"], "apps": list(s["apps"]), "tier": s["tier"]}
+                                  for s in c.township_served},
                     "client_homes": {v.name: v.home for v in clients if v.home},
+                    "client_kinds": {v.name: v.kind for v in clients},
                     "csr_clients": [v.name for v in clients if v.enrolment == "csr"],
                     "domain": m.domain, "concentrator": {"name": c.host, "address": c.access_address},
                     "clients": list(c.clients), "registry": c.registry})

@@ -160,9 +160,10 @@ class Allocator:
                         p["mgmt"] = self._free_addr(mgmt_net, mgmt_off, "management address")
                 parties.append(p)
             site["parties"] = parties
-        bu = (defaults.get("budget_units") or {}).get(tier)
-        if bu:
-            site["budget_units"] = {"count": bu["count"], "apps": list(bu["apps"])}
+        for kind in model.VPN_KINDS.values():  # budget units; a county's township finance offices
+            bu = (defaults.get(kind.key) or {}).get(tier)
+            if bu:
+                site[kind.key] = {"count": bu["count"], "apps": list(bu["apps"])}
         site["technicians"] = []
         self.sites[division.code] = site
         return site

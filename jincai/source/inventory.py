@@ -16,7 +16,7 @@ from jincai.source import model, validate
 
 #: Group order in the output: tiers, functions, then per-platform and per-site groups.
 FIXED_GROUPS = ("province", "city", "county", "routers", "vpn_concentrators", "app_servers", "services",
-                "machine_room", "budget_unit_clients", "external_parties")
+                "machine_room", "budget_unit_clients", "township_clients", "external_parties")
 
 
 class InvalidSource(Exception):

@@ -40,6 +40,30 @@ PLATFORM_IFNAME = {
     "frr": "eth{n}",
 }
 DIVISIONS_TSV = os.path.join(DATA_DIR, "jilin-divisions.tsv")
+
+
+@dataclass(frozen=True)
+class VpnKind:
+    """A kind of VPN client that a concentrator serves: budget units (预算单位) or township finance
+    offices (乡镇财政所, the county–township settlement network). Both share every code path (source,
+    PKI registry, concentrator, client); only these facts differ."""
+
+    name: str  # registry entry ``kind`` (budget units' entries carry none), lab client ``kind``
+    key: str  # the site key that declares them, and the catalogue flag that lets them reach an app
+    namespace: str  # IKE identity <code>.<namespace>.<domain>; connection <namespace>-<code>
+    noun: str  # in messages
+    ou: str  # organisational unit of their certificates
+    group: str  # inventory group of the lab's client stand-ins
+    function: str  # jincai_functions of those clients
+
+
+#: The kinds of VPN client, by name (the one place for their identity namespace and group).
+VPN_KINDS = {
+    "budget_unit": VpnKind("budget_unit", "budget_units", "bu", "budget units", "budget unit",
+                           "budget_unit_clients", "budget_unit_client"),
+    "township": VpnKind("township", "townships", "tw", "township finance offices", "township finance office",
+                        "township_clients", "township_client"),
+}
 CONFIG_NAMES = ("jincai.yml", "jincai.yaml")
 
 
@@ -311,12 +335,27 @@ def ospf_area(network, site):
     return f"0.0.0.{int(site['parent'][2:4])}"
 
 
-def vpn_served_site(site, targets):
-    """What a concentrator knows of one site it serves (itself, or a county of its city): the site's
-    LAN (its units' traffic selector), the apps its budget units may use (``budget_units.apps``) and
-    the app servers that run them (``targets``: ``{app, host, address, port}``)."""
+def vpn_served_site(site, targets, kind="budget_unit"):
+    """What a concentrator knows of one site it serves (itself, or a county of its city) for one
+    :data:`VPN_KINDS` kind of client: the site's LAN (their traffic selector), the apps they may use
+    (``budget_units.apps``, or ``townships.apps`` of a county) and the app servers that run them
+    (``targets``: ``{app, host, address, port}``)."""
     return {"site": site["code"], "tier": site["tier"], "lan": site["lan"],
-            "apps": list((site.get("budget_units") or {}).get("apps", [])), "targets": targets}
+            "apps": list((site.get(VPN_KINDS[kind].key) or {}).get("apps", [])), "targets": targets}
+
+
+def township_concentrator(county):
+    """The site code of the concentrator that serves a county's township finance offices: the one its
+    ``townships.concentrator`` names, else its city's (the one that serves its budget units). The one
+    rule; :mod:`jincai.source.validate` checks that the site has a concentrator."""
+    return (county.get("townships") or {}).get("concentrator") or county.get("parent")
+
+
+def township_sites(site, sites):
+    """The counties whose township finance offices a concentrator at ``site`` serves (``sites`` order)."""
+    code = site["code"]
+    return [s for s in sites if s.get("tier") == "county" and isinstance(s.get("townships"), dict)
+            and township_concentrator(s) == code]
 
 
 def vpn_registry(site):
@@ -494,6 +533,11 @@ class Concentrator:
     targets: list  # of Target
     clients: list  # VPN client host names
     registry: str
+    # township finance offices (乡镇财政所) of the counties whose townships it serves: vpn_served_site()
+    # per county (kind township), their count and applications (township_sites())
+    township_served: list = field(default_factory=list)
+    townships: int = 0
+    township_apps: list = field(default_factory=list)
 
     def vars(self):
         """``jincai_vpn``."""
@@ -501,12 +545,15 @@ class Concentrator:
                 "pool": self.pool, "access_address": self.access_address, "access_network": self.access_network,
                 "lan": self.lan, "budget_units": self.budget_units, "served_sites": list(self.served_sites),
                 "apps": list(self.apps), "targets": [t.vars() for t in self.targets],
-                "clients": list(self.clients), "registry": self.registry}
+                "clients": list(self.clients), "registry": self.registry,
+                "township_served": [dict(x) for x in self.township_served], "townships": self.townships,
+                "township_apps": list(self.township_apps)}
 
 
 @dataclass
 class VpnClient:
-    """A lab stand-in for a budget unit, dialling in to its site's concentrator."""
+    """A lab stand-in for a budget unit or a township finance office (``kind``, :data:`VPN_KINDS`),
+    dialling in to its site's concentrator."""
 
     name: str
     site: str
@@ -519,12 +566,14 @@ class VpnClient:
     apps: list
     targets: list  # of Target
     registry: str
+    kind: str = "budget_unit"  # or township (a township finance office of its home county)
 
     def vars(self):
         """``jincai_vpn_client``."""
         return {"concentrator": self.concentrator, "server": self.server, "pool": self.pool,
                 "home": self.home, "lan": self.lan, "enrolment": self.enrolment,
-                "apps": list(self.apps), "targets": [t.vars() for t in self.targets], "registry": self.registry}
+                "apps": list(self.apps), "targets": [t.vars() for t in self.targets], "registry": self.registry,
+                "kind": self.kind}
 
 
 @dataclass
@@ -858,24 +907,31 @@ def _build_router(m, site):
                 groups=[site.tier, f"site_{site.code}", "routers", f"platform_{site.platform}"])
 
 
+def _vpn_served(m, sites, kind):
+    """:func:`vpn_served_site` of each of ``sites`` (source dicts) for clients of ``kind``, with the app
+    servers that run the kind's apps there; and those apps, in catalogue order."""
+    key, order = VPN_KINDS[kind].key, list(m.applications)
+    served = [vpn_served_site(s, [t.vars() for t in _targets(m.sites[s["code"]], (s.get(key) or {}).get("apps", []),
+                                                             m.applications)], kind) for s in sites]
+    apps = sorted({a for s in served for a in s["apps"]}, key=lambda a: order.index(a) if a in m.applications else 99)
+    return served, apps, sum((s.get(key) or {}).get("count", 0) for s in sites)
+
+
 def _build_concentrator(m, site, h):
-    """The concentrator at ``site`` (source entry ``h``) and what it serves."""
-    served = served_sites(site.source, [m.sites[c].source for c in m.sites])
-    order = list(m.applications)
-    bu_apps = sorted({a for s in served for a in (s.get("budget_units") or {}).get("apps", [])},
-                     key=lambda a: order.index(a) if a in m.applications else 99)
+    """The concentrator at ``site`` (source entry ``h``) and what it serves: the budget units of its
+    site (and a city's counties), the township finance offices of the counties whose townships it serves."""
+    sources = [m.sites[c].source for c in m.sites]
+    units = served_sites(site.source, sources)
+    served, bu_apps, bu_count = _vpn_served(m, units, "budget_unit")
+    township_served, tw_apps, tw_count = _vpn_served(m, township_sites(site.source, sources), "township")
     return Concentrator(
         host=f"{site.code}-{h['name']}", site=site.code, pool=site.vpn_pool, access_address=h["vpn_access"],
         access_network=m.network["plan"]["vpn_access"], lan=site.lan,
-        served_sites=[s["code"] for s in served],
-        served=[vpn_served_site(s, [t.vars() for t in _targets(m.sites[s["code"]],
-                                                              (s.get("budget_units") or {}).get("apps", []),
-                                                              m.applications)])
-                for s in served],
-        budget_units=sum((s.get("budget_units") or {}).get("count", 0) for s in served),
+        served_sites=[s["code"] for s in units], served=served, budget_units=bu_count,
         apps=bu_apps, targets=_targets(site, bu_apps, m.applications),
         clients=[c["name"] for c in site.source.get("vpn_clients") or []],
-        registry=vpn_registry(site.source))
+        registry=vpn_registry(site.source),
+        township_served=township_served, townships=tw_count, township_apps=tw_apps)
 
 
 def _build_servers(m, site):
@@ -924,22 +980,25 @@ def _build_party_hosts(m, site):
 
 
 def _build_clients(m, site):
-    """Budget-unit VPN clients (lab only: a few stand-ins for the 1,040 units)."""
+    """VPN clients (lab only: a few stand-ins for the 1,040 units and for township finance offices,
+    ``kind: township``, whose own site is a county whose townships this concentrator serves)."""
     out = []
     vpn_host = _host_entry(site.source, "vpn_concentrator")
     for c in site.source.get("vpn_clients") or []:
+        kind = VPN_KINDS[c.get("kind", "budget_unit")]
         ifaces = _mgmt_iface(m.lab, c.get("mgmt"), m.management_network)
         ifaces.append(Interface("vpn_access", _prefixed(c["address"], m.network["plan"]["vpn_access"]),
                                 f"vpnaccess-{site.code}"))
         _number(ifaces, m.lab)
         home = m.sites.get(c.get("home") or site.code, site)  # this site or a county it serves
-        apps = list((home.source.get("budget_units") or {}).get("apps", []))
+        apps = list((home.source.get(kind.key) or {}).get("apps", []))
         client = VpnClient(name=c["name"], site=site.code, concentrator=f"{site.code}-{vpn_host['name']}",
                            server=vpn_host["vpn_access"], pool=site.vpn_pool, home=home.code, lan=home.lan,
                            enrolment=c.get("enrolment", "bundle"), apps=apps,
-                           targets=_targets(home, apps, m.applications), registry=vpn_registry(site.source))
-        out.append(Host(c["name"], site.code, "client", ["budget_unit_client"], c["address"],
-                        c.get("mgmt") or c["address"], ifaces, routes=[], groups=["budget_unit_clients"],
+                           targets=_targets(home, apps, m.applications), registry=vpn_registry(site.source),
+                           kind=kind.name)
+        out.append(Host(c["name"], site.code, "client", [kind.function], c["address"],
+                        c.get("mgmt") or c["address"], ifaces, routes=[], groups=[kind.group],
                         vpn_client=client))
     return out
 

@@ -176,8 +176,14 @@ APPLICATION = _obj({
     "tiers": _obj({t: _int(1, 9, "use a rollout wave 1..9") for t in model.TIERS}),
     "parties": _list(_enum(model.PARTY_KINDS, "party kind")),
     "budget_units": BOOL,
+    "townships": BOOL,
 }, ("name_zh", "port", "tiers"))
 BUDGET_UNITS = {"count": _int(0, fix="give the number of budget units"), "apps": _list({"type": "string"})}
+#: A county's township finance offices (乡镇财政所): how many, the county applications they reach, and
+#: optionally the site whose concentrator serves them (default: the county's city, as its budget units).
+TOWNSHIP_DEFAULTS = {"count": _int(0, fix="give the number of township finance offices"),
+                     "apps": _list({"type": "string"})}
+TOWNSHIPS = {**TOWNSHIP_DEFAULTS, "concentrator": CODE}
 
 
 def _per_tier(schema, tiers=("city", "county")):
@@ -242,6 +248,7 @@ def network_schema(lab=False):
             "hosts": _per_tier(_list(_obj(HOST_SPEC, ("name", "function")))),
             "parties": _per_tier(_list(_obj(PARTY_SPEC, ("name", "kind")))),
             "budget_units": _per_tier(_obj(BUDGET_UNITS, ("count", "apps"))),
+            "townships": _per_tier(_obj(TOWNSHIP_DEFAULTS, ("count", "apps")), tiers=("county",)),
         }),
     }, ("name", "plan", "applications"))
 
@@ -271,7 +278,9 @@ def site_schema(out_of_band=False, lab=False):
                            "then": mgmt_required}]
     client = _obj({"name": _name("e.g. bu0001"), "address": ADDRESS, "mgmt": ADDRESS, "home": CODE,
                    "enrolment": _enum(("bundle", "csr"), "enrolment", "use bundle (the province issues the key) "
-                                      "or csr (the unit generates it)")},
+                                      "or csr (the unit generates it)"),
+                   "kind": _enum(tuple(model.VPN_KINDS), "client kind", "use budget_unit (the default) or "
+                                 "township (a township finance office of its home county)")},
                   ("name", "address") + (("mgmt",) if out_of_band else ()))
     uplink = _obj({"peer": CODE, "subnet": PREFIX, "role": _enum(model.LINK_ROLES, "role", "use primary or backup"),
                    "direct": BOOL, "carrier": STRING}, ("peer", "subnet", "role"))
@@ -294,6 +303,7 @@ def site_schema(out_of_band=False, lab=False):
         "hosts": _list(host),
         "parties": _list(party),
         "budget_units": _obj(BUDGET_UNITS, ("count", "apps")),
+        "townships": _obj(TOWNSHIPS, ("count", "apps")),
         "vpn_clients": _list(client),
         "technicians": _list(PERSON),
         "notes": {"type": "string"},

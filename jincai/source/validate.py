@@ -146,14 +146,20 @@ def _check_network_rules(ctx):
         if tier != "county":
             ctx.err(nf, None, "applications.township.tiers", "township (乡财县管) runs at counties only",
                     f"remove {tier} from applications.township.tiers")
+    for name, spec in apps.items():
+        if _dict(spec).get("townships") is True and "county" not in _dict(_dict(spec).get("tiers")):
+            ctx.err(nf, None, f"applications.{name}.townships", "township finance offices reach their own "
+                    f"county's applications only, and no county runs {name}",
+                    f"remove townships from applications.{name}, or add county to its tiers")
     defaults = _dict(netw.get("defaults"))
     for tier, parties in _dict(defaults.get("parties")).items():
         for i, p in _items(parties):
             for a in p.get("apps") or []:
                 _check_app_use(ctx, nf, None, f"defaults.parties.{tier}[{i}].apps", a, tier, p.get("kind"))
-    for tier, bu in _dict(defaults.get("budget_units")).items():
-        for a in _dict(bu).get("apps") or []:
-            _check_app_use(ctx, nf, None, f"defaults.budget_units.{tier}.apps", a, tier, None)
+    for kind in model.VPN_KINDS.values():
+        for tier, bu in _dict(defaults.get(kind.key)).items():
+            for a in _dict(bu).get("apps") or []:
+                _check_app_use(ctx, nf, None, f"defaults.{kind.key}.{tier}.apps", a, tier, kind.name)
     for tier, pair in _dict(netw.get("technician_counts")).items():
         if len(pair) == 2 and pair[0] > pair[1]:
             ctx.err(nf, None, f"technician_counts.{tier}", f"[{pair[0]}, {pair[1]}] is written backwards "
@@ -183,7 +189,7 @@ def _check_admin_roles(ctx):
 
 
 #: Keys of a catalogue application that a deployment entry (group_vars ``apps_catalog``) must not restate.
-CATALOGUE_KEYS = ("name", "name_zh", "name_en", "port", "tiers", "parties", "budget_units")
+CATALOGUE_KEYS = ("name", "name_zh", "name_en", "port", "tiers", "parties", "budget_units", "townships")
 
 
 def _check_deployment(ctx):
@@ -250,25 +256,28 @@ def _check_hosts(ctx, file, code, site):
 
 
 def _check_app_use(ctx, file, code, field, app, tier, kind):
-    """One reference to an application (a party's, of ``kind``, or budget units' when ``kind`` is None)
-    against the catalogue: known, run at ``tier``, and reachable by a party of that kind (by budget units)."""
+    """One reference to an application (a party's of ``kind``, or VPN clients' when ``kind`` names one
+    of :data:`jincai.source.model.VPN_KINDS`: budget units, township finance offices) against the
+    catalogue: known, run at ``tier``, and reachable by that party kind (``parties``) or that kind of
+    VPN client (its catalogue flag, ``budget_units`` or ``townships``)."""
     apps = _dict(ctx.network.get("applications"))
     tier_apps = model.tier_apps(apps, tier)
     spec = _dict(apps.get(app))
     nf = ctx.src.network_file
+    vpn = model.VPN_KINDS.get(kind)
     if app not in apps:
         ctx.err(file, code, field, *_unknown("application", app, list(apps)))
     elif app not in tier_apps:
-        if kind is None:
+        if vpn:
             ctx.err(file, code, field, f"{app!r} does not run at a {tier}", f"use one of {', '.join(tier_apps)}")
         else:
             ctx.err(file, code, field, f"{app} does not run at a {tier}", f"use one of {', '.join(tier_apps)}")
-    elif kind is None and spec.get("budget_units") is not True:
-        allowed = [a for a in tier_apps if _dict(apps.get(a)).get("budget_units") is True]
-        ctx.err(file, code, field, f"budget units may not reach {app} (the catalogue, {nf}: "
-                f"applications.{app}.budget_units is not true)",
+    elif vpn and spec.get(vpn.key) is not True:
+        allowed = [a for a in tier_apps if _dict(apps.get(a)).get(vpn.key) is True]
+        ctx.err(file, code, field, f"{vpn.noun} may not reach {app} (the catalogue, {nf}: "
+                f"applications.{app}.{vpn.key} is not true)",
                 f"use one of {', '.join(allowed) or 'none'}, or allow it in the catalogue")
-    elif kind is not None and kind not in (spec.get("parties") or []):
+    elif not vpn and kind not in (spec.get("parties") or []):
         allowed = [a for a in tier_apps if kind in (_dict(apps.get(a)).get("parties") or [])]
         ctx.err(file, code, field, f"a {kind} may not reach {app} (the catalogue, {nf}: "
                 f"applications.{app}.parties: {', '.join(spec.get('parties') or []) or 'none'})",
@@ -285,8 +294,12 @@ def _check_parties(ctx, file, code, site):
     for i, p in parties:
         for a in p.get("apps") or []:
             _check_app_use(ctx, file, code, f"parties[{i}].apps", a, site.get("tier"), p.get("kind"))
-    for a in _dict(site.get("budget_units")).get("apps") or []:
-        _check_app_use(ctx, file, code, "budget_units.apps", a, site.get("tier"), None)
+    for kind in model.VPN_KINDS.values():
+        for a in _dict(site.get(kind.key)).get("apps") or []:
+            _check_app_use(ctx, file, code, f"{kind.key}.apps", a, site.get("tier"), kind.name)
+    if "townships" in site and site.get("tier") != "county":
+        ctx.err(file, code, "townships", "township finance offices (乡镇财政所) are declared on their county",
+                "move townships to the county sites (乡财县管: the county manages its townships' finance)")
 
 
 def _check_people(ctx, file, code, site):
@@ -546,6 +559,8 @@ def _check_pools(ctx, usable, by_code):
         served = model.served_sites(site, [s for _, s in usable])
         count = sum(_dict(s.get("budget_units")).get("count", 0) for s in served
                     if isinstance(_dict(s.get("budget_units")).get("count", 0), int))
+        towns = sum(_dict(s.get("townships")).get("count", 0) for s in model.township_sites(site, [s for _, s in usable])
+                    if isinstance(_dict(s.get("townships")).get("count", 0), int))
         if has_vpn and not site.get("vpn_pool"):
             ctx.err(file, code, "vpn_pool", "site has a VPN concentrator but no budget-unit pool",
                     "allocate vpn_pool (jincai site add does)")
@@ -556,9 +571,10 @@ def _check_pools(ctx, usable, by_code):
             continue
         if has_vpn:
             size = model.net(site["vpn_pool"]).num_addresses - 2
-            if size < count:
+            if size < count + towns:
+                also = f" and {towns} township finance offices" if towns else ""
                 ctx.err(file, code, "vpn_pool", f"budget-unit pool {site['vpn_pool']} holds {size} addresses, "
-                        f"fewer than the {count} budget units it serves",
+                        f"fewer than the {count} budget units{also} it serves",
                         "allocate a larger pool (a /21 holds 2,046)")
     for file, site in usable:
         if site.get("vpn_clients") and not any(h.get("function") == "vpn_concentrator"
@@ -566,6 +582,40 @@ def _check_pools(ctx, usable, by_code):
             ctx.err(file, site["code"], "vpn_clients", "VPN clients but no VPN concentrator at this site",
                     "add a vpn_concentrator host or move the clients")
         _check_vpn_reach(ctx, file, site, by_code)
+        _check_townships(ctx, file, site, by_code)
+
+
+def _has_concentrator(site):
+    return any(h.get("function") == "vpn_concentrator" for _, h in _items(site.get("hosts")))
+
+
+def _check_townships(ctx, file, site, by_code):
+    """A county's township finance offices are served by a concentrator that exists and may serve
+    them (its city's, or the province's when the source names it: ``townships.concentrator``), and
+    reach their apps on an app server of the county."""
+    tw = _dict(site.get("townships"))
+    code = site["code"]
+    if site["tier"] != "county" or "townships" not in site:
+        return
+    count = tw.get("count", 0) if isinstance(tw.get("count", 0), int) else 0
+    if count and tw.get("apps") and not any(h.get("function") == "app_server" for _, h in _items(site.get("hosts"))):
+        ctx.err(file, code, "townships.apps", f"{count} township finance offices use "
+                f"{', '.join(map(str, tw['apps']))} but no app server at this county runs them",
+                "add a host with function app_server")
+    named = tw.get("concentrator")
+    serving = model.township_concentrator(site)
+    field = "townships.concentrator" if named else "townships"
+    province = next((c for c, s in by_code.items() if s.get("tier") == "province"), None)
+    if named and named not in (site.get("parent"), province):
+        ctx.err(file, code, field, f"{named} may not serve the townships of {code}: a county's township "
+                "finance offices are served by its city's concentrator or the province's",
+                f"use {site.get('parent')} (its city) or {province} (the province), or remove the field")
+    elif (count or named) and (serving not in by_code or not _has_concentrator(by_code[serving])):
+        fix = (f"add a vpn_concentrator host at {serving}" if named else
+               f"add a vpn_concentrator host at its city {serving}, or name the province's: "
+               f"townships: {{concentrator: \"{province}\"}}")
+        ctx.err(file, code, field, f"no VPN concentrator at {serving} serves the {count} township finance "
+                f"offices of {code}", fix)
 
 
 def _check_vpn_reach(ctx, file, site, by_code):
@@ -579,6 +629,16 @@ def _check_vpn_reach(ctx, file, site, by_code):
                 "but no app server at this site runs them", "add a host with function app_server")
     for i, c in _items(site.get("vpn_clients")):
         home = c.get("home")
+        if c.get("kind") == "township":
+            h = by_code.get(home)
+            if not (h and h.get("tier") == "county" and isinstance(h.get("townships"), dict)
+                    and model.township_concentrator(h) == code):
+                served = [s["code"] for s in model.township_sites(site, list(by_code.values()))]
+                ctx.err(file, code, f"vpn_clients[{i}].home", f"{home or 'no home'}: a township client's home is "
+                        "a county whose township finance offices this concentrator serves",
+                        f"use one of {', '.join(served)}" if served else
+                        "declare townships on the county (and townships.concentrator if it is not this city's)")
+            continue
         if home is None or home == code:
             continue
         h = by_code.get(home)

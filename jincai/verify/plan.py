@@ -16,19 +16,21 @@ from dataclasses import dataclass, field
 
 from jincai import ROOT
 from jincai.policy import intended
+from jincai.source.model import VPN_KINDS
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
-#: The groups whose hosts jincai verify checks: routers, the machine rooms and the VPN clients.
-SCOPE_GROUPS = ("routers", "machine_room", "budget_unit_clients")
+#: The groups whose hosts jincai verify checks: routers, the machine rooms and the VPN clients (budget
+#: units and township finance offices).
+SCOPE_GROUPS = ("routers", "machine_room", *(k.group for k in VPN_KINDS.values()))
 AREAS = ("router", "baseline", "vpn", "apps", "services")
 #: Sysctl a forwarding host (router, VPN concentrator) needs.
 FORWARDING = "net.ipv4.ip_forward"
 #: A backup older than this (hours) after the daily timer has run is stale (backup_calendar: daily).
 BACKUP_MAX_AGE_H = 50
-#: The budget unit's connection on a client (roles/vpn_client/templates/province.conf.j2) and the
-#: prefix of each unit's connection on its concentrator (roles/vpn_concentrator: bu-<code>).
+#: A VPN client's connection on the client (roles/vpn_client/templates/province.conf.j2); each client's
+#: on its concentrator is ``<namespace>-<code>`` (roles/vpn_concentrator: bu-<code> for a budget unit,
+#: tw-<code> for a township finance office: the namespace of its kind, VPN_KINDS).
 CLIENT_CONNECTION = "province"
-UNIT_CONNECTION_PREFIX = "bu-"
 
 
 @dataclass
@@ -146,7 +148,7 @@ def checks_for(net, host):
         _router_checks(net, host, hv, add)
     if {"app_server", "services", "vpn_concentrator"} & set(functions):
         _machine_room_checks(net, host, hv, functions, add)
-    if "budget_unit_client" in functions:
+    if {k.function for k in VPN_KINDS.values()} & set(functions):
         _client_checks(net, host, hv, add)
     return out
 
@@ -340,13 +342,15 @@ def _services_checks(net, host, add):
 def _concentrator_checks(net, host, hv, add):
     add("vpn", "test_sysctl", f"sysctl.{FORWARDING}", "the concentrator forwards", f"{FORWARDING} = 1",
         key=FORWARDING, value=1)
-    for client in sorted(net.group("budget_unit_clients")):
+    clients = [c for kind in VPN_KINDS.values() for c in net.group(kind.group)]
+    for client in sorted(clients):
         cv = net.hostvars[client].get("jincai_vpn_client") or {}
         if cv.get("concentrator") != host:
             continue
         code = net.inv_vars(client).get("vpn_client_code") or client
+        sa = f"{VPN_KINDS[cv.get('kind', 'budget_unit')].namespace}-{code}"
         add("vpn", "test_vpn_tunnel", f"vpn.tunnel.{client}", f"{client}'s tunnel is up",
-            f"IKE SA {UNIT_CONNECTION_PREFIX}{code} ESTABLISHED", sa=f"{UNIT_CONNECTION_PREFIX}{code}")
+            f"IKE SA {sa} ESTABLISHED", sa=sa)
 
 
 def _client_checks(net, host, hv, add):

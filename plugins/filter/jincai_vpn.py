@@ -1,21 +1,26 @@
-"""What each budget unit reaches at its own site (roles/vpn_concentrator, issue 16).
+"""What each VPN client reaches at its own site (roles/vpn_concentrator, issue 16): budget units and
+township finance offices (乡镇财政所) alike.
 
 A filter rather than a Jinja loop: the province concentrator renders 1,040 units and a loop through
 Ansible's templar took seconds of CPU per run; this is linear and unit-tested
 (tests/unit/test_vpn_reach.py)."""
 
 
-def vpn_unit_reach(units, served, allowed_apps):
+def vpn_unit_reach(units, served, allowed_apps, township_served=None, township_apps=None):
     """Return ``{unit code: {"lan": ..., "targets": [...]}}`` for registry entries ``units``.
 
     ``served`` is the concentrator's ``jincai_vpn.served`` (``{site, lan, apps, targets}`` per site it
     serves); a unit's own site is its ``home`` (older entries: its ``site``). Its targets are that
-    site's app endpoints for the unit's apps, narrowed to ``allowed_apps``. A unit whose own site is
-    not served gets ``lan`` "" and no targets (the role refuses it before touching the host)."""
-    sites = {s["site"]: s for s in served or []}
-    allowed = set(allowed_apps or [])
+    site's app endpoints for the unit's apps, narrowed to ``allowed_apps``. An entry of ``kind``
+    township (a township finance office) is looked up the same way in ``township_served``
+    (``jincai_vpn.township_served``: the counties whose townships the concentrator serves, with their
+    township apps' targets), narrowed to ``township_apps``. A unit whose own site is not served gets
+    ``lan`` "" and no targets (the role refuses it before touching the host)."""
+    kinds = {None: ({s["site"]: s for s in served or []}, set(allowed_apps or [])),
+             "township": ({s["site"]: s for s in township_served or []}, set(township_apps or []))}
     out = {}
     for u in units or []:
+        sites, allowed = kinds.get(u.get("kind"), ({}, set()))
         site = sites.get(u.get("home") or u.get("site")) or {}
         apps = set(u.get("apps") or []) & allowed
         out[u["code"]] = {"lan": site.get("lan", ""),
@@ -23,9 +28,16 @@ def vpn_unit_reach(units, served, allowed_apps):
     return out
 
 
+def vpn_connection(unit):
+    """The concentrator's connection (and pool) name of a registry entry: ``<namespace>-<code>``, where
+    the namespace is the one of its IKE identity ``<code>.<namespace>.<domain>`` (``bu`` for budget
+    units, ``tw`` for township finance offices: jincai.source.model.VPN_KINDS)."""
+    return f"{unit['identity'].split('.')[1]}-{unit['code']}"
+
+
 class FilterModule:
     """VPN filters of roles/vpn_concentrator."""
 
     def filters(self):
         """Return the filter table."""
-        return {"vpn_unit_reach": vpn_unit_reach}
+        return {"vpn_unit_reach": vpn_unit_reach, "vpn_connection": vpn_connection}

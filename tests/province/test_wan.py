@@ -110,8 +110,10 @@ def test_party_flows_open_exactly_as_declared(wan):
 
 
 def test_budget_unit_flows_open_exactly_as_declared(wan):
-    clients = group("budget_unit_clients")
-    assert len(clients) == 20
+    """Budget units and township finance offices (one per city concentrator): each reaches exactly
+    its declared targets (a township office: its county's township application)."""
+    clients = group("budget_unit_clients") + group("township_clients")
+    assert len(clients) == 20 + 9
     catalogue = hostvars(clients[0])["jincai_applications"]
     province_app = hostvars([h for h in group("province") if h in group("app_servers")][0])["jincai_address"]
 

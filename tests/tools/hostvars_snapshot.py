@@ -10,7 +10,11 @@ the province twin (``jincai.lab.twin.translate``: offline, nothing boots):
 
 ``--compare OLD NEW`` prints the files that differ (and the first differing host and key); exit 1 if any.
 ``--ignore VAR`` (repeatable) drops a host variable from both sides first: an intended difference, which
-the commit that makes it must list; the rest must stay byte-identical once re-serialised.
+the commit that makes it must list; the rest must stay byte-identical once re-serialised. ``VAR`` may be
+a dotted path into a host variable (``jincai_vpn.township_served``). ``--ignore-host NAME`` (repeatable)
+drops an added host everywhere: its host vars, its topology entry, and its name from every list
+(groups, ``jincai_vpn.clients``, segment members); groups left empty go too. ``--ignore-group NAME``
+drops an added group the same way (its entry and its name in ``all.children``).
 """
 
 from __future__ import annotations
@@ -101,23 +105,60 @@ def _first_diff(a, b, path=""):
     return None if a == b else f"{path}: {a!r:.120} != {b!r:.120}"
 
 
-def _drop(text, ignore):
-    """``text`` (inventory JSON) without the host and group variables named in ``ignore``."""
-    data = json.loads(text)
+def _pop_path(mapping, path):
+    """Remove the dotted ``path`` (``jincai_vpn.township_served``) from ``mapping`` if it is there."""
+    *parents, last = path.split(".")
+    for step in parents:
+        mapping = mapping.get(step) if isinstance(mapping, dict) else None
+    if isinstance(mapping, dict):
+        mapping.pop(last, None)
+
+
+def strip_hosts(obj, hosts):
+    """``obj`` without the hosts named in ``hosts``: keys named so, list items equal to one of them
+    or lists whose first item is one (segment members), and groups left without hosts."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k in hosts:
+                continue
+            v = strip_hosts(v, hosts)
+            if isinstance(v, dict) and set(v) == {"hosts"} and v["hosts"] == [] and obj.get(k, {}).get("hosts"):
+                continue  # a group that held only dropped hosts
+            out[k] = v
+        return out
+    if isinstance(obj, list):
+        return [strip_hosts(v, hosts) for v in obj if not (
+            (isinstance(v, str) and v in hosts) or (isinstance(v, list) and v and isinstance(v[0], str) and v[0] in hosts))]
+    return obj
+
+
+def drop(data, ignore=(), hosts=()):
+    """Inventory or model JSON data without the host and group variables named in ``ignore`` (dotted
+    paths allowed) and without the ``hosts``."""
+    data = strip_hosts(data, set(hosts)) if hosts else data
     for hv in list((data.get("_meta") or {}).get("hostvars", {}).values()) + \
             [g.get("vars") or {} for g in data.values() if isinstance(g, dict)]:
         for key in ignore:
-            hv.pop(key, None)
-    return json.dumps(data, indent=1, ensure_ascii=False).encode()
+            _pop_path(hv, key)
+    return data
 
 
-def compare(old, new, ignore=()):
+def _drop(text, ignore, hosts=()):
+    """``text`` (inventory JSON) without the variables named in ``ignore`` and the ``hosts``."""
+    return json.dumps(drop(json.loads(text), ignore, hosts), indent=1, ensure_ascii=False).encode()
+
+
+def compare(old, new, ignore=(), hosts=()):
     bad = 0
     for name in sorted(os.listdir(old)):
         with open(os.path.join(old, name), "rb") as fa, open(os.path.join(new, name), "rb") as fb:
             a, b = fa.read(), fb.read()
-        if ignore and name.endswith((".inventory.json", ".model.json")):
-            a, b = _drop(a, ignore), _drop(b, ignore)
+        if (ignore or hosts) and name.endswith((".inventory.json", ".model.json")):
+            a, b = _drop(a, ignore, hosts), _drop(b, ignore, hosts)
+        elif hosts and name.endswith(".topology.json") and a != b:
+            a, b = (json.dumps(strip_hosts(json.loads(x), set(hosts)), indent=1, ensure_ascii=False).encode()
+                    for x in (a, b))
         if a == b:
             print(f"identical  {name} ({len(a)} bytes)")
             continue
@@ -135,9 +176,11 @@ def main(argv=None):
     ap.add_argument("dir", nargs="?")
     ap.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     ap.add_argument("--ignore", action="append", default=[], metavar="VAR")
+    ap.add_argument("--ignore-host", action="append", default=[], metavar="NAME")
+    ap.add_argument("--ignore-group", action="append", default=[], metavar="NAME")
     args = ap.parse_args(argv)
     if args.compare:
-        return compare(*args.compare, ignore=args.ignore)
+        return compare(*args.compare, ignore=args.ignore, hosts=args.ignore_host + args.ignore_group)
     snapshot(args.dir)
     return 0
 

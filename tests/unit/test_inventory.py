@@ -33,7 +33,7 @@ def test_build_has_the_list_shape():
     assert grouped == hosts  # every host is in some group
 
 
-@pytest.mark.parametrize("inv,hosts", [(LAB, 19), (JILIN, 152)])
+@pytest.mark.parametrize("inv,hosts", [(LAB, 20), (JILIN, 152)])
 def test_ansible_inventory_list_matches_build_without_warnings(inv, hosts):
     r = ansible_inventory("-i", inv, "--list")
     assert r.returncode == 0, r.stderr

@@ -49,9 +49,9 @@ def _lab_source(overrides):
     return model.build(model.load(LAB, overrides=texts))
 
 
-def test_lab_inventory_gives_19_hosts_wan_cables_and_bridged_lans(lab_model):
+def test_lab_inventory_gives_20_hosts_wan_cables_and_bridged_lans(lab_model):
     plan = topology.plan(lab_model, source="inv")
-    assert len(plan.hosts) == 19
+    assert len(plan.hosts) == 20
     wan = {s.id for s in plan.segments.values() if s.point_to_point}
     assert wan == {s for s in plan.segments if s.startswith("wan-")}
     # a site LAN with just a router and one server is still a bridge: a host can be added later
@@ -201,19 +201,20 @@ def test_fingerprint_follows_addresses(m):
     assert topology.plan(m).fingerprint() != before
 
 
-def test_the_lab_inventory_plans_the_19_lab_hosts():
+def test_the_lab_inventory_plans_the_20_lab_hosts():
     plan = topology.plan(topology.load(LAB), source=LAB)
     assert sorted(plan.hosts) == sorted(
         ["220000-rtr", "220000-vpn", "220000-svc", "220000-app1", "220000-pbc", "220000-bank1",
          "220000-tax", "220100-rtr", "220100-app1", "220200-rtr", "220200-app1", "220102-rtr",
-         "220102-app1", "220103-rtr", "220103-app1", "220202-rtr", "220202-app1", "bu0001", "bu0002"])
+         "220102-app1", "220103-rtr", "220103-app1", "220202-rtr", "220202-app1", "bu0001", "bu0002",
+         "tw0001"])
     routers = {n for n, h in plan.hosts.items() if h.is_router}
     assert routers == {n for n in plan.hosts if n.endswith("-rtr")}
     for seg in plan.segments.values():
         if seg.id.startswith("wan-"):
             assert seg.point_to_point and {h for h, _ in seg.members} <= routers
     assert any(s.startswith("metro-") for s in plan.segments)
-    vpn = [s for s in plan.segments.values() if {"bu0001", "bu0002"} <= {h for h, _ in s.members}]
+    vpn = [s for s in plan.segments.values() if {"bu0001", "bu0002", "tw0001"} <= {h for h, _ in s.members}]
     assert len(vpn) == 1 and "220000-vpn" in {h for h, _ in vpn[0].members}
 
 

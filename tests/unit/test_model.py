@@ -26,7 +26,7 @@ def jilin():
 def test_lab_hosts_and_groups(lab):
     sites = ["220000", "220100", "220200", "220102", "220103", "220202"]
     expected = {f"{s}-{h}" for s in sites for h in ("rtr", "app1")}
-    expected |= {"220000-vpn", "220000-svc", "220000-pbc", "220000-bank1", "220000-tax", "bu0001", "bu0002"}
+    expected |= {"220000-vpn", "220000-svc", "220000-pbc", "220000-bank1", "220000-tax", "bu0001", "bu0002", "tw0001"}
     assert set(lab.hosts) == expected
     g = lab.groups
     assert g["province"] == ["220000-rtr", "220000-vpn", "220000-svc", "220000-app1"]
@@ -34,7 +34,7 @@ def test_lab_hosts_and_groups(lab):
     assert set(g["routers"]) == set(g["platform_frr"]) == {f"{s}-rtr" for s in sites}
     assert g["vpn_concentrators"] == ["220000-vpn"] and g["services"] == ["220000-svc"]
     assert set(g["machine_room"]) == {f"{s}-app1" for s in sites} | {"220000-vpn", "220000-svc"}
-    assert g["budget_unit_clients"] == ["bu0001", "bu0002"]
+    assert g["budget_unit_clients"] == ["bu0001", "bu0002"] and g["township_clients"] == ["tw0001"]
     assert g["external_parties"] == ["220000-pbc", "220000-bank1", "220000-tax"]
     assert g["site_220102"] == ["220102-rtr", "220102-app1"]
 
@@ -110,7 +110,7 @@ def test_lab_segments_wire_up(lab):
     for seg, n in members.items():
         if seg.startswith("wan-"):
             assert n == 2, seg
-    assert members["lan-220000"] == 4 and members["metro-220000"] == 4 and members["vpnaccess-220000"] == 3
+    assert members["lan-220000"] == 4 and members["metro-220000"] == 4 and members["vpnaccess-220000"] == 4
     for name, hv in lab.hosts.items():
         names = [i["name"] for i in hv["jincai_interfaces"]]
         assert names == [f"eth{n}" for n in range(len(names))], name

@@ -227,6 +227,8 @@ def test_a_port_move_is_shown_and_written_only_when_allowed(tmp_path):
     # take 220102 out of the copy (as if never built), so that adding it back sorts before 220103
     start, end = text.index('  - code: "220102"'), text.index('  - code: "220103"')
     city.write_text(text[:start] + text[end:])
+    province = inv / "source/sites/220000.yml"  # and 220102's township client with it
+    province.write_text("".join(ln for ln in province.read_text().splitlines(True) if "tw0001" not in ln))
     before = city.read_text()
     r = run_jincai("site", "add", "220102", "--write", "-i", str(inv))
     assert r.returncode == 1, r.stdout + r.stderr

@@ -206,7 +206,10 @@ def test_vpn_plan_comes_from_the_lab_source_of_truth():
     assert vpn_plan["apps"] == ["budget", "treasury"]  # the source's budget_units.apps, nothing in code
     assert vpn_plan["concentrator"] == {"name": "220000-vpn", "address": "198.18.232.1"}
     assert vpn_plan["domain"] == "lab.jincai.test" and vpn_plan["lan"] == "198.18.0.0/24"
-    assert vpn_plan["clients"] == ["bu0001", "bu0002"]
+    assert vpn_plan["clients"] == ["bu0001", "bu0002", "tw0001"]
+    assert vpn_plan["client_kinds"] == {"bu0001": "budget_unit", "bu0002": "budget_unit", "tw0001": "township"}
+    # 220102's township finance offices are served here (the lab's city has no concentrator)
+    assert vpn_plan["townships"] == {"220102": {"lan": "198.18.17.0/24", "apps": ["township"], "tier": "county"}}
     assert vpn_plan["registry"] == "vpn"
 
 
@@ -222,10 +225,11 @@ def test_the_plan_is_the_models_concentrator(pkidir):
     assert vpn_plan["pool"] == "198.18.161.0/29" and vpn_plan["csr_clients"] == ["bu0002"]
     assert vpn_plan["served"] == {"220000": {"lan": "198.18.0.0/24", "apps": ["budget", "treasury"],
                                              "tier": "province"}}
-    assert vpn_plan["client_homes"] == {"bu0001": "220000", "bu0002": "220000"}
+    assert vpn_plan["client_homes"] == {"bu0001": "220000", "bu0002": "220000", "tw0001": "220102"}
     reg = registry.UnitRegistry(vpn_plan)
-    assert registry.sync(reg, bundles=False)["added"] == ["bu0001"]
-    assert reg.units["bu0001"]["address"] == "198.18.161.1"
+    assert registry.sync(reg, bundles=False)["added"] == ["bu0001", "tw0001"]
+    # units from the bottom of the pool, township finance offices from the top
+    assert reg.units["bu0001"]["address"] == "198.18.161.1" and reg.units["tw0001"]["address"] == "198.18.161.6"
     m.network["domain"] = None
     with pytest.raises(pki.PkiError, match="network: domain: missing"):
         vpn.plans_of(m)
@@ -273,7 +277,9 @@ def test_every_concentrator_of_the_province_twin_has_its_own_registry(pkidir, tm
         doc = json.loads((pkidir / p["registry"] / "units.json").read_text())
         assert doc["pool"] == p["pool"]
         addrs = [ipaddress.ip_address(u["address"]) for u in doc["units"]]
-        assert sorted(u["code"] for u in doc["units"]) == sorted(p["clients"]) and len(addrs) == 2
+        assert sorted(u["code"] for u in doc["units"]) == sorted(p["clients"]) and len(set(addrs)) == len(p["clients"])
+        # two budget units each, and at a city's one township office (from the top of the pool)
+        assert len(addrs) == (2 if p["site"] == "220000" else 3)
         assert all(a in ipaddress.ip_network(p["pool"]) for a in addrs)
         assert all((pkidir / p["registry"] / "bundles" / f"{c}.tar.gz").exists() for c in p["clients"])
     assert cli.main(["-i", str(inv), "sync", "--json"]) == 0

@@ -92,9 +92,9 @@ def test_batch_errors_name_the_line_and_field_and_nothing_changes(pkidir, tmp_pa
     assert _cli("import", "--csv", bad) == 1
     assert f"{bad}: line 1: header: code, name, city (fix: the columns are code, name, concentrator, site" in \
         capsys.readouterr().err
-    extra = _csv(tmp_path, "a1,x,220100,220102,surplus\n", "extra.csv")
+    extra = _csv(tmp_path, "a1,x,220100,220102,budget_unit,surplus\n", "extra.csv")
     assert _cli("import", "--csv", extra) == 1
-    assert f"{extra}: line 1: 5 fields, the columns are code, name, concentrator, site" in capsys.readouterr().err
+    assert f"{extra}: line 1: 6 fields, the columns are code, name, concentrator, site, kind" in capsys.readouterr().err
     # add --csv stays per concentrator: a placement column sends the operator to import
     assert _cli("add", "--csv", _csv(tmp_path, BATCH)) == 1
     assert "use `jincai pki import --csv" in capsys.readouterr().err

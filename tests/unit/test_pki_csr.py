@@ -147,7 +147,7 @@ def test_a_csr_client_of_the_source_enrols_itself_before_the_concentrators_and_s
     plan = vpn.plans(str(inv))[0]
     assert plan["csr_clients"] == ["bu0002"]
     reg = registry.UnitRegistry(plan)
-    assert registry.sync(reg)["added"] == ["bu0001"]
+    assert registry.sync(reg)["added"] == ["bu0001", "tw0001"]
     with open(os.path.join(ROOT, "playbooks", "vpn.yml"), encoding="utf-8") as fh:
         plays = yaml.safe_load(fh)
     names = [p["name"] for p in plays]

@@ -147,7 +147,7 @@ def test_lab_topology_of_the_province_shape(twin_model, twin_inv):
     """The plan, built from the model, against the host vars the inventory plugin serves."""
     plan = topology.plan(twin_model, source="twin")
     hv = twin_inv["_meta"]["hostvars"]
-    assert len(plan.hosts) == 172
+    assert len(plan.hosts) == 181  # 172 + one township finance office per city concentrator
     assert plan.control == ipaddress.ip_interface("198.19.255.254/16")
     assert plan.mgmt_network.prefixlen < 24 and plan.mgmt_network.subnet_of(topology.MGMT_RANGE)
     parties = [(p, r) for r, h in hv.items() for p in h.get("jincai_parties") or []]
@@ -161,6 +161,13 @@ def test_lab_topology_of_the_province_shape(twin_model, twin_inv):
     clients = twin_inv["budget_unit_clients"]["hosts"]
     concentrators = twin_inv["vpn_concentrators"]["hosts"]
     assert len(concentrators) == 10 and len(clients) == 2 * len(concentrators)
+    townships = twin_inv["township_clients"]["hosts"]
+    assert len(townships) == 9  # one per city concentrator
+    hv = twin_inv["_meta"]["hostvars"]
+    for t in townships:
+        vc = hv[t]["jincai_vpn_client"]
+        assert vc["kind"] == "township" and vc["apps"] == ["township"] and hv[vc["concentrator"]]["jincai_tier"] == "city"
+        assert [(x["host"], x["port"]) for x in vc["targets"]] == [(f"{vc['home']}-app1", 8104)]
     wan = [s for s in plan.segments.values() if s.point_to_point]
     assert len(wan) == 69 + 23
     assert json.loads(plan.fingerprint())["_control"] == "198.19.255.254/16"

@@ -80,9 +80,10 @@ def test_lab_collection_generates_each_hosts_planned_checks(lab):
     assert received == set(lab.group("machine_room")) - {svc}
     assert "logs.forwarding" not in collected[svc]  # the collector itself
     vpn = lab.group("vpn_concentrators")[0]
-    assert {k for k in collected[vpn] if k.startswith("vpn.tunnel.")} == {f"vpn.tunnel.{c}" for c in
-                                                                         lab.group("budget_unit_clients")}
-    for client in lab.group("budget_unit_clients"):
+    clients = lab.group("budget_unit_clients") + lab.group("township_clients")
+    assert "tw0001" in clients
+    assert {k for k in collected[vpn] if k.startswith("vpn.tunnel.")} == {f"vpn.tunnel.{c}" for c in clients}
+    for client in clients:
         assert {"vpn.tunnel", "vpn.virtual_ip", "service.strongswan"} <= set(collected[client])
 
 

@@ -31,24 +31,27 @@ def jilin():
 def _env():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, "templates")), trim_blocks=True,
                              undefined=jinja2.StrictUndefined, extensions=["jinja2.ext.do"])
+    env.filters.update(jincai_vpn.FilterModule().filters())
     return env
 
 
-def _reach(units, served, allowed):
+def _reach(units, served, allowed, township_served=(), township_apps=()):
     """What the role computes (vars/main.yml: the vpn_unit_reach filter of plugins/filter/jincai_vpn.py)."""
     with open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8") as fh:
-        expr = yaml.safe_load(fh)["_vpn_concentrator_reach_of_units"]
-    assert "_vpn_concentrator_units | vpn_unit_reach(vpn_concentrator_served, vpn_concentrator_allowed_apps)" in expr
-    return jincai_vpn.vpn_unit_reach(units, served, allowed)
+        expr = " ".join(yaml.safe_load(fh)["_vpn_concentrator_reach_of_units"].split())
+    assert ("_vpn_concentrator_units | vpn_unit_reach(vpn_concentrator_served, vpn_concentrator_allowed_apps, "
+            "vpn_concentrator_township_served, vpn_concentrator_township_apps)") in expr
+    return jincai_vpn.vpn_unit_reach(units, served, allowed, list(township_served), list(township_apps))
 
 
-def _render(hv, units):
+def _render(hv, units, host="220100-vpn"):
     vpn = hv["jincai_vpn"]
-    reach = _reach(units, vpn["served"], vpn["apps"])
-    ctx = {"ansible_managed": "test", "inventory_hostname": "220100-vpn", "_vpn_concentrator_units": units,
+    reach = _reach(units, vpn["served"], vpn["apps"], vpn["township_served"], vpn["township_apps"])
+    ctx = {"ansible_managed": "test", "inventory_hostname": host, "_vpn_concentrator_units": units,
            "_vpn_concentrator_reach": reach, "_vpn_concentrator_backend": "kernel",
            "_vpn_concentrator_registry": {"server_identity": "220100-vpn.jincai.jl.internal"},
            "vpn_concentrator_pool": vpn["pool"], "vpn_concentrator_allowed_apps": vpn["apps"],
+           "vpn_concentrator_township_apps": vpn["township_apps"],
            "vpn_concentrator_access_address": vpn["access_address"], "vpn_concentrator_proposals": "p",
            "vpn_concentrator_esp_proposals": "e", "vpn_concentrator_dpd_delay": "30s"}
     env = _env()
@@ -133,7 +136,7 @@ def test_the_twin_has_a_county_unit_at_every_city_concentrator(tmp_path):
 
     twin.translate(os.path.join(ROOT, "inventories", "jilin"), str(tmp_path / "twin"))
     hv = inventory.build(str(tmp_path / "twin"))["_meta"]["hostvars"]
-    clients = [h for h, v in hv.items() if "jincai_vpn_client" in v]
+    clients = [h for h, v in hv.items() if v.get("jincai_vpn_client", {}).get("kind") == "budget_unit"]
     county = {h: hv[h]["jincai_vpn_client"] for h in clients if hv[h]["jincai_vpn_client"]["home"] !=
               hv[hv[h]["jincai_vpn_client"]["concentrator"]]["jincai_site_code"]}
     assert len(county) == 9
