@@ -47,7 +47,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # vpn_province (the role templates)
 
+import jinja2  # noqa: E402
 import yaml  # noqa: E402
 
 from jincai import ROOT  # noqa: E402
@@ -60,7 +62,8 @@ INVENTORY = os.path.join(ROOT, "inventories", "lab")
 NETNS = "jlab-bench-vpn"  # the lab's prefix: `jincai lab down` (net.teardown) removes it as well
 SWITCH_NS = "jlab-sw"
 PORT = "jbvpn0"  # the switch side of the namespace's cable
-STATE = "/run/jincai-bench-vpn.json"  # pid + start time of our charon, our temp dir: a crashed run is undone
+STANDIN_NS = "jlab-bench-vpnc"  # --stand-in: the concentrator stand-in's namespace (cabled to NETNS only)
+STATE = "/run/jincai-bench-vpn.json"  # pids + start times of our charons, our temp dir: a crashed run is undone
 GOAL_S = 30.0
 APT_PACKAGES = ("charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
                 "libcharon-extra-plugins")  # charon, swanctl, openssl (ECDSA, AES-GCM), kernel-libipsec
@@ -70,7 +73,7 @@ CHARON_PLUGINS = ("random nonce openssl kdf pem pkcs1 pkcs8 x509 revocation cons
                   "kernel-libipsec kernel-netlink socket-default vici")
 SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random nonce"
 #: The concentrator's charon, its SA counts and a fingerprint of its configuration, in one round trip.
-PROBE = r"""pid=$(systemctl show -p MainPID --value strongswan)
+PROBE = r"""pid=${JINCAI_CHARON_PID:-$(systemctl show -p MainPID --value strongswan)}
 echo "pid $pid"
 awk '/^(VmRSS|VmHWM):/{print $1, $2}' /proc/$pid/status
 awk '/^Pss:/{print "Pss:", $2}' /proc/$pid/smaps_rollup
@@ -80,9 +83,10 @@ swanctl --list-sas --noblock 2>/dev/null | awk '
   /^  bu-[^ ]*: #[0-9]+, reqid [0-9]+, INSTALLED/ {c++}
   END {print "sas", i+0, c+0, h+0}'
 """
-FINGERPRINT = ("{ cat /etc/strongswan.conf /etc/strongswan.d/*.conf /etc/swanctl/swanctl.conf "
-               "/etc/swanctl/conf.d/*.conf; ls -l /etc/swanctl/x509 /etc/swanctl/x509ca /etc/swanctl/x509crl; "
-               "swanctl --list-conns; nft -s list table ip jincai_vpn; } 2>&1 | sha256sum | cut -c1-16")
+#: What must be the same after the run: charon's files, the connections it has loaded, the firewall table.
+FINGERPRINT = ("{{ cat {conf} {etc}/strongswan.d/*.conf {swanctl}/swanctl.conf {swanctl}/conf.d/*.conf; "
+               "ls -l {swanctl}/x509 {swanctl}/x509ca {swanctl}/x509crl; swanctl --list-conns; "
+               "nft -s list table ip jincai_vpn; }} 2>&1 | sha256sum | cut -c1-16")
 
 
 def log(msg):
@@ -169,7 +173,8 @@ def client_swanctl_conf(connections):
 
 
 def strongswan_conf(vici_socket, log_path, libipsec, retransmit):
-    """strongswan.conf of the benchmark's charon: its own vici socket and log, only the plugins it needs,
+    """strongswan.conf of the benchmark's charon: its own vici socket (swanctl's too) and log, only the
+    plugins it needs,
     an IKE_SA table for thousands, no routes (the kernel path) and no virtual IPs (except with
     libipsec, which routes each CHILD_SA from its virtual IP) installed in its namespace (the
     addresses are checked in the SAs), the vpn_client role's retransmission (``retransmit``: tries, timeout, base)."""
@@ -213,6 +218,42 @@ charon-systemd {{
 }}
 swanctl {{
     load = {SWANCTL_PLUGINS}
+    socket = unix://{vici_socket}
+}}
+"""
+
+
+def standin_strongswan_conf(vici_socket, log_path, role_conf):
+    """strongswan.conf of the concentrator stand-in (``--stand-in``): the role's own settings
+    (``role_conf``: roles/vpn_concentrator's strongswan-jincai.conf.j2, rendered), then its own vici
+    socket and log, and no journal."""
+    return f"""# jincai benchmarks/vpn_tunnels.py: concentrator stand-in (throw-away)
+include {role_conf}
+charon {{
+    load = {CHARON_PLUGINS}
+    plugins {{
+        vici {{
+            socket = unix://{vici_socket}
+        }}
+    }}
+}}
+charon-systemd {{
+    load = {CHARON_PLUGINS}
+    journal {{
+        default = -1
+    }}
+    filelog {{
+        standin {{
+            path = {log_path}
+            flush_line = yes
+            default = 1
+            net = 0
+            enc = 0
+        }}
+    }}
+}}
+swanctl {{
+    socket = unix://{vici_socket}
 }}
 """
 
@@ -303,7 +344,7 @@ def mib(kib):
 
 
 # ------------------------------------------------------------------------------------------------
-# The lab
+# The lab (and the stand-in)
 # ------------------------------------------------------------------------------------------------
 
 def sh(*argv, check=True, **kw):
@@ -325,6 +366,18 @@ def ensure_packages():
     if sh("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, check=False, env=env).returncode:
         sh("apt-get", "update", "-q", env=env)
         sh("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
+
+
+def kernel_has_esp(ns):
+    """The vpn_concentrator role's probe, in namespace ``ns`` (its own XFRM state): can the kernel do ESP?"""
+    add = ["ip", "-n", ns, "xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi",
+           "0x4a494e43", "mode", "tunnel", "enc", "cbc(aes)", "0x000102030405060708090a0b0c0d0e0f", "auth",
+           "hmac(sha256)", "0x000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f"]
+    if sh(*add, check=False).returncode:
+        return False
+    sh("ip", "-n", ns, "xfrm", "state", "delete", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi",
+       "0x4a494e43", check=False)
+    return True
 
 
 def proc_start(pid):
@@ -352,21 +405,30 @@ def proc_rss_kib(pid):
         return int(next(line for line in fh if line.startswith("VmRSS")).split()[1])
 
 
+def save_state(st):
+    """Record our charons and temporary directory (:func:`undo_leftovers` reads it after a crash)."""
+    with open(STATE, "w", encoding="utf-8") as fh:
+        json.dump(st, fh)
+
+
 def undo_leftovers():
-    """Undo a crashed earlier run: its charon (the recorded PID, if it is still that process), its
-    temporary directory, the namespace and the switch port."""
+    """Undo a crashed earlier run: its charons (the recorded PIDs, if each is still that process), its
+    temporary directory, the namespaces and the switch port."""
     if os.path.exists(STATE):
         with open(STATE, encoding="utf-8") as fh:
             st = json.load(fh)
-        if st.get("pid") and proc_start(st["pid"]) == st.get("start"):
-            log(f"stopping charon {st['pid']} of an earlier run")
-            os.kill(st["pid"], signal.SIGKILL)
-        if st.get("tmp", "").startswith(tempfile.gettempdir()):
+        for pid, start in st.get("pids", []):
+            if proc_start(pid) == start:
+                log(f"stopping charon {pid} of an earlier run")
+                os.kill(pid, signal.SIGKILL)
+        if st.get("tmp", "").startswith(os.path.join(tempfile.gettempdir(), "jincai-bench-vpn-")):
             shutil.rmtree(st["tmp"], ignore_errors=True)
         os.unlink(STATE)
-    if os.path.exists(f"/run/netns/{NETNS}"):
-        sh("ip", "netns", "del", NETNS, check=False)
-    sh("ip", "-n", SWITCH_NS, "link", "del", PORT, check=False)
+    for ns in (NETNS, STANDIN_NS):
+        if os.path.exists(f"/run/netns/{ns}"):
+            sh("ip", "netns", "del", ns, check=False)
+    if os.path.exists(f"/run/netns/{SWITCH_NS}"):
+        sh("ip", "-n", SWITCH_NS, "link", "del", PORT, check=False)
 
 
 def used_addresses(network):
@@ -397,8 +459,80 @@ def access_bridge(segment):
     raise BenchError(f"no bridge for {segment} in {SWITCH_NS}: is the lab up (jincai lab up)?")
 
 
+class Charon:
+    """One charon-systemd of the host's strongSwan in a network namespace, with a directory of its own:
+    strongswan.conf (``STRONGSWAN_CONF``), swanctl directory (``SWANCTL_DIR``), vici socket, log."""
+
+    def __init__(self, base, ns):
+        self.base, self.ns = base, ns
+        self.swanctl_dir = os.path.join(base, "swanctl")
+        self.conf = os.path.join(base, "strongswan.conf")
+        self.vici = os.path.join(base, "charon.vici")
+        self.log_path = os.path.join(base, "charon.log")
+        self.env = dict(os.environ, STRONGSWAN_CONF=self.conf, SWANCTL_DIR=self.swanctl_dir)
+        self.proc = None
+        for sub in ("x509", "x509ca", "x509crl", "private", "conf.d"):
+            os.makedirs(os.path.join(self.swanctl_dir, sub), mode=0o700, exist_ok=True)
+
+    def put(self, rel, data, mode=0o644):
+        """Write ``data`` (bytes) to ``rel`` under the swanctl directory."""
+        store.write(os.path.join(self.swanctl_dir, rel), data, mode)
+
+    def start(self, state):
+        """Start charon in the namespace, record it in ``state``, wait for its vici socket."""
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, CHARON], env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        state.setdefault("pids", []).append([self.proc.pid, proc_start(self.proc.pid)])  # ip netns exec execs
+        save_state(state)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise BenchError(f"charon in {self.ns} exited with {self.proc.returncode}; log: {self.tail_log()}")
+            if os.path.exists(self.vici) and self.swanctl("--stats").returncode == 0:
+                return
+            time.sleep(0.2)
+        raise BenchError(f"charon in {self.ns} not ready after 30 s; log: {self.tail_log()}")
+
+    def tail_log(self, lines=8):
+        """The last lines of charon's log."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def swanctl(self, *args, timeout=120):
+        """swanctl against this charon (the socket is in its strongswan.conf)."""
+        return subprocess.run([SWANCTL, *args], env=self.env, capture_output=True, text=True, check=False,
+                              timeout=timeout)
+
+    def initiate(self, code, timeout):
+        """Initiate unit ``code``'s tunnel and wait for it; ``(code, ok, seconds, message)``."""
+        t0 = time.monotonic()
+        try:
+            res = self.swanctl("--initiate", "--ike", code, "--child", code, "--timeout", str(timeout),
+                               timeout=timeout + 10)
+        except subprocess.TimeoutExpired:
+            return code, False, time.monotonic() - t0, "timeout"
+        msg = "" if res.returncode == 0 else " ".join((res.stdout + res.stderr).strip().splitlines()[-1:])
+        return code, res.returncode == 0, time.monotonic() - t0, msg
+
+    def stop(self):
+        """SIGTERM to our charon (its DELETEs close the SAs), SIGKILL after 20 s."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
 class Concentrator:
     """The lab's concentrator, through the lab's SSH (:func:`jincai.lab.lab.run_on`)."""
+
+    conf, etc, swanctl_dir = "/etc/strongswan.conf", "/etc", "/etc/swanctl"
+    settings_file = "/etc/strongswan.d/zz-jincai.conf"  # roles/vpn_concentrator's scale and DoS settings
 
     def __init__(self, host):
         from jincai.lab import lab as labmod
@@ -425,110 +559,131 @@ class Concentrator:
 
     def fingerprint(self):
         """Hash of the configuration (files, loaded connections, the jincai_vpn table)."""
-        return self.run(FINGERPRINT).strip()
+        return self.run(FINGERPRINT.format(conf=self.conf, etc=self.etc, swanctl=self.swanctl_dir)).strip()
 
     def loaded(self):
-        """Names of the connections loaded in charon."""
+        """Names of the unit connections loaded in charon."""
         return set(re.findall(r"^(bu-\S+?):", self.run("swanctl --list-conns 2>/dev/null"), re.M))
 
     def settings(self):
-        """The role's scale and DoS settings as charon has them (zz-jincai.conf), name -> value."""
-        text = self.run("cat /etc/strongswan.d/zz-jincai.conf 2>/dev/null || true")
-        return dict(re.findall(r"^\s*(\w+) = (\S+)", text, re.M))
+        """The role's scale and DoS settings as charon has them, name -> value."""
+        return dict(re.findall(r"^\s*(\w+) = (\S+)", self.run(f"cat {self.settings_file} 2>/dev/null || true"), re.M))
+
+    def libipsec(self):
+        """True when the concentrator does ESP in userspace (its connections say ``encap = yes``)."""
+        return "encap = yes" in self.run(f"cat {self.swanctl_dir}/conf.d/jincai.conf")
 
     def terminate(self, names):
         """Terminate the concentrator's IKE_SAs of connections ``names`` (transient SAs only)."""
         for i in range(0, len(names), 100):
-            chunk = " ".join(names[i:i + 100])
-            self.run(f"for n in {chunk}; do swanctl --terminate --ike $n --force --timeout 2 >/dev/null 2>&1; done; "
-                     "true", timeout=600)
+            self.run(f"for n in {' '.join(names[i:i + 100])}; do swanctl --terminate --ike $n --force --timeout 2 "
+                     ">/dev/null 2>&1; done; true", timeout=600)
 
 
-class BenchCharon:
-    """The benchmark's namespace and its one charon (host strongSwan, own config dir and vici socket)."""
+class StandIn(Concentrator):
+    """``--stand-in``: a concentrator of the benchmark's own, when the lab's registry has too few units
+    or there is no lab: charon in namespace ``jlab-bench-vpnc`` with roles/vpn_concentrator's own
+    templates (swanctl-jincai.conf.j2 for N throw-away units of a throw-away CA, strongswan-jincai.conf.j2
+    with the role's defaults), cabled straight to the benchmark's namespace. Nothing of the lab is used."""
 
-    def __init__(self, tmp, address, prefixlen, libipsec):
-        self.tmp, self.address, self.prefixlen, self.libipsec = tmp, address, prefixlen, libipsec
-        self.swanctl_dir = os.path.join(tmp, "swanctl")
-        self.conf = os.path.join(tmp, "strongswan.conf")
-        self.vici = os.path.join(tmp, "charon.vici")
-        self.log_path = os.path.join(tmp, "charon.log")
-        self.env = dict(os.environ, STRONGSWAN_CONF=self.conf, SWANCTL_DIR=self.swanctl_dir)
-        self.proc = None
+    def __init__(self, charon, plan, hostvars, lan_address):  # pylint: disable=super-init-not-called
+        self.host, self.charon, self.plan, self.hostvars = f"stand-in {plan['concentrator']['name']}", charon, plan, hostvars
+        self.lan_address = lan_address
+        self.conf, self.etc = charon.conf, charon.base
+        self.swanctl_dir = charon.swanctl_dir
+        self.settings_file = os.path.join(charon.base, "strongswan.d", "zz-jincai.conf")
 
-    def write(self, units, ca_pem, conns, retransmit):
-        """The swanctl directory (certificates, keys 0600, CA, connections) and strongswan.conf."""
-        for sub in ("x509", "x509ca", "private", "conf.d"):
-            os.makedirs(os.path.join(self.swanctl_dir, sub), mode=0o700, exist_ok=True)
-        store.write(os.path.join(self.swanctl_dir, "x509ca", "province-ca.crt"), ca_pem, 0o644)
-        for u in units:
-            store.write(os.path.join(self.swanctl_dir, "x509", f"{u['code']}.crt"), u["cert"], 0o644)
-            store.write(os.path.join(self.swanctl_dir, "private", f"{u['code']}.key"), u["key"], 0o600)
-        store.write(os.path.join(self.swanctl_dir, "swanctl.conf"), client_swanctl_conf(conns).encode(), 0o600)
-        store.write(self.conf, strongswan_conf(self.vici, self.log_path, self.libipsec, retransmit).encode(), 0o600)
+    def run(self, cmd, timeout=120):
+        """``cmd`` as root in the stand-in's context (its swanctl socket, its charon's PID)."""
+        env = dict(self.charon.env, JINCAI_CHARON_PID=str(self.charon.proc.pid if self.charon.proc else 0))
+        res = subprocess.run(["sh", "-c", cmd], env=env, capture_output=True, text=True, check=False, timeout=timeout)
+        if res.returncode != 0:
+            raise BenchError(f"{self.host}: `{cmd[:80]}` exited {res.returncode}: {res.stderr.strip()}")
+        return res.stdout
 
-    def cable(self, bridge):
-        """The namespace, its veth to the access segment's bridge, its address."""
+    def setup(self, count, libipsec, state):
+        """Throw-away PKI with ``count`` units, the role's configuration, namespace, charon; returns the
+        PKI directory (the units are read from it as from the lab's)."""
+        from jincai.pki import ca as authority
+        from jincai.pki import registry
+
+        import vpn_province  # noqa: PLC0415  (beside this file: the role's templates and reach filter)
+
+        pki = os.path.join(self.charon.base, "..", "pki")
+        pw = os.path.join(self.charon.base, "..", "vault-pass")
+        store.write(pw, b"throw-away benchmark vault password\n", 0o600)
+        os.environ.update(JINCAI_PKI_DIR=os.path.abspath(pki), ANSIBLE_VAULT_PASSWORD_FILE=os.path.abspath(pw))
+        os.environ.pop("ANSIBLE_VAULT_IDENTITY_LIST", None)
+        authority.CA_NAME = "jincai benchmark CA (throw-away)"  # never confused with the province CA
+        t = time.monotonic()
+        reg = registry.UnitRegistry(dict(self.plan, clients=[]), pki_dir=os.path.abspath(pki))
+        reg.add_many([{"code": f"bench{i:04d}", "name": f"Benchmark unit {i}"} for i in range(1, count + 1)])
+        name = self.plan["concentrator"]["name"]
+        paths, _ = authority.issue(name, [reg.server_identity(), self.plan["concentrator"]["address"]], reg.dir)
+        reg.publish_crl(force=True)
+        reg.save()
+        log(f"stand-in: {count} throw-away units issued in {time.monotonic() - t:.1f} s")
+        units = [reg.units[c] for c in sorted(reg.units)]
+        swanctl, _ = vpn_province.render_concentrator(self.hostvars, name, units, libipsec, reg.server_identity())
+        with open(os.path.join(ROOT, "roles", "vpn_concentrator", "defaults", "main.yml"), encoding="utf-8") as fh:
+            defaults = {k: v for k, v in yaml.safe_load(fh).items() if not (isinstance(v, str) and "{{" in v)}
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "roles", "vpn_concentrator",
+                                                                             "templates")),
+                                 trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+        role_conf = env.get_template("strongswan-jincai.conf.j2").render(
+            defaults, ansible_managed="jincai benchmark stand-in", _vpn_concentrator_units=units,
+            _vpn_concentrator_backend="libipsec" if libipsec else "kernel")
+        store.write(self.settings_file, role_conf.encode(), 0o644)
+        store.write(self.conf, standin_strongswan_conf(self.charon.vici, self.charon.log_path,
+                                                       self.settings_file).encode(), 0o600)
+        for rel, src, mode in ((f"x509/{name}.crt", paths["cert"], 0o644), (f"private/{name}.key", paths["key"], 0o600),
+                               ("x509ca/province-ca.crt", paths["ca"], 0o644),
+                               ("x509crl/province.crl", os.path.join(reg.dir, "crl.pem"), 0o644)):
+            with open(src, "rb") as fh:
+                self.charon.put(rel, fh.read(), mode)
+        self.charon.put("conf.d/jincai.conf", swanctl.encode(), 0o600)
+        self.charon.put("swanctl.conf", b"include conf.d/*.conf\n", 0o600)
         from jincai.lab import net
 
-        net.new_namespace(NETNS)
+        net.new_namespace(STANDIN_NS)
+        sh("ip", "-n", STANDIN_NS, "addr", "add", f"{self.lan_address}/32", "dev", "lo")  # libipsec routes from it
+        self.charon.start(state)
+        res = self.charon.swanctl("--load-all", "--noprompt", timeout=600)
+        if res.returncode != 0:
+            raise BenchError(f"stand-in: swanctl --load-all: {res.stdout[-500:]}{res.stderr[-500:]}")
+        return os.path.abspath(pki)
+
+    def cable(self, prefixlen):
+        """The veth between the benchmark's namespace and the stand-in's (no lab bridge)."""
+        sh("ip", "-n", STANDIN_NS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", NETNS)
+        sh("ip", "-n", STANDIN_NS, "addr", "add", f"{self.plan['concentrator']['address']}/{prefixlen}", "dev", "eth0")
+        sh("ip", "-n", STANDIN_NS, "link", "set", "eth0", "up")
+
+
+def write_client(charon, units, ca_pem, conns, libipsec, retransmit):
+    """The benchmark charon's swanctl directory (certificates, keys 0600, CA, connections) and strongswan.conf."""
+    charon.put("x509ca/province-ca.crt", ca_pem)
+    for u in units:
+        charon.put(f"x509/{u['code']}.crt", u["cert"])
+        charon.put(f"private/{u['code']}.key", u["key"], 0o600)
+    charon.put("swanctl.conf", client_swanctl_conf(conns).encode(), 0o600)
+    store.write(charon.conf, strongswan_conf(charon.vici, charon.log_path, libipsec, retransmit).encode(), 0o600)
+
+
+def cable_client(address, prefixlen, bridge):
+    """The benchmark's namespace; with ``bridge``, its veth to the lab's access segment (``jlab-sw``)."""
+    from jincai.lab import net
+
+    net.new_namespace(NETNS)
+    if bridge:
         sh("ip", "-n", SWITCH_NS, "link", "add", PORT, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
         sh("ip", "-n", SWITCH_NS, "link", "set", PORT, "alias", "bench vpn_tunnels eth0", "master", bridge, "up")
-        sh("ip", "-n", NETNS, "addr", "add", f"{self.address}/{self.prefixlen}", "dev", "eth0")
-        sh("ip", "-n", NETNS, "link", "set", "eth0", "up")
-
-    def start(self):
-        """Start charon in the namespace; record it so a crashed run can be undone; wait for vici."""
-        self.proc = subprocess.Popen(["ip", "netns", "exec", NETNS, CHARON], env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        with open(STATE, "w", encoding="utf-8") as fh:  # ip netns exec execs charon: same PID
-            json.dump({"pid": self.proc.pid, "start": proc_start(self.proc.pid), "tmp": self.tmp}, fh)
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise BenchError(f"charon exited with {self.proc.returncode}; log: {self.tail_log()}")
-            if os.path.exists(self.vici) and self.swanctl("--stats").returncode == 0:
-                return
-            time.sleep(0.2)
-        raise BenchError(f"charon not ready after 30 s; log: {self.tail_log()}")
-
-    def tail_log(self, lines=8):
-        """The last lines of charon's log."""
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-                return "".join(fh.readlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-    def swanctl(self, *args, timeout=120):
-        """swanctl against this charon."""
-        return subprocess.run([SWANCTL, args[0], "--uri", f"unix://{self.vici}", *args[1:]], env=self.env, capture_output=True,
-                              text=True, check=False, timeout=timeout)
-
-    def initiate(self, code, timeout):
-        """Initiate unit ``code``'s tunnel and wait for it; ``(code, ok, seconds, message)``."""
-        t0 = time.monotonic()
-        try:
-            res = self.swanctl("--initiate", "--ike", code, "--child", code, "--timeout", str(timeout),
-                               timeout=timeout + 10)
-        except subprocess.TimeoutExpired:
-            return code, False, time.monotonic() - t0, "timeout"
-        msg = "" if res.returncode == 0 else (res.stdout + res.stderr).strip().splitlines()[-1:]
-        return code, res.returncode == 0, time.monotonic() - t0, msg
-
-    def stop(self):
-        """SIGTERM to our charon (its DELETEs close the SAs), SIGKILL after 20 s."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+    return lambda: (sh("ip", "-n", NETNS, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0"),
+                    sh("ip", "-n", NETNS, "link", "set", "eth0", "up"))
 
 
 def read_units(pki, plan, count, loaded):
-    """N usable units of the province registry, each with certificate, decrypted key and traffic selector."""
+    """N usable units of a registry, each with certificate, decrypted key and traffic selector."""
     reg_dir = os.path.join(pki, plan.get("registry", "vpn"))
     path = os.path.join(reg_dir, "units.json")
     if not os.path.exists(path):
@@ -537,7 +692,6 @@ def read_units(pki, plan, count, loaded):
         doc = json.load(fh)
     chosen = select_units(doc["units"], set(plan["clients"]), count, loaded)
     vault = pkivault.shared()
-    served = plan["served"]
     out = []
     for u in chosen:
         kpath = os.path.join(reg_dir, "units", f"{u['code']}.key.vault")
@@ -546,8 +700,10 @@ def read_units(pki, plan, count, loaded):
         with open(os.path.join(reg_dir, "units", f"{u['code']}.crt"), "rb") as fh:
             cert = fh.read()
         home = u.get("home") or u["site"]
-        out.append(dict(u, key=key, cert=cert, lan=served[home]["lan"]))
-    return out, doc["server_identity"]
+        out.append(dict(u, key=key, cert=cert, lan=plan["served"][home]["lan"]))
+    with open(os.path.join(pki, "ca.crt"), "rb") as fh:
+        ca_pem = fh.read()
+    return out, doc["server_identity"], ca_pem
 
 
 def wait_all(conc, base, count, t0, deadline_s, interval=1.0):
@@ -561,108 +717,6 @@ def wait_all(conc, base, count, t0, deadline_s, interval=1.0):
         if elapsed > deadline_s:
             return p, None
         time.sleep(interval)
-
-
-def run(args):
-    """The benchmark; returns (ok, figures)."""
-    plan = vpnplans.plan(INVENTORY)
-    host = plan["concentrator"]["name"]
-    from jincai.source import inventory
-
-    m, _ = inventory.build_checked(INVENTORY)
-    access = m.network["plan"]["vpn_access"]
-    source_addrs = source_access_addresses(m, access)
-    conc = Concentrator(host)
-    ensure_packages()
-    undo_leftovers()
-    settings = conc.settings()
-    libipsec = "encap = yes" in conc.run("cat /etc/swanctl/conf.d/jincai.conf")
-    loaded = conc.loaded()
-    pki = store.default_dir(INVENTORY)
-    units, server_identity = read_units(pki, plan, args.units, loaded)
-    with open(os.path.join(pki, "ca.crt"), "rb") as fh:
-        ca_pem = fh.read()
-    with open(os.path.join(ROOT, "roles", "vpn_client", "defaults", "main.yml"), encoding="utf-8") as fh:
-        retransmit = retransmit_settings(fh.read())
-    address = pick_address(access, source_addrs | used_addresses(access))
-    block = int(settings.get("block_threshold", 0) or 0)
-    if block and args.concurrency > block:
-        log(f"note: --concurrency {args.concurrency} > the concentrator's block_threshold {block} half-open "
-            "IKE_SAs per peer address: the excess IKE_SA_INITs are dropped and retransmitted")
-    log(f"{host}: {len(loaded)} unit connections loaded; {len(units)} units from {address} "
-        f"({'libipsec' if libipsec else 'kernel'} ESP), concurrency {args.concurrency}; concentrator settings: "
-        + ", ".join(f"{k} {settings[k]}" for k in ("cookie_threshold", "block_threshold", "init_limit_half_open",
-                                                    "threads") if k in settings))
-    base_sas = conc.sas()
-    real = {sa["name"] for sa in base_sas if sa["state"] == "ESTABLISHED"}
-    base = conc.probe()
-    before = conc.fingerprint()
-    fig = {"units": len(units), "concurrency": args.concurrency, "address": address, "before": base,
-           "real_established": sorted(real)}
-    tmp = tempfile.mkdtemp(prefix="jincai-bench-vpn-")  # 0700
-    bench = BenchCharon(tmp, address, ipaddress.ip_network(access).prefixlen, libipsec)
-    cpu0 = os.times()
-    try:
-        conns = [unit_connection(bundle.client_conf(u, server_identity, plan["concentrator"]["address"], u["lan"]),
-                                 u["code"], address, libipsec) for u in units]
-        bench.write(units, ca_pem, conns, retransmit)
-        for u in units:
-            u.pop("key")  # the plaintext keys live only in the 0700 directory, removed at the end
-        bench.cable(access_bridge(f"vpnaccess-{plan['site']}"))
-        bench.start()
-        t = time.monotonic()
-        res = bench.swanctl("--load-all", "--noprompt", timeout=600)
-        if res.returncode != 0:
-            raise BenchError(f"swanctl --load-all: {res.stdout[-500:]}{res.stderr[-500:]}")
-        fig["load_s"] = time.monotonic() - t
-        t0 = time.monotonic()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency)
-        try:
-            futures = [pool.submit(bench.initiate, u["code"], args.timeout) for u in units]
-            at_n, elapsed = wait_all(conc, base, len(units), t0, args.deadline)
-            if elapsed is not None:  # all up: the last swanctl calls return at once
-                concurrent.futures.wait(futures, timeout=args.timeout)
-        finally:  # on a missed deadline or an interrupt, queued initiations are dropped
-            pool.shutdown(wait=False, cancel_futures=True)
-        results = [f.result() for f in futures if f.done() and not f.cancelled()]
-        fig["not_initiated"] = len(futures) - len(results)
-        fig["initiated_s"] = time.monotonic() - t0
-        fig["seconds"] = elapsed
-        fig["at_n"] = at_n
-        fig["failures"] = [(c, msg) for c, ok, _, msg in results if not ok]
-        lat = sorted(s for _, ok, s, _ in results if ok)
-        fig["latency"] = (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]) if lat else None
-        fig["client_rss_kib"], fig["client_cpu_s"] = proc_rss_kib(bench.proc.pid), proc_cpu_s(bench.proc.pid)
-        conc_sas = conc.sas()
-        fig["conc_ok"], fig["conc_wrong"] = check_tunnels(conc_sas, units, True)
-        res = bench.swanctl("--list-sas", "--noblock", timeout=300)
-        fig["client_ok"], fig["client_wrong"] = check_tunnels(parse_sas(res.stdout), units, False)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # the teardown itself is not interrupted
-        if fig.get("failures") or fig.get("seconds") is None:
-            log(f"the benchmark charon's log (last lines):\n{bench.tail_log(args.log_lines)}")
-        log("teardown: stopping the benchmark's charon (DELETE of its SAs)")
-        bench.stop()
-        names = [f"bu-{u['code']}" for u in units]
-        try:
-            left = wait_back(conc, base, names)
-        finally:
-            sh("ip", "netns", "del", NETNS, check=False)
-            sh("ip", "-n", SWITCH_NS, "link", "del", PORT, check=False)
-            shutil.rmtree(tmp, ignore_errors=True)
-            if os.path.exists(STATE):
-                os.unlink(STATE)
-    cpu1 = os.times()
-    fig["control_cpu_s"] = (cpu1.user + cpu1.system + cpu1.children_user + cpu1.children_system
-                            - cpu0.user - cpu0.system - cpu0.children_user - cpu0.children_system)
-    fig["left_terminated"] = left
-    fig["after"] = conc.probe()
-    after_sas = conc.sas()
-    fig["after_real"] = sorted(sa["name"] for sa in after_sas if sa["state"] == "ESTABLISHED")
-    fig["config_unchanged"] = conc.fingerprint() == before
-    fig["tmp_removed"] = not os.path.exists(tmp) and not os.path.exists(f"/run/netns/{NETNS}")
-    return fig
 
 
 def wait_back(conc, base, names, wait_s=30):
@@ -680,25 +734,137 @@ def wait_back(conc, base, names, wait_s=30):
     return len(left)
 
 
+def run(args):
+    """The benchmark; returns its figures (:func:`report`)."""
+    from jincai.source import inventory
+
+    plan = vpnplans.plan(INVENTORY)
+    host = plan["concentrator"]["name"]
+    m, _ = inventory.build_checked(INVENTORY)
+    access = m.network["plan"]["vpn_access"]
+    prefixlen = ipaddress.ip_network(access).prefixlen
+    ensure_packages()
+    if not args.stand_in:
+        conc = Concentrator(host)  # fails early when the lab is not up
+    undo_leftovers()
+    tmp = tempfile.mkdtemp(prefix="jincai-bench-vpn-")  # 0700: the plaintext keys live here only
+    state = {"tmp": tmp}
+    save_state(state)
+    bench = Charon(os.path.join(tmp, "client"), NETNS)
+    fig, units, cpu0 = {"concurrency": args.concurrency, "stand_in": args.stand_in}, [], os.times()
+    try:
+        address = pick_address(access, source_access_addresses(m, access) | used_addresses(access))
+        fig["address"] = address
+        if args.stand_in:
+            hostvars = inventory.build(INVENTORY)["_meta"]["hostvars"][host]
+            conc = StandIn(Charon(os.path.join(tmp, "standin"), STANDIN_NS), plan, hostvars, m.hosts[host].address)
+            connect = cable_client(address, prefixlen, None)
+            libipsec = not kernel_has_esp(NETNS)
+            pki = conc.setup(args.units, libipsec, state)
+            conc.cable(prefixlen)
+        else:
+            libipsec = conc.libipsec()
+            pki = store.default_dir(INVENTORY)
+            connect = None
+        settings, loaded = conc.settings(), conc.loaded()
+        units, server_identity, ca_pem = read_units(pki, plan, args.units, loaded)
+        with open(os.path.join(ROOT, "roles", "vpn_client", "defaults", "main.yml"), encoding="utf-8") as fh:
+            retransmit = retransmit_settings(fh.read())
+        block = int(settings.get("block_threshold", 0) or 0)
+        if block and args.concurrency > block:
+            log(f"note: --concurrency {args.concurrency} > the concentrator's block_threshold {block} half-open "
+                "IKE_SAs per peer address: the excess IKE_SA_INITs are dropped and retransmitted")
+        log(f"{conc.host}: {len(loaded)} unit connections loaded; {len(units)} units from {address} "
+            f"({'libipsec' if libipsec else 'kernel'} ESP), concurrency {args.concurrency}; concentrator settings: "
+            + ", ".join(f"{k} {settings[k]}" for k in ("cookie_threshold", "block_threshold", "init_limit_half_open",
+                                                        "threads") if k in settings))
+        base_sas = conc.sas()
+        fig["real_established"] = sorted(sa["name"] for sa in base_sas if sa["state"] == "ESTABLISHED")
+        fig["before"], fig["fingerprint"] = conc.probe(), conc.fingerprint()
+        conns = [unit_connection(bundle.client_conf(u, server_identity, plan["concentrator"]["address"], u["lan"]),
+                                 u["code"], address, libipsec) for u in units]
+        write_client(bench, units, ca_pem, conns, libipsec, retransmit)
+        for u in units:
+            u.pop("key")  # the plaintext keys live only in the 0700 directory, removed at the end
+        if connect is None:
+            connect = cable_client(address, prefixlen, access_bridge(f"vpnaccess-{plan['site']}"))
+        connect()
+        bench.start(state)
+        t = time.monotonic()
+        res = bench.swanctl("--load-all", "--noprompt", timeout=600)
+        if res.returncode != 0:
+            raise BenchError(f"swanctl --load-all: {res.stdout[-500:]}{res.stderr[-500:]}")
+        fig["load_s"] = time.monotonic() - t
+        t0 = time.monotonic()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency)
+        try:
+            futures = [pool.submit(bench.initiate, u["code"], args.timeout) for u in units]
+            fig["at_n"], fig["seconds"] = wait_all(conc, fig["before"], len(units), t0, args.deadline)
+            if fig["seconds"] is not None:  # all up: the last swanctl calls return at once
+                concurrent.futures.wait(futures, timeout=args.timeout)
+        finally:  # on a missed deadline or an interrupt, queued initiations are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
+        results = [f.result() for f in futures if f.done() and not f.cancelled()]
+        fig["not_initiated"] = len(futures) - len(results)
+        fig["failures"] = [(c, msg) for c, ok, _, msg in results if not ok]
+        lat = sorted(s for _, ok, s, _ in results if ok)
+        fig["latency"] = (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]) if lat else None
+        fig["client_rss_kib"], fig["client_cpu_s"] = proc_rss_kib(bench.proc.pid), proc_cpu_s(bench.proc.pid)
+        fig["conc_ok"], fig["conc_wrong"] = check_tunnels(conc.sas(), units, True)
+        res = bench.swanctl("--list-sas", "--noblock", timeout=300)
+        fig["client_ok"], fig["client_wrong"] = check_tunnels(parse_sas(res.stdout), units, False)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the teardown itself is not interrupted
+        if bench.proc and (fig.get("failures") or fig.get("seconds") is None):
+            log(f"the benchmark charon's log (last lines):\n{bench.tail_log(args.log_lines)}")
+        log("teardown: stopping the benchmark's charon (DELETE of its SAs)")
+        bench.stop()
+        try:
+            if "before" in fig:
+                fig["left_terminated"] = wait_back(conc, fig["before"], [f"bu-{u['code']}" for u in units])
+                fig["after"] = conc.probe()
+                fig["after_real"] = sorted(sa["name"] for sa in conc.sas() if sa["state"] == "ESTABLISHED")
+                fig["config_unchanged"] = conc.fingerprint() == fig["fingerprint"]
+        finally:
+            if args.stand_in and isinstance(conc, StandIn):
+                conc.charon.stop()
+            for ns in (NETNS, STANDIN_NS):
+                sh("ip", "netns", "del", ns, check=False)
+            if os.path.exists(f"/run/netns/{SWITCH_NS}"):
+                sh("ip", "-n", SWITCH_NS, "link", "del", PORT, check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if os.path.exists(STATE):
+                os.unlink(STATE)
+    cpu1 = os.times()
+    fig["units"] = len(units)
+    fig["control_cpu_s"] = (cpu1.user + cpu1.system + cpu1.children_user + cpu1.children_system
+                            - cpu0.user - cpu0.system - cpu0.children_user - cpu0.children_system)
+    fig["cleaned"] = not os.path.exists(tmp) and not any(os.path.exists(f"/run/netns/{ns}") for ns in (NETNS, STANDIN_NS))
+    return fig
 def report(fig):
     """Print the figures; return True when every tunnel was there with its address, in the goal, and
     the concentrator is as it was."""
-    b, n, a = fig["before"], fig.get("at_n") or {}, fig["after"]
-    count = fig["units"]
+    b, n, a = fig.get("before"), fig.get("at_n") or {}, fig.get("after")
+    if not b or not a:
+        log("no figures: the run stopped before the baseline (see above)")
+        return False
+    count, secs = fig["units"], fig.get("seconds")
+    where = "the stand-in concentrator (role templates, throw-away units)" if fig["stand_in"] else "the concentrator"
     up = min(n.get("ike", 0) - b["ike"], n.get("child", 0) - b["child"])
-    secs = fig.get("seconds")
     log(f"load: {count} connections, certificates and keys into the benchmark's charon in {fig.get('load_s', 0):.2f} s")
-    log(f"tunnels: {up}/{count} IKE_SAs ESTABLISHED + CHILD_SAs INSTALLED on the concentrator "
+    log(f"tunnels: {up}/{count} IKE_SAs ESTABLISHED + CHILD_SAs INSTALLED on {where} "
         + (f"in {secs:.2f} s" if secs is not None else "NOT all by the deadline")
         + f" (goal < {GOAL_S:.0f} s), concurrency {fig['concurrency']}, from {fig['address']}; "
-        f"initiations failed: {len(fig.get('failures', []))}"
+        f"initiations failed: {len(fig.get('failures', []))}, not started: {fig.get('not_initiated', 0)}"
         + (f" (first: {fig['failures'][:3]})" if fig.get("failures") else ""))
     if fig.get("latency"):
-        log("per tunnel (initiate to established, client): median {:.2f} s, p95 {:.2f} s, max {:.2f} s".format(*fig["latency"]))
-    log(f"virtual IPs = registry: concentrator {fig.get('conc_ok', 0) - len(fig.get('conc_wrong', []))}/{count}, "
+        log("per tunnel (initiate to established, client): median {:.2f} s, p95 {:.2f} s, max {:.2f} s".format(
+            *fig["latency"]))
+    wrong = fig.get("conc_wrong", []) + fig.get("client_wrong", [])
+    log(f"virtual IP = registry address: concentrator {fig.get('conc_ok', 0) - len(fig.get('conc_wrong', []))}/{count}, "
         f"client {fig.get('client_ok', 0) - len(fig.get('client_wrong', []))}/{count}"
-        + (f"; wrong: {(fig.get('conc_wrong') or fig.get('client_wrong'))[:3]}"
-           if fig.get("conc_wrong") or fig.get("client_wrong") else ""))
+        + (f"; wrong: {wrong[:3]}" if wrong else ""))
     per = (n["rss_kib"] - b["rss_kib"]) / count if n else 0
     per_pss = (n["pss_kib"] - b["pss_kib"]) / count if n else 0
     log(f"concentrator charon RSS {mib(b['rss_kib'])} -> {mib(n.get('rss_kib', 0))} (at {count}) -> "
@@ -712,12 +878,11 @@ def report(fig):
     back = a["ike"] == b["ike"] and a["child"] == b["child"]
     log(f"restored: concentrator SAs {b['ike']}/{b['child']} before, {a['ike']}/{a['child']} after "
         f"({fig['left_terminated']} terminated there after 30 s); config unchanged: {fig['config_unchanged']}; "
-        f"lab clients still up: {', '.join(fig['real_established']) or 'none were'} -> "
-        f"{'yes' if real_kept else 'NO: ' + ', '.join(fig['after_real'])}; namespace and keys removed: "
-        f"{fig['tmp_removed']}")
-    return (up >= count and secs is not None and secs < GOAL_S and not fig.get("conc_wrong")
-            and not fig.get("client_wrong") and fig.get("conc_ok") == count and back and real_kept
-            and fig["config_unchanged"] and fig["tmp_removed"])
+        f"established before: {', '.join(fig['real_established']) or 'none'} -> "
+        f"{'still up' if real_kept else 'NOT: ' + (', '.join(fig['after_real']) or 'none')}; namespaces and "
+        f"keys removed: {fig['cleaned']}")
+    return (up >= count and secs is not None and secs < GOAL_S and not wrong and fig.get("conc_ok") == count
+            and fig.get("client_ok") == count and back and real_kept and fig["config_unchanged"] and fig["cleaned"])
 
 
 def _interrupted(signum, _frame):
@@ -733,6 +898,8 @@ def main(argv=None):
                          "half-open IKE_SAs per peer address)")
     ap.add_argument("--timeout", type=int, default=60, help="seconds one initiation may take")
     ap.add_argument("--deadline", type=float, default=300, help="seconds to wait for all tunnels")
+    ap.add_argument("--stand-in", action="store_true",
+                    help="a concentrator of the benchmark's own (role templates, throw-away units), not the lab's")
     ap.add_argument("--log-lines", type=int, default=20, help="lines of the benchmark charon's log shown on failure")
     args = ap.parse_args(argv)
     if args.units < 1 or args.concurrency < 1:
@@ -741,8 +908,7 @@ def main(argv=None):
         raise BenchError("run as root (namespaces, charon)")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
-    fig = run(args)
-    return 0 if report(fig) else 1
+    return 0 if report(run(args)) else 1
 
 
 if __name__ == "__main__":
