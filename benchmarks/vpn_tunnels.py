@@ -72,13 +72,18 @@ SWANCTL = "/usr/sbin/swanctl"
 CHARON_PLUGINS = ("random nonce openssl kdf pem pkcs1 pkcs8 x509 revocation constraints pubkey "
                   "kernel-libipsec kernel-netlink socket-default vici")
 SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 revocation constraints pubkey openssl random nonce"
-#: The concentrator's charon, its SA counts and a fingerprint of its configuration, in one round trip.
+#: The concentrator's charon (memory, CPU) and its IKE_SA counter, in one cheap round trip (what the
+#: benchmark polls: listing every SA each second cost the concentrator's charon more CPU than the tunnels).
 PROBE = r"""pid=${JINCAI_CHARON_PID:-$(systemctl show -p MainPID --value strongswan)}
 echo "pid $pid"
 awk '/^(VmRSS|VmHWM):/{print $1, $2}' /proc/$pid/status
 awk '/^Pss:/{print "Pss:", $2}' /proc/$pid/smaps_rollup
 echo "cpu $(cut -d' ' -f14,15 /proc/$pid/stat) $(getconf CLK_TCK)"
-swanctl --list-sas --noblock 2>/dev/null | awk '
+swanctl --stats 2>/dev/null | grep '^IKE_SAs:'
+"""
+#: The unit SAs by state (IKE_SAs ESTABLISHED, CHILD_SAs INSTALLED, IKE_SAs CONNECTING): the full list,
+#: counted on the concentrator; run when the counter says all may be there, and before and after.
+COUNT = r"""swanctl --list-sas --noblock 2>/dev/null | awk '
   /^bu-[^ ]*: #[0-9]+, ESTABLISHED/ {i++} /^bu-[^ ]*: #[0-9]+, CONNECTING/ {h++}
   /^  bu-[^ ]*: #[0-9]+, reqid [0-9]+, INSTALLED/ {c++}
   END {print "sas", i+0, c+0, h+0}'
@@ -289,8 +294,9 @@ def parse_sas(text):
 
 
 def parse_probe(text):
-    """The concentrator probe's output (:data:`PROBE`) as ``pid, rss_kib, hwm_kib, pss_kib, cpu_s,
-    ike, child, half_open``."""
+    """The concentrator probe's output (:data:`PROBE`, optionally followed by :data:`COUNT`'s) as
+    ``pid, rss_kib, hwm_kib, pss_kib, cpu_s, ike_total, ike_half_open`` (charon's counter) and, with
+    COUNT, ``ike, child, half_open`` (unit SAs ESTABLISHED, INSTALLED, CONNECTING)."""
     out = {}
     for line in text.splitlines():
         f = line.split()
@@ -304,7 +310,9 @@ def parse_probe(text):
             out["cpu_s"] = (int(f[1]) + int(f[2])) / int(f[3])
         elif f[0] == "sas":
             out["ike"], out["child"], out["half_open"] = int(f[1]), int(f[2]), int(f[3])
-    missing = {"pid", "rss_kib", "pss_kib", "cpu_s", "ike", "child"} - set(out)
+        elif f[0] == "IKE_SAs:":  # IKE_SAs: 923 total, 0 half-open
+            out["ike_total"], out["ike_half_open"] = int(f[1]), int(f[3])
+    missing = {"pid", "rss_kib", "pss_kib", "cpu_s", "ike_total"} - set(out)
     if missing:
         raise BenchError(f"concentrator probe: no {', '.join(sorted(missing))} in:\n{text}")
     return out
@@ -316,14 +324,13 @@ def check_tunnels(sas, units, concentrator_side):
     of those whose virtual IP is not the registry's address (the concentrator's view: the remote's
     virtual IP of connection ``bu-<code>``; the client's: its own, connection ``<code>``)."""
     by_name = {}
-    for sa in sas:
-        if sa["state"] == "ESTABLISHED":
+    for sa in sas:  # a unit may show two IKE_SAs for a moment (one replacing the other): the installed one
+        if sa["state"] == "ESTABLISHED" and "INSTALLED" in sa["children"].values():
             by_name.setdefault(sa["name"], sa)
     established, wrong = 0, []
     for u in units:
-        name = f"bu-{u['code']}" if concentrator_side else u["code"]
-        sa = by_name.get(name)
-        if not sa or "INSTALLED" not in sa["children"].values():
+        sa = by_name.get(f"bu-{u['code']}" if concentrator_side else u["code"])
+        if not sa:
             continue
         established += 1
         vips = sa.get("remote_vips" if concentrator_side else "local_vips", [])
@@ -549,9 +556,10 @@ class Concentrator:
             raise BenchError(f"{self.host}: `{cmd[:80]}` exited {res.returncode}: {res.stderr.strip()}")
         return res.stdout
 
-    def probe(self):
-        """charon's memory and CPU, SA counts (:func:`parse_probe`)."""
-        return parse_probe(self.run(PROBE))
+    def probe(self, count=True):
+        """charon's memory, CPU and IKE_SA counter, with ``count`` also the unit SAs by state
+        (:func:`parse_probe`)."""
+        return parse_probe(self.run(PROBE + (COUNT if count else "")))
 
     def sas(self):
         """Every IKE_SA of the concentrator (:func:`parse_sas`)."""
@@ -706,16 +714,20 @@ def read_units(pki, plan, count, loaded):
     return out, doc["server_identity"], ca_pem
 
 
-def wait_all(conc, base, count, t0, deadline_s, interval=1.0):
-    """Poll the concentrator until ``count`` more IKE_SAs ESTABLISHED and CHILD_SAs INSTALLED than at
-    ``base``; return the last probe and the seconds from ``t0`` (None when not all by the deadline)."""
+def wait_all(conc, base, count, t0, deadline_s, interval=0.5):
+    """Poll the concentrator's IKE_SA counter until ``count`` more than at ``base`` are past half-open,
+    then count the unit SAs: done when ``count`` more IKE_SAs are ESTABLISHED and CHILD_SAs INSTALLED.
+    Returns the probe at that moment and the seconds from ``t0`` (None when not all by the deadline)."""
     while True:
-        p = conc.probe()
+        p = conc.probe(count=False)
         elapsed = time.monotonic() - t0
-        if p["ike"] - base["ike"] >= count and p["child"] - base["child"] >= count:
-            return p, elapsed
+        if p["ike_total"] - p["ike_half_open"] - base["ike_total"] + base["ike_half_open"] >= count:
+            p = conc.probe()
+            elapsed = time.monotonic() - t0
+            if p["ike"] - base["ike"] >= count and p["child"] - base["child"] >= count:
+                return p, elapsed
         if elapsed > deadline_s:
-            return p, None
+            return conc.probe(), None
         time.sleep(interval)
 
 
@@ -724,9 +736,10 @@ def wait_back(conc, base, names, wait_s=30):
     (by connection name) after ``wait_s``. Returns how many were terminated there."""
     end = time.monotonic() + wait_s
     while time.monotonic() < end:
-        p = conc.probe()
-        if p["ike"] <= base["ike"] and p["child"] <= base["child"]:
-            return 0
+        if conc.probe(count=False)["ike_total"] <= base["ike_total"]:
+            p = conc.probe()
+            if p["ike"] <= base["ike"] and p["child"] <= base["child"]:
+                return 0
         time.sleep(1)
     ours = set(names)
     left = sorted({sa["name"] for sa in conc.sas() if sa["name"] in ours})
@@ -751,7 +764,7 @@ def run(args):
     state = {"tmp": tmp}
     save_state(state)
     bench = Charon(os.path.join(tmp, "client"), NETNS)
-    fig, units, cpu0 = {"concurrency": args.concurrency, "stand_in": args.stand_in}, [], os.times()
+    fig, units = {"concurrency": args.concurrency, "stand_in": args.stand_in}, []
     try:
         address = pick_address(access, source_access_addresses(m, access) | used_addresses(access))
         fig["address"] = address
@@ -795,11 +808,14 @@ def run(args):
         if res.returncode != 0:
             raise BenchError(f"swanctl --load-all: {res.stdout[-500:]}{res.stderr[-500:]}")
         fig["load_s"] = time.monotonic() - t
-        t0 = time.monotonic()
+        cpu0, client_cpu0, t0 = os.times(), proc_cpu_s(bench.proc.pid), time.monotonic()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency)
         try:
             futures = [pool.submit(bench.initiate, u["code"], args.timeout) for u in units]
             fig["at_n"], fig["seconds"] = wait_all(conc, fig["before"], len(units), t0, args.deadline)
+            cpu1 = os.times()  # this process and its finished children (swanctl, ssh); not the charons
+            fig["control_cpu_s"] = sum(cpu1[:4]) - sum(cpu0[:4])
+            fig["client_cpu_s"] = proc_cpu_s(bench.proc.pid) - client_cpu0
             if fig["seconds"] is not None:  # all up: the last swanctl calls return at once
                 concurrent.futures.wait(futures, timeout=args.timeout)
         finally:  # on a missed deadline or an interrupt, queued initiations are dropped
@@ -809,7 +825,7 @@ def run(args):
         fig["failures"] = [(c, msg) for c, ok, _, msg in results if not ok]
         lat = sorted(s for _, ok, s, _ in results if ok)
         fig["latency"] = (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]) if lat else None
-        fig["client_rss_kib"], fig["client_cpu_s"] = proc_rss_kib(bench.proc.pid), proc_cpu_s(bench.proc.pid)
+        fig["client_rss_kib"] = proc_rss_kib(bench.proc.pid)
         fig["conc_ok"], fig["conc_wrong"] = check_tunnels(conc.sas(), units, True)
         res = bench.swanctl("--list-sas", "--noblock", timeout=300)
         fig["client_ok"], fig["client_wrong"] = check_tunnels(parse_sas(res.stdout), units, False)
@@ -836,10 +852,7 @@ def run(args):
             shutil.rmtree(tmp, ignore_errors=True)
             if os.path.exists(STATE):
                 os.unlink(STATE)
-    cpu1 = os.times()
     fig["units"] = len(units)
-    fig["control_cpu_s"] = (cpu1.user + cpu1.system + cpu1.children_user + cpu1.children_system
-                            - cpu0.user - cpu0.system - cpu0.children_user - cpu0.children_system)
     fig["cleaned"] = not os.path.exists(tmp) and not any(os.path.exists(f"/run/netns/{ns}") for ns in (NETNS, STANDIN_NS))
     return fig
 def report(fig):
@@ -871,9 +884,10 @@ def report(fig):
         f"{mib(a['rss_kib'])} MiB (after); PSS {mib(b['pss_kib'])} -> {mib(n.get('pss_kib', 0))} -> "
         f"{mib(a['pss_kib'])} MiB; per tunnel {per:.1f} KiB RSS, {per_pss:.1f} KiB PSS; peak (VmHWM) "
         f"{mib(a.get('hwm_kib', 0))} MiB")
-    log(f"CPU: concentrator charon {a['cpu_s'] - b['cpu_s']:.1f} s, benchmark charon {fig.get('client_cpu_s', 0):.1f} s "
-        f"(RSS {mib(fig.get('client_rss_kib', 0))} MiB), control node (this process + swanctl/ssh) "
-        f"{fig['control_cpu_s']:.1f} s")
+    log(f"CPU from the first initiation to N: concentrator charon {n.get('cpu_s', b['cpu_s']) - b['cpu_s']:.1f} s, "
+        f"benchmark charon {fig.get('client_cpu_s', 0):.1f} s (RSS {mib(fig.get('client_rss_kib', 0))} MiB), "
+        f"control node (this process, swanctl, ssh) {fig.get('control_cpu_s', 0):.1f} s; machine load average "
+        f"{os.getloadavg()[0]:.1f}")
     real_kept = set(fig["real_established"]) <= set(fig["after_real"])
     back = a["ike"] == b["ike"] and a["child"] == b["child"]
     log(f"restored: concentrator SAs {b['ike']}/{b['child']} before, {a['ike']}/{a['child']} after "

@@ -63,6 +63,7 @@ VmHWM: 30112
 VmRSS: 29876
 Pss: 27010
 cpu 151 49 100
+IKE_SAs: 1005 total, 3 half-open
 sas 1002 1001 3
 """
 
@@ -137,6 +138,11 @@ def test_check_tunnels_counts_installed_children_and_catches_a_wrong_virtual_ip(
     ok, wrong = vt.check_tunnels(vt.parse_sas(CONCENTRATOR_SAS), us, concentrator_side=True)
     assert ok == 2  # bu0003 and bu0005; bu0004 is half-open, bu0006 has no CHILD_SA
     assert wrong == [("bu0005", ["198.18.160.9"])]
+    # a unit with two IKE_SAs for a moment (one replacing the other): the one with the CHILD_SA counts
+    twice = CONCENTRATOR_SAS.replace("bu-bu0006: #12", "bu-bu0003: #12").replace("bu0006.bu", "bu0003.bu")
+    assert vt.check_tunnels(vt.parse_sas(twice), us[:1], concentrator_side=True) == (1, [])
+    reordered = "\n".join(twice.splitlines()[-3:] + twice.splitlines()[:-3]) + "\n"
+    assert vt.check_tunnels(vt.parse_sas(reordered), us[:1], concentrator_side=True) == (1, [])
     assert vt.check_tunnels(vt.parse_sas(CLIENT_SAS), us[:1], concentrator_side=False) == (1, [])
     assert vt.check_tunnels(vt.parse_sas(CLIENT_SAS), us[:1], concentrator_side=True) == (0, [])  # other names
 
@@ -144,14 +150,17 @@ def test_check_tunnels_counts_installed_children_and_catches_a_wrong_virtual_ip(
 def test_the_concentrator_probe_counts_what_check_tunnels_counts():
     """The awk of the probe (run on the concentrator) counts IKE_SAs ESTABLISHED, CHILD_SAs INSTALLED,
     half-open: run here on the sample, through sh as on the host."""
-    awk = vt.PROBE[vt.PROBE.index("awk '\n"):]
+    awk = vt.COUNT[vt.COUNT.index("awk '\n"):]
     res = subprocess.run(["sh", "-c", awk], input=CONCENTRATOR_SAS, capture_output=True, text=True, check=True)
     assert res.stdout.split() == ["sas", "3", "2", "1"]
 
 
 def test_parse_probe_reads_memory_cpu_and_counts_and_refuses_a_short_answer():
     assert vt.parse_probe(PROBE_OUT) == {"pid": 412, "hwm_kib": 30112, "rss_kib": 29876, "pss_kib": 27010,
-                                         "cpu_s": 2.0, "ike": 1002, "child": 1001, "half_open": 3}
+                                         "cpu_s": 2.0, "ike_total": 1005, "ike_half_open": 3, "ike": 1002,
+                                         "child": 1001, "half_open": 3}
+    light = vt.parse_probe(PROBE_OUT.replace("sas 1002 1001 3\n", ""))  # the poll: no full list
+    assert light["ike_total"] == 1005 and "ike" not in light
     with pytest.raises(vt.BenchError, match="no pss_kib"):
         vt.parse_probe(PROBE_OUT.replace("Pss: 27010\n", ""))
 
