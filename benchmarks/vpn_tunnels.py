@@ -177,7 +177,13 @@ def client_swanctl_conf(connections):
     return "# jincai benchmarks/vpn_tunnels.py (throw-away)\nconnections {\n" + "".join(connections) + "}\n"
 
 
-def strongswan_conf(vici_socket, log_path, libipsec, retransmit):
+def client_threads(concurrency):
+    """Worker threads of the benchmark charon: every blocking ``swanctl --initiate`` holds one while
+    it waits (with 40 in flight and 32 threads, no thread was left for IKE packets: all stalled)."""
+    return max(32, concurrency + 16)
+
+
+def strongswan_conf(vici_socket, log_path, libipsec, retransmit, threads=32):
     """strongswan.conf of the benchmark's charon: its own vici socket (swanctl's too) and log, only the
     plugins it needs,
     an IKE_SA table for thousands, no routes (the kernel path) and no virtual IPs (except with
@@ -189,7 +195,7 @@ charon {{
     load = {CHARON_PLUGINS}
     ikesa_table_size = 4096
     ikesa_table_segments = 16
-    threads = 32
+    threads = {threads}
     install_routes = no
     install_virtual_ip = {vip}
     retransmit_tries = {retransmit['tries']}
@@ -668,14 +674,15 @@ class StandIn(Concentrator):
         sh("ip", "-n", STANDIN_NS, "link", "set", "eth0", "up")
 
 
-def write_client(charon, units, ca_pem, conns, libipsec, retransmit):
+def write_client(charon, units, ca_pem, conns, libipsec, retransmit, threads):
     """The benchmark charon's swanctl directory (certificates, keys 0600, CA, connections) and strongswan.conf."""
     charon.put("x509ca/province-ca.crt", ca_pem)
     for u in units:
         charon.put(f"x509/{u['code']}.crt", u["cert"])
         charon.put(f"private/{u['code']}.key", u["key"], 0o600)
     charon.put("swanctl.conf", client_swanctl_conf(conns).encode(), 0o600)
-    store.write(charon.conf, strongswan_conf(charon.vici, charon.log_path, libipsec, retransmit).encode(), 0o600)
+    store.write(charon.conf, strongswan_conf(charon.vici, charon.log_path, libipsec, retransmit, threads).encode(),
+                0o600)
 
 
 def cable_client(address, prefixlen, bridge):
@@ -796,7 +803,7 @@ def run(args):
         fig["before"], fig["fingerprint"] = conc.probe(), conc.fingerprint()
         conns = [unit_connection(bundle.client_conf(u, server_identity, plan["concentrator"]["address"], u["lan"]),
                                  u["code"], address, libipsec) for u in units]
-        write_client(bench, units, ca_pem, conns, libipsec, retransmit)
+        write_client(bench, units, ca_pem, conns, libipsec, retransmit, client_threads(args.concurrency))
         for u in units:
             u.pop("key")  # the plaintext keys live only in the 0700 directory, removed at the end
         if connect is None:
@@ -827,7 +834,10 @@ def run(args):
         fig["latency"] = (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]) if lat else None
         fig["client_rss_kib"] = proc_rss_kib(bench.proc.pid)
         fig["conc_ok"], fig["conc_wrong"] = check_tunnels(conc.sas(), units, True)
-        res = bench.swanctl("--list-sas", "--noblock", timeout=300)
+        try:
+            res = bench.swanctl("--list-sas", "--noblock", timeout=300)
+        except subprocess.TimeoutExpired:
+            raise BenchError("the benchmark charon did not list its SAs in 300 s (log above)") from None
         fig["client_ok"], fig["client_wrong"] = check_tunnels(parse_sas(res.stdout), units, False)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -109,6 +109,14 @@ def test_strongswan_conf_gives_the_benchmark_charon_its_own_socket_and_the_role_
     assert "retransmit_tries = 3" in text and "retransmit_base = 1.4" in text
     assert "path = /tmp/x/charon.log" in text and "default = -1" in text  # its log, not the journal
     assert "kernel-libipsec kernel-netlink" in text  # libipsec first, or charon installs SAs in the kernel
+    assert "threads = 32" in text
+
+
+def test_the_benchmark_charon_has_a_worker_thread_for_packets_beside_every_waiting_initiation():
+    assert vt.client_threads(8) == 32 and vt.client_threads(40) == 56
+    text = vt.strongswan_conf("/tmp/x/v", "/tmp/x/l", True, {"tries": 3, "timeout": 2.0, "base": 1.4},
+                              vt.client_threads(40))
+    assert "threads = 56" in text
 
 
 def test_the_stand_in_takes_the_role_settings_first_and_its_own_socket():
