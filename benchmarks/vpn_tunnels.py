@@ -34,6 +34,7 @@ restored, or the goal (< 30 s) is missed.
 
 import argparse
 import concurrent.futures
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -64,6 +65,7 @@ SWITCH_NS = "jlab-sw"
 PORT = "jbvpn0"  # the switch side of the namespace's cable
 STANDIN_NS = "jlab-bench-vpnc"  # --stand-in: the concentrator stand-in's namespace (cabled to NETNS only)
 STATE = "/run/jincai-bench-vpn.json"  # pids + start times of our charons, our temp dir: a crashed run is undone
+RUN_LOCK = "/run/jincai-bench-vpn.lock"  # one run at a time: STATE is only a crashed run's when we hold it
 GOAL_S = 30.0
 APT_PACKAGES = ("charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
                 "libcharon-extra-plugins")  # charon, swanctl, openssl (ECDSA, AES-GCM), kernel-libipsec
@@ -99,12 +101,11 @@ def log(msg):
     print(msg, flush=True)
 
 
-class BenchError(SystemExit):
-    """The benchmark cannot run (message says what to fix); exits 2."""
+class BenchError(RuntimeError):
+    """The benchmark cannot run (message says what to fix); :func:`main` prints it and exits 2."""
 
     def __init__(self, msg):
         super().__init__(f"vpn_tunnels: {msg}")
-        self.code = 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -929,10 +930,22 @@ def main(argv=None):
     if args.units < 1 or args.concurrency < 1:
         ap.error("--units and --concurrency: at least 1")
     if os.geteuid() != 0:
-        raise BenchError("run as root (namespaces, charon)")
+        print("vpn_tunnels: run as root (namespaces, charon)", file=sys.stderr)
+        return 2
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
-    return 0 if report(run(args)) else 1
+    lock = open(RUN_LOCK, "w", encoding="ascii")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"vpn_tunnels: another run holds {RUN_LOCK}: wait for it (its namespaces and charons are its own)",
+              file=sys.stderr)
+        return 2
+    try:
+        return 0 if report(run(args)) else 1
+    except BenchError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":
