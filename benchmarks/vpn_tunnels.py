@@ -788,6 +788,9 @@ def run(args):
             pki = store.default_dir(INVENTORY)
             connect = None
         settings, loaded = conc.settings(), conc.loaded()
+        log(f"{conc.host}: {len(loaded)} unit connections loaded ({'libipsec' if libipsec else 'kernel'} ESP); "
+            "settings: " + ", ".join(f"{k} {settings[k]}" for k in ("cookie_threshold", "block_threshold",
+                                                                    "init_limit_half_open", "threads") if k in settings))
         units, server_identity, ca_pem = read_units(pki, plan, args.units, loaded)
         with open(os.path.join(ROOT, "roles", "vpn_client", "defaults", "main.yml"), encoding="utf-8") as fh:
             retransmit = retransmit_settings(fh.read())
@@ -795,10 +798,7 @@ def run(args):
         if block and args.concurrency > block:
             log(f"note: --concurrency {args.concurrency} > the concentrator's block_threshold {block} half-open "
                 "IKE_SAs per peer address: the excess IKE_SA_INITs are dropped and retransmitted")
-        log(f"{conc.host}: {len(loaded)} unit connections loaded; {len(units)} units from {address} "
-            f"({'libipsec' if libipsec else 'kernel'} ESP), concurrency {args.concurrency}; concentrator settings: "
-            + ", ".join(f"{k} {settings[k]}" for k in ("cookie_threshold", "block_threshold", "init_limit_half_open",
-                                                        "threads") if k in settings))
+        log(f"{len(units)} units from {address}, concurrency {args.concurrency}")
         base_sas = conc.sas()
         fig["real_established"] = sorted(sa["name"] for sa in base_sas if sa["state"] == "ESTABLISHED")
         fig["before"], fig["fingerprint"] = conc.probe(), conc.fingerprint()
