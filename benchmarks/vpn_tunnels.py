@@ -35,7 +35,7 @@ restored, or the goal (< 30 s) is missed.
 import argparse
 import concurrent.futures
 import fcntl
-import hashlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -48,7 +48,6 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # vpn_province (the role templates)
 
 import jinja2  # noqa: E402
 import yaml  # noqa: E402
@@ -622,7 +621,11 @@ class StandIn(Concentrator):
         from jincai.pki import ca as authority
         from jincai.pki import registry
 
-        import vpn_province  # noqa: PLC0415  (beside this file: the role's templates and reach filter)
+        # benchmarks/vpn_province.py: the role's templates and reach filter (loaded by path: putting
+        # benchmarks/ on sys.path would shadow packages such as ara with benchmarks/ara.py)
+        spec = importlib.util.spec_from_file_location("vpn_province", os.path.join(ROOT, "benchmarks", "vpn_province.py"))
+        vpn_province = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(vpn_province)
 
         pki = os.path.join(self.charon.base, "..", "pki")
         pw = os.path.join(self.charon.base, "..", "vault-pass")
