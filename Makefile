@@ -65,8 +65,9 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfE --durations=40
 # own offline client it cost ~25 ms of control-node CPU per task result, minutes over the suite on two
 # cores; jincai_ara's journal (the default now, docs/audit.md) moves that work into an importer
 # process after each run, which still takes ~10 ms of CPU per result on the same two cores.
-# tests/lab/test_audit_lab.py turns it on for its own runs.
-lab-test test-slow: export ANSIBLE_CALLBACKS_ENABLED = jincai_timer
+# tests/lab/test_audit_lab.py turns it on for its own runs. jincai_manifest stays on: site.yml's last play
+# records each host's manifest, which `jincai compliance --drift fast` compares with (docs/compliance.md).
+lab-test test-slow: export ANSIBLE_CALLBACKS_ENABLED = jincai_timer,jincai_manifest
 lab-test: deps
 	jincai lab down
 	jincai lab up -i inventories/lab
