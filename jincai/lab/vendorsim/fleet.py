@@ -205,19 +205,12 @@ def oper_state(hostvars, name):
     return {"links_down": [], "ospf_peers": peers, "ospf_routes": routes, "ntp_synchronised": True}
 
 
-class VerifyFleet:
+class VerifyFleet(Fleet):
     """Four simulated routers standing in for production's own (see the module docstring); the inventory
     ``jincai verify -i <fleet.inventory> -l <fleet.limit>`` reads."""
 
     def __init__(self, work_dir, production=PRODUCTION, platforms=VENDOR_PLATFORMS):
-        self.work_dir = os.path.abspath(work_dir)
-        self.production = production
-        self.platforms = platforms
-        self.inventory = os.path.join(self.work_dir, "inventory")
-        self.key_file = os.path.join(self.work_dir, "netops_ed25519")
-        self.known_hosts = os.path.join(self.work_dir, "known_hosts")
-        self.servers = {}
-        self.routers = {}
+        super().__init__(work_dir, production, platforms)
         self.hostvars = {}
 
     @property
@@ -265,10 +258,3 @@ class VerifyFleet:
     def device(self, name):
         """The simulated router ``name`` (``SimDevice``: its config, operational state and history)."""
         return self.servers[name].device
-
-    def stop(self):
-        """Stop every simulator."""
-        for server in self.servers.values():
-            server.close()
-            server.device.close()
-        self.servers = {}
