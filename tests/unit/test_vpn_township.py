@@ -316,3 +316,27 @@ def test_townships_add_only_their_own_host_vars(name, tmp_path):
 
     assert text(old) == text(new)
     assert text(new) != json.dumps(new, indent=1, ensure_ascii=False)  # the additions were there to drop
+
+
+def test_userspace_esp_holds_each_foreign_lans_network_address_on_the_loopback(jilin):
+    """kernel-libipsec (the lab's data path) refuses a CHILD_SA whose local selector holds none of the
+    concentrator's addresses: a township office's (its county's LAN) failed live with TS_UNACCEPTABLE.
+    The firewall unit puts that LAN's network address on lo for libipsec only, never the own LAN's."""
+    from test_vpn_reach import _env, _reach
+
+    hv = jilin["220100-vpn"]
+    vpn = hv["jincai_vpn"]
+    units = [_unit("k1", "10.22.192.1", "220102"), _unit("k0", "10.22.192.2", "220100"),
+             _township("t1", "10.22.193.254", "220103")]
+    reach = _reach(units, vpn["served"], vpn["apps"], vpn["township_served"], vpn["township_apps"])
+    lan = {c: jilin[f"{c}-app1"]["jincai_site"]["lan"] for c in ("220100", "220102", "220103")}
+    ctx = {"ansible_managed": "t", "_vpn_concentrator_units": units, "_vpn_concentrator_reach": reach,
+           "jincai_site": hv["jincai_site"]}
+    env = _env()
+    env.filters.setdefault("extract", lambda item, container: container[item])  # Ansible's, as the role has it
+    tpl = env.get_template("jincai-vpn-firewall.service.j2")
+    lines = tpl.render({**ctx, "_vpn_concentrator_backend": "libipsec"}).splitlines()
+    held = sorted(line.split()[3] for line in lines if line.startswith("ExecStart=/usr/sbin/ip address replace"))
+    assert held == sorted(lan[c].split("/")[0] + "/32" for c in ("220102", "220103")), lines
+    assert lan["220100"].split("/")[0] + "/32" not in held
+    assert "ip address" not in tpl.render({**ctx, "_vpn_concentrator_backend": "kernel"})
