@@ -353,9 +353,44 @@ def extra_vars_digest(extra_vars):
                             if k not in RUN_CONTROL_EXTRA_VARS and not str(k).startswith(RUN_CONTROL_PREFIXES)}))
 
 
+#: What the province PKI publishes to hosts, by file of the network's PKI directory: the CA certificate
+#: reaches every host; the CRL reaches the hosts of these functions (vpn_concentrator installs it,
+#: vpn_crl_publish serves it). A CRL refresh (`jincai pki crl --if-due --push`, the revocation of a
+#: unit) changes what those hosts should hold without a site.yml: their manifests stop being trusted.
+PKI_CA_FILES = ("ca.crt",)
+PKI_CRL_FILES = ("crl.pem", "crl.der")
+PKI_CRL_FUNCTIONS = frozenset({"vpn_concentrator", "services"})
+
+
+def pki_digest(hostvars):
+    """sha256 of the province PKI files the host receives (:data:`PKI_CA_FILES`, and
+    :data:`PKI_CRL_FILES` for :data:`PKI_CRL_FUNCTIONS`), from the network's PKI directory ('' without one)."""
+    from jincai import paths
+
+    name = (hostvars or {}).get("jincai_network_name")
+    try:
+        directory = paths.pki_dir(name) if name else None
+    except ValueError:
+        directory = None
+    if not directory or not os.path.isdir(directory):
+        return ""
+    files = list(PKI_CA_FILES)
+    if PKI_CRL_FUNCTIONS & set((hostvars or {}).get("jincai_functions") or ()):
+        files += PKI_CRL_FILES
+    h = hashlib.sha256()
+    for fname in files:
+        try:
+            with open(os.path.join(directory, fname), "rb") as fh:
+                h.update(f"{fname}\0".encode() + _sha(fh.read()).encode() + b"\n")
+        except OSError:
+            h.update(f"{fname}\0-\n".encode())
+    return h.hexdigest()
+
+
 def source_digest(hostvars, tree, extra_vars):
-    """{hostvars, tree, extra_vars, digest} of one host: the parts and their combination."""
-    parts = {"hostvars": hostvars_digest(hostvars), "tree": tree, "extra_vars": extra_vars_digest(extra_vars)}
+    """{hostvars, tree, extra_vars, pki, digest} of one host: the parts and their combination."""
+    parts = {"hostvars": hostvars_digest(hostvars), "tree": tree, "extra_vars": extra_vars_digest(extra_vars),
+             "pki": pki_digest(hostvars)}
     return dict(parts, digest=_sha(_canonical(parts)))
 
 
@@ -364,7 +399,7 @@ def digest_mismatch(recorded, current):
     if (recorded or {}).get("digest") == current.get("digest"):
         return ""
     what = {"hostvars": "host vars", "tree": "roles/templates/playbooks/plugins or the inventory's group_vars",
-            "extra_vars": "extra vars"}
+            "extra_vars": "extra vars", "pki": "the province PKI's CA certificate or CRL"}
     changed = [label for key, label in what.items() if (recorded or {}).get(key) != current.get(key)]
     return "source changed since the manifest was written: " + (", ".join(changed) or "digest")
 

@@ -511,3 +511,25 @@ def runs_of(env, expr, values):
     import yaml
 
     return yaml.safe_load(env.from_string(expr).render(**values))
+
+
+def test_a_crl_refresh_untrusts_the_manifests_of_the_hosts_that_hold_the_crl_only(tmp_path, monkeypatch):
+    """Found on the lab (2026-12-02): after the suite re-issued the CRL (the timer, a revocation), fast
+    drift reported the CRL files of 220000-vpn and 220000-svc as drifted where `--drift full` found
+    nothing. The PKI's published files are part of the source digest: the CRL for the hosts that hold
+    it, the CA certificate for every host."""
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    for name, text in (("ca.crt", "CA1"), ("crl.pem", "CRL1"), ("crl.der", "crl1")):
+        (pki / name).write_text(text)
+    monkeypatch.setenv("JINCAI_PKI_DIR", str(pki))
+    hosts = {"220000-vpn": ["vpn_concentrator"], "220000-svc": ["services"], "220102-app1": ["app_server"]}
+    hv = {h: {"jincai_network_name": "lab", "jincai_functions": f} for h, f in hosts.items()}
+    before = {h: manifest.source_digest(v, "t", {}) for h, v in hv.items()}
+    (pki / "crl.pem").write_text("CRL2")  # jincai pki crl --if-due --push
+    after = {h: manifest.source_digest(v, "t", {}) for h, v in hv.items()}
+    why = {h: manifest.digest_mismatch(before[h], after[h]) for h in hv}
+    assert "CRL" in why["220000-vpn"] and "CRL" in why["220000-svc"], why
+    assert why["220102-app1"] == "", why
+    (pki / "ca.crt").write_text("CA2")
+    assert all(manifest.digest_mismatch(after[h], manifest.source_digest(v, "t", {})) for h, v in hv.items())
