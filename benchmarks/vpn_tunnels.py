@@ -95,6 +95,23 @@ FINGERPRINT = ("{{ cat {conf} {etc}/strongswan.d/*.conf {swanctl}/swanctl.conf {
                "nft -s list table ip jincai_vpn; }} 2>&1 | sha256sum | cut -c1-16")
 
 
+
+def _log_settings(name, log_path):
+    """charon-systemd's logging of a benchmark charon: no journal, one file log ``name`` at ``log_path``."""
+    return f"""    journal {{
+        default = -1
+    }}
+    filelog {{
+        {name} {{
+            path = {log_path}
+            flush_line = yes
+            default = 1
+            net = 0
+            enc = 0
+        }}
+    }}
+"""
+
 def log(msg):
     """Print a progress line."""
     print(msg, flush=True)
@@ -214,19 +231,7 @@ charon-systemd {{
     load = {CHARON_PLUGINS}
     install_routes = no
     install_virtual_ip = {vip}
-    journal {{
-        default = -1
-    }}
-    filelog {{
-        bench {{
-            path = {log_path}
-            flush_line = yes
-            default = 1
-            net = 0
-            enc = 0
-        }}
-    }}
-}}
+{_log_settings('bench', log_path)}}}
 swanctl {{
     load = {SWANCTL_PLUGINS}
     socket = unix://{vici_socket}
@@ -250,19 +255,7 @@ charon {{
 }}
 charon-systemd {{
     load = {CHARON_PLUGINS}
-    journal {{
-        default = -1
-    }}
-    filelog {{
-        standin {{
-            path = {log_path}
-            flush_line = yes
-            default = 1
-            net = 0
-            enc = 0
-        }}
-    }}
-}}
+{_log_settings('standin', log_path)}}}
 swanctl {{
     socket = unix://{vici_socket}
 }}
