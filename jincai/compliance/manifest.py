@@ -98,6 +98,9 @@ class Recorder:
         if delegated:
             self._uncovered(h, f"{module} (delegated)")
             return
+        if module == "jincai_files":
+            self._files_batch(h, args, result, {"role": role, "task": task, "module": module}, no_log)
+            return
         items = result.get("results") if isinstance(result.get("results"), list) else None
         if items is None:
             arg_sets = [dict(args or {})]
@@ -129,6 +132,33 @@ class Recorder:
                 if isinstance(path, str) and path in h["files"]:
                     h["files"][path]["content"] = False
                     h["files"][path]["content_uncovered_by"] = module
+
+    def _files_batch(self, h, args, result, where, no_log):
+        """A jincai_files result (plugins/action/jincai_files.py): its ``paths`` (or, when the result is
+        censored by ``no_log``, the task's own arguments) as file, directory and link entries."""
+        entries = result.get("paths") if isinstance(result.get("paths"), list) else None
+        if entries is None:
+            a = dict(args or {})
+            top = {k: a[k] for k in ("owner", "group") if a.get(k) is not None}
+            entries = []
+            for d in a.get("directories") or []:
+                d = {"path": d} if isinstance(d, str) else dict(d)
+                mode = {"mode": a["directory_mode"]} if a.get("directory_mode") is not None else {}
+                entries.append({**top, **mode, **d, "state": "directory"})
+            for link in a.get("links") or []:
+                entries.append({"path": link.get("dest"), "state": "link"})
+            for f in a.get("files") or []:
+                mode = {"mode": a["mode"]} if a.get("mode") is not None else {}
+                entries.append({**top, **mode, "path": f.get("dest"), "state": "file",
+                                **{k: f[k] for k in ("owner", "group", "mode") if f.get(k) is not None}})
+        for e in entries:
+            state = e.get("state")
+            if state == "file":
+                self._file(h, "template", {"dest": e.get("path"), **{k: e.get(k) for k in ("owner", "group", "mode")}},
+                           where, no_log)
+            else:
+                self._file(h, "file", {"path": e.get("path"), "state": state,
+                                       **{k: e.get(k) for k in ("owner", "group", "mode")}}, where, no_log)
 
     @staticmethod
     def _item_args(module, inv, item):

@@ -39,6 +39,7 @@ ALLOWED = {
     "roles/*/filter_plugins": {"jincai.source"},
     "plugins/filter": set(),
     "plugins/strategy": set(),
+    "plugins/action": set(),
     "library": set(),
     "module_utils": set(),
 }
