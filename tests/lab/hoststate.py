@@ -56,6 +56,13 @@ def read(name, command, *args):
     return res.stdout
 
 
+def listening(name):
+    """The listening sockets of ``name`` as testinfra names them (``tcp://198.18.1.2:22``, ``udp://::1:123``;
+    ``host.socket.get_listening_sockets()``, unix sockets left out). Compare exact addresses with it:
+    ``host.socket(spec).is_listening`` also counts a socket bound to every address."""
+    return {s for s in host(name).socket.get_listening_sockets() if not s.startswith("unix://")}
+
+
 def expect(name, what, ok, expected, found):
     """Assert ``ok``; the message: ``<host>: <what>: expected <expected>, found <found>``."""
     assert ok, f"{name}: {what}: expected {expected}, found {found}"

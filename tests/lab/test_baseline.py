@@ -466,8 +466,7 @@ def test_ssh_from_outside_the_management_networks_is_dropped(converged):
 @control("L3-CES1-17")
 def test_listening_sockets_are_expected(converged, host):
     """L3-CES1-17: nothing listens on a high-risk clear-text port (21, 23, 69, 111, 512-514 on non-collectors)."""
-    listening = [s for s in hoststate.host(host).socket.get_listening_sockets() if s.startswith(("tcp:", "udp:"))]
-    ports = {int(s.rsplit(":", 1)[1]) for s in listening}
+    ports = {int(s.rsplit(":", 1)[1]) for s in hoststate.listening(host)}
     risky = {21, 23, 69, 111, 512, 513}
     if "services" not in hostvars(host)["jincai_functions"]:
         risky.add(514)
