@@ -1,6 +1,8 @@
 """Helpers and fixtures for tests that run on the live lab (``jincai lab up`` first).
 
-For other engineers' lab tests:
+For other engineers' lab tests (host *state* is read with testinfra: ``tests/lab/hoststate.py``,
+``hoststate.host(name).file(...)``, ``.service(...)``, ``hoststate.read(name, cmd)``; ``run_on`` is for
+*actions*: breaking and restoring things, traffic from a host or namespace, restarts):
 
 * ``run_on(host, cmd)`` runs ``cmd`` on a lab host over SSH as ``jincai`` with the lab key (through
   ``sudo`` by default) and returns a ``subprocess.CompletedProcess`` (text output);
