@@ -63,6 +63,12 @@ def listening(name):
     return {s for s in host(name).socket.get_listening_sockets() if not s.startswith("unix://")}
 
 
+def listening_on(name, port, protocol="tcp"):
+    """The listening sockets of ``name`` on ``port`` at any address (what ``ss -Hltn 'sport = :PORT'`` lists),
+    as :func:`listening` names them; empty when nothing listens there."""
+    return {s for s in listening(name) if s.startswith(f"{protocol}://") and s.rsplit(":", 1)[1] == str(port)}
+
+
 def expect(name, what, ok, expected, found):
     """Assert ``ok``; the message: ``<host>: <what>: expected <expected>, found <found>``."""
     assert ok, f"{name}: {what}: expected {expected}, found {found}"

@@ -14,7 +14,7 @@ from jincai.verify import support
 
 LAB_TESTS = os.path.join(ROOT, "tests", "lab")
 #: Lab test modules whose state checks read through hoststate (issue 19 item 3).
-CONVERTED = ("test_baseline.py", "test_verify.py", "test_mlps2.py")
+CONVERTED = ("test_baseline.py", "test_verify.py", "test_mlps2.py", "test_vpn.py")
 #: How a command that only reads state starts: such a command belongs to hoststate, not to run_on.
 READ_ONLY = ("cat ", "stat ", "ls ", "sha256sum ", "getent ", "passwd -S", "chage -l", "grep ", "readlink ",
              "systemctl is-", "systemctl cat", "systemctl show", "ss ", "sshd -T", "nft list", "chronyc -n",
@@ -68,6 +68,16 @@ def test_read_returns_stdout_and_names_host_command_and_exit_code(monkeypatch):
         hoststate.read("220102-app1", "echo oops >&2; exit 3")
     msg = str(exc.value)
     assert msg.startswith("220102-app1: `") and "exited 3: oops" in msg
+
+
+def test_listening_on_is_every_address_of_one_port(monkeypatch):
+    sockets = {"tcp://0.0.0.0:8102", "tcp://:::8102", "tcp://198.18.1.2:81020", "udp://0.0.0.0:8102",
+               "tcp://127.0.0.53%lo:53"}
+    monkeypatch.setattr(hoststate, "listening", lambda name: sockets)
+    assert hoststate.listening_on("220000-app1", 8102) == {"tcp://0.0.0.0:8102", "tcp://:::8102"}
+    assert hoststate.listening_on("220000-app1", 8102, "udp") == {"udp://0.0.0.0:8102"}
+    assert hoststate.listening_on("220000-app1", "53") == {"tcp://127.0.0.53%lo:53"}
+    assert hoststate.listening_on("220000-app1", 8103) == set()
 
 
 def test_expect_and_equal_name_host_check_expected_found():
