@@ -93,11 +93,11 @@ def frr_routers():
 
 def installed_prefixes(host):
     """The prefixes of ``host``'s routing table that are installed in the kernel (``show ip route json``:
-    a selected route with ``installed``, or a connected one); raises AssertionError when vtysh fails."""
-    res = run_on(host, "vtysh -c 'show ip route json'", timeout=30)
-    if res.returncode != 0:
-        raise AssertionError(f"{host}: show ip route json exited {res.returncode}: {res.stderr.strip()[-300:]}")
-    table = json.loads(res.stdout or "{}")
+    a selected route with ``installed``, or a connected one; read with testinfra, tests/lab/hoststate.py);
+    raises AssertionError naming host, command and exit code when vtysh fails."""
+    import hoststate  # tests/lab/hoststate.py
+
+    table = json.loads(hoststate.read(host, "vtysh -c %s", "show ip route json") or "{}")
     return {prefix for prefix, entries in table.items()
             if any(e.get("installed") or (e.get("protocol") == "connected" and e.get("selected")) for e in entries)}
 
