@@ -40,15 +40,19 @@ ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "static", "alias", "in
 RUNNING_STATES = frozenset({"active", "reloading"})
 
 
-def host_spec(net, name, connection=None):
-    """(hostspec, kwargs) for ``testinfra.get_host`` of inventory host ``name``."""
+def host_spec(net, name, connection=None, address=None, instance=None):
+    """(hostspec, kwargs) for ``testinfra.get_host`` of inventory host ``name``.
+
+    ``address`` replaces the inventory's address (the lab tests pass the management address the lab's
+    state records); ``instance`` is added to the SSH master's socket name (the lab tests pass the
+    container's PID, so a rebooted host never reuses a dead master)."""
     hv = net.hostvars[name]
     ivars = net.inv_vars(name)
     is_router = "router" in (hv.get("jincai_functions") or [])
     if connection == "ansible" and not is_router:
         return f"ansible://{name}", {"ansible_inventory": net.dir}
     user = ivars.get("ansible_user") or "jincai"
-    address = ivars.get("ansible_host") or hv.get("ansible_host") or name  # host_vars/ files win, as in Ansible
+    address = address or ivars.get("ansible_host") or hv.get("ansible_host") or name  # host_vars/ files win, as in Ansible
     port = ivars.get("ansible_port")
     spec = f"ssh://{user}@{address}" + (f":{port}" if port else "")
     extra = " ".join(str(ivars.get("ansible_ssh_common_args") or "").split())
@@ -60,7 +64,7 @@ def host_spec(net, name, connection=None):
     kwargs = {
         "ssh_extra_args": (extra + " -o BatchMode=yes").strip(),
         "controlpersist": CONTROL_PERSIST,
-        "controlpath": os.path.join(CONTROL_DIR, f"{name}-{user}"),
+        "controlpath": os.path.join(CONTROL_DIR, f"{name}-{instance}-{user}" if instance else f"{name}-{user}"),
         "timeout": CONNECT_TIMEOUT,
         "sudo": True if is_router else bool(ivars.get("ansible_become", False)),
     }
@@ -70,12 +74,12 @@ def host_spec(net, name, connection=None):
     return spec, kwargs
 
 
-def get_host(net, name, connection=None):
-    """The testinfra Host of ``name`` (cached by testinfra per spec)."""
+def get_host(net, name, connection=None, address=None, instance=None):
+    """The testinfra Host of ``name`` (cached by testinfra per spec; ``address``, ``instance``: :func:`host_spec`)."""
     import testinfra
 
     os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
-    spec, kwargs = host_spec(net, name, connection)
+    spec, kwargs = host_spec(net, name, connection, address=address, instance=instance)
     return testinfra.get_host(spec, **kwargs)
 
 

@@ -1,6 +1,8 @@
 """Helpers and fixtures for tests that run on the live lab (``jincai lab up`` first).
 
-For other engineers' lab tests:
+For other engineers' lab tests (host *state* is read with testinfra: ``tests/lab/hoststate.py``,
+``hoststate.host(name).file(...)``, ``.service(...)``, ``hoststate.read(name, cmd)``; ``run_on`` is for
+*actions*: breaking and restoring things, traffic from a host or namespace, restarts):
 
 * ``run_on(host, cmd)`` runs ``cmd`` on a lab host over SSH as ``jincai`` with the lab key (through
   ``sudo`` by default) and returns a ``subprocess.CompletedProcess`` (text output);
@@ -91,11 +93,11 @@ def frr_routers():
 
 def installed_prefixes(host):
     """The prefixes of ``host``'s routing table that are installed in the kernel (``show ip route json``:
-    a selected route with ``installed``, or a connected one); raises AssertionError when vtysh fails."""
-    res = run_on(host, "vtysh -c 'show ip route json'", timeout=30)
-    if res.returncode != 0:
-        raise AssertionError(f"{host}: show ip route json exited {res.returncode}: {res.stderr.strip()[-300:]}")
-    table = json.loads(res.stdout or "{}")
+    a selected route with ``installed``, or a connected one; read with testinfra, tests/lab/hoststate.py);
+    raises AssertionError naming host, command and exit code when vtysh fails."""
+    import hoststate  # tests/lab/hoststate.py
+
+    table = json.loads(hoststate.read(host, "vtysh -c %s", "show ip route json") or "{}")
     return {prefix for prefix, entries in table.items()
             if any(e.get("installed") or (e.get("protocol") == "connected" and e.get("selected")) for e in entries)}
 

@@ -2,8 +2,10 @@
 
 Every test names the MLPS level-3 test unit it proves (GB/T 28448-2019: L3-CES1-xx computing
 environment, L3-SMC1-xx management centre) first in its docstring and in ``CONTROL`` so the
-compliance report can quote it. Host checks are batched: one SSH round trip per host collects
-everything (``report(host)``) and the assertions run on the control node.
+compliance report can quote it. Host state is read with testinfra (tests/lab/hoststate.py: files,
+services, packages, users, sockets, and the outputs of read-only commands such as ``sshd -T`` and
+``nft list``) over one SSH master per host; ``run_on`` only acts (plants a file, logs a line, runs a
+backup, pings from a county). Failures name the host, what was checked, expected and found.
 
 Cross-site tests (county logs reaching the collector, WAN cut, clocks following the city, backups
 copied from a county) need routing between sites; they skip with a clear reason until the
@@ -13,7 +15,6 @@ routers are configured (``_routed``), and run as soon as they are.
 import functools
 import os
 import re
-import shlex
 import subprocess
 import time
 import uuid
@@ -24,6 +25,7 @@ from jincai import ROOT
 from jincai.lab import lab as labmod
 from jincai.run import run
 
+import hoststate
 from conftest import changed_on, hostvars, inventory, lab_state, mgmt_address, run_on, wait_routes_converged
 
 pytestmark = pytest.mark.lab
@@ -98,68 +100,36 @@ def test_check_mode_is_clean(site_check):
     assert changed_on(site_check, machine_room()) == {}, f"check mode reports drift: {site_check.changed_tasks()}"
 
 
-# ------------------------------------------------------------------ one report per host
+# ------------------------------------------------------------------ host state (testinfra)
 
-REPORT = r"""
-sec() { echo "=== $1"; }
-sec hostname; hostname
-sec timezone; readlink /etc/localtime; cat /etc/timezone
-sec locale; cat /etc/default/locale
-sec uid0; awk -F: '$3==0{print $1}' /etc/passwd
-sec emptypw; awk -F: '$2==""{print $1}' /etc/shadow
-sec passwd; getent passwd | awk -F: '$3>=1000 && $3<60000 {print $1":"$7}'
-sec locked; for u in $(getent passwd | awk -F: '$3>=1000 && $3<60000 {print $1}'); do echo "$u $(passwd -S "$u" | awk '{print $2}') $(chage -l "$u" | awk -F': ' '/Account expires/{print $2}')"; done
-sec chage; for u in $(getent group jincai-technicians jincai-admins | cut -d: -f4 | tr ',' ' '); do echo "$u $(chage -l "$u" | awk -F': ' '/Maximum/{print $2}')"; done
-sec logindefs; grep -E '^PASS_(MAX|MIN|WARN)' /etc/login.defs
-sec pwquality; grep -Ev '^#|^$' /etc/security/pwquality.conf
-sec faillock; grep -Ev '^#|^$' /etc/security/faillock.conf
-sec commonauth; grep -Ev '^#|^$' /etc/pam.d/common-auth
-sec commonpassword; grep -Ev '^#|^$' /etc/pam.d/common-password
-sec tmout; bash -lc 'echo TMOUT=$TMOUT'
-sec sudo; visudo -c >/dev/null && echo valid; cat /etc/sudoers.d/jincai-baseline
-sec keys; ls -l /etc/ssh/authorized_keys/ | awk 'NR>1{print $1, $3, $NF}'
-sec sshdT; sshd -T 2>&1
-sec sshdbackup; ls /etc/ssh/ | grep -c '^sshd_config\..*~$'
-sec packages; dpkg-query -W -f='${Package} ${Status}\n' 2>/dev/null | awk '$4=="installed"{print $1}'
-sec listen; ss -Htlnu | awk '{print $1, $5}'
-sec nft; nft list table inet jincai
-sec nftboot; systemctl is-enabled nftables
-sec nftbackup; ls /etc/ | grep -c '^nftables\.conf\..*~$'
-sec chrony; systemctl is-active chrony; cat /etc/default/chrony | grep DAEMON_OPTS; chronyc -n sources 2>&1; chronyc -n tracking 2>&1
-sec chronydropin; cat /etc/systemd/system/chrony.service.d/jincai-container.conf 2>/dev/null
-sec rsyslog; systemctl is-active rsyslog; ls /etc/rsyslog.d/; rsyslogd -N1 2>&1 | tail -1
-sec logperms; stat -c '%a %n' /var/log/syslog /var/log/auth.log 2>/dev/null
-sec auditrules; augenrules --check 2>&1; cat /etc/audit/audit.rules
-sec auditd; systemctl is-active auditd; auditctl -s 2>&1 | head -3; cat /etc/audit/JINCAI-NOT-RUNNING 2>/dev/null
-sec aide; ls -l /var/lib/aide/; systemctl is-enabled jincai-aide-check.timer; systemctl is-active jincai-aide-check.timer
-sec backup; systemctl is-enabled jincai-backup.timer; ls -l /usr/local/sbin/jincai-backup
-sec services; systemctl is-enabled apt-daily.timer apt-daily-upgrade.timer 2>&1
-"""
+def _conf_lines(text):
+    """The lines of a config file that are neither comments nor empty (``grep -Ev '^#|^$'``)."""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def _conf(name, path):
+    """The non-comment, non-empty lines of ``path`` on lab host ``name`` (it must exist)."""
+    f = hoststate.host(name).file(path)
+    hoststate.expect(name, f"{path} exists", f.exists, "a file", "nothing")
+    return _conf_lines(f.content_string)
 
 
 @functools.lru_cache(maxsize=None)
-def report(host):
-    """Return {section: text} collected from ``host`` in one SSH round trip."""
-    res = run_on(host, REPORT, timeout=120)
-    sections, name = {}, None
-    for line in res.stdout.splitlines():
-        if line.startswith("=== "):
-            name = line[4:].strip()
-            sections[name] = []
-        elif name:
-            sections[name].append(line)
-    return {k: "\n".join(v) for k, v in sections.items()}
-
-
 def sshd_t(host):
-    """Effective sshd settings (sshd -T) as {keyword: value}."""
+    """Effective sshd settings (``sshd -T`` on ``host``) as {keyword: value} (read once per session)."""
     out = {}
-    for line in report(host)["sshdT"].splitlines():
+    for line in hoststate.read(host, "sshd -T 2>&1").splitlines():
         key, _, value = line.partition(" ")
         key = key.lower()
         # Multi-valued keywords (allowusers...) come one per line: join them with spaces.
         out[key] = f"{out[key]} {value}" if key in out else value
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def nft_ruleset(host):
+    """``nft list table inet jincai`` on ``host`` (read once per session)."""
+    return hoststate.read(host, "nft list table inet jincai")
 
 
 HOSTS = pytest.mark.parametrize("host", machine_room())
@@ -171,69 +141,101 @@ HOSTS = pytest.mark.parametrize("host", machine_room())
 @control("L3-CES1-16")
 def test_base_system(converged, host):
     """L3-CES1-16 minimal install: host name from the source of truth, Asia/Shanghai, UTF-8 locale."""
-    r = report(host)
-    assert r["hostname"].strip() == host
-    assert r["timezone"].splitlines() == ["/usr/share/zoneinfo/Asia/Shanghai", "Asia/Shanghai"]
-    assert r["locale"].strip() == "LANG=en_US.UTF-8"
+    h = hoststate.host(host)
+    hoststate.equal(host, "hostname", h.check_output("hostname"), host)
+    hoststate.equal(host, "/etc/localtime link", h.check_output("readlink /etc/localtime"),
+                    "/usr/share/zoneinfo/Asia/Shanghai")
+    hoststate.equal(host, "/etc/timezone", h.file("/etc/timezone").content_string.strip(), "Asia/Shanghai")
+    hoststate.equal(host, "/etc/default/locale", h.file("/etc/default/locale").content_string.strip(),
+                    "LANG=en_US.UTF-8")
+
+
+FORBIDDEN_PACKAGES = ("telnet", "telnetd", "inetutils-telnet", "inetutils-telnetd", "ftp", "inetutils-ftp", "ftpd",
+                      "vsftpd", "rsh-client", "rsh-server", "rsh-redone-client", "talk", "talkd", "nis", "tftp",
+                      "tftpd-hpa", "xinetd")
 
 
 @HOSTS
 @control("L3-CES1-16")
 def test_no_clear_text_or_legacy_service_packages(converged, host):
     """L3-CES1-16/L3-CES1-03: no telnet, ftp, rsh, talk, nis, tftp or xinetd packages; apt timers off."""
-    installed = set(report(host)["packages"].split())
-    forbidden = {"telnet", "telnetd", "inetutils-telnet", "inetutils-telnetd", "ftp", "inetutils-ftp", "ftpd",
-                 "vsftpd", "rsh-client", "rsh-server", "rsh-redone-client", "talk", "talkd", "nis", "tftp",
-                 "tftpd-hpa", "xinetd"}
-    assert not installed & forbidden
-    assert "enabled" not in report(host)["services"].split()
+    h = hoststate.host(host)
+    installed = [p for p in FORBIDDEN_PACKAGES if h.package(p).is_installed]
+    hoststate.equal(host, "clear-text or legacy service packages installed", installed, [])
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        state = h.run("systemctl is-enabled %s", timer).stdout.strip()
+        hoststate.expect(host, f"{timer} at boot", state != "enabled", "not enabled", state)
 
 
 # ------------------------------------------------------------------ accounts
+
+def _passwd(name):
+    """{user: shell} of host ``name``'s accounts with 1000 <= UID < 60000 (``getent passwd``)."""
+    out = {}
+    for line in hoststate.read(name, "getent passwd").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7 and 1000 <= int(fields[2]) < 60000:
+            out[fields[0]] = fields[6]
+    return out
+
 
 @HOSTS
 @control("L3-CES1-01")
 def test_unique_named_accounts_no_empty_passwords(converged, host):
     """L3-CES1-01 identification: only root has UID 0, no empty password, one account per person of this site."""
-    r = report(host)
-    assert r["uid0"].split() == ["root"]
-    assert r["emptypw"].strip() == ""
-    users = dict(line.split(":") for line in r["passwd"].splitlines())
+    h = hoststate.host(host)
+    passwd = [line.split(":") for line in h.file("/etc/passwd").content_string.splitlines() if line]
+    hoststate.equal(host, "accounts with UID 0 in /etc/passwd", [f[0] for f in passwd if f[2] == "0"], ["root"])
+    shadow = [line.split(":") for line in h.file("/etc/shadow").content_string.splitlines() if line]
+    hoststate.equal(host, "accounts with an empty password in /etc/shadow", [f[0] for f in shadow if f[1] == ""], [])
+    users = _passwd(host)
     hv = hostvars(host)
     for person in hv["jincai_admins"] + hv["jincai_technicians"]:
         if person["state"] == "present":
-            assert users.get(person["user"]) == "/bin/bash", person["user"]
-    assert users.get("jincai") == "/bin/bash", "the automation account must stay usable"
+            hoststate.equal(host, f"login shell of {person['user']}", users.get(person["user"]), "/bin/bash")
+    hoststate.equal(host, "login shell of the automation account jincai", users.get("jincai"), "/bin/bash")
 
 
 @HOSTS
 @control("L3-CES1-01")
 def test_password_ageing_and_quality(converged, host):
     """L3-CES1-01 complexity and periodic change: 90/2/7 days, pwquality length 8 with four classes."""
-    r = report(host)
-    assert sorted(r["logindefs"].split()) == sorted(
-        ["PASS_MAX_DAYS", "90", "PASS_MIN_DAYS", "2", "PASS_WARN_AGE", "7"])
-    for line in r["chage"].splitlines():
-        assert line.endswith(" 90"), line
-    pwq = dict(re.split(r"\s*=\s*", l, maxsplit=1) for l in r["pwquality"].splitlines() if "=" in l)
-    assert int(pwq["minlen"]) >= 8 and pwq["minclass"] == "4"
-    assert all(pwq[k] == "-1" for k in ("dcredit", "ucredit", "lcredit", "ocredit"))
-    assert "pam_pwquality.so" in r["commonpassword"]
+    h = hoststate.host(host)
+    logindefs = [line for line in h.file("/etc/login.defs").content_string.splitlines()
+                 if re.match(r"PASS_(MAX|MIN|WARN)", line)]
+    hoststate.equal(host, "PASS_* settings of /etc/login.defs", sorted(" ".join(logindefs).split()),
+                    sorted(["PASS_MAX_DAYS", "90", "PASS_MIN_DAYS", "2", "PASS_WARN_AGE", "7"]))
+    groups = hoststate.read(host, "getent group jincai-technicians jincai-admins")
+    people = [u for line in groups.splitlines() for u in line.split(":")[3].split(",") if u]
+    for user in people:
+        hoststate.equal(host, f"maximum password age of {user}", h.user(user).password_max_days, 90)
+    pwq = dict(re.split(r"\s*=\s*", l, maxsplit=1) for l in _conf(host, "/etc/security/pwquality.conf") if "=" in l)
+    hoststate.expect(host, "pwquality minlen, minclass", int(pwq["minlen"]) >= 8 and pwq["minclass"] == "4",
+                     "minlen >= 8, minclass 4", f"minlen {pwq['minlen']}, minclass {pwq['minclass']}")
+    credits = {k: pwq.get(k) for k in ("dcredit", "ucredit", "lcredit", "ocredit")}
+    hoststate.equal(host, "pwquality credits", credits, dict.fromkeys(credits, "-1"))
+    common = _conf(host, "/etc/pam.d/common-password")
+    hoststate.expect(host, "pam_pwquality.so in /etc/pam.d/common-password",
+                     "pam_pwquality.so" in "\n".join(common), "present", common)
 
 
 @HOSTS
 @control("L3-CES1-02")
 def test_failed_login_lockout_and_idle_timeout(converged, host):
     """L3-CES1-02 login failure handling: pam_faillock deny=5 unlock_time=900; TMOUT=600; sshd idle limit."""
-    r = report(host)
-    conf = dict(re.split(r"\s*=\s*", l) for l in r["faillock"].splitlines() if "=" in l)
-    assert conf["deny"] == "5" and conf["unlock_time"] == "900"
-    auth = r["commonauth"].splitlines()
-    assert "pam_faillock.so preauth" in auth[0] and any("pam_faillock.so authfail" in l for l in auth)
-    assert "nullok" not in r["commonauth"]
-    assert "TMOUT=600" in r["tmout"]
+    conf = dict(re.split(r"\s*=\s*", l) for l in _conf(host, "/etc/security/faillock.conf") if "=" in l)
+    hoststate.equal(host, "faillock deny, unlock_time", (conf.get("deny"), conf.get("unlock_time")), ("5", "900"))
+    auth = _conf(host, "/etc/pam.d/common-auth")
+    hoststate.expect(host, "pam_faillock in /etc/pam.d/common-auth",
+                     "pam_faillock.so preauth" in auth[0] and any("pam_faillock.so authfail" in l for l in auth),
+                     "preauth first, then authfail", auth)
+    hoststate.expect(host, "nullok in /etc/pam.d/common-auth", "nullok" not in "\n".join(auth), "absent", auth)
+    tmout = hoststate.read(host, "bash -lc 'echo TMOUT=$TMOUT'")
+    hoststate.expect(host, "TMOUT of a login shell", "TMOUT=600" in tmout, "TMOUT=600", tmout.strip())
     s = sshd_t(host)
-    assert int(s["clientaliveinterval"]) * int(s["clientalivecountmax"]) <= 600
+    idle = int(s["clientaliveinterval"]) * int(s["clientalivecountmax"])
+    hoststate.expect(host, "sshd idle limit (ClientAliveInterval x ClientAliveCountMax)", idle <= 600, "<= 600 s",
+                     f"{idle} s")
 
 
 @HOSTS
@@ -241,26 +243,34 @@ def test_failed_login_lockout_and_idle_timeout(converged, host):
 def test_sudo_rules_per_role(converged, host):
     """L3-CES1-08 least privilege: sudo per role (only system administrators have ALL), validated, logged;
     password asked."""
-    r = report(host)
-    assert r["sudo"].splitlines()[0] == "valid"
-    assert "%jincai-sysadmins\tALL=(ALL:ALL) ALL" in r["sudo"]
-    assert "%jincai-admins" not in r["sudo"] and "%jincai-technicians\tALL=(ALL" not in r["sudo"]
-    assert "NOPASSWD" not in r["sudo"]
-    assert 'logfile="/var/log/sudo.log"' in r["sudo"]
+    h = hoststate.host(host)
+    visudo = h.run("visudo -c")
+    hoststate.expect(host, "visudo -c", visudo.rc == 0, "valid", (visudo.stdout + visudo.stderr).strip())
+    sudo = h.file("/etc/sudoers.d/jincai-baseline").content_string
+    what = "/etc/sudoers.d/jincai-baseline"
+    hoststate.expect(host, what, "%jincai-sysadmins\tALL=(ALL:ALL) ALL" in sudo, "sysadmins ALL", sudo)
+    hoststate.expect(host, what, "%jincai-admins" not in sudo and "%jincai-technicians\tALL=(ALL" not in sudo,
+                     "no ALL for admins or technicians", sudo)
+    hoststate.expect(host, what, "NOPASSWD" not in sudo, "no NOPASSWD", sudo)
+    hoststate.expect(host, what, 'logfile="/var/log/sudo.log"' in sudo, 'logfile="/var/log/sudo.log"', sudo)
 
 
 @HOSTS
 @control("L3-CES1-07")
 def test_keys_are_central_and_root_owned(converged, host):
     """L3-CES1-07: each present person's key is a root-owned file; nobody else's key is there."""
-    r = report(host)
-    files = {line.split()[-1]: line.split() for line in r["keys"].splitlines()}
+    h = hoststate.host(host)
+    names = h.file("/etc/ssh/authorized_keys").listdir()
     hv = hostvars(host)
     expected = {p["user"] for p in hv["jincai_admins"] + hv["jincai_technicians"] if p["state"] == "present"}
     if "services" in hv["jincai_functions"]:
         expected.add("jincai-backup")
-    assert set(files) == expected
-    assert all(f[1] == "root" and f[0] == "-rw-r--r--" for f in files.values())
+    hoststate.equal(host, "files in /etc/ssh/authorized_keys", sorted(names), sorted(expected))
+    for name in names:
+        f = h.file(f"/etc/ssh/authorized_keys/{name}")
+        found = (f.is_file and not f.is_symlink, f.user, oct(f.mode))
+        hoststate.equal(host, f"/etc/ssh/authorized_keys/{name} (regular file, owner, mode)", found,
+                        (True, "root", "0o644"))
 
 
 # ------------------------------------------------------------------ sshd
@@ -270,15 +280,19 @@ def test_keys_are_central_and_root_owned(converged, host):
 def test_sshd_keys_only_strong_algorithms(converged, host):
     """L3-CES1-03 encrypted remote management / L3-CES1-06 no root login: keys only, strong algorithms."""
     s = sshd_t(host)
-    assert s["passwordauthentication"] == "no"
-    assert s["kbdinteractiveauthentication"] == "no"
-    assert s["permitrootlogin"] == "no"
-    assert s["authenticationmethods"] == "publickey"
-    assert not [c for c in s["ciphers"].split(",") if "cbc" in c or "3des" in c or "arcfour" in c]
-    assert not [m for m in s["macs"].split(",") if "md5" in m or m in ("hmac-sha1", "umac-64@openssh.com")]
-    assert "diffie-hellman-group1-sha1" not in s["kexalgorithms"]
-    assert "diffie-hellman-group14-sha1" not in s["kexalgorithms"]
-    assert int(report(host)["sshdbackup"]) >= 1, "the previous sshd_config is kept as a way back"
+    for key, want in (("passwordauthentication", "no"), ("kbdinteractiveauthentication", "no"),
+                      ("permitrootlogin", "no"), ("authenticationmethods", "publickey")):
+        hoststate.equal(host, f"sshd -T {key}", s.get(key), want)
+    weak = [c for c in s["ciphers"].split(",") if "cbc" in c or "3des" in c or "arcfour" in c]
+    hoststate.equal(host, "weak sshd ciphers", weak, [])
+    weak = [m for m in s["macs"].split(",") if "md5" in m or m in ("hmac-sha1", "umac-64@openssh.com")]
+    hoststate.equal(host, "weak sshd MACs", weak, [])
+    weak = [k for k in s["kexalgorithms"].split(",")
+            if "diffie-hellman-group1-sha1" in k or "diffie-hellman-group14-sha1" in k]
+    hoststate.equal(host, "weak sshd key exchanges", weak, [])
+    backups = [n for n in hoststate.host(host).file("/etc/ssh").listdir() if re.match(r"sshd_config\..*~$", n)]
+    hoststate.expect(host, "previous sshd_config kept as a way back (/etc/ssh/sshd_config.*~)", len(backups) >= 1,
+                     ">= 1 backup", "none")
 
 
 @HOSTS
@@ -357,10 +371,14 @@ def test_unlisted_technician_is_locked_not_left_behind(converged):
     try:
         res = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "accounts"])
         assert res.rc == 0, _tail(res)
-        out = run_on(host, "passwd -S t999stale; getent passwd t999stale; chage -l t999stale", check=True).stdout
-        assert out.split()[1] == "L", out
-        assert out.splitlines()[1].endswith(":/usr/sbin/nologin"), out
-        assert re.search(r"Account expires\s*:\s*\w+ \d+, 1970", out), out
+        h = hoststate.host(host)
+        status = hoststate.read(host, "passwd -S t999stale").split()
+        hoststate.equal(host, "password status of t999stale (passwd -S)", status[1], "L")
+        hoststate.equal(host, "login shell of t999stale", h.user("t999stale").shell, "/usr/sbin/nologin")
+        expires = hoststate.read(host, "getent shadow t999stale").split(":")[7]
+        # days since 1970-01-01: a date in 1970 (what `chage -l` shows as "Account expires: ..., 1970")
+        hoststate.expect(host, "account expiry of t999stale (days since 1970-01-01)",
+                         expires.isdigit() and int(expires) < 365, "a day of 1970", expires or "never")
     finally:
         run_on(host, "userdel -r t999stale 2>/dev/null")
 
@@ -369,13 +387,15 @@ def test_unlisted_technician_is_locked_not_left_behind(converged):
 def test_broken_sshd_setting_is_refused_before_going_live(converged):
     """L3-CES1-18 never locked out: sshd -t rejects a broken setting; the live config and logins are untouched."""
     host = by_tier("county")[0]
-    before = run_on(host, "sha256sum /etc/ssh/sshd_config", check=True).stdout
+    before = hoststate.host(host).file("/etc/ssh/sshd_config").sha256sum
     res = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "sshd",
                                              "-e", '{"sshd_settings_extra": {"Ciphers": "no-such-cipher"}}'])
     assert res.rc != 0 and res.hosts_with("failed") == [host]
     assert "failed to validate" in res.output or "Bad SSH2 cipher" in res.output, _tail(res)
-    after = run_on(host, "sha256sum /etc/ssh/sshd_config; systemctl is-active ssh", check=True).stdout
-    assert after.splitlines()[0] == before.strip() and after.splitlines()[1] == "active"
+    h = hoststate.host(host)
+    hoststate.equal(host, "sha256 of /etc/ssh/sshd_config after the refused run", h.file("/etc/ssh/sshd_config").sha256sum,
+                    before)
+    hoststate.expect(host, "ssh.service", h.service("ssh").is_running, "running", "not running")
 
 
 # ------------------------------------------------------------------ firewall
@@ -400,29 +420,33 @@ def _expected_ports(host):
 @control("L3-CES1-17")
 def test_firewall_default_deny_with_only_the_functions_ports(converged, host):
     """L3-CES1-17 no unneeded ports: inbound policy drop; accepted ports are exactly the host's functions'."""
-    nft = report(host)["nft"]
-    assert "policy drop;" in nft
+    nft = nft_ruleset(host)
+    hoststate.expect(host, "inbound policy of table inet jincai", "policy drop;" in nft, "policy drop", nft)
     tcp, udp, esp = _expected_ports(host)
     accepted_tcp = {int(p) for m in re.findall(r"tcp dport (\{[^}]*\}|\d+)", nft)
                     for p in re.findall(r"\d+", m)}
     accepted_udp = {int(p) for m in re.findall(r"udp dport (\{[^}]*\}|\d+)", nft)
                     for p in re.findall(r"\d+", m)}
-    assert accepted_tcp == tcp
-    assert accepted_udp == udp
-    assert ("meta l4proto esp accept" in nft) == esp
-    assert report(host)["nftboot"].strip() == "enabled"
+    hoststate.equal(host, "TCP ports accepted by nft", sorted(accepted_tcp), sorted(tcp))
+    hoststate.equal(host, "UDP ports accepted by nft", sorted(accepted_udp), sorted(udp))
+    hoststate.equal(host, "ESP accepted by nft", "meta l4proto esp accept" in nft, esp)
+    hoststate.expect(host, "nftables.service at boot", hoststate.host(host).service("nftables").is_enabled,
+                     "enabled", "not enabled")
 
 
 @HOSTS
 @control("L3-CES1-18")
 def test_firewall_ssh_only_from_management_networks(converged, host):
     """L3-CES1-18: ssh is accepted only from the management set (plus site LANs for backups on the services host)."""
-    nft = report(host)["nft"]
+    nft = nft_ruleset(host)
     ssh_rules = [l.strip() for l in nft.splitlines() if "tcp dport 22 " in l]
-    assert ssh_rules and all("ip saddr @management" in l or "ip saddr @ssh_extra" in l for l in ssh_rules)
-    mgmt = re.search(r"set management \{.*?elements = \{([^}]*)\}", nft, re.S).group(1)
+    hoststate.expect(host, "nft rules accepting tcp dport 22",
+                     ssh_rules and all("ip saddr @management" in l or "ip saddr @ssh_extra" in l for l in ssh_rules),
+                     "only from @management or @ssh_extra", ssh_rules)
+    found = re.search(r"set management \{.*?elements = \{([^}]*)\}", nft, re.S)
+    mgmt = found.group(1) if found else ""
     for net in hostvars(host)["jincai_management_networks"]:
-        assert net in mgmt
+        hoststate.expect(host, f"management network {net} in nft set management", net in mgmt, net, mgmt or nft)
 
 
 @control("L3-CES1-18")
@@ -442,12 +466,11 @@ def test_ssh_from_outside_the_management_networks_is_dropped(converged):
 @control("L3-CES1-17")
 def test_listening_sockets_are_expected(converged, host):
     """L3-CES1-17: nothing listens on a high-risk clear-text port (21, 23, 69, 111, 512-514 on non-collectors)."""
-    listen = report(host)["listen"]
-    ports = {int(a.rsplit(":", 1)[1]) for a in (line.split()[1] for line in listen.splitlines()) if ":" in a}
+    ports = {int(s.rsplit(":", 1)[1]) for s in hoststate.listening(host)}
     risky = {21, 23, 69, 111, 512, 513}
     if "services" not in hostvars(host)["jincai_functions"]:
         risky.add(514)
-    assert not ports & risky
+    hoststate.equal(host, "high-risk ports listening", sorted(ports & risky), [])
 
 
 # ------------------------------------------------------------------ time
@@ -456,14 +479,22 @@ def test_listening_sockets_are_expected(converged, host):
 @control("L3-CES1-13")
 def test_chrony_runs_on_the_chain_from_the_source_of_truth(converged, host):
     """L3-CES1-13 accurate timestamps: chronyd runs (with -x in containers) and polls the configured chain."""
-    r = report(host)["chrony"]
-    assert r.splitlines()[0] == "active"
+    h = hoststate.host(host)
+    hoststate.expect(host, "chrony.service", h.service("chrony").is_running, "running", "not running")
+    sources = hoststate.read(host, "chronyc -n sources 2>&1")
     servers = hostvars(host)["jincai_ntp_servers"]
     for server in servers:
-        assert re.search(rf"^\^.\s+{re.escape(server)}\s", r, re.M), f"{server} not a source:\n{r}"
+        hoststate.expect(host, f"chrony source {server}", re.search(rf"^\^.\s+{re.escape(server)}\s", sources, re.M),
+                         "a source", sources)
     if not servers:
-        assert "Reference ID    : 7F7F0101" in r or "Stratum         : 10" in r, r
-    assert "-x" in r and "ConditionCapability=" in report(host)["chronydropin"]
+        tracking = hoststate.read(host, "chronyc -n tracking 2>&1")
+        hoststate.expect(host, "chrony local reference", "Reference ID    : 7F7F0101" in tracking
+                         or "Stratum         : 10" in tracking, "local clock, stratum 10", tracking)
+    opts = [l for l in h.file("/etc/default/chrony").content_string.splitlines() if "DAEMON_OPTS" in l]
+    hoststate.expect(host, "chronyd options (/etc/default/chrony DAEMON_OPTS)", "-x" in "\n".join(opts), "-x", opts)
+    dropin = h.file("/etc/systemd/system/chrony.service.d/jincai-container.conf")
+    hoststate.expect(host, "chrony container drop-in", dropin.exists and "ConditionCapability=" in dropin.content_string,
+                     "ConditionCapability= reset", dropin.content_string if dropin.exists else "no file")
 
 
 def _routed():
@@ -491,7 +522,7 @@ def test_city_clients_follow_the_province(routed):
     run_on(city, "chronyc -a 'burst 4/4' >/dev/null")
     deadline = time.time() + 120
     while True:
-        out = run_on(city, "chronyc -n sources").stdout
+        out = hoststate.read(city, "chronyc -n sources")
         if re.search(rf"^\^\*\s+{re.escape(want)}\s", out, re.M):
             return
         assert time.time() < deadline, f"{city} does not follow {want}:\n{out}"
@@ -510,7 +541,7 @@ def test_each_county_follows_its_city(routed):
     while pending and time.time() < deadline:
         for county in sorted(pending):
             want = hostvars(county)["jincai_ntp_servers"][0]
-            out = run_on(county, "chronyc -n sources").stdout
+            out = hoststate.read(county, "chronyc -n sources")
             if re.search(rf"^\^\*\s+{re.escape(want)}\s", out, re.M):
                 pending.discard(county)
             else:
@@ -538,24 +569,25 @@ def test_each_county_follows_its_city(routed):
 @control("L3-CES1-14")
 def test_rsyslog_forwards_or_collects(converged, host):
     """L3-CES1-14 audit records protected: rsyslog runs, config valid, forwards over TCP (collector: receives)."""
-    r = report(host)
-    lines = r["rsyslog"].splitlines()
-    assert lines[0] == "active"
-    if host == services_host():
-        assert "10-jincai-collector.conf" in lines
-    else:
-        assert "60-jincai-forward.conf" in lines
-    for line in r["logperms"].splitlines():
-        assert int(line.split()[0], 8) & 0o027 == 0, f"log readable by others or group-writable: {line}"
+    h = hoststate.host(host)
+    hoststate.expect(host, "rsyslog.service", h.service("rsyslog").is_running, "running", "not running")
+    dropins = h.file("/etc/rsyslog.d").listdir()
+    want = "10-jincai-collector.conf" if host == services_host() else "60-jincai-forward.conf"
+    hoststate.expect(host, "/etc/rsyslog.d", want in dropins, want, dropins)
+    for path in ("/var/log/syslog", "/var/log/auth.log"):
+        log = h.file(path)
+        if log.exists:
+            hoststate.expect(host, f"mode of {path} (no group write, nothing for others)", log.mode & 0o027 == 0,
+                             "& 0o027 == 0", oct(log.mode))
 
 
 def _wait_for_line(marker, timeout=60):
     collector = services_host()
     deadline = time.time() + timeout
     while True:
-        res = run_on(collector, f"grep -rl {shlex.quote(marker)} /var/log/remote/ || true")
-        if res.stdout.strip():
-            return res.stdout.strip()
+        found = hoststate.read(collector, "grep -rl -- %s /var/log/remote/ || true", marker).strip()
+        if found:
+            return found
         if time.time() > deadline:
             return ""
         time.sleep(2)
@@ -574,13 +606,17 @@ def test_province_log_line_reaches_the_collector(converged):
 @control("L3-SMC1-10")
 def test_collector_keeps_logs_180_days(converged):
     """L3-SMC1-10: collected logs are expired after >= 180 days only (retention timer), files 0640 root:adm."""
-    res = run_on(services_host(), "systemctl is-enabled jincai-log-retention.timer; "
-                                  "systemctl cat jincai-log-retention.service; stat -c '%a %U %G' /var/log/remote",
-                 check=True)
-    assert res.stdout.splitlines()[0] == "enabled"
-    days = [int(d) for d in re.findall(r"-mtime \+(\d+) -delete", res.stdout)]
-    assert days and min(days) >= 180
-    assert res.stdout.splitlines()[-1] == "750 root adm"
+    svc = services_host()
+    h = hoststate.host(svc)
+    hoststate.expect(svc, "jincai-log-retention.timer at boot", h.service("jincai-log-retention.timer").is_enabled,
+                     "enabled", "not enabled")
+    unit = hoststate.read(svc, "systemctl cat jincai-log-retention.service")
+    days = [int(d) for d in re.findall(r"-mtime \+(\d+) -delete", unit)]
+    hoststate.expect(svc, "retention of jincai-log-retention.service (find -mtime +N -delete)",
+                     days and min(days) >= 180, ">= 180 days", days or unit)
+    remote = h.file("/var/log/remote")
+    hoststate.equal(svc, "/var/log/remote (mode, owner, group)", (oct(remote.mode), remote.user, remote.group),
+                    ("0o750", "root", "adm"))
 
 
 @control("L3-SMC1-10")
@@ -622,22 +658,27 @@ def test_lines_logged_while_the_wan_is_down_arrive_after_it_returns(routed):
 @control("L3-CES1-12")
 def test_audit_rules_installed_and_compiled(converged, host):
     """L3-CES1-12/L3-CES1-15 audit: rules for identity, sudo, privileged commands compiled; immutable (-e 2)."""
-    r = report(host)["auditrules"]
-    assert "No change" in r.splitlines()[0], r.splitlines()[0]
+    check = (hoststate.run(host, "augenrules --check 2>&1").stdout.splitlines() or [""])[0]
+    hoststate.expect(host, "augenrules --check", "No change" in check, "No change", check)
+    rules = hoststate.host(host).file("/etc/audit/audit.rules").content_string
     for needle in ("-w /etc/passwd -p wa -k identity", "-w /etc/sudoers -p wa -k scope",
                    "-F path=/usr/bin/sudo -F perm=x", "-k privileged", "-e 2"):
-        assert needle in r, needle
+        hoststate.expect(host, "/etc/audit/audit.rules", needle in rules, needle, "not there")
 
 
 @HOSTS
 @control("L3-CES1-12")
 def test_auditd_runs_or_its_limitation_is_recorded(converged, host):
     """L3-CES1-12: auditd runs where the kernel audit interface answers; otherwise the reason is on the host."""
-    r = report(host)["auditd"]
-    if r.splitlines()[0] == "active":
-        assert "enabled" in r
+    h = hoststate.host(host)
+    if h.service("auditd").is_running:
+        status = hoststate.run(host, "auditctl -s 2>&1 | head -3").stdout
+        hoststate.expect(host, "auditctl -s", "enabled" in status, "enabled", status)
     else:
-        assert "Kernel audit is only reachable from the initial network namespace" in r, r
+        note = h.file("/etc/audit/JINCAI-NOT-RUNNING")
+        found = note.content_string if note.exists else "auditd not running, no /etc/audit/JINCAI-NOT-RUNNING"
+        hoststate.expect(host, "why auditd does not run", "Kernel audit is only reachable from the initial network "
+                         "namespace" in found, "the kernel audit limitation recorded", found)
 
 
 # ------------------------------------------------------------------ integrity and backups
@@ -646,9 +687,12 @@ def test_auditd_runs_or_its_limitation_is_recorded(converged, host):
 @control("L3-CES1-21")
 def test_aide_database_and_daily_check(converged, host):
     """L3-CES1-21 intrusion detection: the AIDE database exists and the daily check timer is active."""
-    r = report(host)["aide"]
-    assert "aide.db.gz" in r
-    assert r.splitlines()[-2:] == ["enabled", "active"]
+    h = hoststate.host(host)
+    names = h.file("/var/lib/aide").listdir()
+    hoststate.expect(host, "/var/lib/aide", any("aide.db.gz" in n for n in names), "aide.db.gz", names)
+    timer = h.service("jincai-aide-check.timer")
+    hoststate.equal(host, "jincai-aide-check.timer (enabled, active)", (timer.is_enabled, timer.is_running),
+                    (True, True))
 
 
 @control("L3-CES1-21")
@@ -669,11 +713,11 @@ def test_aide_detects_a_planted_binary(converged):
 @control("L3-CES1-28")
 def test_local_backup_and_restore_test(converged, host):
     """L3-CES1-28 backup and recovery: a local archive of /etc (mode 0600) restores byte for byte."""
-    res = run_on(host, "jincai-backup --local && jincai-backup restore-test && "
-                       "stat -c '%a' $(ls -1t /var/backups/jincai/*.tar.gz | head -n 1)", timeout=180)
+    res = run_on(host, "jincai-backup --local && jincai-backup restore-test", timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "restore test OK" in res.stdout
-    assert res.stdout.splitlines()[-1] == "600"
+    newest = hoststate.read(host, "ls -1t /var/backups/jincai/*.tar.gz | head -n 1").strip()
+    hoststate.equal(host, f"mode of the newest archive {newest}", oct(hoststate.host(host).file(newest).mode), "0o600")
 
 
 @control("L3-CES1-29")
@@ -683,8 +727,9 @@ def test_backup_is_copied_to_the_province_services_host(converged):
     res = run_on(host, "jincai-backup", timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     name = re.search(r"local backup (\S+)", res.stdout).group(1).rsplit("/", 1)[1]
-    copied = run_on(services_host(), f"cd /srv/backups/{host} && sha256sum -c {name}.sha256", check=True)
-    assert f"{name}: OK" in copied.stdout
+    copied = hoststate.read(services_host(), f"cd /srv/backups/{host} && sha256sum -c %s", f"{name}.sha256")
+    hoststate.expect(services_host(), f"sha256sum -c of /srv/backups/{host}/{name}", f"{name}: OK" in copied,
+                     f"{name}: OK", copied)
 
 
 @control("L3-CES1-29")
@@ -694,7 +739,9 @@ def test_county_backup_is_copied_to_the_province(routed):
     res = run_on(host, "jincai-backup", timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     name = re.search(r"local backup (\S+)", res.stdout).group(1).rsplit("/", 1)[1]
-    run_on(services_host(), f"cd /srv/backups/{host} && sha256sum -c {name}.sha256", check=True)
+    copied = hoststate.read(services_host(), f"cd /srv/backups/{host} && sha256sum -c %s", f"{name}.sha256")
+    hoststate.expect(services_host(), f"sha256sum -c of /srv/backups/{host}/{name}", f"{name}: OK" in copied,
+                     f"{name}: OK", copied)
 
 
 def _fresh_login(host):
@@ -719,9 +766,13 @@ def test_sshd_change_that_locks_ansible_out_is_rolled_back(converged):
         while not _fresh_login(host) and time.monotonic() < deadline:
             time.sleep(2)
         assert _fresh_login(host), "sshd rollback did not restore a config Ansible can log in with"
-        cfg = run_on(host, "grep ^Port /etc/ssh/sshd_config; systemctl is-active jincai-sshd-rollback.timer || true")
-        assert cfg.stdout.split() == ["Port", "22", "inactive"], cfg.stdout
-        assert "rolled back" in run_on(host, "journalctl -q -t jincai-sshd --no-pager | tail -1").stdout
+        h = hoststate.host(host)
+        ports = [l.split() for l in h.file("/etc/ssh/sshd_config").content_string.splitlines() if l.startswith("Port")]
+        hoststate.equal(host, "Port lines of /etc/ssh/sshd_config after the rollback", ports, [["Port", "22"]])
+        timer = hoststate.run(host, "systemctl is-active jincai-sshd-rollback.timer").stdout.strip()
+        hoststate.equal(host, "jincai-sshd-rollback.timer after the rollback", timer, "inactive")
+        last = hoststate.read(host, "journalctl -q -t jincai-sshd --no-pager | tail -1")
+        hoststate.expect(host, "last jincai-sshd journal line", "rolled back" in last, "rolled back", last.strip())
     finally:
         again = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "sshd"])
     assert again.rc == 0 and again.total("changed") == 0, again.changed_tasks()

@@ -26,6 +26,7 @@ from jincai.lab import passwords
 from jincai.lab import lab as labmod
 from jincai.policy import tls
 
+import hoststate
 from conftest import hostvars, inventory, mgmt_address, run_on
 
 pytestmark = pytest.mark.lab
@@ -78,6 +79,11 @@ def sudo(host, user, password, command):
     return as_person(host, user, f"echo {shlex.quote(password)} | sudo -S -p '' {command}")
 
 
+def shadow_hash(host, user):
+    """The password field of ``user``'s shadow entry on ``host`` (testinfra's ``user.password``)."""
+    return hoststate.host(host).user(user).password
+
+
 def chpasswd(host, user, password):
     """``chpasswd`` of ``user:password`` as root on ``host`` (through PAM: pam_pwquality judges it)."""
     return run_on(host, f"printf '%s\\n' {shlex.quote(user + ':' + password)} | chpasswd")
@@ -89,7 +95,7 @@ def temporary_password(host, user):
 
     The password is drawn for the policy roles/accounts deploys on ``host`` (its variables, not a guess):
     chpasswd goes through pam_pwquality, which refuses root too (enforce_for_root)."""
-    saved = run_on(host, f"getent shadow {user} | cut -d: -f2", check=True).stdout.strip()
+    saved = shadow_hash(host, user)
     password = passwords.generate(passwords.policy(hostvars(host)), user)
     res = chpasswd(host, user, password)
     assert res.returncode == 0, f"{host}: the policy refused a password drawn for it: {res.stdout}{res.stderr}"
@@ -117,14 +123,16 @@ def test_the_password_policy_refuses_weak_passwords_and_takes_a_compliant_one(la
     host = county_app_server()
     user = person(host, "technician")
     pol = passwords.policy(hostvars(host))
-    saved = run_on(host, f"getent shadow {user} | cut -d: -f2", check=True).stdout.strip()
+    saved = shadow_hash(host, user)
     try:
         for weak in ("Ab1!" + "x" * max(int(pol["minlen"]) - 6, 0), "Password1!"):
             res = chpasswd(host, user, weak)
             assert res.returncode != 0, (weak, res.stdout, res.stderr)
         good = chpasswd(host, user, passwords.generate(pol, user))
         assert good.returncode == 0, good.stdout + good.stderr
-        assert run_on(host, f"getent shadow {user} | cut -d: -f2", check=True).stdout.startswith("$y$")
+        stored = shadow_hash(host, user)
+        hoststate.expect(host, f"shadow hash of {user} after a compliant chpasswd", stored.startswith("$y$"),
+                         "yescrypt ($y$...)", repr(stored[:4]))
     finally:
         run_on(host, f"usermod -p {shlex.quote(saved)} {user} && faillock --user {user} --reset", check=True)
 
@@ -135,8 +143,14 @@ def test_the_auditor_reads_the_audit_trail_and_can_change_nothing(lab_up):
     every state-changing command is refused (and logged), and the state is as before."""
     host = county_app_server()
     user = person(host, "audit")
-    probe = "systemctl is-active rsyslog; test -e /etc/jcmp-auditor && echo present || echo absent; passwd -S root"
-    before = run_on(host, probe, check=True).stdout
+
+    def probe():
+        h = hoststate.host(host)
+        return {"rsyslog.service running": h.service("rsyslog").is_running,
+                "/etc/jcmp-auditor exists": h.file("/etc/jcmp-auditor").exists,
+                "passwd -S root": hoststate.read(host, "passwd -S root").strip()}
+
+    before = probe()
     with temporary_password(host, user) as pw:
         assert sudo_rights(host, user, pw) == ["/usr/local/sbin/jincai-audit-read"]
         refused = {cmd: sudo(host, user, pw, cmd) for cmd in (
@@ -151,8 +165,11 @@ def test_the_auditor_reads_the_audit_trail_and_can_change_nothing(lab_up):
         logged = " ".join(trail.stdout.split())  # sudo wraps its log lines at 80 columns
         assert f"{user} : command not allowed" in logged and "COMMAND=/usr/bin/systemctl stop rsyslog" in logged
         assert sudo(host, user, pw, "/usr/local/sbin/jincai-audit-read auth-log").returncode == 0
-    after = run_on(host, probe, check=True).stdout
-    assert after == before and after.split()[:2] == ["active", "absent"], (before, after)
+    after = probe()
+    hoststate.equal(host, "rsyslog, /etc/jcmp-auditor and root's password status after the auditor's attempts",
+                    after, before)
+    hoststate.equal(host, "rsyslog running, /etc/jcmp-auditor absent",
+                    (after["rsyslog.service running"], after["/etc/jcmp-auditor exists"]), (True, False))
 
 
 @control("L3-CES1-08")
@@ -171,7 +188,8 @@ def test_a_technician_runs_the_listed_service_operations_and_cannot_become_root(
                     "/usr/bin/journalctl -u rsyslog.service"):
             res = sudo(host, user, pw, cmd)
             assert res.returncode != 0 and "uid=0" not in res.stdout, (cmd, res.stdout, res.stderr)
-    assert run_on(host, "systemctl is-active rsyslog", check=True).stdout.strip() == "active"
+    hoststate.expect(host, "rsyslog.service after the technician's attempts",
+                     hoststate.host(host).service("rsyslog").is_running, "running", "not running")
 
 
 # One scan per app server, on the host itself against its data-plane address: every TLS 1.2 suite its
@@ -241,10 +259,12 @@ def test_a_row_written_before_the_nightly_backup_is_back_after_the_restore_drill
         assert night.returncode in (0, 1) and "database dumps:" in night.stdout and db in night.stdout, night.stdout
         drill = run_on(host, f"jincai-backup restore-drill --keep {db}", timeout=120)
         assert drill.returncode == 0 and "restore drill OK" in drill.stdout, drill.stdout + drill.stderr
-        got = run_on(host, f"{psql} -d jincai_drill_{db} -c 'SELECT marker FROM jcmp_drill'", check=True)
-        assert marker in got.stdout.split()
-        status = json.loads(run_on(host, "cat /var/backups/jincai/last-backup.json", check=True).stdout)
-        assert db in status["databases"]
+        got = hoststate.read(host, f"{psql} -d jincai_drill_{db} -c 'SELECT marker FROM jcmp_drill'").split()
+        hoststate.expect(host, f"jcmp_drill rows of the restored scratch database jincai_drill_{db}", marker in got,
+                         f"the marker {marker}", got)
+        status = json.loads(hoststate.host(host).file("/var/backups/jincai/last-backup.json").content_string)
+        hoststate.expect(host, "databases of /var/backups/jincai/last-backup.json", db in status["databases"],
+                         f"{db} listed", status["databases"])
     finally:
         run_on(host, f"{psql} -d {db} -c 'DROP TABLE IF EXISTS jcmp_drill'; "
                      f"runuser -u postgres -- dropdb --if-exists jincai_drill_{db}", check=True)
@@ -308,7 +328,7 @@ def test_compliance_flags_each_new_control_when_broken_by_hand(lab_up, tmp_path)
     TLS) broken by hand on one host is reported under its control; everything is restored after."""
     host = county_app_server()
     cases = breakages(host)
-    if run_on(host, "systemd-detect-virt -c -q").returncode != 0:
+    if hoststate.run(host, "systemd-detect-virt -c -q").rc != 0:
         # a real server's check reads the live /proc/sys, which this test leaves alone
         cases = [c for c in cases if not c[3].startswith("hardening.kernel")]
     broken = []

@@ -19,6 +19,7 @@ from jincai import ROOT
 from jincai import netconfig as nc  # module_utils/jincai_netconfig.py
 from jincai.run import run
 
+import hoststate
 from conftest import changed_on, hostvars, inventory, mgmt_address, run_on, wait_routes_converged
 
 pytestmark = pytest.mark.lab
@@ -48,8 +49,10 @@ def routers():
 
 
 def vtysh(host, command):
-    """Run one vtysh command on ``host`` as the netmiko user (vtysh is its login shell)."""
-    return run_on(host, command, sudo=False, user=NETMIKO_USER, check=True).stdout
+    """The output of one vtysh ``show`` command on ``host``, read with testinfra as ``jincai verify`` reads FRR:
+    the automation account, ``sudo vtysh -c COMMAND`` (the netmiko user's own vtysh login is what
+    :func:`device` and the playbook use)."""
+    return hoststate.read(host, "vtysh -c %s", command)
 
 
 def device(host):
@@ -155,9 +158,10 @@ def test_every_county_server_reaches_the_province_through_its_city(converged):
         assert m.group(1) in city_addrs, f"{app}: hop 2 is {m.group(1)}, not its city router {city_rtr}"
         # and the county router's own forwarding decision points at the city
         rtr = f"{hv['jincai_site_code']}-rtr"
-        route = run_on(rtr, f"ip route get {target}", check=True).stdout
+        route = hoststate.read(rtr, "ip route get %s", target)
         uplink = next(i for i in hostvars(rtr)["jincai_interfaces"] if i["role"] == "uplink")
-        assert f"dev {uplink['name']}" in route, route
+        hoststate.expect(rtr, f"ip route get {target}", f"dev {uplink['name']}" in route,
+                         f"via its uplink dev {uplink['name']}", route.strip())
 
 
 def test_a_county_cannot_reach_another_countys_management_plane(converged):
@@ -184,10 +188,9 @@ def listeners(converged):
     address = hostvars(app)["jincai_address"]
     ports = sorted(_catalogue_ports(_catalogue()))
     started = []
+    listening = hoststate.listening(app)
     for port in ports:
-        listening = run_on(app, f"ss -Hltn 'sport = :{port}'").stdout
-        busy = re.search(rf"(?:0\.0\.0\.0|\*|\[::\]|{re.escape(address)}):{port}\b", listening) is not None
-        if not busy:
+        if not {f"tcp://0.0.0.0:{port}", f"tcp://:::{port}", f"tcp://{address}:{port}"} & listening:
             unit = f"jincai-test-listen-{port}"
             run_on(app, f"systemd-run --unit={unit} --collect python3 -m http.server {port} --bind {address}",
                    check=True)
@@ -230,9 +233,9 @@ def _check_party_reach(party, address):
 
 
 def _deny_counter(rtr):
-    out = run_on(rtr, "nft list chain inet jincai_router metro_in", check=True).stdout
+    out = hoststate.read(rtr, "nft list chain inet jincai_router metro_in")
     m = re.search(r"counter packets (\d+) bytes \d+ log prefix", out)
-    assert m, out
+    hoststate.expect(rtr, "nft chain inet jincai_router metro_in", m, "a counted, logged deny rule", out)
     return int(m.group(1))
 
 

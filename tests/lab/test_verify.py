@@ -29,6 +29,7 @@ import time
 
 import pytest
 
+import hoststate
 from conftest import JINCAI, LAB_INVENTORY, hostvars, inventory, run_on, wait_routes_converged
 from jincai.verify import plan, report
 
@@ -174,8 +175,8 @@ def test_a_database_listener_off_loopback_fails_its_listener_checks(lab_up, tmp_
     run_on(host, f"systemctl stop {unit} 2>/dev/null; systemd-run --quiet --unit={unit} --collect "
                  f"-p RuntimeMaxSec=600 python3 -c {shlex.quote(listen)}", check=True)
     try:
-        assert _wait(lambda: f"{address}:{port}" in run_on(host, f"ss -Hltn 'sport = :{port}'").stdout, 15), \
-            f"{host}: the stray listener on {address}:{port} did not start"
+        assert _wait(lambda: f"tcp://{address}:{port}" in hoststate.listening(host), 15), \
+            f"{host}: the stray listener on tcp://{address}:{port}: expected listening, found not listening after 15 s"
         rc, out, _summary, results = verify(tmp_path, "-l", host, "-k", "listener")
     finally:
         run_on(host, f"systemctl stop {unit}")
@@ -185,7 +186,8 @@ def test_a_database_listener_off_loopback_fails_its_listener_checks(lab_up, tmp_
     assert failed[db.id].startswith(_prefix(db) + "listening on ") and address in failed[db.id], failed[db.id]
     assert failed[only.id] == _prefix(only) + f"tcp/{port} on {address}"
     assert f"FAILED {failed[db.id]}" in out
-    assert _wait(lambda: f"{address}:{port}" not in run_on(host, f"ss -Hltn 'sport = :{port}'").stdout, 15)
+    assert _wait(lambda: f"tcp://{address}:{port}" not in hoststate.listening(host), 15), \
+        f"{host}: the stray listener on tcp://{address}:{port}: expected gone, found still listening after 15 s"
     _passes_again(tmp_path, host, "listener")
 
 
@@ -197,7 +199,7 @@ def test_a_removed_default_route_fails_the_route_check(lab_up, tmp_path):
     via = check.params["via"]
 
     def defaults():
-        routes = json.loads(run_on(host, "ip -j route show default", check=True).stdout or "[]")
+        routes = json.loads(hoststate.read(host, "ip -j route show default") or "[]")
         return sorted((r.get("gateway"), r.get("dev"), r.get("protocol")) for r in routes)
 
     before = defaults()
@@ -241,7 +243,7 @@ def _unused_lan_address(host):
 
 def _chrony_sources(host):
     """{address: state mark} of chrony's sources (``^*`` selected, ``^?`` unusable, ...)."""
-    out = run_on(host, "chronyc -n sources", check=True).stdout
+    out = hoststate.read(host, "chronyc -n sources")
     return {line.split()[1]: line[:2] for line in out.splitlines() if line.startswith("^") and len(line.split()) > 1}
 
 
@@ -285,7 +287,7 @@ def test_a_release_record_naming_another_version_fails_the_release_check(lab_up,
     backup = "/run/jincai-test-verify-release.json"
 
     def digest():
-        return run_on(host, f"sha256sum {path}", check=True).stdout.split()[0]
+        return hoststate.host(host).file(path).sha256sum
 
     original = digest()
     run_on(host, f"cp -p {path} {backup}", check=True)

@@ -17,6 +17,7 @@ from jincai import ROOT
 from jincai.pki import store
 from jincai.run import run
 
+import hoststate
 from conftest import hostvars, run_on
 
 pytestmark = pytest.mark.lab
@@ -46,8 +47,9 @@ def _registry():
 
 
 def _sas(host):
-    """Established IKE SAs on ``host``: {name: raw text block} from `swanctl --list-sas`."""
-    out = run_on(host, "swanctl --list-sas --noblock").stdout
+    """Established IKE SAs on ``host``: {name: raw text block} from `swanctl --list-sas` (read with testinfra;
+    none while charon is down, e.g. just after a restart: the callers poll)."""
+    out = hoststate.run(host, "swanctl --list-sas --noblock").stdout
     sas, name = {}, None
     for line in out.splitlines():
         if line and not line.startswith(" "):
@@ -88,7 +90,7 @@ def provisioned():
     res = run("playbooks/vpn.yml", inventory=LAB)
     assert res.rc == 0, _tail(res)
     up, _ = _wait(_all_up, 60)
-    assert up, f"units not established: {run_on(VPN, 'swanctl --list-sas').stdout}"
+    assert up, f"units not established: {hoststate.run(VPN, 'swanctl --list-sas').stdout}"
     return res
 
 
@@ -98,13 +100,11 @@ def app_ports(provisioned):
     servers (treasury 8102 and nontax 8103), stopped afterwards."""
     started = []
     for port in (8102, 8103):
-        busy = run_on(APP, f"ss -Hltn 'sport = :{port}' | grep -q LISTEN").returncode == 0
-        if not busy:
+        if not hoststate.listening_on(APP, port):
             unit = f"jincai-vpntest-{port}"
             run_on(APP, f"systemctl reset-failed {unit} 2>/dev/null; systemd-run --unit={unit} --collect --quiet python3 -c {shlex.quote(ECHO_PEER)} {port}", check=True)
             started.append(unit)
-    _wait(lambda: all(run_on(APP, f"ss -Hltn 'sport = :{p}' | grep -q LISTEN").returncode == 0
-                      for p in (8102, 8103)), 10, 0.5)
+    _wait(lambda: all(hoststate.listening_on(APP, p) for p in (8102, 8103)), 10, 0.5)
     yield {"temporary": [u.rsplit("-", 1)[1] for u in started]}
     for unit in started:
         run_on(APP, f"systemctl stop {unit}")
@@ -115,24 +115,29 @@ def test_both_units_connect_with_their_own_fixed_addresses(provisioned):
     concentrator = _sas(VPN)
     for unit in UNITS:
         vip = reg[unit]["address"]
-        assert f"bu-{unit}" in concentrator, f"{unit} has no IKE SA on the concentrator"
+        hoststate.expect(VPN, "established IKE SAs (swanctl --list-sas)", f"bu-{unit}" in concentrator,
+                         f"bu-{unit} ({unit})", sorted(concentrator))
         block = concentrator[f"bu-{unit}"]
-        assert f"{reg[unit]['identity']}" in block and vip in block, block
-        assert vip in _sas(unit)["province"], _sas(unit)
-        addrs = run_on(unit, "ip -4 -o addr show").stdout
-        assert f" {vip}/32 " in addrs, addrs
+        hoststate.expect(VPN, f"IKE SA bu-{unit}", f"{reg[unit]['identity']}" in block and vip in block,
+                         f"identity {reg[unit]['identity']} and virtual IP {vip}", block)
+        own = _sas(unit)
+        hoststate.expect(unit, "IKE SA province (swanctl --list-sas)", vip in own.get("province", ""),
+                         f"established with virtual IP {vip}", own)
+        addrs = hoststate.read(unit, "ip -4 -o addr show")
+        hoststate.expect(unit, "IPv4 addresses (ip -4 -o addr show)", f" {vip}/32 " in addrs, f"{vip}/32", addrs)
     assert reg["bu0001"]["address"] != reg["bu0002"]["address"]
     # fixed: a unit reconnecting gets the same address again
     run_on("bu0001", "swanctl --terminate --ike province --timeout 10")
     run_on("bu0001", "swanctl --initiate --child province --timeout 20")
-    assert reg["bu0001"]["address"] in _sas("bu0001").get("province", "")
+    again = _sas("bu0001").get("province", "")
+    hoststate.expect("bu0001", "IKE SA province after a reconnect", reg["bu0001"]["address"] in again,
+                     f"the same virtual IP {reg['bu0001']['address']}", again or "no established SA")
 
 
 def test_units_reach_the_treasury_application_as_themselves(provisioned, app_ports):
     reg = _registry()
     app = hostvars(APP)["jincai_address"]
-    route = subprocess.run(["ip", "-n", "jlab-220000-rtr", "route", "get", reg["bu0001"]["address"]],
-                           capture_output=True, text=True, check=False).stdout
+    route = hoststate.read("220000-rtr", "ip route get %s", reg["bu0001"]["address"])
     assert hostvars(VPN)["jincai_address"] in route, (
         f"220000-rtr does not route the budget-unit pool to the concentrator ({route.strip()}): the router "
         "role installs it from the plan (playbooks/routers.yml, part of site.yml)")
@@ -155,13 +160,15 @@ def test_units_reach_nothing_else(provisioned, app_ports):
         ping = run_on(unit, f"ping -c 1 -W 2 {other}")
         assert ping.returncode != 0, f"{unit} reached the other unit {other}"
     # the refusals were the concentrator's firewall dropping tunnelled packets, not a missing route
-    ruleset = run_on(VPN, "nft list table ip jincai_vpn").stdout
+    ruleset = hoststate.read(VPN, "nft list table ip jincai_vpn")
     drops = [line for line in ruleset.splitlines() if "counter packets" in line and line.strip().endswith("drop")]
-    assert any(int(line.split("counter packets ")[1].split()[0]) > 0 for line in drops), ruleset
+    hoststate.expect(VPN, "drop counters of nft table ip jincai_vpn",
+                     any(int(line.split("counter packets ")[1].split()[0]) > 0 for line in drops),
+                     "a drop rule that counted packets", ruleset)
 
 
 def test_revoked_unit_is_refused_on_its_next_attempt(provisioned):
-    since = run_on(VPN, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    since = hoststate.read(VPN, "date '+%Y-%m-%d %H:%M:%S'").strip()
     try:
         res = subprocess.run(JINCAI + ["revoke", "bu0002", "--reason", "keyCompromise"], capture_output=True,
                              text=True, check=False)
@@ -171,9 +178,10 @@ def test_revoked_unit_is_refused_on_its_next_attempt(provisioned):
         assert crl.rc == 0, _tail(crl)
         assert "bu-bu0002" not in _sas(VPN)
         run_on("bu0002", "swanctl --initiate --child province --timeout 15")
-        refused, _ = _wait(lambda: "revoked" in run_on(
-            VPN, f"journalctl -u strongswan --since '{since}' --no-pager").stdout, 30)
-        assert refused, run_on(VPN, f"journalctl -u strongswan --since '{since}' --no-pager | tail -30").stdout
+        journal = f"journalctl -u strongswan --since '{since}' --no-pager"
+        refused, _ = _wait(lambda: "revoked" in hoststate.read(VPN, journal), 30)
+        hoststate.expect(VPN, f"strongswan's journal since {since}", refused, "bu0002's certificate refused as revoked",
+                         "\n".join(hoststate.read(VPN, journal).splitlines()[-30:]))
         time.sleep(3)
         assert "bu-bu0002" not in _sas(VPN)
         assert "province" not in _sas("bu0002")
@@ -191,7 +199,7 @@ def test_revoked_unit_is_refused_on_its_next_attempt(provisioned):
 def test_clients_reconnect_after_a_concentrator_restart(provisioned):
     run_on(VPN, "systemctl restart strongswan", check=True)
     up, seconds = _wait(_all_up, 90)
-    assert up, f"not reconnected after {seconds:.0f}s: {run_on(VPN, 'swanctl --list-sas').stdout}"
+    assert up, f"not reconnected after {seconds:.0f}s: {hoststate.run(VPN, 'swanctl --list-sas').stdout}"
     print(f"both units re-established {seconds:.1f}s after the concentrator restart")
 
 
@@ -213,8 +221,8 @@ def test_vpn_events_reach_the_province_collector(provisioned):
     assert _wait(_all_up, 60)[0], "bu0001 did not reconnect"
 
     def arrived():
-        out = run_on(collector, f"cat /var/log/remote/{VPN}/*.log 2>/dev/null | grep -F -e {marker} -e 'IKE_SA bu-bu0001['"
-                                "| tail -50").stdout
+        out = hoststate.read(collector, f"cat /var/log/remote/{VPN}/*.log 2>/dev/null | grep -F -e {marker} "
+                                        "-e 'IKE_SA bu-bu0001[' | tail -50")
         return marker in out and "charon-systemd" in out and "IKE_SA bu-bu0001[" in out
     found, _ = _wait(arrived, 30)
     assert found, f"no charon events of {VPN} at the collector {collector} (is the baseline's rsyslog applied?)"

@@ -24,6 +24,7 @@ from jincai import ROOT
 from jincai.pki import store
 from jincai.run import run
 
+import hoststate
 from conftest import hostvars, inventory, run_on
 
 pytestmark = pytest.mark.lab
@@ -51,7 +52,8 @@ def _entry():
 
 
 def _up():
-    return "INSTALLED" in run_on(CLIENT, "swanctl --list-sas --ike province --noblock").stdout
+    """tw0001's tunnel installed (read with testinfra; not while charon is down: the callers poll)."""
+    return "INSTALLED" in hoststate.run(CLIENT, "swanctl --list-sas --ike province --noblock").stdout
 
 
 def _wait(predicate, timeout, step=0.5):
@@ -79,9 +81,9 @@ def _app(site):
 
 def _pool_drops(vpn):
     """Packets the concentrator's firewall dropped from the pool (forward chain's final drop)."""
-    out = run_on(vpn, "nft list chain ip jincai_vpn forward").stdout
+    out = hoststate.read(vpn, "nft list chain ip jincai_vpn forward")
     m = re.search(r"ip saddr \S+ counter packets (\d+) bytes \d+ drop\s*$", out, re.M)
-    assert m, out
+    hoststate.expect(vpn, "nft chain ip jincai_vpn forward", m, "a final counted drop of the pool", out)
     return int(m.group(1))
 
 
@@ -93,7 +95,8 @@ def township():
     if not _up():
         res = run("playbooks/vpn.yml", inventory=LAB, args=("--limit", f"{vc['concentrator']},{CLIENT}"))
         assert res.rc == 0, "\n".join(res.output.splitlines()[-40:])
-    assert _wait(_up, 30), run_on(vc["concentrator"], "swanctl --list-sas --noblock").stdout
+    hoststate.expect(CLIENT, "IKE SA province within 30 s", _wait(_up, 30), "INSTALLED",
+                     hoststate.run(vc["concentrator"], "swanctl --list-sas --noblock").stdout)
     return vc
 
 
@@ -105,13 +108,14 @@ def listening(township):
     ports = sorted({a["port"] for a in hostvars(CLIENT)["jincai_applications"].values()})
     started = []
     for port in ports:
-        if run_on(app, f"ss -Hltn 'sport = :{port}' | grep -q LISTEN").returncode != 0:
+        if not hoststate.listening_on(app, port):
             unit = f"jincai-twtest-{port}"
             run_on(app, f"systemctl reset-failed {unit} 2>/dev/null; systemd-run --unit={unit} --collect --quiet "
                         f"python3 -c {shlex.quote(ECHO_PEER)} {port}", check=True)
             started.append(port)
-    assert _wait(lambda: all(run_on(app, f"ss -Hltn 'sport = :{p}' | grep -q LISTEN").returncode == 0
-                             for p in started), 10)
+    up = _wait(lambda: all(hoststate.listening_on(app, p) for p in started), 10)
+    hoststate.expect(app, f"temporary echo-peer listeners on tcp ports {started} within 10 s", up, "listening",
+                     {p: sorted(hoststate.listening_on(app, p)) for p in started})
     yield {"app": app, "temporary": started}
     for port in started:
         run_on(app, f"systemctl stop jincai-twtest-{port}")
@@ -125,13 +129,18 @@ def test_the_township_office_connects_with_its_identity_and_fixed_address(townsh
     pool = ipaddress.ip_network(township["pool"])
     vip = entry["address"]
     assert ipaddress.ip_address(vip) in pool and vip not in {u["address"] for u in doc["units"] if u["code"] != CLIENT}
-    sas = run_on(township["concentrator"], f"swanctl --list-sas --ike tw-{CLIENT} --noblock").stdout
-    assert "ESTABLISHED" in sas and entry["identity"] in sas and vip in sas, sas
-    assert f" {vip}/32 " in run_on(CLIENT, "ip -4 -o addr show").stdout
+    sas = hoststate.read(township["concentrator"], f"swanctl --list-sas --ike tw-{CLIENT} --noblock")
+    hoststate.expect(township["concentrator"], f"IKE SA tw-{CLIENT}",
+                     "ESTABLISHED" in sas and entry["identity"] in sas and vip in sas,
+                     f"ESTABLISHED with identity {entry['identity']} and virtual IP {vip}", sas)
+    addrs = hoststate.read(CLIENT, "ip -4 -o addr show")
+    hoststate.expect(CLIENT, "IPv4 addresses (ip -4 -o addr show)", f" {vip}/32 " in addrs, f"{vip}/32", addrs)
     # fixed: a reconnect gets the same address again
     run_on(CLIENT, "swanctl --terminate --ike province --timeout 10")
     run_on(CLIENT, "swanctl --initiate --child province --timeout 20")
-    assert _wait(_up, 20) and vip in run_on(CLIENT, "swanctl --list-sas --ike province --noblock").stdout
+    hoststate.expect(CLIENT, "IKE SA province within 20 s of a reconnect", _wait(_up, 20), "INSTALLED", "not installed")
+    again = hoststate.read(CLIENT, "swanctl --list-sas --ike province --noblock")
+    hoststate.expect(CLIENT, "IKE SA province after a reconnect", vip in again, f"the same virtual IP {vip}", again)
 
 
 def test_it_reaches_its_countys_township_application_and_nothing_else(township, listening):
