@@ -110,15 +110,21 @@ def _set_attrs(path, uid, gid, mode):
         os.chmod(path, mode)
 
 
-def _directory(module, entry, changed):
-    path = entry["path"]
-    uid, gid, mode = _ids(module, entry)
+def _existing(module, path, is_kind, kind):
+    """``os.lstat(path)`` or None when missing; fails naming the path when it is not a ``kind``."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        module.fail_json(msg=f"{path}: exists and is not a directory")
+        return None
+    if not is_kind(st.st_mode):
+        module.fail_json(msg=f"{path}: exists and is not a {kind}")
+    return st
+
+
+def _directory(module, entry, changed):
+    path = entry["path"]
+    uid, gid, mode = _ids(module, entry)
+    st = _existing(module, path, stat.S_ISDIR, "directory")
     if st is not None and not _attrs_differ(st, uid, gid, mode):
         return
     changed.append(path)
@@ -147,12 +153,7 @@ def _file(module, entry, changed, before):
     dest = entry["dest"]
     data = str(entry.get("content", "")).encode("utf-8")
     uid, gid, mode = _ids(module, entry)
-    try:
-        st = os.lstat(dest)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        module.fail_json(msg=f"{dest}: exists and is not a regular file")
+    st = _existing(module, dest, stat.S_ISREG, "regular file")
     same = False
     if st is not None and st.st_size == len(data):
         with open(dest, "rb") as fh:
