@@ -222,7 +222,7 @@ def test_the_base_role_creates_each_hardening_directory_before_it_writes_there()
             "/etc/systemd/system/nginx.service.d"} <= dirs
     assert all(os.path.dirname(f["dest"]) in dirs | {"/etc"} for f in files)
     # one task writes them (library/jincai_files.py creates its directories before its files)
-    task = next(t for t in _flow("base") if "jincai_files" in t and "login banners" in t["name"])
+    task = next(t for t in _flow("base") if "jincai_files" in t and "banners" in t["name"])
     assert task["jincai_files"]["directories"] == "{{ _base_hardening_dirs }}"
     assert {f["dest"] for f in files} <= {f["dest"] for f in ctx["_base_files"]}
     # only systemd's own settings re-execute it
