@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+import hoststate
 from conftest import LAB_INVENTORY, hostvars, inventory, run_on
 from jincai import ROOT, release
 from jincai.pki import store
@@ -83,8 +84,15 @@ def _py(host, script, args, sudo=True):
 
 
 def probe(host):
+    """The state PROBE reads on ``host`` in one round trip, through testinfra (tests/lab/hoststate.py)."""
     hv = hostvars(host)
-    return _py(host, PROBE, [{a: CATALOG[a]["port"] for a in hv["jincai_apps"]}, hv["jincai_address"]])
+    code = PROBE % {"args": json.dumps([{a: CATALOG[a]["port"] for a in hv["jincai_apps"]}, hv["jincai_address"]])}
+    return json.loads(hoststate.read(host, "python3 -c %s", code).strip().splitlines()[-1])
+
+
+def release_record(host):
+    """``/etc/jincai/release.json`` of ``host`` (read with testinfra)."""
+    return json.loads(hoststate.host(host).file("/etc/jincai/release.json").content_string)
 
 
 def api(host, app, body=None, query=""):
@@ -186,9 +194,12 @@ def test_broken_release_stops_at_its_first_batch_and_is_rolled_back_without_losi
     kept = re.search(r"is kept in (/var/backups/jincai/apps/treasury/treasury-3\.0\.0-before-restore-\d{8}T\d{6}Z\.dump)",
                      bad.output)
     assert kept, _tail(bad)
-    assert run_on(first, f"test -s {kept.group(1)} && stat -c %a {kept.group(1)}", check=True).stdout.strip() == "600"
+    dump = hoststate.host(first).file(kept.group(1))
+    hoststate.expect(first, f"{kept.group(1)} (kept dump)", dump.exists and dump.size > 0 and dump.mode == 0o600,
+                     "a non-empty file, mode 0600", f"exists {dump.exists}" + (f", {dump.size} bytes, mode {dump.mode:o}"
+                                                                            if dump.exists else ""))
     # The failed host's record still names the release it runs again (the run stopped before recording).
-    assert json.loads(run_on(first, "cat /etc/jincai/release.json", check=True).stdout)["release"] == "lab-2"
+    hoststate.equal(first, "release.json release", release_record(first)["release"], "lab-2")
     # Only the first batch ever saw it; every host runs 2.0.0 again, healthy, with all its rows.
     assert {h for _, h, _ in switched_by_wave(bad.output)} == {first}
     for host in APP_SERVERS:
@@ -214,8 +225,8 @@ def test_a_tampered_artifact_on_the_repository_is_refused(converged):
     finally:
         fix = apps_playbook("--limit", SERVICES)
     assert fix.rc == 0, _tail(fix)
-    sums = run_on(SERVICES, f"sha256sum {REPO}/{name}", check=True).stdout.split()[0]
-    assert sums == CATALOG["treasury"]["versions"]["3.0.0"]["sha256"]
+    hoststate.equal(SERVICES, f"sha256 of {REPO}/{name}", hoststate.host(SERVICES).file(f"{REPO}/{name}").sha256sum,
+                    CATALOG["treasury"]["versions"]["3.0.0"]["sha256"])
 
 
 def test_bank_payment_request_is_stored_by_the_province_treasury(converged):
@@ -250,14 +261,14 @@ def test_every_app_server_records_the_release_it_runs(converged):
     for line in lines:
         assert " lab-2 " in line and "DIFFERS" not in line, line
     assert res.stdout.splitlines()[-1] == f"lab-2: {len(APP_SERVERS)} host(s)"
-    record = json.loads(run_on(APP_SERVERS[0], "cat /etc/jincai/release.json", check=True).stdout)
+    record = release_record(APP_SERVERS[0])
     assert record["release"] == "lab-2" and record["overrides"] == {}
     assert {a: v["sha256"] for a, v in record["apps"].items()} == {
         a: LAB_RELEASE["apps"][a]["sha256"] for a in hostvars(APP_SERVERS[0])["jincai_apps"]}
 
 
 def test_published_artifacts_match_the_catalog(converged):
-    listing = run_on(SERVICES, f"cd {REPO} && sha256sum *.tar.gz", check=True).stdout
+    listing = hoststate.read(SERVICES, "sh -c %s", f"cd {REPO} && sha256sum *.tar.gz")
     got = dict(reversed(line.split()) for line in listing.splitlines())
     want = {v["artifact"]: v["sha256"] for c in CATALOG.values() for v in c["versions"].values()}
     assert got == want
