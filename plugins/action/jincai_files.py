@@ -23,6 +23,12 @@ LINK_KEYS = frozenset({"dest", "src"})
 TEMPLATE_OVERRIDES = {"trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"}
 
 
+def _octal(mode):
+    """A mode as the module reads it (an octal string): YAML 1.1 reads an unquoted 0644 as the integer
+    420, which ansible.builtin.file and template take as that mode, and so does this."""
+    return f"{mode:04o}" if isinstance(mode, int) and not isinstance(mode, bool) else str(mode)
+
+
 class ActionModule(ActionBase):
     """Render the files on the control node; one jincai_files module call on the host."""
 
@@ -39,7 +45,7 @@ class ActionModule(ActionBase):
         defaults = {k: args[k] for k in ("owner", "group") if args.get(k) is not None}
         mode = args.get("directory_mode" if key == "directories" else "mode")
         if mode is not None and key != "links":
-            defaults["mode"] = str(mode)
+            defaults["mode"] = _octal(mode)
         out = []
         for entry in entries:
             if key == "directories" and isinstance(entry, str):
@@ -49,6 +55,8 @@ class ActionModule(ActionBase):
             unknown = set(entry) - allowed
             if unknown:
                 raise AnsibleActionFail(f"{key}: {entry.get('dest') or entry.get('path')}: unknown keys {sorted(unknown)}")
+            if entry.get("mode") is not None:
+                entry = {**entry, "mode": _octal(entry["mode"])}
             out.append(entry if key == "links" else {**defaults, **entry})
         return out
 

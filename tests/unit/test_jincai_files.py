@@ -155,3 +155,19 @@ def test_the_manifest_recorder_sees_every_path_of_a_result_and_of_a_censored_one
         assert files["/etc/demo.link"]["state"] == "link"
         assert not rec.hosts[host]["uncovered"], rec.hosts[host]["uncovered"]
     assert rec.hosts["h2"]["files"]["/etc/demo.d/secret"]["no_log"]
+
+
+def test_an_unquoted_yaml_mode_is_taken_as_ansible_takes_it():
+    """YAML 1.1 reads ``mode: 0644`` as the integer 420; ansible.builtin.file and template take that as
+    0644, and so must jincai_files (a str(420) would become mode 0o644's decimal misreading, 0o420)."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("jincai_files_action",
+                                                  os.path.join(ROOT, "plugins", "action", "jincai_files.py"))
+    action = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(action)
+    files = action.ActionModule._entries({"mode": 0o644, "files": [{"dest": "/a", "content": ""},
+                                                                   {"dest": "/b", "content": "", "mode": 0o600},
+                                                                   {"dest": "/c", "content": "", "mode": "0750"}]},
+                                         "files", action.FILE_KEYS)
+    assert [f["mode"] for f in files] == ["0644", "0600", "0750"]
