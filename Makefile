@@ -59,7 +59,8 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider -rfE --durations=40
 #   1. fresh:     the bare lab (links, isolation) before anything is provisioned;
 #   2. provision: tests/lab/test_00_site.py runs site.yml, then proves changed=0 and a clean --check;
 #   3. the role, routing, VPN, app and compliance tests on the provisioned lab;
-#   3b. slow: a blank county bootstrapped onto that WAN (its own phase: it attaches and removes hosts);
+#   3b. slow: a blank county bootstrapped onto that WAN (same pytest session, so the WAN site.yml
+#       provisioned is reused; the slow tests are ordered after all others: they attach and remove hosts);
 #   4. lifecycle: down/up leave nothing behind (last, it reboots the lab).
 # The lab suite runs without the ARA audit callback (ansible.cfg enables it for operators): with ARA's
 # own offline client it cost ~25 ms of control-node CPU per task result, minutes over the suite on two
@@ -72,8 +73,8 @@ lab-test: deps
 	jincai lab down
 	jincai lab up -i inventories/lab
 	@echo "== lab phase 1: fresh lab"; $(PYTEST) -m "lab and fresh" tests/lab || test $$? = 5
-	@echo "== lab phase 2+3: provision and verify"; $(PYTEST) -m "lab and not fresh and not lifecycle and not slow" tests/lab
-	@echo "== lab phase 3b: county bootstrap from blank"; $(PYTEST) -m "slow and not long" tests/lab
+	@echo "== lab phases 2, 3 and 3b: provision, verify, then a county bootstrapped from blank"; \
+	  $(PYTEST) -m "lab and not fresh and not lifecycle and not long" tests/lab
 	@echo "== lab phase 4: lifecycle"; $(PYTEST) -m "lab and lifecycle" tests/lab || test $$? = 5
 
 # Only the county bootstrap proofs (blank county, bad input, second run, kill and resume: ~10 min);

@@ -37,11 +37,15 @@ CONTROL_DIR = labmod.CONTROL_DIR
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test in this directory as a lab test."""
+    """Mark every test in this directory as a lab test, and run the ``slow`` ones (the county bootstrap
+    proofs, which attach and remove a blank county) after all others, lifecycle last: one session then
+    proves the provisioned lab and bootstraps a county onto it with one site.yml run, not two."""
     here = os.path.dirname(os.path.abspath(__file__))
     for item in items:
         if str(item.fspath).startswith(here + os.sep):
             item.add_marker(pytest.mark.lab)
+    items.sort(key=lambda item: (item.get_closest_marker("lifecycle") is not None,
+                                 item.get_closest_marker("slow") is not None))
 
 
 @functools.lru_cache(maxsize=1)
