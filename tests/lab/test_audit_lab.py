@@ -16,6 +16,7 @@ import pytest
 from jincai import ROOT, audit, release
 from jincai.audit import history as hist
 from jincai.run import run
+import hoststate
 from conftest import JINCAI, LAB_INVENTORY, run_on
 
 pytestmark = pytest.mark.lab
@@ -59,7 +60,7 @@ def test_a_hand_made_change_and_its_revert_appear_with_user_and_time(client, lab
         revert = run("playbooks/baseline.yml", inventory=LAB_INVENTORY, diff=True, args=["--limit", HOST],
                      callbacks=ARA)
     assert revert.rc == 0 and any(h == HOST for _t, h in revert.changed), revert.changed_tasks()
-    assert MARK not in run_on(HOST, f"cat {PWQUALITY}", check=True).stdout
+    assert MARK not in hoststate.host(HOST).file(PWQUALITY).content_string
     runs = hist.history(client, site="220102", since=hist.parse_since("30m"), host=HOST, diff=True)
     recent = [r for r in runs if r.get("path", "").endswith("playbooks/baseline.yml")][:2]
     assert len(recent) == 2, [r.get("path") for r in runs]

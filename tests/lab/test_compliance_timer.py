@@ -12,6 +12,7 @@ import pytest
 from jincai import ROOT
 from jincai.run import run
 
+import hoststate
 from conftest import run_on
 
 pytestmark = pytest.mark.lab
@@ -48,6 +49,7 @@ def playbook(tmp_path_factory):
 
 
 def sh(cmd):
+    """An action on HOST (write the stub, start a unit, make directories); state is read with hoststate."""
     res = run_on(HOST, cmd, timeout=120)
     assert res.returncode == 0, f"{cmd}: {res.stdout} {res.stderr}"
     return res.stdout
@@ -63,32 +65,32 @@ def test_timer_role_installs_schedules_locks_and_prunes(playbook):
         check = run(playbook, inventory=LAB, check=True, diff=True)
         assert check.rc == 0 and check.total("changed") == 0, check.output[-3000:]
 
-        assert sh(f"systemctl is-enabled {UNIT}.timer").strip() == "enabled"
-        assert sh(f"systemctl is-active {UNIT}.timer").strip() == "active"
-        timers = sh("systemctl list-timers --all --no-legend")
+        timer = hoststate.host(HOST).service(f"{UNIT}.timer")
+        hoststate.expect(HOST, f"{UNIT}.timer", timer.is_enabled and timer.is_running, "enabled and active",
+                         f"enabled {timer.is_enabled}, active {timer.is_running}")
+        timers = hoststate.read(HOST, "systemctl list-timers --all --no-legend")
         assert f"{UNIT}.timer" in timers and f"{UNIT}-full.timer" in timers  # nightly fast, weekly full drift
-        assert "--drift full" in sh(f"systemctl cat {UNIT}-full.service")
-        assert "--drift" not in sh(f"systemctl show -p ExecStart {UNIT}.service")
-        verify = run_on(HOST, f"systemd-analyze verify /etc/systemd/system/{UNIT}.service "
-                              f"/etc/systemd/system/{UNIT}.timer")
-        assert verify.returncode == 0, verify.stderr
+        assert "--drift full" in hoststate.read(HOST, f"systemctl cat {UNIT}-full.service")
+        assert "--drift" not in hoststate.read(HOST, f"systemctl show -p ExecStart {UNIT}.service")
+        hoststate.read(HOST, f"systemd-analyze verify /etc/systemd/system/{UNIT}.service "
+                             f"/etc/systemd/system/{UNIT}.timer")  # fails naming the host and the output
 
         # overlap: while another run holds the lock, a new run exits 75 at once and does nothing
         sh(f"rm -rf {REPORTS}/2*; systemd-run --unit=jcmp-holder --collect flock {LOCK} sleep 30")
         sh(f"systemctl start {UNIT}.service")
-        show = sh(f"systemctl show {UNIT}.service -p ExecMainStatus -p Result")
+        show = hoststate.read(HOST, f"systemctl show {UNIT}.service -p ExecMainStatus -p Result")
         assert "ExecMainStatus=75" in show and "Result=success" in show, show
-        assert sh(f"ls {REPORTS} | grep -c '^2' || true").strip() == "0"
+        assert not [x for x in hoststate.host(HOST).file(REPORTS).listdir() if x.startswith("2")]
         sh("systemctl stop jcmp-holder.service")
 
         # retention: a run directory older than keep_days goes after the next run, a recent one stays
         sh(f"mkdir -p {REPORTS}/20250101T000000Z {REPORTS}/20990101T000000Z && "
            f"touch -d '200 days ago' {REPORTS}/20250101T000000Z")
         sh(f"systemctl start {UNIT}.service")
-        listing = sh(f"ls {REPORTS}").split()
+        listing = hoststate.host(HOST).file(REPORTS).listdir()
         assert "20250101T000000Z" not in listing and "20990101T000000Z" in listing
         assert len([x for x in listing if x.startswith("2026") or x.startswith("2027")]) == 1  # the stub's run
-        show = sh(f"systemctl show {UNIT}.service -p ExecMainStatus -p Result")
+        show = hoststate.read(HOST, f"systemctl show {UNIT}.service -p ExecMainStatus -p Result")
         assert "ExecMainStatus=0" in show and "Result=success" in show, show
     finally:
         run_on(HOST, f"systemctl stop jcmp-holder.service 2>/dev/null; systemctl disable --now {UNIT}.timer {UNIT}-full.timer; "

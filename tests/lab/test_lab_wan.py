@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+import hoststate
 from conftest import LAB_INVENTORY, hostvars, lab_state, run_on
 from jincai.lab import lab as labmod
 from jincai.lab import topology
@@ -93,9 +94,10 @@ def test_management_hosts_cannot_reach_each_other():
 
 @pytest.mark.parametrize("host", [h for h in HOSTS if PLAN.hosts[h].is_router])
 def test_router_boots_with_frr_ospfd_and_forwards(host):
-    res = run_on(host, "systemctl is-active frr; pidof ospfd >/dev/null && echo ospfd; "
-                       "sysctl -n net.ipv4.ip_forward", check=True)
-    assert res.stdout.split() == ["active", "ospfd", "1"]
+    h = hoststate.host(host)
+    hoststate.expect(host, "frr.service", h.service("frr").is_running, "active", "not active")
+    hoststate.expect(host, "ospfd process", h.run("pidof ospfd").rc == 0, "running", "none")
+    hoststate.equal(host, "net.ipv4.ip_forward", h.sysctl("net.ipv4.ip_forward"), 1)
 
 
 @pytest.mark.parametrize("host", [h for h in HOSTS if PLAN.hosts[h].is_router][:2])

@@ -3,7 +3,8 @@ command (`jincai pki crl --if-due --push`, roles/vpn_crl_timer) and reloaded on 
 without dropping the established tunnels; the province services host serves that CRL over HTTP.
 
 One playbook run (`vpn.yml --tags vpn_crl`), well under a minute. Needs the units up (tests/lab/
-test_vpn.py, which runs first, converges them). Written while the lab was busy: not yet run.
+test_vpn.py, which runs first, converges them). The concentrator's state is read with testinfra
+(tests/lab/hoststate.py); the HTTP fetch from the concentrator stays on ``run_on`` (traffic).
 """
 
 import datetime
@@ -18,6 +19,7 @@ from cryptography import x509
 from jincai import ROOT
 from jincai.pki import store
 
+import hoststate
 from conftest import hostvars, inventory, run_on
 
 pytestmark = pytest.mark.lab
@@ -36,14 +38,13 @@ def _concentrator():
 
 def _ike_ids(host):
     """``{connection: IKE SA unique id}`` of the ESTABLISHED SAs on ``host`` (a re-established SA gets a new id)."""
-    out = run_on(host, "swanctl --list-sas --noblock").stdout
+    out = hoststate.read(host, "swanctl --list-sas --noblock")
     return {m.group(1): m.group(2) for m in re.finditer(r"^(\S+): #(\d+), ESTABLISHED", out, re.M)}
 
 
 def _remote_crl(host):
     """crlNumber and nextUpdate of the CRL the concentrator loads."""
-    out = run_on(host, "openssl crl -in /etc/swanctl/x509crl/province.crl -noout -crlnumber -nextupdate",
-                 check=True).stdout
+    out = hoststate.read(host, "openssl crl -in /etc/swanctl/x509crl/province.crl -noout -crlnumber -nextupdate")
     number = int(re.search(r"crlNumber=(?:0x)?([0-9A-Fa-f]+)", out).group(1), 16)
     nxt = datetime.datetime.strptime(" ".join(re.search(r"nextUpdate=(.+)", out).group(1).split()),
                                      "%b %d %H:%M:%S %Y %Z").replace(tzinfo=datetime.timezone.utc)

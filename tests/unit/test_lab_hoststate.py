@@ -15,7 +15,8 @@ from jincai.verify import support
 LAB_TESTS = os.path.join(ROOT, "tests", "lab")
 #: Lab test modules whose state checks read through hoststate (issue 19 item 3).
 CONVERTED = ("test_baseline.py", "test_verify.py", "test_mlps2.py", "test_vpn.py", "test_vpn_township.py",
-             "test_routing.py", "test_apps.py")
+             "test_routing.py", "test_apps.py", "test_compliance_lab.py", "test_compliance_fast.py",
+             "test_compliance_timer.py", "test_vpn_crl.py", "test_audit_lab.py", "test_lab_wan.py")
 #: How a command that only reads state starts: such a command belongs to hoststate, not to run_on.
 READ_ONLY = ("cat ", "stat ", "ls ", "sha256sum ", "getent ", "passwd -S", "chage -l", "grep ", "readlink ",
              "systemctl is-", "systemctl cat", "systemctl show", "ss ", "sshd -T", "nft list", "chronyc -n",
