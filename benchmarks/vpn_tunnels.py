@@ -755,9 +755,10 @@ def run(args):
     """The benchmark; returns its figures (:func:`report`)."""
     from jincai.source import inventory
 
-    plan = vpnplans.plan(INVENTORY)
+    inv = args.inventory
+    plan = vpnplans.plan(inv)
     host = plan["concentrator"]["name"]
-    m, _ = inventory.build_checked(INVENTORY)
+    m, _ = inventory.build_checked(inv)
     access = m.network["plan"]["vpn_access"]
     prefixlen = ipaddress.ip_network(access).prefixlen
     ensure_packages()
@@ -773,7 +774,7 @@ def run(args):
         address = pick_address(access, source_access_addresses(m, access) | used_addresses(access))
         fig["address"] = address
         if args.stand_in:
-            hostvars = inventory.build(INVENTORY)["_meta"]["hostvars"][host]
+            hostvars = inventory.build(inv)["_meta"]["hostvars"][host]
             conc = StandIn(Charon(os.path.join(tmp, "standin"), STANDIN_NS), plan, hostvars, m.hosts[host].address)
             connect = cable_client(address, prefixlen, None)
             libipsec = not kernel_has_esp(NETNS)
@@ -781,7 +782,7 @@ def run(args):
             conc.cable(prefixlen)
         else:
             libipsec = conc.libipsec()
-            pki = store.default_dir(INVENTORY)
+            pki = store.default_dir(inv)
             connect = None
         settings, loaded = conc.settings(), conc.loaded()
         log(f"{conc.host}: {len(loaded)} unit connections loaded ({'libipsec' if libipsec else 'kernel'} ESP); "
@@ -913,6 +914,9 @@ def _interrupted(signum, _frame):
 def main(argv=None):
     """Parse the options, run, print; exit 0 when everything held."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-i", "--inventory", default=INVENTORY,
+                    help="the running lab's inventory: inventories/lab (default) or the province twin's "
+                         "(build/twin/jilin, whose province concentrator registers ~1,040 real units)")
     ap.add_argument("--units", type=int, default=1000, help="tunnels (real province units), default 1000")
     ap.add_argument("--concurrency", type=int, default=8,
                     help="initiations in flight (default 8: under the concentrator's block_threshold of 10 "
