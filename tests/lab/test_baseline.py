@@ -757,8 +757,10 @@ def test_sshd_change_that_locks_ansible_out_is_rolled_back(converged):
     another port) fails the run at the re-login proof, and the armed timer puts the previous file back:
     a fresh login works again and the next run changes nothing."""
     host = by_tier("county")[0]
+    # 25 s: the re-login proof fails within seconds of the reload (port 22 refuses at once); a rollback
+    # that fired before it would let the proof pass and fail this test, never hide a defect
     bad = run(PLAYBOOK, inventory=LAB, args=["--limit", host, "--tags", "sshd", "-e", "sshd_port=2222",
-                                              "-e", "sshd_rollback_seconds=45"])
+                                              "-e", "sshd_rollback_seconds=25"])
     try:
         assert bad.rc != 0 and bad.hosts_with("changed") == [host], _tail(bad)
         assert "Prove the automation account can still log in" in bad.output
