@@ -542,37 +542,6 @@ def _add(inventory, code, password, miswire, log, inband=False):
 STOP_GRACE = 3
 
 
-def _stop_all(records, grace=STOP_GRACE):
-    """Stop the blank hosts' containers together: SIGTERM to each systemd-nspawn, ``grace`` seconds, then
-    SIGKILL to what is left (the PID namespace's init first, which takes the container down)."""
-    live = {name: (rec["pid"], lab.leader_pid(rec["pid"]), rec.get("start"))
-            for name, rec in records.items() if lab.is_ours(rec)}
-    for pid, _leader, _start in live.values():
-        os.kill(pid, signal.SIGTERM)
-
-    def running():
-        return [(pid, leader) for pid, leader, start in live.values() if lab.proc_start_time(pid) == start]
-
-    deadline = time.monotonic() + grace
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid, leader in running():
-        for p in (leader, pid):
-            try:
-                if p:
-                    os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 10
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid, _leader, _start in live.values():
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
 def remove(code, log=print, restore_inventory=None):
     """Remove blank site ``code`` (containers, mounts, namespaces, bridges); undo the parent's re-patching.
 
@@ -589,7 +558,7 @@ def _remove(code, log=print, restore_inventory=None):
     record = state.get(str(code))
     if not record:
         return False
-    _stop_all(record["hosts"])
+    lab.stop_processes(record["hosts"], log=lambda _m: None, timeout=STOP_GRACE, strays=False)
     for name in record["hosts"]:
         root = os.path.join(lab.host_dir(name), "root")
         if os.path.ismount(root):

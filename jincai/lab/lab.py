@@ -484,25 +484,26 @@ def stray_nspawn_pids():
     return found
 
 
-def _stop_processes(records, log=print):
-    """SIGTERM our systemd-nspawn processes, wait, then kill what is left (by recorded PID)."""
+def stop_processes(records, log=print, timeout=STOP_TIMEOUT, strays=True):
+    """SIGTERM our systemd-nspawn processes together, wait up to ``timeout`` s, then kill what is left
+    (by recorded PID); ``strays``: also every other systemd-nspawn of the lab (a crashed run's)."""
     live = {}
     for name, rec in records.items():
         if is_ours(rec):
             live[name] = (rec["pid"], leader_pid(rec["pid"]))
-    for pid in stray_nspawn_pids():
+    for pid in stray_nspawn_pids() if strays else []:
         if pid not in {p for p, _ in live.values()}:
             live[f"pid {pid}"] = (pid, leader_pid(pid))
     for pid, _ in live.values():
         os.kill(pid, signal.SIGTERM)
     if live:
         log(f"stopping {len(live)} containers")
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(alive(p) for p, _ in live.values()):
-        time.sleep(0.3)
+        time.sleep(0.2)
     for name, (pid, leader) in live.items():
         if alive(pid):
-            log(f"{name}: did not power off in {STOP_TIMEOUT} s, killing its container")
+            log(f"{name}: did not power off in {timeout} s, killing its container")
             if leader:
                 try:
                     os.kill(leader, signal.SIGKILL)  # init of the PID namespace: takes it all down
@@ -521,7 +522,7 @@ def teardown(log=print):
     """Remove everything a (possibly crashed) earlier run made: processes, mounts, links, dirs."""
     state = load_state()
     records = state.get("hosts", {}) if isinstance(state.get("hosts"), dict) else {}
-    _stop_processes(records, log)
+    stop_processes(records, log)
     mounts = imagemod.mounts_under(HOSTS_DIR) if os.path.isdir(HOSTS_DIR) else []
     for point in mounts:
         subprocess.run(["umount", point], check=False, capture_output=True)
