@@ -89,3 +89,25 @@ def test_make_site_fails_when_verify_could_not_run(monkeypatch, tmp_path, capsys
     assert site_run.main([]) == 1
     out = capsys.readouterr().out
     assert "the run failed (jincai verify exit 2, no check result)" in out and "result:       FAILED" in out
+
+
+def test_make_province_verifies_the_twin_with_jincai_verify_then_its_flows(monkeypatch, capsys):
+    from jincai.lab import twin
+    from jincai.run import RunResult
+
+    calls = []
+    monkeypatch.setattr(site_run.subprocess, "call", lambda argv, **kw: calls.append(("up", argv)) or 0)
+    monkeypatch.setattr(site_run, "provision_in_waves", lambda inv: calls.append(("waves", inv)) or RunResult(
+        rc=0, recap={"220000-rtr": {"changed": 0, "failed": 0, "unreachable": 0}}))
+    summary = {"checks": 9, "hosts": 1, "sites_total": 1, "passed": 8, "failed": 1, "skipped": 0, "sites": []}
+    monkeypatch.setattr(site_run, "run_verify", lambda inv: calls.append(("verify", inv)) or (1, summary, "/r"))
+    monkeypatch.setattr(site_run, "verify_lines", lambda rc, s, d: [f"verify:       {s['checks']} checks, rc {rc}"])
+    monkeypatch.setattr(site_run, "_run_echoed", lambda argv: calls.append(("flows", argv)) or (0, "3 passed in 1s"))
+    assert site_run.main(["--twin", "inventories/jilin"]) == 1  # a failed check fails the run, flows passed
+    inventory = twin.default_out_dir("inventories/jilin")
+    assert [kind for kind, _ in calls] == ["up", "waves", "verify", "flows"]
+    assert calls[1][1] == inventory and calls[2][1] == inventory
+    assert "tests/province/test_wan.py" in calls[3][1]
+    out = capsys.readouterr().out
+    assert "verify:       9 checks, rc 1" in out and "flows:        3 passed, 0 failed" in out
+    assert "result:       FAILED" in out
