@@ -199,7 +199,11 @@ def test_ansible_playbook_dies_with_the_process_that_started_it(tmp_path):
             break
         time.sleep(0.05)
     child = int(pidfile.read_text())
-    time.sleep(0.3)  # the child has exec'd sleep
+    for _ in range(600):  # until the child has armed the signal and exec'd sleep (seconds under load)
+        with open(f"/proc/{child}/cmdline", "rb") as fh:
+            if fh.read().startswith(b"/bin/sleep"):
+                break
+        time.sleep(0.05)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     for _ in range(100):
