@@ -9,6 +9,7 @@ import concurrent.futures
 import functools
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -69,6 +70,17 @@ def tcp_open(src_ns, address, port, timeout=1.5):
     res = in_netns(src_ns, ["timeout", str(timeout), "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"],
                    timeout=timeout + 5)
     return res.returncode == 0
+
+
+def wait(predicate, timeout, step=1.0):
+    """Poll ``predicate`` until it is truthy or ``timeout`` seconds pass; return (value, seconds)."""
+    start = time.monotonic()
+    while True:
+        value = predicate()
+        elapsed = time.monotonic() - start
+        if value or elapsed > timeout:
+            return value, elapsed
+        time.sleep(step)
 
 
 def parallel(fn, items, workers=16):

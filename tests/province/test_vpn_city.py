@@ -47,7 +47,7 @@ from jincai.pki import store
 from jincai.run import env as runenv
 from jincai.run import run
 
-from conftest import group, hostvars, parallel, run_on
+from conftest import group, hostvars, parallel, run_on, wait
 
 PLAYBOOK = "playbooks/vpn.yml"
 _LEFT_AS_FOUND = []  # set by the last test; otherwise the module's teardown converges vpn.yml once more
@@ -55,17 +55,6 @@ _LEFT_AS_FOUND = []  # set by the last test; otherwise the module's teardown con
 
 def _tail(res, n=40):
     return "\n".join(res.output.splitlines()[-n:])
-
-
-def _wait(predicate, timeout, step=1.0):
-    """Poll ``predicate`` until it is truthy or ``timeout`` seconds pass; return (value, seconds)."""
-    start = time.monotonic()
-    while True:
-        value = predicate()
-        elapsed = time.monotonic() - start
-        if value or elapsed > timeout:
-            return value, elapsed
-        time.sleep(step)
 
 
 def _city_concentrators():
@@ -197,6 +186,24 @@ def _cabled_to(host):
     return by_name[port["master"]].get("ifalias")
 
 
+def _crl_refuses(twin, concentrator, unit, conn, since, reason):
+    """Push only the CRL to ``concentrator``; the unit's SA must end, and its next initiation be refused
+    as revoked for ``reason`` (a regex of strongSwan's wording) in the concentrator's journal since
+    ``since``, with no SA on either side afterwards."""
+    crl = _vpn(twin, "--tags", "vpn_crl", "--limit", concentrator)
+    assert crl.rc == 0, _tail(crl)
+    dropped, _ = wait(lambda: conn not in _sas(concentrator), 20)
+    assert dropped, f"{concentrator}: {unit}'s SA {conn} was not terminated by the CRL push"
+    run_on(unit, "swanctl --initiate --child province --timeout 15", timeout=60)
+    refused, _ = wait(lambda: _refused_as_revoked(concentrator, unit, since, reason), 30, 2)
+    assert refused, (f"{concentrator}: no 'certificate was revoked ... {reason}' for {unit} in strongSwan's "
+                     f"journal since {since}:\n{_journal_tail(concentrator, since)}")
+    print(f"{concentrator} refused {unit}:\n{refused}")
+    time.sleep(3)
+    assert conn not in _sas(concentrator), f"{concentrator}: the revoked {unit} has an SA"
+    assert "province" not in _sas(unit), f"{unit}: holds an SA with its revoked certificate"
+
+
 @pytest.fixture(scope="module")
 def found(twin):
     """The twin's VPN as this module finds it: every client's registry entry (at its own concentrator)
@@ -207,7 +214,7 @@ def found(twin):
 
     def up(client):
         e = entries[client]
-        return _wait(lambda: e["status"] == "active" and _up(client, _concentrator_of(client), _conn(e),
+        return wait(lambda: e["status"] == "active" and _up(client, _concentrator_of(client), _conn(e),
                                                              e["address"]), 60, 3)[0]
 
     up_now = dict(zip(clients, parallel(up, clients)))
@@ -237,19 +244,8 @@ def test_revoked_unit_is_refused_live_at_a_city_concentrator(twin, found):
         assert _registry(twin, concentrator)[unit]["status"] == "revoked"
         # only the CRL, only to this concentrator: the connection stays configured, so what refuses the
         # unit is its certificate on the CRL (revocation = strict), not a missing connection
-        crl = _vpn(twin, "--tags", "vpn_crl", "--limit", concentrator)
-        assert crl.rc == 0, _tail(crl)
+        _crl_refuses(twin, concentrator, unit, conn, since, "key ?compromise")
         assert conn in _conns(concentrator), f"{concentrator}: {conn} is no longer configured after a CRL-only push"
-        dropped, _ = _wait(lambda: conn not in _sas(concentrator), 20)
-        assert dropped, f"{concentrator}: the revoked unit's SA {conn} was not terminated by the CRL push"
-        run_on(unit, "swanctl --initiate --child province --timeout 15", timeout=60)
-        refused, _ = _wait(lambda: _refused_as_revoked(concentrator, unit, since, "key ?compromise"), 30, 2)
-        assert refused, (f"{concentrator}: no 'certificate was revoked' for {unit} in strongSwan's journal since "
-                         f"{since}:\n{_journal_tail(concentrator, since)}")
-        print(f"{concentrator} refused {unit}:\n{refused}")
-        time.sleep(3)
-        assert conn not in _sas(concentrator), f"{concentrator}: the revoked unit {unit} has an SA"
-        assert "province" not in _sas(unit), f"{unit}: the revoked unit holds an SA"
         concentrator_sas = _sas(concentrator)
         still = {c: n in concentrator_sas for c, n in neighbours.items()}
         assert all(still.values()), f"revoking {unit} disturbed its neighbours at {concentrator}: {still}"
@@ -263,7 +259,7 @@ def test_revoked_unit_is_refused_live_at_a_city_concentrator(twin, found):
     after = _registry(twin, concentrator)[unit]
     assert after["serial"] != before["serial"], "re-onboarding did not issue a new certificate"
     assert {k: v for k, v in after.items() if k != "serial"} == {k: v for k, v in before.items() if k != "serial"}
-    back, seconds = _wait(lambda: _up(unit, concentrator, conn, before["address"]), 60, 2)
+    back, seconds = wait(lambda: _up(unit, concentrator, conn, before["address"]), 60, 2)
     assert back, f"{unit} did not come back at {concentrator} with {before['address']} after re-onboarding"
     print(f"{unit} re-onboarded and up again with {before['address']} ({seconds:.0f} s after the converge)")
 
@@ -291,18 +287,7 @@ def test_moved_unit_is_refused_at_the_old_concentrator_and_configured_at_the_new
         assert left["status"] == "revoked" and left["address"] == before["address"], left
 
         # refused at the old one: the CRL (the old certificate, affiliationChanged) to the old concentrator
-        crl = _vpn(twin, "--tags", "vpn_crl", "--limit", old)
-        assert crl.rc == 0, _tail(crl)
-        dropped, _ = _wait(lambda: conn not in _sas(old), 20)
-        assert dropped, f"{old}: the moved unit's SA {conn} was not terminated by the CRL push"
-        run_on(unit, "swanctl --initiate --child province --timeout 15", timeout=60)
-        refused, _ = _wait(lambda: _refused_as_revoked(old, unit, since, "affiliation ?changed"), 30, 2)
-        assert refused, (f"{old}: no 'certificate was revoked ... affiliation changed' for {unit} since {since}:\n"
-                         f"{_journal_tail(old, since)}")
-        print(f"{old} refused the moved {unit}:\n{refused}")
-        time.sleep(3)
-        assert conn not in _sas(old), f"{old}: the moved unit {unit} has an SA at its old concentrator"
-        assert "province" not in _sas(unit), f"{unit}: holds an SA with its revoked certificate"
+        _crl_refuses(twin, old, unit, conn, since, "affiliation ?changed")
 
         # both concentrators converged (docs/vpn.md: after a move, --tags vpn for both)
         conv = _vpn(twin, "--tags", "vpn", "--limit", f"{old},{new}")
@@ -348,7 +333,7 @@ def test_moved_unit_is_refused_at_the_old_concentrator_and_configured_at_the_new
     assert after["status"] == "active" and after["address"] == before["address"] and after["home"] == before["home"]
     assert _registry(twin, new)[unit]["status"] == "revoked"
     assert conn not in _conns(new), f"{new}: {conn} still configured after the unit moved back"
-    up, seconds = _wait(lambda: _up(unit, old, conn, before["address"]), 60, 2)
+    up, seconds = wait(lambda: _up(unit, old, conn, before["address"]), 60, 2)
     assert up, f"{unit} did not come back at {old} with {before['address']}"
     print(f"{unit} back at {old} with {before['address']} ({seconds:.0f} s after the converge)")
 
@@ -376,7 +361,7 @@ def test_the_twin_vpn_is_left_as_found(twin, found):
 
     def up(client):
         e = entries[client]
-        return _wait(lambda: _up(client, _concentrator_of(client), _conn(e), e["address"]), 60, 3)[0]
+        return wait(lambda: _up(client, _concentrator_of(client), _conn(e), e["address"]), 60, 3)[0]
 
     expected = [c for c in _clients() if found["up"][c]]
     down = [c for c, ok in zip(expected, parallel(up, expected)) if not ok]
