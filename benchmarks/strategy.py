@@ -7,6 +7,11 @@ converged). Default: ``playbooks/baseline.yml --check`` on every machine-room se
 dominates site runs, compliance drift runs and a county bootstrap.
 
     python benchmarks/strategy.py [--playbook playbooks/site.yml] [--limit site_220102] [--no-check]
+                                  [--rounds 3] [--variants linear,mitogen_linear,mitogen_linear-noprefork]
+
+A variant is a strategy name, optionally with ``-noprefork`` (the same strategy with jincai's pre-fork
+preparation turned off, ``JINCAI_PREFORK=0``: plugins/strategy/mitogen_linear.py, docs/speed.md) or
+``-nocache`` (only the compiled-template cache off, ``JINCAI_JINJA_CACHE=0``).
 
 Needs the provisioned lab (``make site``). Read-only with ``--check`` (the default).
 """
@@ -15,6 +20,7 @@ import argparse
 import glob
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -37,45 +43,68 @@ def lab_cpu_seconds():
     return total / 1e6
 
 
-def run(strategy, args):
-    """Run the playbook once with *strategy*; return a dict of figures."""
+VARIANT_ENV = {"noprefork": {"JINCAI_PREFORK": "0"}, "nocache": {"JINCAI_JINJA_CACHE": "0"}}
+
+
+def variant_env(variant):
+    """The environment of a variant name (``strategy`` or ``strategy-noprefork``/``-nocache``)."""
+    strategy, _, flavour = variant.partition("-")
+    if flavour and flavour not in VARIANT_ENV:
+        raise SystemExit(f"unknown variant {variant!r}: a strategy name, optionally -{'/-'.join(VARIANT_ENV)}")
+    return {"ANSIBLE_STRATEGY": strategy, **VARIANT_ENV.get(flavour, {})}
+
+
+def run(variant, args):
+    """Run the playbook once as *variant*; return a dict of figures."""
     extra = ["--limit", args.limit] if args.limit else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab0, t0 = lab_cpu_seconds(), time.monotonic()
     res = run_playbook(args.playbook, inventory=os.path.join(ROOT, "inventories", "lab"), args=extra,
-                       check=args.check, env={"ANSIBLE_STRATEGY": strategy})
+                       check=args.check, env=variant_env(variant))
     wall = time.monotonic() - t0
     lab = lab_cpu_seconds() - lab0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     recap = res.recap
     if res.rc:
         sys.stderr.write(res.output[-3000:])
-        raise SystemExit(f"{strategy}: ansible-playbook exited {res.rc}")
+        raise SystemExit(f"{variant}: ansible-playbook exited {res.rc}")
     return {"wall": wall, "control_cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
             "lab_cpu": lab, "hosts": len(recap), "changed": sum(r.get("changed", 0) for r in recap.values())}
 
 
 def main():
-    """Run each strategy ``--rounds`` times (alternating) and print the best figures of each."""
+    """Run each variant ``--rounds`` times (alternating) and print the median and best figures of each."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--playbook", default="playbooks/baseline.yml")
     ap.add_argument("--limit", default="")
     ap.add_argument("--no-check", dest="check", action="store_false", help="a real (converged) run")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--variants", default="linear,mitogen_linear",
+                    help="comma-separated, run in this order each round (default: linear,mitogen_linear)")
     args = ap.parse_args()
-    results = {"linear": [], "mitogen_linear": []}
-    for _ in range(args.rounds):
-        for strategy, runs in results.items():
-            print(f"running {args.playbook}{' --check' if args.check else ''} with strategy {strategy} ...",
-                  flush=True)
-            runs.append(run(strategy, args))
-    print(f"\n{'strategy':16} {'hosts':>5} {'changed':>7} {'wall s':>8} {'control CPU s':>14} {'lab CPU s':>10}")
-    for strategy, runs in results.items():
-        best = min(runs, key=lambda r: r["wall"])
-        print(f"{strategy:16} {best['hosts']:5d} {best['changed']:7d} {best['wall']:8.1f} {best['control_cpu']:14.1f} "
-              f"{best['lab_cpu']:10.1f}")
-    speedup = min(r["wall"] for r in results["linear"]) / min(r["wall"] for r in results["mitogen_linear"])
-    print(f"speed-up (wall): {speedup:.1f}x")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        variant_env(v)
+    results = {v: [] for v in variants}
+    for n in range(args.rounds):
+        for variant, runs in results.items():
+            print(f"round {n + 1}: {args.playbook}{' --check' if args.check else ''} as {variant} ...", flush=True)
+            runs.append(run(variant, args))
+            r = runs[-1]
+            print(f"  {r['wall']:.1f} s wall, {r['control_cpu']:.1f} s control CPU, {r['lab_cpu']:.1f} s lab CPU, "
+                  f"changed={r['changed']}", flush=True)
+    print(f"\n{'variant':26} {'hosts':>5} {'changed':>7} {'wall s (median, best)':>22} "
+          f"{'control CPU s':>14} {'lab CPU s':>10}")
+    for variant, runs in results.items():
+        med = statistics.median
+        walls = [r["wall"] for r in runs]
+        print(f"{variant:26} {runs[0]['hosts']:5d} {max(r['changed'] for r in runs):7d} "
+              f"{med(walls):13.1f} {min(walls):8.1f} {med(r['control_cpu'] for r in runs):14.1f} "
+              f"{med(r['lab_cpu'] for r in runs):10.1f}")
+    if "linear" in results and "mitogen_linear" in results:
+        speedup = statistics.median(r["wall"] for r in results["linear"]) / statistics.median(
+            r["wall"] for r in results["mitogen_linear"])
+        print(f"speed-up of mitogen_linear over stock linear (median wall): {speedup:.1f}x")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ rely on it to prove a fresh login before they disarm their rollback timers).
 This file is a proxy, as the one Mitogen ships: it imports the real module under its canonical name
 so Ansible's plugin loader does not load it twice. Fall back to stock Ansible for one run with
 ``ANSIBLE_STRATEGY=linear``.
+
+Before the first worker is forked, jincai.executor.prefork prepares the parent so that the workers do
+not each redo the same work: Jinja filter/test plugins loaded once, a per-run cache of compiled
+templates shared by the workers, and the garbage collector kept off the heap a worker inherits
+(docs/speed.md has the figures; ``JINCAI_PREFORK=0`` turns it off).
 """
 
 try:
@@ -26,8 +31,27 @@ description:
   - Proxy for ansible_mitogen's mitogen_linear strategy (pip package mitogen, pinned in requirements.txt).
 """
 
+from ansible.utils.display import Display
+
+from jincai.executor import jinja_cache, prefork
+
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+display = Display()
 
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):
     """The linear strategy with Mitogen's connection and module-execution layer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        done = prefork.prepare()
+        if done:
+            display.vv(f"jincai prefork: {done}")
+
+    def run(self, iterator, play_context):
+        """The linear strategy's run; at -vv, how many compiled templates the workers shared."""
+        result = super().run(iterator, play_context)
+        shared = jinja_cache.shared_entries()
+        if shared is not None:
+            display.vv(f"jincai prefork: {shared} compiled templates shared by the workers of this run")
+        return result
