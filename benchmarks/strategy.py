@@ -11,7 +11,11 @@ dominates site runs, compliance drift runs and a county bootstrap.
 
 A variant is a strategy name, optionally with ``-noprefork`` (the same strategy with jincai's pre-fork
 preparation turned off, ``JINCAI_PREFORK=0``: plugins/strategy/mitogen_linear.py, docs/speed.md) or
-``-nocache`` (only the compiled-template cache off, ``JINCAI_JINJA_CACHE=0``).
+``-nocache`` (only the compiled-template cache off, ``JINCAI_JINJA_CACHE=0``), and optionally
+``+NAME=VALUE`` settings of the environment (``mitogen_linear+ANSIBLE_INJECT_FACT_VARS=True``).
+
+The runs record no ARA audit trail (as the lab suite, Makefile): the journal's importer would run in
+the background into the next round. ``--ara`` keeps ansible.cfg's callbacks.
 
 Needs the provisioned lab (``make site``). Read-only with ``--check`` (the default).
 """
@@ -43,15 +47,23 @@ def lab_cpu_seconds():
     return total / 1e6
 
 
+NO_ARA = {"ANSIBLE_CALLBACKS_ENABLED": "jincai_timer,jincai_manifest"}
 VARIANT_ENV = {"noprefork": {"JINCAI_PREFORK": "0"}, "nocache": {"JINCAI_JINJA_CACHE": "0"}}
 
 
 def variant_env(variant):
-    """The environment of a variant name (``strategy`` or ``strategy-noprefork``/``-nocache``)."""
-    strategy, _, flavour = variant.partition("-")
+    """The environment of a variant name (``strategy[-noprefork|-nocache][+NAME=VALUE...]``)."""
+    name, *settings = variant.split("+")
+    strategy, _, flavour = name.partition("-")
     if flavour and flavour not in VARIANT_ENV:
         raise SystemExit(f"unknown variant {variant!r}: a strategy name, optionally -{'/-'.join(VARIANT_ENV)}")
-    return {"ANSIBLE_STRATEGY": strategy, **VARIANT_ENV.get(flavour, {})}
+    env = {"ANSIBLE_STRATEGY": strategy, **VARIANT_ENV.get(flavour, {})}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"variant {variant!r}: {setting!r} is not NAME=VALUE")
+        env[key] = value
+    return env
 
 
 def run(variant, args):
@@ -60,7 +72,7 @@ def run(variant, args):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab0, t0 = lab_cpu_seconds(), time.monotonic()
     res = run_playbook(args.playbook, inventory=os.path.join(ROOT, "inventories", "lab"), args=extra,
-                       check=args.check, env=variant_env(variant))
+                       check=args.check, env={**NO_ARA, **variant_env(variant)} if not args.ara else variant_env(variant))
     wall = time.monotonic() - t0
     lab = lab_cpu_seconds() - lab0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -79,6 +91,7 @@ def main():
     ap.add_argument("--limit", default="")
     ap.add_argument("--no-check", dest="check", action="store_false", help="a real (converged) run")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--ara", action="store_true", help="keep ansible.cfg's callbacks (the ARA audit trail)")
     ap.add_argument("--variants", default="linear,mitogen_linear",
                     help="comma-separated, run in this order each round (default: linear,mitogen_linear)")
     args = ap.parse_args()
