@@ -374,6 +374,15 @@ class Derived:
     children: dict
 
 
+def vpn_access_segment(m):
+    """The layer-2 segment id of the network's VPN access (``plan.vpn_access``): ONE segment that every
+    concentrator's access port and every lab client's join, as the carrier's access network joins them
+    in production, so a unit reaches any concentrator (the one a `jincai pki move` sent it to). Named
+    after the province, ``vpnaccess-<province code>`` (the small lab's one concentrator's segment id,
+    unchanged); the lab builds it as one bridge (:mod:`jincai.lab.net`)."""
+    return f"vpnaccess-{m.province.code}"
+
+
 def vpn_registries(m):
     """Every concentrator's registry directory (:func:`vpn_registry`) -> ``{"concentrator", "server",
     "lans"}``: its host name, its address on the VPN access segment and the LAN of each site whose budget
@@ -963,7 +972,7 @@ def _build_servers(m, site):
         ifaces.append(Interface("lan", _prefixed(h["address"], site.lan), f"lan-{site.code}"))
         if h["function"] == "vpn_concentrator":
             ifaces.append(Interface("vpn_access", _prefixed(h["vpn_access"], m.network["plan"]["vpn_access"]),
-                                    f"vpnaccess-{site.code}"))
+                                    vpn_access_segment(m)))
         _number(ifaces, m.lab)
         functions, groups = [h["function"]], []
         if h["function"] != "services" and h["address"] == city_time:
@@ -1005,7 +1014,7 @@ def _build_clients(m, site):
         kind = VPN_KINDS[c.get("kind", "budget_unit")]
         ifaces = _mgmt_iface(m.lab, c.get("mgmt"), m.management_network)
         ifaces.append(Interface("vpn_access", _prefixed(c["address"], m.network["plan"]["vpn_access"]),
-                                f"vpnaccess-{site.code}"))
+                                vpn_access_segment(m)))
         _number(ifaces, m.lab)
         home = m.sites.get(c.get("home") or site.code, site)  # this site or a county it serves
         apps = list((home.source.get(kind.key) or {}).get("apps", []))

@@ -8,6 +8,7 @@ server identity and traffic selector from the registry where the unit is active 
 ``vpn_client_placement`` filter of plugins/filter/jincai_vpn.py). Exercised here on the province twin's
 inventory with a throw-away PKI, the role's own task expressions and template (no host is touched)."""
 
+import ipaddress
 import json
 import os
 import sys
@@ -200,3 +201,50 @@ def test_a_csr_unit_enrols_at_the_concentrator_where_it_is_active(pkidir, twin_d
     _pki(twin_dir, "move", UNIT, "--to", "220100")
     moved = argv()
     assert moved[moved.index("-c") + 1] == "220100-vpn" and moved[moved.index("--site") + 1] == "220100"
+
+
+# --------------------------------------------------------------------------- one access segment (twin)
+
+def test_every_concentrator_and_client_of_the_twin_shares_one_vpn_access_segment(twin_dir):
+    """As a carrier's access network does in production: every concentrator's access port and every
+    client's are on ONE segment, one subnet (plan.vpn_access), so a unit reaches any concentrator."""
+    from jincai.lab import topology
+    from jincai.source import model
+
+    m = topology.load(twin_dir)
+    plan = topology.plan(m, twin_dir)
+    access = ipaddress.ip_network(m.network["plan"]["vpn_access"])
+    ports = {h: i for h, host in plan.hosts.items() for i in host.interfaces if i.role == "vpn_access"}
+    concentrators = {c.host for c in m.concentrators}
+    clients = {h.name for h in m.hosts.values() if h.vpn_client}
+    assert len(concentrators) == 10 and len(clients) >= 20 and set(ports) == concentrators | clients
+    segment = model.vpn_access_segment(m)
+    assert segment == "vpnaccess-220000" and {i.segment for i in ports.values()} == {segment}
+    seg = plan.segments[segment]
+    assert {h for h, _ in seg.members} == set(ports) and not seg.point_to_point
+    for h, i in ports.items():
+        assert i.address.network == access and i.address.ip in topology.LAB_RANGE, (h, i.address)
+    # a unit of Jilin city reaches Changchun's concentrator on-link, on its own segment
+    assert ipaddress.ip_address(m.hosts["220100-vpn"].vpn.access_address) in ports[UNIT].address.network
+    # the small lab's one concentrator keeps its segment id (its topology fingerprint is unchanged)
+    lab = topology.load(os.path.join(ROOT, "inventories", "lab"))
+    assert model.vpn_access_segment(lab) == "vpnaccess-220000"
+
+
+def test_the_lab_cables_the_shared_access_segment_as_one_bridge(twin_dir, monkeypatch):
+    """jincai.lab.net.build's commands for the twin (captured, nothing created): one bridge for the
+    access segment, one port on it per concentrator and client."""
+    from jincai.lab import net, topology
+
+    plan = topology.plan(topology.load(twin_dir), twin_dir)
+    lines = []
+    monkeypatch.setattr(net, "batch", lambda cmds, ns=None, tool="ip": lines.extend(cmds))
+    monkeypatch.setattr(net, "sysctl", lambda ns, **values: None)
+    monkeypatch.setattr(net, "ip", lambda *args, **kw: None)
+    monkeypatch.setattr(net, "open", lambda *args, **kw: open(os.devnull, "w", encoding="ascii"), raising=False)
+    net.build(plan, log=lambda msg: None)
+    bridges = [ln.split()[2] for ln in lines if ln.startswith("link set b") and '"vpnaccess-' in ln]
+    assert len(bridges) == 1
+    ports = [ln for ln in lines if ln.startswith("link set s") and f" master {bridges[0]} up" in ln]
+    names = {ln.split('"')[1].split()[1] for ln in ports}
+    assert len(ports) == 39 and {"220000-vpn", "220100-vpn", "222400-vpn", UNIT, "tw220100-1"} <= names
