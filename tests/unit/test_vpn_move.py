@@ -20,7 +20,8 @@ from jinja2.nativetypes import NativeEnvironment
 
 from jincai import ROOT
 from jincai.lab import twin
-from jincai.pki import cli
+from jincai.pki import cli, registry
+from jincai.pki import vpn as vpnplans
 from jincai.source import inventory
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
@@ -160,7 +161,10 @@ def test_the_role_refuses_a_unit_active_nowhere_naming_every_registry_file_and_t
 
 def test_the_role_refuses_a_unit_active_at_two_concentrators_naming_both(pkidir, twin_dir, hostvars):
     _pki(twin_dir, "sync")
-    _pki(twin_dir, "-c", "220100", "add", UNIT, "twice")  # an operator's slip: onboarded again elsewhere
+    # onboarded again elsewhere, behind the CLI's back (`jincai pki add -c` refuses it: test_pki_add.py)
+    reg = registry.UnitRegistry(vpnplans.plan(twin_dir, "220100"), str(pkidir))
+    assert reg.add(UNIT, "twice")
+    reg.save()
     v, ok = _run_role_head(hostvars[UNIT], pkidir)
     err = v["_vpn_client_placement"]["error"]
     assert not ok and f"unit {UNIT} is active in more than one registry" in err
