@@ -5,16 +5,17 @@ besides the lab's own clients), the benchmark
 
 1. makes a network namespace of its own, ``jlab-bench-vpn`` (the lab's prefix: `jincai lab down`
    removes it too), cabled to the lab's VPN access segment (the bridge of ``vpnaccess-<site>`` in
-   ``jlab-sw``) with one free address of the plan's ``vpn_access`` network (not in the source, not on
-   any interface of any namespace);
+   ``jlab-sw``) with ``--sources`` K free addresses of the plan's ``vpn_access`` network (not in the
+   source, not on any interface of any namespace; inside the lab's 198.18.0.0/15 only);
 2. runs one charon there: the host's strongSwan from Debian (``charon-systemd``, installed with apt when
    missing), with a strongswan.conf, swanctl directory and vici socket of its own
    (``STRONGSWAN_CONF``, ``SWANCTL_DIR``) in a 0700 temporary directory, and loads one connection per
    unit for N real units of the province registry (their certificates, and their keys decrypted with
    the lab vault, as roles/vpn_client and ``jincai pki bundle`` get them); each connection is the
    vpn_client role's own template (:func:`jincai.pki.bundle.client_conf`) renamed after the unit;
-3. initiates all N (``--concurrency`` initiations in flight; the concentrator admits only
-   ``block_threshold`` half-open IKE_SAs per peer address, and all N come from this one address) and
+3. initiates all N, the units spread round-robin over the K source addresses (each connection's
+   ``local_addrs``), ``--concurrency`` initiations in flight per source address (kept below the
+   concentrator's ``block_threshold`` of half-open IKE_SAs per peer address: K x that in all) and
    polls the concentrator (``swanctl --list-sas`` over the lab's SSH, :func:`jincai.lab.lab.run_on`)
    until N IKE_SAs are ESTABLISHED and N CHILD_SAs INSTALLED; then checks that every unit holds the
    virtual IP of its registry entry, on both sides; the concentrator's charon memory (RSS, PSS) and
@@ -27,7 +28,7 @@ besides the lab's own clients), the benchmark
 
 Nothing on a lab host is changed except transient SAs. Traffic stays inside the lab's 198.18.0.0/15.
 Run as root, under the lab lock:
-    flock /work/lab.lock .venv/bin/python benchmarks/vpn_tunnels.py [--units 1000] [--concurrency 8]
+    flock /work/lab.lock .venv/bin/python benchmarks/vpn_tunnels.py [--units 1000] [--concurrency 8] [--sources K]
 Quick: ``--units 20``. Exit 1 when a tunnel is missing, an address is wrong, the concentrator was not
 restored, or the goal (< 30 s) is missed.
 """
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import cycle
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,6 +59,7 @@ from jincai.pki import bundle  # noqa: E402
 from jincai.pki import store  # noqa: E402
 from jincai.pki import vault as pkivault  # noqa: E402
 from jincai.pki import vpn as vpnplans  # noqa: E402
+from jincai.source.model import vpn_access_segment  # noqa: E402
 
 INVENTORY = os.path.join(ROOT, "inventories", "lab")
 NETNS = "jlab-bench-vpn"  # the lab's prefix: `jincai lab down` (net.teardown) removes it as well
@@ -66,6 +69,8 @@ STANDIN_NS = "jlab-bench-vpnc"  # --stand-in: the concentrator stand-in's namesp
 STATE = "/run/jincai-bench-vpn.json"  # pids + start times of our charons, our temp dir: a crashed run is undone
 RUN_LOCK = "/run/jincai-bench-vpn.lock"  # one run at a time: STATE is only a crashed run's when we hold it
 GOAL_S = 30.0
+LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")  # every address the benchmark uses (jincai.lab.topology)
+MAX_SOURCES = 32  # source addresses in the benchmark's namespace (threads: sources x concurrency)
 APT_PACKAGES = ("charon-systemd", "strongswan-swanctl", "libstrongswan-standard-plugins",
                 "libcharon-extra-plugins")  # charon, swanctl, openssl (ECDSA, AES-GCM), kernel-libipsec
 CHARON = "/usr/sbin/charon-systemd"
@@ -142,6 +147,58 @@ def pick_address(network, taken, prefer_from=250):
         if addr not in taken:
             return addr
     raise BenchError(f"no free address in {network} (all {hosts} in use)")
+
+
+def pick_addresses(network, taken, count, prefer_from=250):
+    """``count`` distinct free host addresses of ``network`` (:func:`pick_address` each, in its order:
+    from ``prefer_from`` up, then down), all inside the lab's 198.18.0.0/15: the benchmark's source
+    addresses (``--sources``)."""
+    net = ipaddress.ip_network(network)
+    if not net.subnet_of(LAB_RANGE):
+        raise BenchError(f"the VPN access network {network} is not inside the lab's {LAB_RANGE}: no address of it is used")
+    taken, out = {str(a) for a in taken}, []
+    for _ in range(count):
+        try:
+            addr = pick_address(network, taken, prefer_from)
+        except BenchError:
+            raise BenchError(f"only {len(out)} free addresses in {network} for --sources {count}") from None
+        out.append(addr)
+        taken.add(addr)
+    return out
+
+
+def assign_sources(units, sources):
+    """``{unit code: source address}``: the units (in their order) spread round-robin over ``sources``,
+    so every source carries N/K units (within one) and consecutive initiations leave from different
+    addresses."""
+    return {u["code"]: src for u, src in zip(units, cycle(sources))}
+
+
+def capped_concurrency(concurrency, block_threshold):
+    """Initiations in flight per source address: ``concurrency``, kept below the concentrator's
+    ``block_threshold`` (half-open IKE_SAs per peer address: charon drops the excess IKE_SA_INITs,
+    which then wait for a retransmission); ``(value, note or None)``."""
+    if block_threshold and concurrency >= block_threshold:
+        return block_threshold - 1, (f"--concurrency {concurrency} per source address capped at {block_threshold - 1}: "
+                                     f"below the concentrator's block_threshold of {block_threshold} half-open IKE_SAs "
+                                     "per peer address (more sources give more in flight: --sources)")
+    return concurrency, None
+
+
+def source_spread(sas, assignment):
+    """From the concentrator's SAs: ``({source: units established from it}, [(code, expected, seen)])``
+    for the benchmark's units (``assignment``: :func:`assign_sources`); proves each tunnel left from its
+    own source address (the connection's ``local_addrs``)."""
+    counts, wrong = {src: 0 for src in dict.fromkeys(assignment.values())}, []
+    for sa in sas:
+        code = sa["name"][3:] if sa["name"].startswith("bu-") else None
+        if code not in assignment or sa["state"] != "ESTABLISHED":
+            continue
+        if sa.get("remote_addr") == assignment[code]:
+            counts[assignment[code]] += 1
+        else:
+            wrong.append((code, assignment[code], sa.get("remote_addr")))
+    return counts, wrong
 
 
 def select_units(units, exclude, count, loaded=None):
@@ -682,16 +739,23 @@ def write_client(charon, units, ca_pem, conns, libipsec, retransmit, threads):
                 0o600)
 
 
-def cable_client(address, prefixlen, bridge):
-    """The benchmark's namespace; with ``bridge``, its veth to the lab's access segment (``jlab-sw``)."""
+def address_commands(addresses, prefixlen, dev="eth0"):
+    """ip(8) commands (argv lists) that put the benchmark's source ``addresses`` on ``dev`` of its
+    namespace and bring it up (the first is the primary address, the others secondary, one subnet)."""
+    return ([["ip", "-n", NETNS, "addr", "add", f"{a}/{prefixlen}", "dev", dev] for a in addresses]
+            + [["ip", "-n", NETNS, "link", "set", dev, "up"]])
+
+
+def cable_client(addresses, prefixlen, bridge):
+    """The benchmark's namespace; with ``bridge``, its veth to the lab's access segment (``jlab-sw``).
+    Returns what puts its source addresses on the veth (after the peer end exists)."""
     from jincai.lab import net
 
     net.new_namespace(NETNS)
     if bridge:
         sh("ip", "-n", SWITCH_NS, "link", "add", PORT, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
         sh("ip", "-n", SWITCH_NS, "link", "set", PORT, "alias", "bench vpn_tunnels eth0", "master", bridge, "up")
-    return lambda: (sh("ip", "-n", NETNS, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0"),
-                    sh("ip", "-n", NETNS, "link", "set", "eth0", "up"))
+    return lambda: [sh(*cmd) for cmd in address_commands(addresses, prefixlen)]
 
 
 def read_units(pki, plan, count, loaded):
@@ -771,12 +835,12 @@ def run(args):
     bench = Charon(os.path.join(tmp, "client"), NETNS)
     fig, units = {"concurrency": args.concurrency, "stand_in": args.stand_in}, []
     try:
-        address = pick_address(access, source_access_addresses(m, access) | used_addresses(access))
-        fig["address"] = address
+        sources = pick_addresses(access, source_access_addresses(m, access) | used_addresses(access), args.sources)
+        fig["address"], fig["sources"] = sources[0], sources
         if args.stand_in:
             hostvars = inventory.build(inv)["_meta"]["hostvars"][host]
             conc = StandIn(Charon(os.path.join(tmp, "standin"), STANDIN_NS), plan, hostvars, m.hosts[host].address)
-            connect = cable_client(address, prefixlen, None)
+            connect = cable_client(sources, prefixlen, None)
             libipsec = not kernel_has_esp(NETNS)
             pki = conc.setup(args.units, libipsec, state)
             conc.cable(prefixlen)
@@ -791,21 +855,23 @@ def run(args):
         units, server_identity, ca_pem = read_units(pki, plan, args.units, loaded)
         with open(os.path.join(ROOT, "roles", "vpn_client", "defaults", "main.yml"), encoding="utf-8") as fh:
             retransmit = retransmit_settings(fh.read())
-        block = int(settings.get("block_threshold", 0) or 0)
-        if block and args.concurrency > block:
-            log(f"note: --concurrency {args.concurrency} > the concentrator's block_threshold {block} half-open "
-                "IKE_SAs per peer address: the excess IKE_SA_INITs are dropped and retransmitted")
-        log(f"{len(units)} units from {address}, concurrency {args.concurrency}")
+        per_source, note = capped_concurrency(args.concurrency, int(settings.get("block_threshold", 0) or 0))
+        if note:
+            log(f"note: {note}")
+        fig["concurrency"], fig["in_flight"] = per_source, per_source * len(sources)
+        assignment = assign_sources(units, sources)
+        log(f"{len(units)} units from {len(sources)} source address(es) {', '.join(sources)} (round robin), "
+            f"{per_source} in flight per source, {fig['in_flight']} in all")
         base_sas = conc.sas()
         fig["real_established"] = sorted(sa["name"] for sa in base_sas if sa["state"] == "ESTABLISHED")
         fig["before"], fig["fingerprint"] = conc.probe(), conc.fingerprint()
         conns = [unit_connection(bundle.client_conf(u, server_identity, plan["concentrator"]["address"], u["lan"]),
-                                 u["code"], address, libipsec) for u in units]
-        write_client(bench, units, ca_pem, conns, libipsec, retransmit, client_threads(args.concurrency))
+                                 u["code"], assignment[u["code"]], libipsec) for u in units]
+        write_client(bench, units, ca_pem, conns, libipsec, retransmit, client_threads(fig["in_flight"]))
         for u in units:
             u.pop("key")  # the plaintext keys live only in the 0700 directory, removed at the end
         if connect is None:
-            connect = cable_client(address, prefixlen, access_bridge(f"vpnaccess-{plan['site']}"))
+            connect = cable_client(sources, prefixlen, access_bridge(vpn_access_segment(m)))
         connect()
         bench.start(state)
         t = time.monotonic()
@@ -814,9 +880,10 @@ def run(args):
             raise BenchError(f"swanctl --load-all: {res.stdout[-500:]}{res.stderr[-500:]}")
         fig["load_s"] = time.monotonic() - t
         cpu0, client_cpu0, t0 = os.times(), proc_cpu_s(bench.proc.pid), time.monotonic()
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency)
+        # one pool per source address: at most per_source half-open IKE_SAs from each (block_threshold)
+        pools = {src: concurrent.futures.ThreadPoolExecutor(max_workers=per_source) for src in sources}
         try:
-            futures = [pool.submit(bench.initiate, u["code"], args.timeout) for u in units]
+            futures = [pools[assignment[u["code"]]].submit(bench.initiate, u["code"], args.timeout) for u in units]
             fig["at_n"], fig["seconds"] = wait_all(conc, fig["before"], len(units), t0, args.deadline)
             cpu1 = os.times()  # this process and its finished children (swanctl, ssh); not the charons
             fig["control_cpu_s"] = sum(cpu1[:4]) - sum(cpu0[:4])
@@ -824,14 +891,17 @@ def run(args):
             if fig["seconds"] is not None:  # all up: the last swanctl calls return at once
                 concurrent.futures.wait(futures, timeout=args.timeout)
         finally:  # on a missed deadline or an interrupt, queued initiations are dropped
-            pool.shutdown(wait=False, cancel_futures=True)
+            for pool in pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
         results = [f.result() for f in futures if f.done() and not f.cancelled()]
         fig["not_initiated"] = len(futures) - len(results)
         fig["failures"] = [(c, msg) for c, ok, _, msg in results if not ok]
         lat = sorted(s for _, ok, s, _ in results if ok)
         fig["latency"] = (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]) if lat else None
         fig["client_rss_kib"] = proc_rss_kib(bench.proc.pid)
-        fig["conc_ok"], fig["conc_wrong"] = check_tunnels(conc.sas(), units, True)
+        conc_sas = conc.sas()
+        fig["conc_ok"], fig["conc_wrong"] = check_tunnels(conc_sas, units, True)
+        fig["spread"], fig["spread_wrong"] = source_spread(conc_sas, assignment)
         try:
             res = bench.swanctl("--list-sas", "--noblock", timeout=300)
         except subprocess.TimeoutExpired:
@@ -876,13 +946,18 @@ def report(fig):
     log(f"load: {count} connections, certificates and keys into the benchmark's charon in {fig.get('load_s', 0):.2f} s")
     log(f"tunnels: {up}/{count} IKE_SAs ESTABLISHED + CHILD_SAs INSTALLED on {where} "
         + (f"in {secs:.2f} s" if secs is not None else "NOT all by the deadline")
-        + f" (goal < {GOAL_S:.0f} s), concurrency {fig['concurrency']}, from {fig['address']}; "
+        + f" (goal < {GOAL_S:.0f} s), concurrency {fig['concurrency']} per source x {len(fig['sources'])} "
+        f"source address(es) from {fig['address']}; "
         f"initiations failed: {len(fig.get('failures', []))}, not started: {fig.get('not_initiated', 0)}"
         + (f" (first: {fig['failures'][:3]})" if fig.get("failures") else ""))
     if fig.get("latency"):
         log("per tunnel (initiate to established, client): median {:.2f} s, p95 {:.2f} s, max {:.2f} s".format(
             *fig["latency"]))
-    wrong = fig.get("conc_wrong", []) + fig.get("client_wrong", [])
+    if fig.get("spread") is not None:
+        log("tunnels per source address (concentrator's view): " + ", ".join(
+            f"{src} {n}" for src, n in fig["spread"].items())
+            + (f"; from another address: {fig['spread_wrong'][:3]}" if fig.get("spread_wrong") else ""))
+    wrong = fig.get("conc_wrong", []) + fig.get("client_wrong", []) + fig.get("spread_wrong", [])
     log(f"virtual IP = registry address: concentrator {fig.get('conc_ok', 0) - len(fig.get('conc_wrong', []))}/{count}, "
         f"client {fig.get('client_ok', 0) - len(fig.get('client_wrong', []))}/{count}"
         + (f"; wrong: {wrong[:3]}" if wrong else ""))
@@ -919,8 +994,11 @@ def main(argv=None):
                          "(build/twin/jilin, whose province concentrator registers ~1,040 real units)")
     ap.add_argument("--units", type=int, default=1000, help="tunnels (real province units), default 1000")
     ap.add_argument("--concurrency", type=int, default=8,
-                    help="initiations in flight (default 8: under the concentrator's block_threshold of 10 "
-                         "half-open IKE_SAs per peer address)")
+                    help="initiations in flight per source address (default 8; kept below the concentrator's "
+                         "block_threshold of 10 half-open IKE_SAs per peer address)")
+    ap.add_argument("--sources", type=int, default=1,
+                    help=f"source addresses in the benchmark's namespace (default 1, at most {MAX_SOURCES}), free "
+                         "addresses of the plan's vpn_access; the units spread round-robin over them (local_addrs)")
     ap.add_argument("--timeout", type=int, default=60, help="seconds one initiation may take")
     ap.add_argument("--deadline", type=float, default=300, help="seconds to wait for all tunnels")
     ap.add_argument("--stand-in", action="store_true",
@@ -929,6 +1007,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.units < 1 or args.concurrency < 1:
         ap.error("--units and --concurrency: at least 1")
+    if not 1 <= args.sources <= MAX_SOURCES:
+        ap.error(f"--sources: 1 to {MAX_SOURCES}")
     if os.geteuid() != 0:
         print("vpn_tunnels: run as root (namespaces, charon)", file=sys.stderr)
         return 2

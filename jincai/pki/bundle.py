@@ -64,7 +64,7 @@ def client_conf(entry, server_identity, server_address, remote_ts):
     return template.render(
         ansible_managed=f"jincai pki bundle {entry['code']}", vpn_client_code=entry["code"],
         _vpn_client_unit=entry, _vpn_client_registry={"server_identity": server_identity},
-        vpn_client_server=server_address, vpn_client_remote_ts=remote_ts, _vpn_client_backend="kernel", **role)
+        _vpn_client_server=server_address, _vpn_client_remote_ts=remote_ts, _vpn_client_backend="kernel", **role)
 
 
 def pack(entry, key, cert, ca_pem, server_identity, server_address, remote_ts):

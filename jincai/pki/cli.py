@@ -41,8 +41,9 @@ def build_parser(prog="jincai pki"):
                    help="source of truth for the VPN plan (default: $JINCAI_INVENTORY, else inventories/lab)")
     p.add_argument("-c", "--concentrator", default=None,
                    help="add/revoke/renew/list/bundle/crl: the concentrator (host name or site code) whose "
-                        "registry to use (default: the province's); sync, import and move cover every "
-                        "concentrator, revoke without it finds each unit's")
+                        "registry to use (default: the province's; add without it places a unit the source "
+                        "names at the source's concentrator, an active unit where it is); sync, import and "
+                        "move cover every concentrator, revoke without it finds each unit's")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("ca", help="create the CA unless it exists")
     one = sub.add_parser("issue", help="issue or keep one leaf certificate (e.g. nginx TLS)")
@@ -158,6 +159,62 @@ def _batch_command(args, rows, pki_dir):
     return 0
 
 
+def _add(args, rows, pki_dir):
+    """``add``: onboard units where they belong; one line of summary.
+
+    With ``-c``: at that concentrator. Without it, per unit: already active anywhere -> left where it is
+    (where `jincai pki move` put it; nothing changes); named by the source (a lab client in its site's
+    ``vpn_clients``) -> at that site's concentrator, with its own site and kind from the source;
+    registered (revoked) at exactly one concentrator -> there again, its old address back; at several
+    -> refused (give ``-c``); else the province's. ``-c`` naming another concentrator than the one where
+    the unit is active is refused (fix: `jincai pki move`). Any refusal changes nothing."""
+    rows = rows or [{"code": args.code, "name": args.name or args.code}]
+    found = vpn.plans(args.inventory)
+    chosen = vpn.pick(found, args.concentrator, args.inventory) if args.concentrator else None
+    with store.locked(pki_dir):
+        regs = batch.Registries(found, pki_dir)
+        placed, kept, errors = {}, 0, []
+        for r in rows:
+            code = r["code"]
+            at = f"{args.csv}: line {r['line']}" if "line" in r else f"add: unit {code}"
+            active, _ = regs.active(code)
+            if active is not None:
+                if chosen is not None and active.plan is not chosen:
+                    errors.append(f"{at}: {code} is active at {active.plan['concentrator']['name']}, not "
+                                  f"{chosen['concentrator']['name']} (fix: `jincai pki move {code} --to "
+                                  f"{chosen['site']}`)")
+                kept += 1
+                continue
+            source = vpn.placed_by_source(found, code)
+            known = [reg.plan for reg in regs.all() if code in reg.units]
+            target = chosen or source or (known[0] if len(known) == 1 else None)
+            if target is None and len(known) > 1:
+                errors.append(f"{at}: {code} was registered at {', '.join(p['concentrator']['name'] for p in known)} "
+                              "(fix: name the concentrator with -c CONCENTRATOR)")
+                continue
+            target = target or found[0]
+            row, prior = dict(r), regs.get(target).units.get(code)
+            if target is source:  # the source's own site and kind of the client (what sync gives it)
+                row.update(home=source["client_homes"].get(code), kind=source["client_kinds"].get(code, "budget_unit"))
+            elif prior:  # re-onboarded where it was: its own site and kind as registered
+                row.update(home=registry.UnitRegistry.home(prior), kind=registry.UnitRegistry.kind(prior))
+            placed.setdefault(target["concentrator"]["name"], (target, []))[1].append(row)
+        if errors:
+            raise PkiError("\n".join(errors) + "\n(nothing changed)")
+        added = {name: regs.get(plan).add_many(todo) for name, (plan, todo) in placed.items()}
+        if any(added.values()):
+            regs.save()
+        for name, codes in added.items():
+            for code in codes:
+                regs.get(placed[name][0]).bundle(code)
+    n = sum(len(v) for v in added.values())
+    where = "; ".join(f"{name}: {len(codes)}" for name, codes in added.items() if codes)
+    bundles = ", ".join(regs.get(plan).path("bundles") for name, (plan, _) in placed.items() if added[name])
+    print(f"{n} onboarded, {kept} already active" + (f" ({where})" if where else "")
+          + (f"; bundles in {bundles}" if bundles else ""))
+    return 0
+
+
 def _revoke_anywhere(args, rows, pki_dir):
     """``revoke`` without ``--concentrator``: each unit at the concentrator where it is active."""
     codes = [r["code"] for r in rows] if rows else args.codes
@@ -187,19 +244,14 @@ def _unit_commands(args):
                        "(it places each unit at its concentrator); nothing changed")
     if args.cmd == "revoke" and not args.concentrator:
         return _revoke_anywhere(args, rows, pki_dir)
+    if args.cmd == "add":
+        return _add(args, rows, pki_dir)
     vpn_plan = vpn.plan(args.inventory, args.concentrator)
     with store.locked(pki_dir):
         reg = registry.UnitRegistry(vpn_plan, pki_dir)
         if args.cmd == "list":
             for code, e in sorted(reg.units.items()):
                 print(f"{code}\t{e['address']}\t{e['status']}\t{e['serial']}\t{e['name']}\t{reg.kind(e)}")
-        elif args.cmd == "add":
-            rows = rows or [{"code": args.code, "name": args.name or args.code}]
-            added = reg.add_many(rows)
-            reg.save()
-            for code in added:
-                reg.bundle(code)
-            print(f"{len(added)} onboarded, {len(rows) - len(added)} already active; bundles in {reg.path('bundles')}")
         elif args.cmd == "revoke":
             codes = [r["code"] for r in rows] if rows else args.codes
             if not codes:

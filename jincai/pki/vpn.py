@@ -50,11 +50,21 @@ def plans_of(m, where="inventory"):
 def plan(inventory_dir, concentrator=None):
     """One concentrator's VPN plan (:func:`plans`): the province's, or the one named by host name or
     site code."""
-    found = plans(inventory_dir)
+    return pick(plans(inventory_dir), concentrator, inventory_dir)
+
+
+def pick(found, concentrator=None, where="inventory"):
+    """The plan of ``found`` (:func:`plans`) named by host name or site code; the province's for None."""
     if concentrator is None:
         return found[0]
     for p in found:
         if concentrator in (p["concentrator"]["name"], p["site"]):
             return p
-    raise PkiError(f"{inventory_dir}: no VPN concentrator {concentrator!r} (have: "
+    raise PkiError(f"{where}: no VPN concentrator {concentrator!r} (have: "
                    f"{', '.join(p['concentrator']['name'] for p in found)})")
+
+
+def placed_by_source(found, code):
+    """The plan of ``found`` whose lab clients (the source's ``vpn_clients`` of its site) name unit
+    ``code``, or None (host names are unique in a source: at most one)."""
+    return next((p for p in found if code in p["clients"]), None)

@@ -374,6 +374,27 @@ class Derived:
     children: dict
 
 
+def vpn_access_segment(m):
+    """The layer-2 segment id of the network's VPN access (``plan.vpn_access``): ONE segment that every
+    concentrator's access port and every lab client's join, as the carrier's access network joins them
+    in production, so a unit reaches any concentrator (the one a `jincai pki move` sent it to). Named
+    after the province, ``vpnaccess-<province code>`` (the small lab's one concentrator's segment id,
+    unchanged); the lab builds it as one bridge (:mod:`jincai.lab.net`)."""
+    return f"vpnaccess-{m.province.code}"
+
+
+def vpn_registries(m):
+    """Every concentrator's registry directory (:func:`vpn_registry`) -> ``{"concentrator", "server",
+    "lans"}``: its host name, its address on the VPN access segment and the LAN of each site whose budget
+    units or township finance offices it serves. Derived once per model from its concentrators and given
+    to every VPN client (``jincai_vpn_client.registries``): roles/vpn_client dials the concentrator of the
+    registry where the unit is active now (``vpn_client_placement`` filter), so a unit moved with
+    ``jincai pki move`` is served by the new one on the next run, without a change of the source."""
+    return {c.registry: {"concentrator": c.host, "server": c.access_address,
+                         "lans": {s["site"]: s["lan"] for s in [*c.served, *c.township_served]}}
+            for c in m.concentrators}
+
+
 def _prefixed(addr, cidr):
     return f"{addr}/{net(cidr).prefixlen}"
 
@@ -567,13 +588,18 @@ class VpnClient:
     targets: list  # of Target
     registry: str
     kind: str = "budget_unit"  # or township (a township finance office of its home county)
+    # every concentrator's registry -> {concentrator, server, lans} (vpn_registries(), shared by all clients):
+    # roles/vpn_client serves the unit from the registry where it is active (it follows `jincai pki move`)
+    registries: dict = field(default_factory=dict)
 
     def vars(self):
-        """``jincai_vpn_client``."""
+        """``jincai_vpn_client``: where the source places the client (``concentrator``, ``server``,
+        ``registry``, ``home``, ``lan``, ...) and ``registries``, where a move may place it."""
         return {"concentrator": self.concentrator, "server": self.server, "pool": self.pool,
                 "home": self.home, "lan": self.lan, "enrolment": self.enrolment,
                 "apps": list(self.apps), "targets": [t.vars() for t in self.targets], "registry": self.registry,
-                "kind": self.kind}
+                "kind": self.kind,
+                "registries": {r: dict(v, lans=dict(v["lans"])) for r, v in self.registries.items()}}
 
 
 @dataclass
@@ -946,7 +972,7 @@ def _build_servers(m, site):
         ifaces.append(Interface("lan", _prefixed(h["address"], site.lan), f"lan-{site.code}"))
         if h["function"] == "vpn_concentrator":
             ifaces.append(Interface("vpn_access", _prefixed(h["vpn_access"], m.network["plan"]["vpn_access"]),
-                                    f"vpnaccess-{site.code}"))
+                                    vpn_access_segment(m)))
         _number(ifaces, m.lab)
         functions, groups = [h["function"]], []
         if h["function"] != "services" and h["address"] == city_time:
@@ -988,7 +1014,7 @@ def _build_clients(m, site):
         kind = VPN_KINDS[c.get("kind", "budget_unit")]
         ifaces = _mgmt_iface(m.lab, c.get("mgmt"), m.management_network)
         ifaces.append(Interface("vpn_access", _prefixed(c["address"], m.network["plan"]["vpn_access"]),
-                                f"vpnaccess-{site.code}"))
+                                vpn_access_segment(m)))
         _number(ifaces, m.lab)
         home = m.sites.get(c.get("home") or site.code, site)  # this site or a county it serves
         apps = list((home.source.get(kind.key) or {}).get("apps", []))
@@ -1026,6 +1052,10 @@ def build(src):
             site.hosts.append(host.name)
             for g in host.groups:
                 m.groups.setdefault(g, []).append(host.name)
+    registries = vpn_registries(m)
+    for host in m.hosts.values():
+        if host.vpn_client:
+            host.vpn_client.registries = registries
     return m
 
 

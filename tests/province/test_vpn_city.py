@@ -1,34 +1,19 @@
 """Budget units at the CITY concentrators of the province twin, live (issue 16): a revoked unit is
 refused at its city's concentrator while its neighbours stay up, and a unit moved to another city's
 concentrator is refused at the old one and configured at the new one with a fixed address from the new
-pool. Each test puts the twin back (re-onboarding, moving back) and the last one proves the twin's VPN is
-left as found: vpn.yml over the whole twin converges, a second run changes nothing, every client that
-was up is up again with the same registry entry. Units and concentrators are picked from the twin's
+pool, and its client follows it there and connects. Each test puts the twin back (re-onboarding, moving
+back) and the last one proves the twin's VPN is left as found: vpn.yml over the whole twin converges, a
+second run changes nothing, every client that was up is up again with the same registry entry. Units and concentrators are picked from the twin's
 inventory (the first city concentrators in code order, each one's first unit of its own site).
 
-**Not proven here: a moved unit connecting at its new concentrator.** The twin gives a unit no path to
-any concentrator but its own, and the client role cannot follow a move (both checked live in
-``test_moved_unit_is_refused_at_the_old_concentrator_and_configured_at_the_new``):
-
-* network: every concentrator's VPN access is a segment of its own, ``vpnaccess-<site>``
-  (``jincai.source.model``: ``_build_servers``/``_build_clients``), one bridge each in the lab switch
-  (``jincai.lab.net``), with no router on it; a client's only interfaces are its management port (an
-  isolated port of the management bridge) and its access port, and it has no route at all
-  (``routes=[]``). The ten segments share one address plan, ``plan.vpn_access`` (198.18.232.0/22, every
-  address unique), so the new concentrator's access address is on-link for the client: it ARPs for it on
-  its own city's bridge and nobody answers. The concentrators' host firewall is not what stops it (UDP
-  500/4500 are open to any source, roles/firewall), nor could a route via the old concentrator help (the
-  new one's address is on-link there too, on another bridge).
-* client role: roles/vpn_client takes the server, registry and traffic selector from where the source
-  places the client (``jincai_vpn_client``: the site whose ``vpn_clients`` lists it), not from the
-  registry where the unit is now active. After ``jincai pki move`` its play stops at "unit ... is not an
-  active unit in .../vpn/<old site>/units.json", so vpn.yml cannot converge the moved client.
-
-What a live move would need: a path from a unit to every concentrator's access address (e.g. one shared
-access segment for the twin's concentrators and clients, as a carrier access network gives production;
-the addresses need not change), and the client's concentrator derived from the registry entry where the
-unit is active (or the source's ``vpn_clients`` entry moved with the unit, which re-cables the lab
-client and so needs the twin rebuilt).
+**A moved unit connects at its new concentrator**
+(``test_moved_unit_is_refused_at_the_old_concentrator_and_configured_at_the_new``): after ``jincai pki move``, roles/vpn_client takes the unit's registry, its concentrator's access address
+and its own site's LAN from the registry where the unit is now active (the ``vpn_client_placement``
+filter over ``jincai_vpn_client.registries``), not from where the source places the client; and every
+concentrator and client of the twin shares ONE VPN access segment (``vpnaccess-<province code>``,
+``jincai.source.model.vpn_access_segment``: one bridge in the lab switch, one subnet ``plan.vpn_access``),
+as a carrier access network does in production, so the client reaches the new concentrator on-link. A
+twin booted before that change has one access bridge per concentrator: rebuild it (``make province``).
 """
 
 import ipaddress
@@ -303,27 +288,29 @@ def test_moved_unit_is_refused_at_the_old_concentrator_and_configured_at_the_new
         still = {c: n in sas[h] for c, (h, n) in others.items()}
         assert all(still.values()), f"the move disturbed other units: {still}"
 
-        # why the unit cannot connect at the new one on the twin (module docstring): no path, and the
-        # client role still points at the old registry
+        # the client follows the move: roles/vpn_client serves it from the registry where it is active
+        # (vpn_client_placement), over the one VPN access segment every concentrator and client shares
         new_server = hostvars(new)["jincai_vpn"]["access_address"]
-        own_server = hostvars(unit)["jincai_vpn_client"]["server"]
         segments = (_cabled_to(unit), _cabled_to(new))
-        route = run_on(unit, f"ip -4 route get {new_server}", check=True).stdout
         ping = run_on(unit, f"ping -n -c 2 -W 1 {new_server}", timeout=30)
-        neigh_new = run_on(unit, f"ip -4 neigh show {new_server}").stdout
-        run_on(unit, f"ping -n -c 1 -W 1 {own_server}", timeout=30)
-        neigh_own = run_on(unit, f"ip -4 neigh show {own_server}").stdout
-        assert (segments[0] != segments[1] and " via " not in route and ping.returncode != 0
-                and "lladdr" not in neigh_new and "lladdr" in neigh_own), (
-            f"the twin now gives {unit} a path to {new} ({new_server}): segments {segments}, route {route.strip()!r}, "
-            f"ping rc {ping.returncode}, neighbour {neigh_new.strip()!r}: extend this test to connect the moved unit "
-            "there (and drop this check)")
-        role = _vpn(twin, "--limit", unit, check=True)
-        assert role.rc != 0 and "is not an active unit" in role.output, (
-            f"roles/vpn_client now converges the moved {unit}: extend this test to connect it at {new}\n{_tail(role)}")
-        print(f"{unit} cannot reach {new}: its access port is on {segments[0]}, {new}'s on {segments[1]}; "
-              f"{new_server} is on-link ({route.strip()}), no ARP answer ({neigh_new.strip() or 'no entry'}); "
-              "roles/vpn_client refuses it (registry of its source site)")
+        assert segments[0] == segments[1] and ping.returncode == 0, (
+            f"{unit} has no path to {new} ({new_server}): segments {segments}, ping rc {ping.returncode} "
+            "(the twin predates the shared VPN access segment: rebuild it, `make province`)")
+        dry = _vpn(twin, "--limit", unit, check=True)
+        assert dry.rc == 0, f"roles/vpn_client in check mode after the move:\n{_tail(dry)}"
+        role = _vpn(twin, "--limit", unit)
+        assert role.rc == 0, f"roles/vpn_client after the move:\n{_tail(role)}"
+        conf = run_on(unit, "cat /etc/swanctl/conf.d/province.conf", check=True).stdout
+        assert f"remote_addrs = {new_server}" in conf and f"remote_ts = {new_lan}" in conf, (
+            f"{unit}: not configured toward {new} ({new_server}, {new_lan}):\n{conf}")
+        connected, seconds = wait(lambda: _up(unit, new, conn, moved["address"]), 60, 2)
+        assert connected, (f"{unit} configured toward {new} but not established there with {moved['address']}:\n"
+                           f"{_journal_tail(new, since)}")
+        sas = {h: _sas(h) for h in (old, new)}
+        still = {c: n in sas[h] for c, (h, n) in others.items()}
+        assert all(still.values()), f"the moved unit's tunnel disturbed other units: {still}"
+        print(f"{unit} moved {old} -> {new}: configured toward {new_server} ({new_lan}) by roles/vpn_client and "
+              f"established with {moved['address']} {seconds:.0f} s after the run; segments {segments[0]}")
     finally:
         # back to its old concentrator: a move again (revoked at the new one), its old address back
         _pki(twin, "move", unit, "--to", old_site)

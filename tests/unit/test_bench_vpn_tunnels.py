@@ -190,3 +190,74 @@ def test_pick_address_avoids_taken_addresses_and_fails_when_the_network_is_full(
     assert vt.pick_address("198.18.232.0/29", {"198.18.232.6"}) == "198.18.232.5"
     with pytest.raises(vt.BenchError, match="no free address"):
         vt.pick_address("198.18.232.0/30", {"198.18.232.1", "198.18.232.2"})
+
+
+# --------------------------------------------------------------------------- --sources K
+
+def test_pick_addresses_gives_k_distinct_free_lab_addresses_and_refuses_outside_the_lab_range():
+    taken = {"198.18.232.1", "198.18.232.101", "198.18.232.252"}
+    got = vt.pick_addresses("198.18.232.0/24", taken, 6)
+    assert got == ["198.18.232.250", "198.18.232.251", "198.18.232.253", "198.18.232.254", "198.18.232.249",
+                   "198.18.232.248"]
+    assert vt.pick_addresses("198.18.232.0/24", taken, 1) == [vt.pick_address("198.18.232.0/24", taken)]
+    twin = vt.pick_addresses("198.18.232.0/22", {"198.18.232.250"}, 4)  # the twin's access /22
+    assert twin == ["198.18.232.251", "198.18.232.252", "198.18.232.253", "198.18.232.254"]
+    assert all(vt.ipaddress.ip_address(a) in vt.LAB_RANGE for a in got + twin)
+    with pytest.raises(vt.BenchError, match=r"only 1 free addresses in 198.18.232.0/30 for --sources 2"):
+        vt.pick_addresses("198.18.232.0/30", {"198.18.232.1"}, 2)
+    with pytest.raises(vt.BenchError, match="not inside the lab's 198.18.0.0/15"):
+        vt.pick_addresses("10.22.232.0/22", set(), 2)
+
+
+def test_assign_sources_spreads_the_units_round_robin():
+    us = units(*[(f"bu{i:04d}", f"198.18.160.{i}") for i in range(3, 13)])  # 10 units
+    srcs = ["198.18.232.250", "198.18.232.251", "198.18.232.252", "198.18.232.253"]
+    got = vt.assign_sources(us, srcs)
+    assert list(got) == [u["code"] for u in us]
+    assert [got[u["code"]] for u in us[:5]] == srcs + srcs[:1]  # consecutive initiations: different addresses
+    per = {s: sum(1 for v in got.values() if v == s) for s in srcs}
+    assert per == {srcs[0]: 3, srcs[1]: 3, srcs[2]: 2, srcs[3]: 2}
+    assert set(vt.assign_sources(us, srcs[:1]).values()) == {srcs[0]}  # one source: today's benchmark
+
+
+def test_per_source_concurrency_is_kept_below_the_block_threshold():
+    assert vt.capped_concurrency(8, 10) == (8, None)
+    value, note = vt.capped_concurrency(12, 10)
+    assert value == 9 and "block_threshold of 10" in note and "--sources" in note
+    assert vt.capped_concurrency(10, 10)[0] == 9
+    assert vt.capped_concurrency(40, 0) == (40, None)  # the concentrator names none
+
+
+def test_each_unit_connection_leaves_from_its_own_source_and_the_namespace_holds_every_source():
+    us = units(("bu0003", "198.18.160.3"), ("bu0004", "198.18.160.4"), ("bu0005", "198.18.160.5"))
+    srcs = ["198.18.232.250", "198.18.232.251"]
+    assignment = vt.assign_sources(us, srcs)
+    conns = [vt.unit_connection(bundle.client_conf(u, "220000-vpn.lab.jincai.test", "198.18.232.1", "198.18.0.0/24"),
+                                u["code"], assignment[u["code"]], True) for u in us]
+    whole = vt.client_swanctl_conf(conns)
+    assert re.findall(r"^    (\S+) \{\n        version = 2\n        local_addrs = (\S+)$", whole, re.M) == [
+        ("bu0003", "198.18.232.250"), ("bu0004", "198.18.232.251"), ("bu0005", "198.18.232.250")]
+    assert whole.count("remote_addrs = 198.18.232.1") == 3 and whole.count("{") == whole.count("}")
+    cmds = vt.address_commands(srcs, 24)
+    assert cmds == [["ip", "-n", vt.NETNS, "addr", "add", "198.18.232.250/24", "dev", "eth0"],
+                    ["ip", "-n", vt.NETNS, "addr", "add", "198.18.232.251/24", "dev", "eth0"],
+                    ["ip", "-n", vt.NETNS, "link", "set", "eth0", "up"]]
+    assert "threads = 48" in vt.strongswan_conf("/tmp/x/v", "/tmp/x/l", True, {"tries": 3, "timeout": 2.0, "base": 1.4},
+                                                vt.client_threads(4 * 8))  # 4 sources x 8 in flight
+
+
+def test_source_spread_counts_tunnels_per_source_and_catches_one_from_another_address():
+    us = units(("bu0003", "198.18.160.3"), ("bu0005", "198.18.160.9"), ("bu0006", "198.18.160.6"))
+    sas = vt.parse_sas(CONCENTRATOR_SAS)  # bu0003, bu0005, bu0006 established from 198.18.232.250
+    counts, wrong = vt.source_spread(sas, {"bu0003": "198.18.232.250", "bu0005": "198.18.232.251",
+                                           "bu0006": "198.18.232.250"})
+    assert counts == {"198.18.232.250": 2, "198.18.232.251": 0}
+    assert wrong == [("bu0005", "198.18.232.251", "198.18.232.250")]
+    assert vt.source_spread(sas, vt.assign_sources(us, ["198.18.232.250"])) == ({"198.18.232.250": 3}, [])
+
+
+def test_sources_must_be_between_1_and_the_limit(capsys):
+    for bad in ("0", str(vt.MAX_SOURCES + 1)):
+        with pytest.raises(SystemExit):
+            vt.main(["--sources", bad])
+        assert "--sources: 1 to" in capsys.readouterr().err

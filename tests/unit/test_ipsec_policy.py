@@ -3,6 +3,7 @@ carries the connection the vpn_client role renders (its own template and default
 
 import io
 import os
+import sys
 import tarfile
 
 import jinja2
@@ -12,6 +13,9 @@ from jincai import ROOT
 from jincai.pki import registry, vpn
 from jincai.policy import ipsec
 from jincai.source import inventory
+
+sys.path.insert(0, os.path.join(ROOT, "plugins", "filter"))
+import jincai_vpn  # noqa: E402
 
 LAB = os.path.join(ROOT, "inventories", "lab")
 POLICY = ipsec.ansible_vars()["jincai_ipsec"]
@@ -65,13 +69,15 @@ def test_a_bundle_carries_the_connection_the_vpn_client_role_renders(pkidir):
     with tarfile.open(fileobj=io.BytesIO(open(reg.bundle("bu0001"), "rb").read())) as tar:
         conf = tar.extractfile("bu0001/swanctl/conf.d/province.conf").read().decode()
     role = {k: _resolve(v, hv) for k, v in _defaults("vpn_client").items()
-            if k in ("vpn_client_code", "vpn_client_server", "vpn_client_remote_ts", "vpn_client_proposals",
-                     "vpn_client_esp_proposals", "vpn_client_dpd_delay")}
+            if k in ("vpn_client_code", "vpn_client_proposals", "vpn_client_esp_proposals", "vpn_client_dpd_delay")}
+    # the role's facts: where the unit is active (the vpn_client_placement filter, tasks/main.yml)
+    where = jincai_vpn.vpn_client_placement(str(pkidir), "bu0001", hv["jincai_vpn_client"]["registries"])
+    assert where["error"] == "" and where["registry"] == "vpn"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROOT, "roles", "vpn_client", "templates")),
                              trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     expected = env.get_template("province.conf.j2").render(
-        ansible_managed="jincai pki bundle bu0001", _vpn_client_unit=reg.units["bu0001"],
-        _vpn_client_registry={"server_identity": reg.server_identity()}, _vpn_client_backend="kernel", **role)
+        ansible_managed="jincai pki bundle bu0001", _vpn_client_unit=where["unit"], _vpn_client_registry=where,
+        _vpn_client_server=where["server"], _vpn_client_remote_ts=where["lan"], _vpn_client_backend="kernel", **role)
     assert conf == expected
     assert f"proposals = {POLICY['ike_proposals']}" in conf and f"esp_proposals = {POLICY['esp_proposals']}" in conf
     assert f"remote_addrs = {hv['jincai_vpn_client']['server']}" in conf and "encap" not in conf

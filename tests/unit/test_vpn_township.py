@@ -275,9 +275,10 @@ def test_jilin_unit_addresses_do_not_move_when_the_townships_are_onboarded(pkidi
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 import hostvars_snapshot  # noqa: E402  (the snapshot tool's own comparison)
 
-#: The intended additions of the townships to the host vars (the rest must stay byte-identical).
+#: The intended additions of the townships to the host vars (the rest must stay byte-identical);
+#: ``jincai_vpn_client.registries`` lists the LANs of the counties whose township offices each serves too.
 ADDED_VARS = ("jincai_vpn.township_served", "jincai_vpn.townships", "jincai_vpn.township_apps",
-              "jincai_vpn_client.kind", "jincai_applications.township.townships")
+              "jincai_vpn_client.kind", "jincai_applications.township.townships", "jincai_vpn_client.registries")
 
 
 def _without_townships(inv, dest):
