@@ -33,7 +33,10 @@ description:
 
 from ansible.utils.display import Display
 
-from jincai.executor import jinja_cache, prefork
+try:  # jincai's pre-fork preparation; the strategy works without it (a copy of the plugins alone)
+    from jincai.executor import jinja_cache, prefork
+except ImportError:  # pragma: no cover - the venv installs jincai (Makefile)
+    jinja_cache = prefork = None
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 display = Display()
@@ -44,14 +47,14 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        done = prefork.prepare()
+        done = prefork.prepare() if prefork else None
         if done:
             display.vv(f"jincai prefork: {done}")
 
     def run(self, iterator, play_context):
         """The linear strategy's run; at -vv, how many compiled templates the workers shared."""
         result = super().run(iterator, play_context)
-        shared = jinja_cache.shared_entries()
+        shared = jinja_cache.shared_entries() if jinja_cache else None
         if shared is not None:
             display.vv(f"jincai prefork: {shared} compiled templates shared by the workers of this run")
         return result
