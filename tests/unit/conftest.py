@@ -4,6 +4,7 @@
   is off (ANSIBLE_CALLBACKS_ENABLED: an importer process with Django after every run, many runs) except
   where a test enables it (tests/unit/test_audit.py), and then it records into a temporary store,
   never into the control node's ``/var/lib/jincai/ara``.
+* ``twin_dir``: the province twin's inventory, translated once per test module.
 * ansible.cfg names no vault password file: playbooks run directly with ``ansible-playbook`` get the
   lab inventory's vault id script, as the Makefile and jincai.run give it.
 """
@@ -30,6 +31,17 @@ def _unit_environment(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def twin_dir(tmp_path_factory):
+    """The province twin's inventory (jincai.lab.twin.translate of inventories/jilin), one per module."""
+    from jincai import ROOT  # pylint: disable=import-outside-toplevel
+    from jincai.lab import twin  # pylint: disable=import-outside-toplevel
+
+    out = tmp_path_factory.mktemp("twin") / "jilin"
+    twin.translate(os.path.join(ROOT, "inventories", "jilin"), str(out))
+    return str(out)
 
 
 @pytest.fixture()

@@ -12,17 +12,9 @@ import os
 import pytest
 
 from jincai import ROOT
-from jincai.lab import twin
 from jincai.pki import cli
 
 JILIN = os.path.join(ROOT, "inventories", "jilin")
-
-
-@pytest.fixture(scope="module")
-def twin_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("twin") / "jilin"
-    twin.translate(JILIN, str(out))
-    return str(out)
 
 
 def _units(pkidir, reg):

@@ -25,13 +25,6 @@ ADDR_RE = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
 
 @pytest.fixture(scope="module")
-def twin_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("twin") / "jilin"
-    twin.translate(JILIN, str(out))
-    return str(out)
-
-
-@pytest.fixture(scope="module")
 def twin_inv(twin_dir):
     return inventory.build(twin_dir)
 

@@ -19,7 +19,6 @@ import yaml
 from jinja2.nativetypes import NativeEnvironment
 
 from jincai import ROOT
-from jincai.lab import twin
 from jincai.pki import cli, registry
 from jincai.pki import vpn as vpnplans
 from jincai.source import inventory
@@ -30,13 +29,6 @@ import jincai_vpn  # noqa: E402
 JILIN = os.path.join(ROOT, "inventories", "jilin")
 ROLE = os.path.join(ROOT, "roles", "vpn_client")
 UNIT = "bu220200-1"  # a unit of Jilin city's own site (220200) in the twin; moved to Changchun (220100)
-
-
-@pytest.fixture(scope="module")
-def twin_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("twin") / "jilin"
-    twin.translate(JILIN, str(out))
-    return str(out)
 
 
 @pytest.fixture(scope="module")
