@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from jincai.lab import lab  # noqa: E402
 from jincai.run import run as run_playbook  # noqa: E402
+from jincai.run.env import config_values  # noqa: E402
 
 
 def lab_cpu_seconds():
@@ -47,7 +48,12 @@ def lab_cpu_seconds():
     return total / 1e6
 
 
-NO_ARA = {"ANSIBLE_CALLBACKS_ENABLED": "jincai_timer,jincai_manifest"}
+def no_ara_env():
+    """ansible.cfg's callbacks without the ARA audit trail (what the Makefile's lab suite runs with)."""
+    names = config_values("CALLBACKS_ENABLED")["CALLBACKS_ENABLED"] or []
+    return {"ANSIBLE_CALLBACKS_ENABLED": ",".join(n for n in names if n != "jincai_ara")}
+
+
 VARIANT_ENV = {"noprefork": {"JINCAI_PREFORK": "0"}, "nocache": {"JINCAI_JINJA_CACHE": "0"}}
 
 
@@ -72,7 +78,7 @@ def run(variant, args):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab0, t0 = lab_cpu_seconds(), time.monotonic()
     res = run_playbook(args.playbook, inventory=os.path.join(ROOT, "inventories", "lab"), args=extra,
-                       check=args.check, env={**NO_ARA, **variant_env(variant)} if not args.ara else variant_env(variant))
+                       check=args.check, env=variant_env(variant) if args.ara else {**no_ara_env(), **variant_env(variant)})
     wall = time.monotonic() - t0
     lab = lab_cpu_seconds() - lab0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
