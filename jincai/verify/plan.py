@@ -69,6 +69,7 @@ class Network:
         self.catalog = apps_vars.get("apps_catalog") or {}
         release_id = apps_vars.get("apps_release") or ""
         self.release = relmod.load_release(release_id) if release_id else None
+        self._vpn_placements = {}
 
     def group(self, name):
         """Host names of a group (empty when the inventory has none)."""
@@ -89,6 +90,32 @@ class Network:
             return {}
         return {a: self.release["apps"][a]["version"] for a in hv.get("jincai_apps") or []
                 if a in self.release["apps"] and hv.get("jincai_tier") in self.release["apps"][a]["tiers"]}
+
+    def vpn_placement(self, client):
+        """Where VPN client ``client`` is served now: ``{"concentrator", "server", "pool", "moved"}``.
+
+        The concentrator whose registry holds the unit active (jincai.pki.placement, as
+        roles/vpn_client reads it: a unit moved with ``jincai pki move`` is checked at its new
+        concentrator); where the registries cannot say (not onboarded yet, no PKI on this machine),
+        where the source places it."""
+        from jincai.pki.placement import vpn_client_placement
+
+        cache = self._vpn_placements
+        if client not in cache:
+            hv = self.hostvars[client]
+            cv = hv.get("jincai_vpn_client") or {}
+            out = {"concentrator": cv.get("concentrator"), "server": cv.get("server"), "pool": cv.get("pool"),
+                   "moved": False}
+            code = self.inv_vars(client).get("vpn_client_code") or client
+            pki_dir = hv.get("jincai_pki_dir") or ((self.inventory.get("all") or {}).get("vars") or {}).get("jincai_pki_dir")
+            if pki_dir and cv.get("registries"):
+                where = vpn_client_placement(pki_dir, code, cv["registries"])
+                conc = where["concentrator"]
+                if not where["error"] and conc in self.hostvars and conc != out["concentrator"]:
+                    out = {"concentrator": conc, "server": where["server"], "moved": True,
+                           "pool": (self.hostvars[conc].get("jincai_vpn") or {}).get("pool")}
+            cache[client] = out
+        return cache[client]
 
     def site_of(self, host):
         return self.hostvars[host].get("jincai_site_code") or "unknown"
@@ -345,7 +372,7 @@ def _concentrator_checks(net, host, hv, add):
     clients = [c for kind in VPN_KINDS.values() for c in net.group(kind.group)]
     for client in sorted(clients):
         cv = net.hostvars[client].get("jincai_vpn_client") or {}
-        if cv.get("concentrator") != host:
+        if net.vpn_placement(client)["concentrator"] != host:
             continue
         code = net.inv_vars(client).get("vpn_client_code") or client
         sa = f"{VPN_KINDS[cv.get('kind', 'budget_unit')].namespace}-{code}"
@@ -354,7 +381,7 @@ def _concentrator_checks(net, host, hv, add):
 
 
 def _client_checks(net, host, hv, add):
-    cv = hv.get("jincai_vpn_client") or {}
+    cv = net.vpn_placement(host)  # where the unit is active now (it follows `jincai pki move`)
     add("vpn", "test_service", "service.strongswan", "strongSwan runs and starts at boot", "running, enabled",
         unit="strongswan", running=True, enabled=True)
     _interface_checks(hv, add, "vpn")

@@ -244,3 +244,31 @@ def test_the_lab_cables_the_shared_access_segment_as_one_bridge(twin_dir, monkey
     ports = [ln for ln in lines if ln.startswith("link set s") and f" master {bridges[0]} up" in ln]
     names = {ln.split('"')[1].split()[1] for ln in ports}
     assert len(ports) == 39 and {"220000-vpn", "220100-vpn", "222400-vpn", UNIT, "tw220100-1"} <= names
+
+
+def test_jincai_verify_checks_a_moved_unit_at_its_new_concentrator(pkidir, twin_dir):
+    """jincai.verify.plan follows the registries as the role does: the moved unit's tunnel is checked
+    at its new concentrator (with the new server and pool), not at the one the source names."""
+    from jincai.verify import plan
+
+    def checks():
+        net = plan.Network(twin_dir)
+        by_host = {h: {c.id: c for c in plan.checks_for(net, h)} for h in (UNIT, "220100-vpn", "220200-vpn")}
+        return net, by_host
+
+    _pki(twin_dir, "sync")
+    net, before = checks()
+    old = net.hostvars["220200-vpn"]["jincai_vpn"]
+    assert f"vpn.tunnel.{UNIT}" in before["220200-vpn"] and f"vpn.tunnel.{UNIT}" not in before["220100-vpn"]
+    assert before[UNIT]["vpn.tunnel"].expected.endswith(f"with {old['access_address']}")
+    assert before[UNIT]["vpn.virtual_ip"].params["pool"] == old["pool"]
+
+    _pki(twin_dir, "move", UNIT, "--to", "220100")
+    net, after = checks()
+    new = net.hostvars["220100-vpn"]["jincai_vpn"]
+    assert f"vpn.tunnel.{UNIT}" in after["220100-vpn"] and f"vpn.tunnel.{UNIT}" not in after["220200-vpn"]
+    assert after[UNIT]["vpn.tunnel"].title == "the tunnel to 220100-vpn is up"
+    assert after[UNIT]["vpn.tunnel"].expected.endswith(f"with {new['access_address']}")
+    assert after[UNIT]["vpn.virtual_ip"].params["pool"] == new["pool"] != old["pool"]
+    # the source still places it at its old concentrator: only the registries moved it
+    assert net.hostvars[UNIT]["jincai_vpn_client"]["concentrator"] == "220200-vpn"
