@@ -15,6 +15,10 @@ Before the first worker is forked, jincai.executor.prefork prepares the parent s
 not each redo the same work: Jinja filter/test plugins loaded once, a per-run cache of compiled
 templates shared by the workers, and the garbage collector kept off the heap a worker inherits
 (docs/speed.md has the figures; ``JINCAI_PREFORK=0`` turns it off).
+
+A task whose ``when`` is false for a host is skipped here, in the parent, without forking a worker
+(jincai.executor.early_skip: the same evaluation and the same result on the same queue; anything but a
+clean False still goes to a worker; ``JINCAI_EARLY_SKIP=0`` turns it off).
 """
 
 try:
@@ -34,9 +38,9 @@ description:
 from ansible.utils.display import Display
 
 try:  # jincai's pre-fork preparation; the strategy works without it (a copy of the plugins alone)
-    from jincai.executor import jinja_cache, prefork
+    from jincai.executor import early_skip, jinja_cache, prefork
 except ImportError:  # pragma: no cover - the venv installs jincai (Makefile)
-    jinja_cache = prefork = None
+    early_skip = jinja_cache = prefork = None
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 display = Display()
@@ -51,10 +55,29 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):
         if done:
             display.vv(f"jincai prefork: {done}")
 
+    def _queue_task(self, host, task, task_vars, play_context):
+        """Queue the task to a worker, unless its conditional is cleanly false for the host: then its
+        skipped result goes on the workers' result queue directly (jincai.executor.early_skip)."""
+        result = early_skip.skip_result(host, task, task_vars, play_context, self._loader) if early_skip else None
+        if result is None:
+            return super()._queue_task(host, task, task_vars, play_context)
+        from ansible.executor.task_result import _RawTaskResult
+        # What the base _queue_task and WorkerProcess._run do for a worker, in the same order.
+        self._queued_task_cache[(host.name, task._uuid)] = {
+            "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+        self._tqm.send_callback("v2_runner_on_start", host, task)
+        self._final_q.send_task_result(_RawTaskResult(host=host, task=task, return_data=result,
+                                                      task_fields=task.dump_attrs()))
+        self._pending_results += 1
+        return None
+
     def run(self, iterator, play_context):
-        """The linear strategy's run; at -vv, how many compiled templates the workers shared."""
+        """The linear strategy's run; at -vv, how many compiled templates the workers shared and how
+        many host-tasks were skipped without a worker."""
         result = super().run(iterator, play_context)
         shared = jinja_cache.shared_entries() if jinja_cache else None
         if shared is not None:
             display.vv(f"jincai prefork: {shared} compiled templates shared by the workers of this run")
+        if early_skip:
+            display.vv(f"jincai early skip: {early_skip.skipped_count()} host-tasks skipped without a worker so far")
         return result
