@@ -44,6 +44,7 @@ def _inventory(args):
 # ``jincai.<module>.main(ARGS)``.
 DELEGATED = {
     "compliance": ("jincai.compliance", "nightly drift and MLPS compliance report (changes nothing)"),
+    "converge": ("jincai.converge", "site.yml only on the hosts whose intent changed or that drifted (one read for the others)"),
     "verify": ("jincai.verify", "check the live state of the sites with testinfra (changes nothing)"),
     "bootstrap": ("jincai.bootstrap.engine", "bring a new county site onto the WAN in one command"),
     "pki": ("jincai.pki.cli", "the province CA: budget-unit certificates, revocation, CRL"),

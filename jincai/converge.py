@@ -1,0 +1,187 @@
+"""``jincai converge``: ``site.yml`` on the hosts that need it, one read for the others (issue 14).
+
+A routine run of the whole province (nightly, or after a change of the source) finds most hosts
+converged, yet a plain ``site.yml`` still runs every task of every role on each of them: on two cores
+~25 minutes for the twin's 152 hosts, nearly all of it the control node scheduling tasks that change
+nothing. ``jincai converge`` decides per host, before any task runs, whether ``site.yml`` has work
+there, with exactly the fast-drift path of ``jincai compliance`` (jincai.compliance.manifest,
+docs/compliance.md "Fast drift"):
+
+1. **Intent** (control node, nothing contacted): each host's manifest from its last successful
+   ``site.yml`` carries the digest of what decided its state (its host vars from the source, the code
+   of roles, templates, playbooks and plugins, the run's extra vars, the PKI files published to it).
+   No manifest, or another digest: the host **runs** (the reason names the part that changed).
+2. **State** (one read-only round trip per remaining host: ``playbooks/compliance.yml``, the
+   collection of the nightly check): each managed file's sha256 and attributes, each package, unit,
+   user and group, a router's running config; compared with the manifest. Any difference, or no
+   answer: the host **runs**.
+3. ``playbooks/site.yml --limit`` the hosts that run (with ``--check``: ``--check --diff``, nothing
+   changed); the others are left as they are and named in the summary. A host outside the fast
+   path's scope (the lab's VPN client stand-ins: site.yml configures them, no manifest records them)
+   always runs.
+
+What this trusts is what fast drift trusts: the tasks of modules it does not compare (``command``,
+``lineinfile``, ``jincai_pg``... listed per host in the output as *not compared*) are re-applied only
+on the hosts that run. A plain ``site.yml`` stays the way to re-apply everything (``make site``, the
+weekly full compliance run, any change you do not trust the digest with). ``--plan`` prints the
+decision and contacts nothing but the collection's read. Exit codes: 0 done (or nothing to do), 2 bad
+input or a failed read (nothing changed), otherwise site.yml's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+from jincai import ROOT
+
+LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
+#: Groups whose hosts site.yml configures: the fast path's scope (compliance.SCOPE_GROUPS) plus the VPN
+#: clients (configured, never recorded: they always run).
+OUTSIDE_REASON = "outside the fast-drift scope (site.yml configures it, no manifest records it): always runs"
+NO_READ_REASON = "the read-only collection got no answer from it (unreachable or failed): runs"
+
+
+def build_parser():
+    """The command line."""
+    p = argparse.ArgumentParser(prog="jincai converge", description=__doc__.splitlines()[0])
+    p.add_argument("-i", "--inventory", default=os.environ.get("JINCAI_INVENTORY", LAB_INVENTORY))
+    p.add_argument("-l", "--limit", default="", help="tier, site code, group or host (comma-separated)")
+    p.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to every ansible-playbook run")
+    p.add_argument("--check", action="store_true", help="site.yml --check --diff on the hosts that need it")
+    p.add_argument("--plan", action="store_true", help="print which hosts would run and why, run nothing else")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not stream site.yml's output")
+    return p
+
+
+def managed_hosts(inventory, limit):
+    """(hosts site.yml configures within ``limit``, the fast path's scope among them); raises
+    compliance.UsageError on a limit that names nothing."""
+    from jincai import compliance
+    from jincai.verify.plan import SCOPE_GROUPS as CONFIGURED
+
+    hosts, _ = compliance.resolve_scope(inventory, limit or None, groups=CONFIGURED)
+    scope, _ = compliance.resolve_scope(inventory, limit or None)
+    if not hosts:
+        raise compliance.UsageError(f"--limit {limit}: matches no host that site.yml configures")
+    return hosts, scope
+
+
+def differences(manifest_doc, collected_doc):
+    """What the collection read of a host differs in from its manifest (jincai.compliance.manifest.compare)."""
+    from jincai.compliance import manifest
+
+    if collected_doc.get("kind") == "router":
+        platform = (manifest_doc.get("router") or {}).get("platform") or (collected_doc.get("context") or {}).get("platform")
+        facts = {"config_lines": manifest.config_lines(collected_doc.get("config") or "", platform)}
+    else:
+        facts = collected_doc.get("facts") or {}
+    return manifest.compare(manifest_doc, facts)
+
+
+def decide(hosts, scope, fast_doc, collected):
+    """{host: why site.yml runs there} for the hosts that need it; the others are converged.
+
+    ``fast_doc``: jincai.compliance.plan_fast's document (manifests compared, fallback reasons);
+    ``collected``: {host: the collection's document} of the hosts read."""
+    run, in_scope = {}, set(scope)
+    for host in hosts:
+        if host not in in_scope:
+            run[host] = OUTSIDE_REASON
+        elif host in (fast_doc.get("fallback") or {}):
+            run[host] = fast_doc["fallback"][host]
+        elif collected.get(host) is None:
+            run[host] = NO_READ_REASON
+        else:
+            diffs = differences(fast_doc["manifests"][host], collected[host])
+            if diffs:
+                first = diffs[0]
+                more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
+                run[host] = (f"drifted: {first['role'] or first['module']}: {first['kind']} {first['name']} "
+                             f"({first['attribute']}){more}")
+    return run
+
+
+def not_compared(fast_doc, hosts):
+    """{module: tasks} the manifests of ``hosts`` count as uncovered (what only a full run re-applies)."""
+    out = {}
+    for host in hosts:
+        for mod, n in ((fast_doc.get("manifests") or {}).get(host, {}).get("uncovered") or {}).items():
+            out[mod] = out.get(mod, 0) + n
+    return dict(sorted(out.items()))
+
+
+def read_state(inventory_dir, hosts, extra_vars, raw_dir):
+    """The collection (playbooks/compliance.yml, read-only) of ``hosts``: {host: document}, run info."""
+    from jincai import compliance
+
+    facts_dir = os.path.join(raw_dir, "facts")
+    os.makedirs(facts_dir, exist_ok=True)
+    timings = {}
+    compliance._play("playbooks/compliance.yml", inventory_dir, ",".join(hosts), list(extra_vars),  # noqa: SLF001
+                     os.path.join(raw_dir, "collect.json"), False, os.path.join(raw_dir, "collect.log"), timings,
+                     "collect", facts_dir, os.path.join(raw_dir, "manifest"))
+    return compliance._load_facts(facts_dir), timings["collect"]  # noqa: SLF001
+
+
+def main(argv=None):
+    """Entry point (``jincai converge ARGS``)."""
+    from jincai import compliance
+    from jincai.run import run as run_playbook
+    from jincai.source import inventory as invmod
+
+    args = build_parser().parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        m, _warnings = invmod.build_checked(args.inventory)
+        inventory = invmod.from_model(m)
+        hosts, scope = managed_hosts(inventory, args.limit)
+    except invmod.InvalidSource as exc:
+        print(f"jincai converge: invalid source, nothing was contacted:\n{exc}", file=sys.stderr)
+        return 2
+    except compliance.UsageError as exc:
+        print(f"jincai converge: {exc} (nothing was contacted)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. a missing inventory directory
+        print(f"jincai converge: {args.inventory}: {exc} (nothing was contacted)", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="jincai-converge-") as raw_dir:
+        fast_doc, _fallback = compliance.plan_fast(inventory, args.inventory, scope, args.extra_vars, raw_dir)
+        t_plan = time.monotonic() - t0
+        to_read = sorted(fast_doc["manifests"])
+        collected, read = {}, {"rc": 0, "seconds": 0.0}
+        if to_read:
+            print(f"jincai converge: reading {len(to_read)} hosts recorded by their last site.yml "
+                  f"(one read-only round trip each) ...", flush=True)
+            collected, read = read_state(args.inventory, to_read, args.extra_vars, raw_dir)
+            if read["rc"] not in compliance.RUN_OK:
+                print(f"jincai converge: the read-only collection failed (rc {read['rc']}), nothing was changed:\n"
+                      f"{read.get('tail', '')}", file=sys.stderr)
+                return 2
+    run = decide(hosts, scope, fast_doc, collected)
+    left = [h for h in hosts if h not in run]
+    print(f"jincai converge: {len(hosts)} hosts; {len(left)} converged (manifest and a fresh read agree), "
+          f"{len(run)} to run site.yml on (plan {t_plan:.1f} s, read {read['seconds']:.1f} s)")
+    for host, why in sorted(run.items()):
+        print(f"  run   {host:<16} {why}")
+    uncovered = not_compared(fast_doc, left)
+    if uncovered:
+        print(f"  not compared on the {len(left)} converged hosts (a plain site.yml re-applies them): "
+              + ", ".join(f"{mod} {n}" for mod, n in uncovered.items()))
+    if args.plan or not run:
+        print(f"jincai converge: {'plan only' if args.plan else 'nothing to do'} ({time.monotonic() - t0:.1f} s)")
+        return 0
+    extra = ["--limit", ",".join(sorted(run))]
+    for ev in args.extra_vars:
+        extra += ["-e", ev]
+    t1 = time.monotonic()
+    res = run_playbook("playbooks/site.yml", inventory=args.inventory, args=extra, check=args.check,
+                       diff=args.check, echo=not args.quiet)
+    print(f"jincai converge: site.yml{' --check' if args.check else ''} on {len(run)} hosts: rc {res.rc}, "
+          f"changed={res.total('changed')}, failed={res.total('failed')}, unreachable={res.total('unreachable')}; "
+          f"{len(left)} hosts left as they were ({time.monotonic() - t1:.1f} s; {time.monotonic() - t0:.1f} s in all)")
+    return res.rc
