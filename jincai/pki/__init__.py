@@ -28,6 +28,7 @@ Owns, one module per concern:
 * :mod:`~jincai.pki.registry`: the budget-unit registry of a concentrator, enrolment, renewal, the CRL, ``sync``;
 * :mod:`~jincai.pki.bundle`: a unit's client bundle (swanctl config, certificates, README);
 * :mod:`~jincai.pki.csvimport`: units from a CSV file;
+* :mod:`~jincai.pki.placement`: which concentrator serves a unit now (roles/vpn_client and ``jincai verify``);
 * :mod:`~jincai.pki.batch`: batches and moves across every concentrator;
 * :mod:`~jincai.pki.cli`: ``jincai pki ...`` / ``python -m jincai.pki ...``.
 
