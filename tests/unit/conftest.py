@@ -5,11 +5,14 @@
   where a test enables it (tests/unit/test_audit.py), and then it records into a temporary store,
   never into the control node's ``/var/lib/jincai/ara``.
 * ``twin_dir``: the province twin's inventory, translated once per test module.
+* ``local_play``: writes a playbook and an inventory of three local hosts (h1..h3) for real
+  ``ansible-playbook`` runs on this machine.
 * ansible.cfg names no vault password file: playbooks run directly with ``ansible-playbook`` get the
   lab inventory's vault id script, as the Makefile and jincai.run give it.
 """
 
 import os
+import sys
 
 import pytest
 
@@ -55,3 +58,16 @@ def pkidir(tmp_path, monkeypatch):
     monkeypatch.setenv("JINCAI_PKI_DIR", str(tmp_path / "pki"))
     vault._VAULTS.clear()  # pylint: disable=protected-access
     return tmp_path / "pki"
+
+
+@pytest.fixture()
+def local_play(tmp_path):
+    """``write(playbook_text)`` -> (inventory path, playbook path): three hosts on the local connection."""
+    def write(playbook):
+        inv = tmp_path / "hosts.yml"
+        local = f"{{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}"
+        inv.write_text(f"all:\n  hosts:\n    h1: {local}\n    h2: {local}\n    h3: {local}\n")
+        book = tmp_path / "play.yml"
+        book.write_text(playbook)
+        return inv, book
+    return write

@@ -134,12 +134,8 @@ class CallbackModule(CallbackBase):
 '''
 
 
-def _run(tmp_path, name, env):
-    inv = tmp_path / "hosts.yml"
-    local = f"{{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}"
-    inv.write_text(f"all:\n  hosts:\n    h1: {local}\n    h2: {local}\n    h3: {local}\n")
-    book = tmp_path / "play.yml"
-    book.write_text(PLAYBOOK)
+def _run(tmp_path, local_play, name, env):
+    inv, book = local_play(PLAYBOOK)
     cb = tmp_path / "callbacks"
     cb.mkdir(exist_ok=True)
     (cb / "dump.py").write_text(DUMP_CALLBACK)
@@ -164,9 +160,9 @@ def _per_host(events):
     return hosts
 
 
-def test_every_callback_sees_the_same_events_with_and_without_the_early_skip(tmp_path):
-    out_on, on = _run(tmp_path, "on", {})
-    out_off, off = _run(tmp_path, "off", {"JINCAI_EARLY_SKIP": "0"})
+def test_every_callback_sees_the_same_events_with_and_without_the_early_skip(tmp_path, local_play):
+    out_on, on = _run(tmp_path, local_play, "on", {})
+    out_off, off = _run(tmp_path, local_play, "off", {"JINCAI_EARLY_SKIP": "0"})
     assert _per_host(on) == _per_host(off)
     assert on[-1] == off[-1] and on[-1][0] == "stats"
     assert [on[-1][1][h]["skipped"] for h in ("h1", "h2", "h3")] == [6, 6, 5], on[-1]

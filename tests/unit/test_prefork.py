@@ -56,12 +56,8 @@ def test_a_forked_child_freezes_what_it_inherited_and_the_parent_does_not():
     assert gc.get_freeze_count() == 0
 
 
-def _run(tmp_path, name, env):
-    inv = tmp_path / "hosts.yml"
-    local = f"{{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}"
-    inv.write_text(f"all:\n  hosts:\n    h1: {local}\n    h2: {local}\n    h3: {local}\n")
-    book = tmp_path / "play.yml"
-    book.write_text(PLAYBOOK)
+def _run(tmp_path, local_play, name, env):
+    inv, book = local_play(PLAYBOOK)
     out = tmp_path / name
     out.mkdir()
     res = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-vv", "-i", str(inv), str(book), "-e", f"out={out}"],
@@ -74,9 +70,9 @@ def _run(tmp_path, name, env):
     return res.stdout, files, msgs
 
 
-def test_a_real_run_gives_the_same_with_and_without_the_preparation(tmp_path):
-    out_on, files_on, msgs_on = _run(tmp_path, "on", {})
-    out_off, files_off, msgs_off = _run(tmp_path, "off", {"JINCAI_PREFORK": "0"})
+def test_a_real_run_gives_the_same_with_and_without_the_preparation(tmp_path, local_play):
+    out_on, files_on, msgs_on = _run(tmp_path, local_play, "on", {})
+    out_off, files_off, msgs_off = _run(tmp_path, local_play, "off", {"JINCAI_PREFORK": "0"})
     assert files_on == files_off and len(files_on) == 3
     assert files_on["h2.txt"] == '"2";"4";' + __import__("base64").b64encode(b"HELLO host-2: 9 True").decode() + "\n"
     assert msgs_on == msgs_off and len(msgs_on) == 3
