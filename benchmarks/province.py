@@ -8,6 +8,8 @@ For each network (default: the twin of inventories/jilin, then the small lab), i
 3. first provisioning: ``site.yml`` on the fresh lab, per play (the jincai_timer table); on the twin
    wave by wave (province, then each city with its counties: jincai.lab.twin.waves says why);
 4. idempotent re-run of ``site.yml`` (changed must be 0);
+4b. ``jincai converge`` on the converged network (site.yml only where intent changed or a host
+   drifted: the hosts it read and left, those it ran site.yml on, changed must be 0);
 5. ``routers.yml`` on the converged routers (changed must be 0);
 6. ``jincai compliance`` with drift (site.yml --check --diff + collection), after one hand-made drift
    (a changed managed file on one app server), which it must report.
@@ -36,7 +38,7 @@ from jincai.run import run as run_playbook  # noqa: E402
 from jincai.source import inventory as invmod  # noqa: E402
 
 JINCAI = os.path.join(os.path.dirname(sys.executable), "jincai")
-PHASES = ("boot", "first", "rerun", "routers", "compliance")
+PHASES = ("boot", "first", "rerun", "converge", "routers", "compliance")
 KINDS = (("router", "routers"), ("app_server", "app servers"), ("vpn_concentrator", "VPN concentrators"),
          ("services", "services"), ("budget_unit_client", "budget-unit clients"))
 TIMING_RE = re.compile(r"^\s*(\d+\.\d) s  (.+)$")
@@ -123,6 +125,24 @@ def compliance_with_drift(inv_dir, inv, waves=False):
             "drift_reported_on": drifted, "drift_expected_on": app}
 
 
+def converge(inv_dir, waves=False):
+    """`jincai converge` on the converged network (on the twin ``--waves``): wall time, hosts read and
+    left, hosts run."""
+    t0 = time.monotonic()
+    proc = subprocess.run([JINCAI, "converge", "-q", "-i", inv_dir] + (["--waves"] if waves else []), cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    wall = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    if proc.returncode:
+        sys.stderr.write(out[-4000:])
+        raise SystemExit(f"jincai converge on {inv_dir} exited {proc.returncode}")
+    m = re.search(r"(\d+) hosts; (\d+) converged .*?, (\d+) to run site.yml on \(plan ([\d.]+) s, read ([\d.]+) s\)", out)
+    changed = re.search(r"changed=(\d+)", out)
+    return {"wall": round(wall, 1), "hosts": int(m.group(1)), "left": int(m.group(2)), "ran": int(m.group(3)),
+            "plan_s": float(m.group(4)), "read_s": float(m.group(5)),
+            "changed": int(changed.group(1)) if changed else 0}
+
+
 def bench(network, skip):
     """Measure one network; return a dict of figures."""
     inv_dir = inventory_dir(network)
@@ -143,6 +163,9 @@ def bench(network, skip):
     if "rerun" not in skip:
         say(f"{network}: idempotent site.yml")
         fig["rerun"] = timed_playbook("playbooks/site.yml", inv_dir, waves=network == "twin")
+    if "converge" not in skip:
+        say(f"{network}: jincai converge")
+        fig["converge"] = converge(inv_dir, waves=network == "twin")
     fig["memory_provisioned"] = memory(inv)
     if "routers" not in skip:
         say(f"{network}: routers.yml noop")
@@ -165,6 +188,10 @@ def report(figs):
     rows = [("hosts", lambda f: f["hosts"]), ("boot to SSH-ready, s", lambda f: f.get("boot")),
             ("first site.yml, s", lambda f: _wall(f, "first")), ("idempotent site.yml, s", lambda f: _wall(f, "rerun")),
             ("  changed on re-run", lambda f: (f.get("rerun") or {}).get("changed")),
+            ("jincai converge, s", lambda f: _wall(f, "converge")),
+            ("  hosts read and left", lambda f: (f.get("converge") or {}).get("left")),
+            ("  hosts site.yml ran on", lambda f: (f.get("converge") or {}).get("ran")),
+            ("  changed by converge", lambda f: (f.get("converge") or {}).get("changed")),
             ("routers.yml noop, s", lambda f: _wall(f, "routers")),
             ("  routers changed", lambda f: (f.get("routers") or {}).get("changed")),
             ("compliance with drift, s", lambda f: _wall(f, "compliance")),

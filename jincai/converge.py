@@ -53,6 +53,9 @@ def build_parser():
     p.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to every ansible-playbook run")
     p.add_argument("--check", action="store_true", help="site.yml --check --diff on the hosts that need it")
     p.add_argument("--plan", action="store_true", help="print which hosts would run and why, run nothing else")
+    p.add_argument("--waves", action="store_true",
+                   help="read and run wave by wave (the province, then each city with its counties: "
+                        "bounds the memory a run holds on its targets, as make province and compliance --waves)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream site.yml's output")
     return p
 
@@ -114,17 +117,33 @@ def not_compared(fast_doc, hosts):
     return dict(sorted(out.items()))
 
 
-def read_state(inventory_dir, hosts, extra_vars, raw_dir):
-    """The collection (playbooks/compliance.yml, read-only) of ``hosts``: {host: document}, run info."""
+def batches(inventory, hosts, waves):
+    """``[(label, hosts)]``: one batch of all ``hosts``, or with ``waves`` jincai.run.waves' waves of them."""
+    from jincai.run import waves as waves_mod
+
+    return waves_mod.waves(inventory, hosts=hosts) if waves else [("all", sorted(hosts))]
+
+
+def read_state(inventory_dir, groups, extra_vars, raw_dir, log=print):
+    """The collection (playbooks/compliance.yml, read-only) of the hosts of ``groups`` (``batches()``),
+    one run per batch: ({host: document}, {"rc": the worst rc, "seconds": their sum, "tail"})."""
     from jincai import compliance
 
     facts_dir = os.path.join(raw_dir, "facts")
     os.makedirs(facts_dir, exist_ok=True)
-    timings = {}
-    compliance._play("playbooks/compliance.yml", inventory_dir, ",".join(hosts), list(extra_vars),  # noqa: SLF001
-                     os.path.join(raw_dir, "collect.json"), False, os.path.join(raw_dir, "collect.log"), timings,
-                     "collect", facts_dir, os.path.join(raw_dir, "manifest"))
-    return compliance._load_facts(facts_dir), timings["collect"]  # noqa: SLF001
+    total = {"rc": 0, "seconds": 0.0, "tail": ""}
+    for label, hosts in groups:
+        if len(groups) > 1:
+            log(f"jincai converge: reading {label}: {len(hosts)} hosts ...")
+        timings = {}
+        compliance._play("playbooks/compliance.yml", inventory_dir, ",".join(hosts), list(extra_vars),  # noqa: SLF001
+                         os.path.join(raw_dir, "collect.json"), False, os.path.join(raw_dir, "collect.log"),
+                         timings, "collect", facts_dir, os.path.join(raw_dir, "manifest"))
+        run = timings["collect"]
+        total["seconds"] += run["seconds"]
+        if run["rc"] not in compliance.RUN_OK or total["rc"] in compliance.RUN_OK and run["rc"] > total["rc"]:
+            total.update(rc=run["rc"], tail=run.get("tail", ""))
+    return compliance._load_facts(facts_dir), total  # noqa: SLF001
 
 
 def main(argv=None):
@@ -157,7 +176,8 @@ def main(argv=None):
         if to_read:
             print(f"jincai converge: reading {len(to_read)} hosts recorded by their last site.yml "
                   f"(one read-only round trip each) ...", flush=True)
-            collected, read = read_state(args.inventory, to_read, args.extra_vars, raw_dir)
+            collected, read = read_state(args.inventory, batches(inventory, to_read, args.waves), args.extra_vars,
+                                         raw_dir, log=lambda msg: print(msg, flush=True))
             if read["rc"] not in compliance.RUN_OK:
                 print(f"jincai converge: the read-only collection failed (rc {read['rc']}), nothing was changed:\n"
                       f"{read.get('tail', '')}", file=sys.stderr)
@@ -175,13 +195,21 @@ def main(argv=None):
     if args.plan or not run:
         print(f"jincai converge: {'plan only' if args.plan else 'nothing to do'} ({time.monotonic() - t0:.1f} s)")
         return 0
-    extra = ["--limit", ",".join(sorted(run))]
-    for ev in args.extra_vars:
-        extra += ["-e", ev]
     t1 = time.monotonic()
-    res = run_playbook("playbooks/site.yml", inventory=args.inventory, args=extra, check=args.check,
-                       diff=args.check, echo=not args.quiet)
-    print(f"jincai converge: site.yml{' --check' if args.check else ''} on {len(run)} hosts: rc {res.rc}, "
-          f"changed={res.total('changed')}, failed={res.total('failed')}, unreachable={res.total('unreachable')}; "
+    rc, totals = 0, {"changed": 0, "failed": 0, "unreachable": 0}
+    groups = batches(inventory, sorted(run), args.waves)
+    for label, wave in groups:
+        extra = ["--limit", ",".join(wave)]
+        for ev in args.extra_vars:
+            extra += ["-e", ev]
+        if len(groups) > 1:
+            print(f"jincai converge: site.yml on {label}: {len(wave)} hosts ...", flush=True)
+        res = run_playbook("playbooks/site.yml", inventory=args.inventory, args=extra, check=args.check,
+                           diff=args.check, echo=not args.quiet)
+        for key in totals:
+            totals[key] += res.total(key)
+        rc = rc or res.rc
+    print(f"jincai converge: site.yml{' --check' if args.check else ''} on {len(run)} hosts: rc {rc}, "
+          f"changed={totals['changed']}, failed={totals['failed']}, unreachable={totals['unreachable']}; "
           f"{len(left)} hosts left as they were ({time.monotonic() - t1:.1f} s; {time.monotonic() - t0:.1f} s in all)")
-    return res.rc
+    return rc

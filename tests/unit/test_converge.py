@@ -78,3 +78,13 @@ def test_bad_input_is_refused_before_any_host_is_contacted(tmp_path, capsys):
     assert converge.main(["-i", LAB, "--limit", "999999", "--plan"]) == 2
     err = capsys.readouterr().err
     assert "--limit 999999" in err and "nothing was contacted" in err
+
+
+def test_waves_read_and_run_the_province_first_then_each_city_with_its_counties(twin_dir):
+    inv = invmod.build(twin_dir)
+    hosts, _scope = converge.managed_hosts(inv, "")
+    waves = converge.batches(inv, hosts, waves=True)
+    assert waves[0][0] == "province" and len(waves) == 10
+    flat = [h for _label, wave in waves for h in wave]
+    assert sorted(flat) == sorted(hosts) and len(flat) == len(set(flat))
+    assert converge.batches(inv, hosts[:3], waves=False) == [("all", sorted(hosts[:3]))]
