@@ -31,6 +31,8 @@ input or a failed read (nothing changed), otherwise site.yml's.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
 import sys
 import tempfile
@@ -39,6 +41,7 @@ import time
 from jincai import ROOT
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
+REPORTS = os.path.join(ROOT, "reports", "converge")
 #: Groups whose hosts site.yml configures: the fast path's scope (compliance.SCOPE_GROUPS) plus the VPN
 #: clients (configured, never recorded: they always run).
 OUTSIDE_REASON = "outside the fast-drift scope (site.yml configures it, no manifest records it): always runs"
@@ -56,8 +59,32 @@ def build_parser():
     p.add_argument("--waves", action="store_true",
                    help="read and run wave by wave (the province, then each city with its counties: "
                         "bounds the memory a run holds on its targets, as make province and compliance --waves)")
+    p.add_argument("-o", "--output", help="where decision.json goes (default reports/converge/<run id>/)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream site.yml's output")
     return p
+
+
+def production_refusal(m, args):
+    """The message refusing a changing run on a production source without the operator's flag (as
+    site.yml's first play refuses it, but before anything is read), or ""."""
+    from jincai.compliance import manifest
+
+    if m.environment != "production" or args.check or args.plan:
+        return ""
+    if str(manifest.parse_extra_vars(args.extra_vars).get("jincai_allow_production", "")).lower() in ("true", "yes", "1"):
+        return ""
+    return (f"{args.inventory} is the PRODUCTION network and this run can change it: run from the province "
+            "control node with -e jincai_allow_production=true (read-only: --plan or --check need no flag)")
+
+
+def write_decision(path, doc):
+    """The run's decision (which hosts ran and why, which were left, what was not compared, figures) as
+    JSON, for the audit of a routine run next to ARA's record of the site.yml it ran."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True, ensure_ascii=False)
+    os.replace(tmp, path)
 
 
 def managed_hosts(inventory, limit):
@@ -154,10 +181,14 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     t0 = time.monotonic()
+    started = dt.datetime.now(dt.timezone.utc)
     try:
         m, _warnings = invmod.build_checked(args.inventory)
         inventory = invmod.from_model(m)
         hosts, scope = managed_hosts(inventory, args.limit)
+        refused = production_refusal(m, args)
+        if refused:
+            raise compliance.UsageError(refused)
     except invmod.InvalidSource as exc:
         print(f"jincai converge: invalid source, nothing was contacted:\n{exc}", file=sys.stderr)
         return 2
@@ -192,8 +223,16 @@ def main(argv=None):
     if uncovered:
         print(f"  not compared on the {len(left)} converged hosts (a plain site.yml re-applies them): "
               + ", ".join(f"{mod} {n}" for mod, n in uncovered.items()))
+    decision = {"started": started.isoformat(timespec="seconds"), "inventory": args.inventory,
+                "limit": args.limit, "check": args.check, "plan_only": args.plan, "hosts": hosts,
+                "run": run, "left": left, "not_compared": uncovered,
+                "seconds": {"plan": round(t_plan, 2), "read": round(read["seconds"], 2)}}
+    path = os.path.join(os.path.abspath(args.output or os.path.join(REPORTS, started.strftime("%Y%m%dT%H%M%SZ"))),
+                        "decision.json")
+    write_decision(path, decision)
     if args.plan or not run:
-        print(f"jincai converge: {'plan only' if args.plan else 'nothing to do'} ({time.monotonic() - t0:.1f} s)")
+        print(f"jincai converge: {'plan only' if args.plan else 'nothing to do'} ({time.monotonic() - t0:.1f} s); "
+              f"decision {path}")
         return 0
     t1 = time.monotonic()
     rc, totals = 0, {"changed": 0, "failed": 0, "unreachable": 0}
@@ -211,5 +250,8 @@ def main(argv=None):
         rc = rc or res.rc
     print(f"jincai converge: site.yml{' --check' if args.check else ''} on {len(run)} hosts: rc {rc}, "
           f"changed={totals['changed']}, failed={totals['failed']}, unreachable={totals['unreachable']}; "
-          f"{len(left)} hosts left as they were ({time.monotonic() - t1:.1f} s; {time.monotonic() - t0:.1f} s in all)")
+          f"{len(left)} hosts left as they were ({time.monotonic() - t1:.1f} s; {time.monotonic() - t0:.1f} s in all); "
+          f"decision {path}")
+    decision["site"] = {"rc": rc, **totals, "seconds": round(time.monotonic() - t1, 2)}
+    write_decision(path, decision)
     return rc

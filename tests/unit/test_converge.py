@@ -88,3 +88,15 @@ def test_waves_read_and_run_the_province_first_then_each_city_with_its_counties(
     flat = [h for _label, wave in waves for h in wave]
     assert sorted(flat) == sorted(hosts) and len(flat) == len(set(flat))
     assert converge.batches(inv, hosts[:3], waves=False) == [("all", sorted(hosts[:3]))]
+
+
+def test_a_changing_run_on_production_needs_the_operators_flag_and_is_refused_before_any_read(capsys):
+    jilin = os.path.join(ROOT, "inventories", "jilin")
+    assert converge.main(["-i", jilin, "--limit", "220102"]) == 2
+    err = capsys.readouterr().err
+    assert "PRODUCTION network" in err and "-e jincai_allow_production=true" in err and "nothing was contacted" in err
+    m, _w = invmod.build_checked(jilin)
+    for ok in (["--plan"], ["--check"], ["-e", "jincai_allow_production=true"], ["-e", '{"jincai_allow_production": true}']):
+        assert converge.production_refusal(m, converge.build_parser().parse_args(["-i", jilin, *ok])) == "", ok
+    lab, _w = invmod.build_checked(LAB)
+    assert converge.production_refusal(lab, converge.build_parser().parse_args(["-i", LAB])) == ""
