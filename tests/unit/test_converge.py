@@ -83,10 +83,16 @@ def test_bad_input_is_refused_before_any_host_is_contacted(tmp_path, capsys):
 def test_waves_read_and_run_the_province_first_then_each_city_with_its_counties(twin_dir):
     inv = invmod.build(twin_dir)
     hosts, _scope = converge.managed_hosts(inv, "")
-    waves = converge.batches(inv, hosts, waves=True)
+    waves = converge.batches(inv, hosts, waves=True, max_hosts=1)
     assert waves[0][0] == "province" and len(waves) == 10
     flat = [h for _label, wave in waves for h in wave]
     assert sorted(flat) == sorted(hosts) and len(flat) == len(set(flat))
+    # merged while a batch holds at most 40 hosts, in the same order (the province's hosts first)
+    merged = converge.batches(inv, hosts, waves=True)
+    assert [h for _label, wave in merged for h in wave] == flat and 1 < len(merged) < 10
+    assert all(len(wave) <= 40 for _label, wave in merged) and merged[0][0].startswith("province, city ")
+    clients = [h for h in hosts if h.startswith(("bu", "tw"))]
+    assert len(converge.batches(inv, clients, waves=True)) == 1 and len(clients) == 29
     assert converge.batches(inv, hosts[:3], waves=False) == [("all", sorted(hosts[:3]))]
 
 
