@@ -37,20 +37,24 @@ def _children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def run_converge(inventory, limit, env):
-    """One `jincai converge -q`; returns its figures."""
-    argv = [JINCAI, "converge", "-q", "-i", inventory] + (["--limit", limit] if limit else [])
+def run_converge(inventory, limit="", env=None, waves=False):
+    """One `jincai converge -q` (``--waves`` with ``waves``); returns its figures (also
+    benchmarks/province.py's converge phase)."""
+    argv = [JINCAI, "converge", "-q", "-i", inventory] + (["--limit", limit] if limit else []) + \
+        (["--waves"] if waves else [])
     c0, l0, t0 = _children_cpu(), lab_cpu_seconds(), time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
+                          check=False)
     wall = time.monotonic() - t0
     out = proc.stdout + proc.stderr
     if proc.returncode:
         sys.stderr.write(out[-3000:])
-        raise SystemExit(f"jincai converge exited {proc.returncode}")
-    m = re.search(r"(\d+) hosts; (\d+) converged .*?, (\d+) to run", out)
+        raise SystemExit(f"jincai converge on {inventory} exited {proc.returncode}")
+    m = re.search(r"(\d+) hosts; (\d+) converged .*?, (\d+) to run site.yml on \(plan ([\d.]+) s, read ([\d.]+) s\)", out)
     changed = re.search(r"changed=(\d+)", out)
-    return {"wall": wall, "control_cpu": _children_cpu() - c0, "lab_cpu": lab_cpu_seconds() - l0,
+    return {"wall": round(wall, 1), "control_cpu": _children_cpu() - c0, "lab_cpu": lab_cpu_seconds() - l0,
             "hosts": int(m.group(1)), "left": int(m.group(2)), "ran": int(m.group(3)),
+            "plan_s": float(m.group(4)), "read_s": float(m.group(5)),
             "changed": int(changed.group(1)) if changed else 0}
 
 

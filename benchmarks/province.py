@@ -126,21 +126,12 @@ def compliance_with_drift(inv_dir, inv, waves=False):
 
 
 def converge(inv_dir, waves=False):
-    """`jincai converge` on the converged network (on the twin ``--waves``): wall time, hosts read and
-    left, hosts run."""
-    t0 = time.monotonic()
-    proc = subprocess.run([JINCAI, "converge", "-q", "-i", inv_dir] + (["--waves"] if waves else []), cwd=ROOT, capture_output=True, text=True,
-                          check=False)
-    wall = time.monotonic() - t0
-    out = proc.stdout + proc.stderr
-    if proc.returncode:
-        sys.stderr.write(out[-4000:])
-        raise SystemExit(f"jincai converge on {inv_dir} exited {proc.returncode}")
-    m = re.search(r"(\d+) hosts; (\d+) converged .*?, (\d+) to run site.yml on \(plan ([\d.]+) s, read ([\d.]+) s\)", out)
-    changed = re.search(r"changed=(\d+)", out)
-    return {"wall": round(wall, 1), "hosts": int(m.group(1)), "left": int(m.group(2)), "ran": int(m.group(3)),
-            "plan_s": float(m.group(4)), "read_s": float(m.group(5)),
-            "changed": int(changed.group(1)) if changed else 0}
+    """`jincai converge` on the converged network (on the twin ``--waves``): benchmarks/converge.py's
+    figures (wall time, hosts read and left, hosts run, changed)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from converge import run_converge  # pylint: disable=import-outside-toplevel
+
+    return run_converge(inv_dir, waves=waves)
 
 
 def bench(network, skip):

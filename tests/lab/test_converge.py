@@ -6,6 +6,7 @@ the next run finds both converged and runs no site.yml at all.
 The hosts need current manifests: after the session's site.yml (test_00_site) they exist; run alone,
 the fixture runs site.yml --limit on them first (converged: changes nothing)."""
 
+import json
 import os
 import subprocess
 
@@ -32,6 +33,13 @@ def converge(*args, timeout=1200):
     proc = subprocess.run([JINCAI, "converge", "-i", LAB_INVENTORY, "--limit", SITE, "-q", *args],
                           capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def decision(out):
+    """The decision.json the run names in its output."""
+    path = out.rsplit("decision ", 1)[1].split()[0]
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def state():
@@ -75,9 +83,13 @@ def test_converge_runs_site_yml_only_where_a_host_drifted_and_then_nowhere(recor
         assert f"run   {SERVER}" in out and f"run   {ROUTER}" not in out, out
         assert "site.yml on 1 hosts: rc 0" in out and "changed=0," not in out, out
         assert state() == clean, "site.yml did not restore the file and the service"
+        doc = decision(out)
+        assert list(doc["run"]) == [SERVER] and doc["left"] == [ROUTER] and doc["site"]["rc"] == 0, doc
+        assert doc["run"][SERVER].startswith("drifted: base: file /etc/issue.net") and doc["site"]["changed"] > 0
     finally:
         run_on(SERVER, RESTORE, timeout=120)
 
     rc, out = converge()
     assert rc == 0, out
     assert "2 hosts; 2 converged" in out and "nothing to do" in out and "left as they were" not in out, out
+    assert decision(out)["run"] == {} and "site" not in decision(out)
