@@ -42,8 +42,7 @@ from jincai import ROOT
 
 LAB_INVENTORY = os.path.join(ROOT, "inventories", "lab")
 REPORTS = os.path.join(ROOT, "reports", "converge")
-#: Groups whose hosts site.yml configures: the fast path's scope (compliance.SCOPE_GROUPS) plus the VPN
-#: clients (configured, never recorded: they always run).
+#: Why a host site.yml configures but no manifest records (the VPN client stand-ins) runs every time.
 OUTSIDE_REASON = "outside the fast-drift scope (site.yml configures it, no manifest records it): always runs"
 NO_READ_REASON = "the read-only collection got no answer from it (unreachable or failed): runs"
 
@@ -100,23 +99,13 @@ def managed_hosts(inventory, limit):
     return hosts, scope
 
 
-def differences(manifest_doc, collected_doc):
-    """What the collection read of a host differs in from its manifest (jincai.compliance.manifest.compare)."""
-    from jincai.compliance import manifest
-
-    if collected_doc.get("kind") == "router":
-        platform = (manifest_doc.get("router") or {}).get("platform") or (collected_doc.get("context") or {}).get("platform")
-        facts = {"config_lines": manifest.config_lines(collected_doc.get("config") or "", platform)}
-    else:
-        facts = collected_doc.get("facts") or {}
-    return manifest.compare(manifest_doc, facts)
-
-
 def decide(hosts, scope, fast_doc, collected):
     """{host: why site.yml runs there} for the hosts that need it; the others are converged.
 
     ``fast_doc``: jincai.compliance.plan_fast's document (manifests compared, fallback reasons);
     ``collected``: {host: the collection's document} of the hosts read."""
+    from jincai.compliance import manifest
+
     run, in_scope = {}, set(scope)
     for host in hosts:
         if host not in in_scope:
@@ -126,7 +115,7 @@ def decide(hosts, scope, fast_doc, collected):
         elif collected.get(host) is None:
             run[host] = NO_READ_REASON
         else:
-            diffs = differences(fast_doc["manifests"][host], collected[host])
+            diffs = manifest.compare_collected(fast_doc["manifests"][host], collected[host])
             if diffs:
                 first = diffs[0]
                 more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""

@@ -525,6 +525,18 @@ def compare(manifest, facts):
     return out
 
 
+def compare_collected(manifest, doc):
+    """:func:`compare` of a host's manifest with the collection's document of it
+    (playbooks/compliance.yml: a router's running config, a server's facts): fast drift's findings
+    (jincai.compliance.model) and `jincai converge`'s decision read the same differences."""
+    if doc.get("kind") == "router":
+        platform = (manifest.get("router") or {}).get("platform") or (doc.get("context") or {}).get("platform")
+        facts = {"config_lines": config_lines(doc.get("config") or "", platform)}
+    else:
+        facts = doc.get("facts") or {}
+    return compare(manifest, facts)
+
+
 def compare_router(router, found_lines):
     """Lines added to / removed from a router's running config since the manifest's read-back."""
     want, have = list(router.get("lines") or []), list(found_lines or [])

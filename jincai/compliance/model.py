@@ -111,12 +111,7 @@ def fast_findings(fast, scope, collected, host_entry, rules, controls):
         if h["unreachable"] or doc is None:
             continue
         compared.append(name)
-        if doc.get("kind") == "router":
-            platform = (man.get("router") or {}).get("platform") or (doc.get("context") or {}).get("platform")
-            facts = {"config_lines": manifest.config_lines(doc.get("config") or "", platform)}
-        else:
-            facts = doc.get("facts") or {}
-        for d in manifest.compare(man, facts):
+        for d in manifest.compare_collected(man, doc):
             diff = d["found"] if d["kind"] == "router" and d["found"] else d["expected"] if d["kind"] == "router" else ""
             record = {"role": d["role"], "task": d["task"], "action": d["module"],
                       "diff": diff or f"{d['name']} {d['expected']} {d['found']}"}

@@ -92,7 +92,7 @@ class Network:
                 if a in self.release["apps"] and hv.get("jincai_tier") in self.release["apps"][a]["tiers"]}
 
     def vpn_placement(self, client):
-        """Where VPN client ``client`` is served now: ``{"concentrator", "server", "pool", "moved"}``.
+        """Where VPN client ``client`` is served now: ``{"concentrator", "server", "pool"}``.
 
         The concentrator whose registry holds the unit active (jincai.pki.placement, as
         roles/vpn_client reads it: a unit moved with ``jincai pki move`` is checked at its new
@@ -104,15 +104,14 @@ class Network:
         if client not in cache:
             hv = self.hostvars[client]
             cv = hv.get("jincai_vpn_client") or {}
-            out = {"concentrator": cv.get("concentrator"), "server": cv.get("server"), "pool": cv.get("pool"),
-                   "moved": False}
+            out = {"concentrator": cv.get("concentrator"), "server": cv.get("server"), "pool": cv.get("pool")}
             code = self.inv_vars(client).get("vpn_client_code") or client
-            pki_dir = hv.get("jincai_pki_dir") or ((self.inventory.get("all") or {}).get("vars") or {}).get("jincai_pki_dir")
+            pki_dir = ((self.inventory.get("all") or {}).get("vars") or {}).get("jincai_pki_dir")  # an all var
             if pki_dir and cv.get("registries"):
                 where = vpn_client_placement(pki_dir, code, cv["registries"])
                 conc = where["concentrator"]
                 if not where["error"] and conc in self.hostvars and conc != out["concentrator"]:
-                    out = {"concentrator": conc, "server": where["server"], "moved": True,
+                    out = {"concentrator": conc, "server": where["server"],
                            "pool": (self.hostvars[conc].get("jincai_vpn") or {}).get("pool")}
             cache[client] = out
         return cache[client]
