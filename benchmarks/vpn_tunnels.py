@@ -46,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from itertools import cycle
 
@@ -55,6 +56,7 @@ import jinja2  # noqa: E402
 import yaml  # noqa: E402
 
 from jincai import ROOT  # noqa: E402
+from jincai.lab import vici  # noqa: E402
 from jincai.pki import bundle  # noqa: E402
 from jincai.pki import store  # noqa: E402
 from jincai.pki import vault as pkivault  # noqa: E402
@@ -252,7 +254,7 @@ def client_swanctl_conf(connections):
 
 
 def client_threads(concurrency):
-    """Worker threads of the benchmark charon: every blocking ``swanctl --initiate`` holds one while
+    """Worker threads of the benchmark charon: every blocking initiation (vici or ``swanctl --initiate``) holds one while
     it waits (with 40 in flight and 32 threads, no thread was left for IKE packets: all stalled)."""
     return max(32, concurrency + 16)
 
@@ -534,6 +536,8 @@ class Charon:
         self.log_path = os.path.join(base, "charon.log")
         self.env = dict(os.environ, STRONGSWAN_CONF=self.conf, SWANCTL_DIR=self.swanctl_dir)
         self.proc = None
+        self.use_swanctl = False  # initiate with a swanctl process per tunnel (the old way) instead of vici
+        self._local = threading.local()
         for sub in ("x509", "x509ca", "x509crl", "private", "conf.d"):
             os.makedirs(os.path.join(self.swanctl_dir, sub), mode=0o700, exist_ok=True)
 
@@ -570,15 +574,29 @@ class Charon:
                               timeout=timeout)
 
     def initiate(self, code, timeout):
-        """Initiate unit ``code``'s tunnel and wait for it; ``(code, ok, seconds, message)``."""
+        """Initiate unit ``code``'s tunnel and wait for it; ``(code, ok, seconds, message)``. One vici
+        session per worker thread (:mod:`jincai.lab.vici`), no control log: a ``swanctl`` process per
+        tunnel cost the control node ~7 CPU-seconds for 1,000 (``--swanctl`` measures that way)."""
         t0 = time.monotonic()
+        if self.use_swanctl:
+            try:
+                res = self.swanctl("--initiate", "--ike", code, "--child", code, "--timeout", str(timeout),
+                                   timeout=timeout + 10)
+            except subprocess.TimeoutExpired:
+                return code, False, time.monotonic() - t0, "timeout"
+            msg = "" if res.returncode == 0 else " ".join((res.stdout + res.stderr).strip().splitlines()[-1:])
+            return code, res.returncode == 0, time.monotonic() - t0, msg
+        session = getattr(self._local, "session", None)
         try:
-            res = self.swanctl("--initiate", "--ike", code, "--child", code, "--timeout", str(timeout),
-                               timeout=timeout + 10)
-        except subprocess.TimeoutExpired:
-            return code, False, time.monotonic() - t0, "timeout"
-        msg = "" if res.returncode == 0 else " ".join((res.stdout + res.stderr).strip().splitlines()[-1:])
-        return code, res.returncode == 0, time.monotonic() - t0, msg
+            if session is None:
+                session = self._local.session = vici.Session(self.vici, timeout=timeout + 10)
+            ok, msg = session.initiate(code, code, timeout * 1000)
+        except (vici.ViciError, OSError) as exc:
+            self._local.session = None
+            if session is not None:
+                session.close()
+            return code, False, time.monotonic() - t0, str(exc)
+        return code, ok, time.monotonic() - t0, msg
 
     def stop(self):
         """SIGTERM to our charon (its DELETEs close the SAs), SIGKILL after 20 s."""
@@ -833,7 +851,9 @@ def run(args):
     state = {"tmp": tmp}
     save_state(state)
     bench = Charon(os.path.join(tmp, "client"), NETNS)
-    fig, units = {"concurrency": args.concurrency, "stand_in": args.stand_in}, []
+    bench.use_swanctl = args.swanctl
+    fig, units = {"concurrency": args.concurrency, "stand_in": args.stand_in,
+                  "initiator": "swanctl" if args.swanctl else "vici"}, []
     try:
         sources = pick_addresses(access, source_access_addresses(m, access) | used_addresses(access), args.sources)
         fig["address"], fig["sources"] = sources[0], sources
@@ -947,7 +967,7 @@ def report(fig):
     log(f"tunnels: {up}/{count} IKE_SAs ESTABLISHED + CHILD_SAs INSTALLED on {where} "
         + (f"in {secs:.2f} s" if secs is not None else "NOT all by the deadline")
         + f" (goal < {GOAL_S:.0f} s), concurrency {fig['concurrency']} per source x {len(fig['sources'])} "
-        f"source address(es) from {fig['address']}; "
+        f"source address(es) from {fig['address']}, initiated by {fig.get('initiator', 'vici')}; "
         f"initiations failed: {len(fig.get('failures', []))}, not started: {fig.get('not_initiated', 0)}"
         + (f" (first: {fig['failures'][:3]})" if fig.get("failures") else ""))
     if fig.get("latency"):
@@ -969,7 +989,7 @@ def report(fig):
         f"{mib(a.get('hwm_kib', 0))} MiB")
     log(f"CPU from the first initiation to N: concentrator charon {n.get('cpu_s', b['cpu_s']) - b['cpu_s']:.1f} s, "
         f"benchmark charon {fig.get('client_cpu_s', 0):.1f} s (RSS {mib(fig.get('client_rss_kib', 0))} MiB), "
-        f"control node (this process, swanctl, ssh) {fig.get('control_cpu_s', 0):.1f} s; machine load average "
+        f"control node (this process and its swanctl, ssh) {fig.get('control_cpu_s', 0):.1f} s; machine load average "
         f"{os.getloadavg()[0]:.1f}")
     real_kept = set(fig["real_established"]) <= set(fig["after_real"])
     back = a["ike"] == b["ike"] and a["child"] == b["child"]
@@ -1003,6 +1023,8 @@ def main(argv=None):
     ap.add_argument("--deadline", type=float, default=300, help="seconds to wait for all tunnels")
     ap.add_argument("--stand-in", action="store_true",
                     help="a concentrator of the benchmark's own (role templates, throw-away units), not the lab's")
+    ap.add_argument("--swanctl", action="store_true",
+                    help="initiate each tunnel with a swanctl process (the old way) instead of one vici session per thread")
     ap.add_argument("--log-lines", type=int, default=20, help="lines of the benchmark charon's log shown on failure")
     args = ap.parse_args(argv)
     if args.units < 1 or args.concurrency < 1:
