@@ -75,7 +75,6 @@ class Keys:
         self.dir, self.vault = reg_dir, vault
         self._maps = {}  # vault (relative) -> {code: PEM text}
         self._dropped = {}  # vault (relative) -> codes whose keys leave it at flush
-        self.encryptions = 0  # vault encryptions this command (what a batch costs)
 
     def write(self, keys):
         """Write one vault holding ``keys`` (``{code: PEM bytes or text}``); return its path relative to
@@ -146,4 +145,3 @@ class Keys:
 
         data = json.dumps(found, indent=0, sort_keys=True).encode()
         store.write(os.path.join(self.dir, rel), self.vault.encrypt(data), 0o600)
-        self.encryptions += 1
