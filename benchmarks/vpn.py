@@ -302,9 +302,7 @@ def tunnels(reg, workdir, count, per_ns, vpn_plan, libipsec):
     for n, first in enumerate(range(0, count, per_ns)):
         units = []
         for j, code in enumerate(codes[first:first + per_ns]):
-            kpath = reg.path("units", f"{code}.key.vault")
-            with open(kpath, "rb") as fh:
-                key = reg.vault.decrypt(fh.read(), kpath)
+            key = reg.keys.get(reg.units[code])  # its batch's vault (jincai.pki.keys), decrypted once
             with open(reg.path("units", f"{code}.crt"), "rb") as fh:
                 cert = fh.read()
             units.append({"code": code, "identity": reg.units[code]["identity"], "cert": cert, "key": key,

@@ -8,7 +8,8 @@ of each county, ``kind`` township, at the concentrator that serves the county's 
 throw-away vault password) through the real batch path (``jincai pki import``: jincai.pki.batch), then
 every concentrator's swanctl.conf and nftables set are rendered with the role's own templates and
 its own reach filter (plugins/filter/jincai_vpn.py, what the role's set_fact runs). A rerun of the same batch
-must change nothing. Prints the times and the peak memory. Goal: < 10 s for issue + render.
+must change nothing. Prints the times, the number of key vaults written (one per concentrator's batch:
+jincai.pki.keys) and the peak memory. Goal: < 10 s for issue + render.
 
 Offline: nothing is contacted (no lab, no production host). Run:  .venv/bin/python benchmarks/vpn_province.py
 """
@@ -121,6 +122,9 @@ def main(argv=None):
         t3 = time.monotonic()
         rerun = pki_batch.run(vpn_plans, pki_dir, rows, out=quiet.append)
         t_rerun = time.monotonic() - t3
+        key_vaults = sum(len(files) for d, _, files in os.walk(pki_dir) if os.path.basename(d) == "keys")
+        old_vaults = sum(f.endswith(".key.vault") for d, _, files in os.walk(pki_dir) for f in files
+                         if os.path.basename(d) == "units")  # an older jincai's one per unit
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     n_towns = sum(1 for r in rows if r.get("kind") == "township")
@@ -129,7 +133,8 @@ def main(argv=None):
                "issue_and_render_s": round(t_issue + t_render, 2),
                "issue_cpu_s": round(c_issue, 2), "render_cpu_s": round(c_render, 2),
                "load_average": round(os.getloadavg()[0], 1), "rerun_s": round(t_rerun, 2),
-               "rerun_changed": rerun["changed"], "added": done["add"],
+               "rerun_changed": rerun["changed"], "added": done["add"], "key_vaults": key_vaults,
+               "per_unit_key_vaults": old_vaults,
                "swanctl_kib": round(sizes["swanctl"] / 1024), "nft_kib": round(sizes["nft"] / 1024),
                "peak_rss_mib": round(peak_mib, 1)}
     if args.json:
@@ -139,11 +144,12 @@ def main(argv=None):
               f"{figures['concentrators']} concentrators (province {per_conc.get('220000-vpn', 0)}, cities "
               f"{len(rows) - per_conc.get('220000-vpn', 0)})")
         print(f"  plan (inventory + source)       {t_plan:6.2f} s")
-        print(f"  issue (certificates, vaulted keys, registries, CRL, bundles)  {t_issue:6.2f} s")
+        print(f"  issue (certificates, vaulted keys, registries, CRL, bundles)  {t_issue:6.2f} s   "
+              f"({key_vaults} key vaults, {old_vaults} per-unit ones)")
         print(f"  render 10 x swanctl.conf + nftables set ({figures['swanctl_kib']} + {figures['nft_kib']} KiB)"
               f"  {t_render:6.2f} s")
         print(f"  issue + render                  {t_issue + t_render:6.2f} s   (goal < 10 s); CPU of this process "
-              f"{c_issue:.2f} + {c_render:.2f} s (the vault encryption threads count in it); load average "
+              f"{c_issue:.2f} + {c_render:.2f} s; load average "
               f"{os.getloadavg()[0]:.1f}")
         print(f"  rerun of the same batch         {t_rerun:6.2f} s   changed: {rerun['changed']}")
         print(f"  peak memory (RSS)               {peak_mib:6.1f} MiB")

@@ -58,6 +58,7 @@ import yaml  # noqa: E402
 from jincai import ROOT  # noqa: E402
 from jincai.lab import vici  # noqa: E402
 from jincai.pki import bundle  # noqa: E402
+from jincai.pki import keys as pkikeys  # noqa: E402
 from jincai.pki import store  # noqa: E402
 from jincai.pki import vault as pkivault  # noqa: E402
 from jincai.pki import vpn as vpnplans  # noqa: E402
@@ -785,12 +786,10 @@ def read_units(pki, plan, count, loaded):
     with open(path, encoding="utf-8") as fh:
         doc = json.load(fh)
     chosen = select_units(doc["units"], set(plan["clients"]), count, loaded)
-    vault = pkivault.shared()
+    vaults = pkikeys.Keys(reg_dir, pkivault.shared())  # each batch's vault decrypted once
     out = []
     for u in chosen:
-        kpath = os.path.join(reg_dir, "units", f"{u['code']}.key.vault")
-        with open(kpath, "rb") as fh:
-            key = vault.decrypt(fh.read(), kpath)
+        key = vaults.get(u)
         with open(os.path.join(reg_dir, "units", f"{u['code']}.crt"), "rb") as fh:
             cert = fh.read()
         home = u.get("home") or u["site"]

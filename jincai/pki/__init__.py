@@ -10,12 +10,14 @@ uses the same CA. Layout of the PKI directory::
     crl.pem crl.der                 the published CRL (crlNumber grows at each publication)
     db.json                         serials issued through the registries, their status
     vpn/units.json                  the budget-unit registry: code, name, site, home, virtual IP, identity,
-                                    status, enrolment (vpn/<city>/... for a city's concentrator)
-    vpn/units/<code>.crt .key.vault one certificate and vaulted key per budget unit
+                                    status, enrolment, key_vault (vpn/<city>/... for a city's concentrator)
+    vpn/units/<code>.crt            one certificate per budget unit
+    vpn/keys/<batch>.vault          the keys of one onboarding batch, one ansible-vault file (JSON code ->
+                                    key PEM; an older registry's vpn/units/<code>.key.vault still read)
     vpn/bundles/<code>.tar.gz       the unit technician's client bundle (mode 0600)
 
-The CA key and the units' keys are encrypted with the Ansible vault password; Ansible's copy module
-decrypts a unit's key on deployment. Everything is idempotent: an existing CA is kept; a leaf is
+The CA key and the units' keys are encrypted with the Ansible vault password; roles/vpn_client decrypts
+a unit's batch vault on the control node (the unvault lookup) and installs the unit's key. Everything is idempotent: an existing CA is kept; a leaf is
 re-issued only when it is missing, was signed by another CA, has other SANs or usage, or expires
 within 30 days; an active unit is never re-issued by ``add``/``sync``.
 
@@ -23,6 +25,7 @@ Owns, one module per concern:
 
 * :mod:`~jincai.pki.store`: the PKI directory (where, atomic writes, the lock, an older layout refused);
 * :mod:`~jincai.pki.vault`: the vault password and ansible-vault encryption of the keys;
+* :mod:`~jincai.pki.keys`: the units' keys at rest, one vault per batch (written, read, removed);
 * :mod:`~jincai.pki.ca`: the CA, leaves (``issue``), CSR checks;
 * :mod:`~jincai.pki.vpn`: the VPN plans of a source, one per concentrator;
 * :mod:`~jincai.pki.registry`: the budget-unit registry of a concentrator, enrolment, renewal, the CRL, ``sync``;

@@ -9,6 +9,8 @@ to check, which pool the client's address is from) both read the placement here,
 import json
 import os
 
+from jincai.pki import keys
+
 
 def vpn_client_placement(pki_dir, code, registries):
     """Where the VPN client ``code`` is served now: the one registry under ``pki_dir`` (of
@@ -17,7 +19,9 @@ def vpn_client_placement(pki_dir, code, registries):
     concentrator only (revoked at the old one), so its client dials the new one's ``server`` and routes
     the LAN of its registry entry's own site (``home``; older entries: ``site``) through the tunnel.
 
-    Returns ``{"registry", "concentrator", "server", "server_identity", "lan", "unit", "files", "error"}``.
+    Returns ``{"registry", "concentrator", "server", "server_identity", "lan", "unit", "key_vault", "files",
+    "error"}``; ``key_vault`` is the vault that holds the unit's key (:func:`jincai.pki.keys.key_vault`: its
+    batch's, an older registry's per-unit one; "" for a unit enrolled by CSR).
     ``error`` is "" when the unit is active in exactly one registry; otherwise a message naming the files
     read and the fix (the role's assert prints it): active in none (onboard it), in more than one (revoke
     it where it does not belong), or in a registry the source knows no concentrator of. A registry whose
@@ -53,10 +57,12 @@ def vpn_client_placement(pki_dir, code, registries):
     if not lan:
         return _placement(files, f"{path}: unit {code}: its own site {home} is not served by "
                                  f"{conc['concentrator']} in the source (fix: `jincai pki move {code} --site SITE`)")
+    kv = keys.key_vault(entry)
     return {"registry": reg, "concentrator": conc["concentrator"], "server": conc["server"],
-            "server_identity": doc.get("server_identity", ""), "lan": lan, "unit": entry, "files": files, "error": ""}
+            "server_identity": doc.get("server_identity", ""), "lan": lan, "unit": entry,
+            "key_vault": os.path.join(str(pki_dir), reg, kv) if kv else "", "files": files, "error": ""}
 
 
 def _placement(files, error):
     return {"registry": "", "concentrator": "", "server": "", "server_identity": "", "lan": "", "unit": {},
-            "files": files, "error": error}
+            "key_vault": "", "files": files, "error": error}

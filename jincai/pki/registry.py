@@ -7,10 +7,11 @@ concentrator's pool: budget units take the lowest free address, townships the hi
 kind ever moves the other's addresses.
 
 Per concentrator (``<pki>/vpn/`` for the province's, ``<pki>/vpn/<site code>/`` for a city's):
-``units.json`` (code, name, site, home, virtual IP, identity, status, enrolment), ``units/<code>.crt``
-and ``.key.vault`` (one certificate and vaulted key per unit; none for a unit that enrolled by CSR)
-and ``bundles/<code>.tar.gz`` (the technician's bundle, :mod:`jincai.pki.bundle`). Shared by every
-concentrator of the network: ``db.json`` (serials issued, their status) and the published CRL
+``units.json`` (code, name, site, home, virtual IP, identity, status, enrolment, key_vault),
+``units/<code>.crt`` (one certificate per unit), ``keys/<batch>.vault`` (the keys of one batch in one
+ansible-vault file, :mod:`jincai.pki.keys`; none for a unit that enrolled by CSR; an older registry's
+``units/<code>.key.vault``, one per unit, is still read) and ``bundles/<code>.tar.gz`` (the
+technician's bundle, :mod:`jincai.pki.bundle`). Shared by every concentrator of the network: ``db.json`` (serials issued, their status) and the published CRL
 (``crl.pem``, ``crl.der``; the crlNumber grows at each publication).
 
 A unit's virtual IP comes from the concentrator's pool, recorded at onboarding and never renumbered;
@@ -27,7 +28,7 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from jincai.pki import PkiError, store, vault
+from jincai.pki import PkiError, keys, store, vault
 from jincai.pki import bundle as unitbundle
 from jincai.pki import ca as authority
 from jincai.source.model import VPN_KINDS
@@ -82,6 +83,7 @@ class UnitRegistry:
             ca = authority.load_ca(self.dir)
         self.ca_cert, self._ca_key = ca
         self.vault = vault.shared()
+        self.keys = keys.Keys(self.path(), self.vault)  # the units' key vaults (decrypted once per command)
         # the certificate database is shared by every concentrator's registry (Registries passes one)
         self.db = db if db is not None else self._read_json(os.path.join(self.dir, "db.json"),
                                                             {"crl_number": 0, "certs": {}})
@@ -174,25 +176,22 @@ class UnitRegistry:
     def add_many(self, rows):
         """Onboard many units (dicts with code, name, optional address/apps); return the codes added.
 
-        Certificates are signed one by one; the keys' vault encryption (PBKDF2, the slow part) runs
-        in threads.
+        The keys of the batch go into one vault (:meth:`jincai.pki.keys.Keys.write`: one PBKDF2 for the
+        batch, not one per unit); each new entry's ``key_vault`` names it.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         pending = {}
         added = [r["code"] for r in rows
                  if self.add(r["code"], r.get("name"), r.get("address"), r.get("apps"), r.get("where"),
                              home=r.get("home"), public_key=r.get("public_key"), _keys=pending,
                              kind=r.get("kind") or "budget_unit")]
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            vaulted = dict(zip(pending, pool.map(self.vault.encrypt, pending.values())))
-        for code, data in vaulted.items():
-            store.write(self.path("units", f"{code}.key.vault"), data, 0o600)
-        # the bundles written next need the keys: keep them in memory for this command rather than
-        # decrypting each vault again (PBKDF2: the slowest step of a batch)
-        self._fresh_keys = getattr(self, "_fresh_keys", {})
-        self._fresh_keys.update(pending)
+        self._vault_keys(pending)
         return added
+
+    def _vault_keys(self, pending):
+        """Write the keys ``{code: PEM}`` of one batch into one vault and record it in their entries."""
+        rel = self.keys.write(pending)
+        for code in pending:
+            self.units[code][keys.FIELD] = rel
 
     def add(self, code, name, address=None, apps=None, where=None, home=None, public_key=None, _keys=None,
             kind="budget_unit"):
@@ -218,19 +217,18 @@ class UnitRegistry:
             return False
         addr = entry["address"] if entry else self._allocate(address, where, kind)
         serial, key = self._issue_unit(code, public_key, kind)
-        if public_key is not None:  # CSR enrolment: the province holds no key of this unit
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path("units", f"{code}.key.vault"))
-        elif _keys is not None:
-            _keys[code] = store.key_pem(key)  # add_many encrypts them in parallel
-        else:
-            store.write(self.path("units", f"{code}.key.vault"), self.vault.encrypt(store.key_pem(key)), 0o600)
+        if entry:  # a revoked unit onboarded again: no key of its former life stays readable
+            self.keys.forget(entry)
         self.units[code] = {"code": code, "name": name or code, "site": self.plan["site"], "home": home,
                             "address": addr, "identity": self.identity(code, kind), "serial": serial,
                             "status": "active", "apps": sorted(apps or served["apps"]),
                             "enrolment": "csr" if public_key is not None else "bundle"}
         if kind != "budget_unit":
             self.units[code]["kind"] = kind  # budget units' entries stay as they always were
+        if public_key is None and _keys is not None:
+            _keys[code] = store.key_pem(key)  # add_many writes the batch's keys into one vault
+        elif public_key is None:
+            self._vault_keys({code: store.key_pem(key)})  # a vault of its own
         return True
 
     def public_key(self, code):
@@ -273,7 +271,8 @@ class UnitRegistry:
         return True
 
     def revoke(self, code, reason="cessationOfOperation"):
-        """Offboard a unit: its certificate goes on the next CRL; True if it changed."""
+        """Offboard a unit: its certificate goes on the next CRL, its key leaves its vault (at
+        :meth:`save`); True if it changed."""
         entry = self.units.get(code)
         if entry is None:
             raise PkiError(f"unit {code}: not onboarded (see `jincai pki list`)")
@@ -282,6 +281,8 @@ class UnitRegistry:
         cert = self.db["certs"].setdefault(entry["serial"], {"cn": code, "kind": "budget unit"})
         cert.update(status="revoked", revoked=store.now().isoformat(), reason=reason)
         entry["status"] = "revoked"
+        self.keys.forget(entry)
+        entry.pop(keys.FIELD, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path("bundles", f"{code}.tar.gz"))
         return True
@@ -289,10 +290,11 @@ class UnitRegistry:
     def renew(self, codes=None, within=authority.RENEW_BEFORE, rekey=False):
         """Re-issue certificates of active units expiring within *within* (or exactly *codes*).
 
-        The key is kept unless *rekey*; the old serial is marked superseded (it simply expires).
+        The key is kept unless *rekey*; the old serial is marked superseded (it simply expires). The new
+        keys of a *rekey* go into one vault; the old ones leave theirs at :meth:`save`.
         Returns the renewed codes.
         """
-        done = []
+        done, fresh = [], {}
         for code in sorted(codes or self.units):
             entry = self.units.get(code)
             if entry is None:
@@ -305,25 +307,24 @@ class UnitRegistry:
                 if cert.not_valid_after_utc - store.now() > within:
                     continue
             key = None
-            kpath = self.path("units", f"{code}.key.vault")
             if entry.get("enrolment") == "csr":
                 if rekey:
                     raise PkiError(f"unit {code}: renew --rekey: the unit holds its own key (CSR enrolment); it "
                                    "sends a new CSR: jincai pki enrol CODE --csr FILE")
                 key = self.public_key(code)  # same key, new certificate
             elif not rekey:
-                with open(kpath, "rb") as fh:
-                    key = serialization.load_pem_private_key(self.vault.decrypt(fh.read(), kpath), None)
+                key = serialization.load_pem_private_key(self.keys.get(entry), None)
             old = entry["serial"]
             entry["serial"], key = self._issue_unit(code, key, self.kind(entry))
             if rekey:
-                store.write(kpath, self.vault.encrypt(store.key_pem(key)), 0o600)
-                getattr(self, "_fresh_keys", {}).pop(code, None)  # never bundle the old key
+                self.keys.forget(entry)
+                fresh[code] = store.key_pem(key)
             if old in self.db["certs"]:
                 self.db["certs"][old]["status"] = "superseded"
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path("bundles", f"{code}.tar.gz"))
             done.append(code)
+        self._vault_keys(fresh)
         return done
 
     # ---- publication
@@ -362,7 +363,13 @@ class UnitRegistry:
         store.write(os.path.join(self.dir, "db.json"), json.dumps(self.db, indent=1, sort_keys=True).encode(), 0o600)
 
     def save(self):
-        """Persist the certificate database and publish ``vpn/units.json`` (only if it changed)."""
+        """Persist the certificate database and publish ``vpn/units.json`` (only if it changed); first
+        the keys of revoked, moved and re-keyed units leave their vaults (:meth:`jincai.pki.keys.Keys.flush`),
+        with an older registry's per-unit vault of any revoked unit."""
+        for entry in self.units.values():
+            if entry["status"] == "revoked" and os.path.exists(self.path(keys.legacy(entry["code"]))):
+                self.keys.forget(entry)
+        self.keys.flush()
         self._save_db()
         doc = {"pool": str(self.pool), "domain": self.plan["domain"], "server_identity": self.server_identity(),
                "units": [self.units[c] for c in sorted(self.units)]}
@@ -383,12 +390,7 @@ class UnitRegistry:
         out = self.path("bundles", f"{code}.tar.gz")
         if os.path.exists(out) and not force:
             return out
-        csr_unit = entry.get("enrolment") == "csr"
-        key = getattr(self, "_fresh_keys", {}).pop(code, None)
-        if key is None and not csr_unit:
-            kpath = self.path("units", f"{code}.key.vault")
-            with open(kpath, "rb") as fh:
-                key = self.vault.decrypt(fh.read(), kpath)
+        key = None if entry.get("enrolment") == "csr" else self.keys.get(entry)
         with open(self.path("units", f"{code}.crt"), "rb") as fh:
             cert = fh.read()
         c = self.plan["concentrator"]
@@ -408,9 +410,8 @@ def sync(reg, bundles=True):
     # only units never onboarded: a revoked unit stays revoked until an explicit `add`
     homes, kinds = reg.plan.get("client_homes") or {}, reg.plan.get("client_kinds") or {}
     csr = set(reg.plan.get("csr_clients") or [])  # they enrol with their own key (roles/vpn_client)
-    added = [code for code in reg.plan["clients"]
-             if code not in reg.units and code not in csr
-             and reg.add(code, code, home=homes.get(code), kind=kinds.get(code, "budget_unit"))]
+    added = reg.add_many([{"code": code, "name": code, "home": homes.get(code), "kind": kinds.get(code, "budget_unit")}
+                          for code in reg.plan["clients"] if code not in reg.units and code not in csr])
     renewed = reg.renew()
     crl = reg.publish_crl()
     reg.save()

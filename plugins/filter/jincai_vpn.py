@@ -1,10 +1,12 @@
 """What each VPN client reaches at its own site (roles/vpn_concentrator, issue 16): budget units and
-township finance offices (乡镇财政所) alike; and which concentrator serves a client now (roles/vpn_client).
+township finance offices (乡镇财政所) alike; which concentrator serves a client now, and its key in its
+batch's vault (roles/vpn_client).
 
 A filter rather than a Jinja loop: the province concentrator renders 1,040 units and a loop through
 Ansible's templar took seconds of CPU per run; this is linear and unit-tested
 (tests/unit/test_vpn_reach.py, tests/unit/test_vpn_move.py)."""
 
+from jincai.pki import keys
 from jincai.pki.placement import vpn_client_placement
 
 
@@ -37,6 +39,18 @@ def vpn_connection(unit):
     return f"{unit['identity'].split('.')[1]}-{unit['code']}"
 
 
+# vpn_unit_key (DOCUMENTATION)
+#   short_description: a unit's private key out of its decrypted key vault
+#   input: plaintext (str, required): lookup('ansible.builtin.unvault', <the placement's key_vault>)
+#   positional: code (str, required): the unit's code; where (str): the vault's path, for errors
+#   returns (str): the key PEM; use it only in a no_log task (roles/vpn_client's key copy)
+def vpn_unit_key(plaintext, code, where="key vault"):
+    """The private key (PEM) of unit ``code`` in its decrypted key vault (the ``unvault`` lookup of the
+    placement's ``key_vault``): a batch's JSON object code -> key, or an older per-unit vault's key
+    (:func:`jincai.pki.keys.pick`). Errors name ``where``, never a key."""
+    return keys.pick(plaintext, code, where)
+
+
 # vpn_client_placement (DOCUMENTATION; the function is jincai.pki.placement's, also read by `jincai verify`)
 #   short_description: the registry, concentrator and server where a VPN client is active now
 #   input: pki_dir (path, required): the control node's PKI directory of the network (vpn_client_pki_dir)
@@ -45,7 +59,7 @@ def vpn_connection(unit):
 #     registries (dict, required): registry directory -> {concentrator, server, lans} of every concentrator
 #       of the source (jincai_vpn_client.registries, derived once by jincai.source.model.vpn_registries)
 #   returns (dict): registry, concentrator, server, server_identity, lan, unit (the registry entry),
-#     files (the units.json files read), error ("" when the unit is active in exactly one registry)
+#     key_vault (the vault of the unit's key, "" for a CSR unit), files (the units.json files read), error ("" when the unit is active in exactly one registry)
 #   runs on the control node (filters are templated there): check mode reads the same files.
 class FilterModule:
     """VPN filters of roles/vpn_concentrator and roles/vpn_client."""
@@ -53,4 +67,4 @@ class FilterModule:
     def filters(self):
         """Return the filter table."""
         return {"vpn_unit_reach": vpn_unit_reach, "vpn_connection": vpn_connection,
-                "vpn_client_placement": vpn_client_placement}
+                "vpn_client_placement": vpn_client_placement, "vpn_unit_key": vpn_unit_key}

@@ -78,7 +78,10 @@ def test_units_get_fixed_addresses_from_the_pool_and_rerun_changes_nothing(pkidi
     cert = _cert(pkidir / "vpn" / "units" / "bu0001.crt")
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["bu0001.bu.lab.jincai.test"]
-    assert (pkidir / "vpn" / "units" / "bu0001.key.vault").read_bytes().startswith(b"$ANSIBLE_VAULT")
+    # both keys in the one vault of their batch (sync onboards the plan's units as one batch)
+    assert reg.units["bu0001"]["key_vault"] == reg.units["bu0002"]["key_vault"]
+    assert (pkidir / "vpn" / reg.units["bu0001"]["key_vault"]).read_bytes().startswith(b"$ANSIBLE_VAULT")
+    assert not list((pkidir / "vpn" / "units").glob("*.key.vault"))
 
 
 def test_pool_exhaustion_and_bad_addresses_are_refused(pkidir):

@@ -77,9 +77,11 @@ def test_a_new_csr_replaces_the_certificate_and_revokes_the_old_one(pkidir, tmp_
         reg.renew(["bu0100"], rekey=True)
     # a province-issued unit switching to its own key: the province's copy of the old key is removed
     assert reg.add("bu0101", "y")
-    assert (pkidir / "vpn" / "units" / "bu0101.key.vault").exists()
+    vaulted = pkidir / "vpn" / reg.units["bu0101"]["key_vault"]
+    assert vaulted.exists()
     assert reg.enrol("bu0101", None, _csr(k1))
-    assert not (pkidir / "vpn" / "units" / "bu0101.key.vault").exists() and reg.units["bu0101"]["name"] == "y"
+    reg.save()  # the key leaves its vault (here its own: removed) in the save that records the revocation
+    assert not vaulted.exists() and reg.units["bu0101"]["name"] == "y" and "key_vault" not in reg.units["bu0101"]
 
 
 def test_bad_csrs_are_refused_with_the_reason(pkidir, tmp_path):
@@ -161,5 +163,5 @@ def test_a_csr_client_of_the_source_enrols_itself_before_the_concentrators_and_s
     assert "genpkey" in enrol_tasks and "decrypt" not in enrol_tasks and "key.vault" not in enrol_tasks
     with open(os.path.join(role, "main.yml"), encoding="utf-8") as fh:
         main = yaml.safe_load(fh)
-    vault_copy = next(t for t in main if "key.vault" in str(t.get("ansible.builtin.copy", {}).get("src", "")))
+    vault_copy = next(t for t in main if "unvault" in str(t.get("ansible.builtin.copy", {}).get("content", "")))
     assert vault_copy["when"] == "vpn_client_enrolment == 'bundle'"

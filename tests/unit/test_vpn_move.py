@@ -135,9 +135,10 @@ def test_a_unit_moved_with_pki_move_is_served_by_its_new_concentrator_on_the_nex
     # the copy tasks read the new registry's certificate and vaulted key
     tasks = _yaml("tasks", "main.yml")
     crt = _env().from_string(_task(tasks, "Install the province CA certificate")["loop"][1]["src"]).render(after)
-    key = _env().from_string(_task(tasks, "Install the unit's private key")["ansible.builtin.copy"]["src"]).render(after)
     assert crt == str(pkidir / "vpn" / "220100" / "units" / f"{UNIT}.crt") and os.path.exists(crt)
-    assert key == str(pkidir / "vpn" / "220100" / "units" / f"{UNIT}.key.vault") and os.path.exists(key)
+    key = after["_vpn_client_registry"]["key_vault"]  # what the key task's unvault lookup reads
+    assert key == str(pkidir / "vpn" / "220100" / entry["key_vault"]) and os.path.exists(key)
+    assert key.startswith(str(pkidir / "vpn" / "220100" / "keys") + os.sep)
 
 
 def test_the_role_refuses_a_unit_active_nowhere_naming_every_registry_file_and_the_fix(pkidir, twin_dir, hostvars):
