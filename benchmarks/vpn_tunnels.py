@@ -36,6 +36,7 @@ restored, or the goal (< 30 s) is missed.
 import argparse
 import concurrent.futures
 import fcntl
+import hashlib
 import importlib.util
 import ipaddress
 import json
@@ -765,6 +766,31 @@ def address_commands(addresses, prefixlen, dev="eth0"):
             + [["ip", "-n", NETNS, "link", "set", dev, "up"]])
 
 
+def port_mac(address):
+    """The MAC address of the benchmark's port: locally administered, derived from its first source
+    address, the same in every run. The concentrator keeps a neighbour entry (STALE) for each source
+    address after a run; with a fresh random MAC in the next run, its replies went to the old one
+    until the entry was probed and failed (~8 s: IKE_SA_INIT retransmits, 32-48 of 1,000 tunnels failed
+    from the secondary addresses, which send no ARP of their own)."""
+    digest = hashlib.sha256(f"jincai-bench-vpn {address}".encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
+def announce(addresses, target):
+    """Make the concentrator learn each source address's MAC now: for each address, the namespace
+    forgets its neighbour entry of ``target`` and pings it from that address, so its ARP request
+    carries the address as sender (the concentrator updates its entry from it). Without it, a
+    secondary address sends no ARP at all. Returns the addresses whose ping got no answer."""
+    silent = []
+    for a in addresses:
+        sh("ip", "-n", NETNS, "neigh", "flush", "dev", "eth0", check=False)
+        res = subprocess.run(["ip", "netns", "exec", NETNS, "ping", "-n", "-q", "-c", "1", "-W", "2", "-I", a, target],
+                             capture_output=True, check=False)
+        if res.returncode != 0:
+            silent.append(a)
+    return silent
+
+
 def cable_client(addresses, prefixlen, bridge):
     """The benchmark's namespace; with ``bridge``, its veth to the lab's access segment (``jlab-sw``).
     Returns what puts its source addresses on the veth (after the peer end exists)."""
@@ -772,7 +798,8 @@ def cable_client(addresses, prefixlen, bridge):
 
     net.new_namespace(NETNS)
     if bridge:
-        sh("ip", "-n", SWITCH_NS, "link", "add", PORT, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
+        sh("ip", "-n", SWITCH_NS, "link", "add", PORT, "type", "veth", "peer", "name", "eth0", "netns", NETNS,
+           "address", port_mac(addresses[0]))
         sh("ip", "-n", SWITCH_NS, "link", "set", PORT, "alias", "bench vpn_tunnels eth0", "master", bridge, "up")
     return lambda: [sh(*cmd) for cmd in address_commands(addresses, prefixlen)]
 
@@ -799,10 +826,11 @@ def read_units(pki, plan, count, loaded):
     return out, doc["server_identity"], ca_pem
 
 
-def wait_all(conc, base, count, t0, deadline_s, interval=0.5):
+def wait_all(conc, base, count, t0, deadline_s, interval=0.5, finished=None):
     """Poll the concentrator's IKE_SA counter until ``count`` more than at ``base`` are past half-open,
     then count the unit SAs: done when ``count`` more IKE_SAs are ESTABLISHED and CHILD_SAs INSTALLED.
-    Returns the probe at that moment and the seconds from ``t0`` (None when not all by the deadline)."""
+    Returns the probe at that moment and the seconds from ``t0`` (None when not all by the deadline, or
+    when ``finished()`` says every initiation has returned and some failed: no more will come)."""
     while True:
         p = conc.probe(count=False)
         elapsed = time.monotonic() - t0
@@ -811,8 +839,11 @@ def wait_all(conc, base, count, t0, deadline_s, interval=0.5):
             elapsed = time.monotonic() - t0
             if p["ike"] - base["ike"] >= count and p["child"] - base["child"] >= count:
                 return p, elapsed
-        if elapsed > deadline_s:
-            return conc.probe(), None
+        if elapsed > deadline_s or (finished is not None and finished()):
+            p = conc.probe()
+            if p["ike"] - base["ike"] >= count and p["child"] - base["child"] >= count:
+                return p, time.monotonic() - t0
+            return p, None
         time.sleep(interval)
 
 
@@ -892,6 +923,9 @@ def run(args):
         if connect is None:
             connect = cable_client(sources, prefixlen, access_bridge(vpn_access_segment(m)))
         connect()
+        silent = announce(sources, plan["concentrator"]["address"])
+        if silent:
+            log(f"note: the concentrator did not answer a ping from {', '.join(silent)}")
         bench.start(state)
         t = time.monotonic()
         res = bench.swanctl("--load-all", "--noprompt", timeout=600)
@@ -903,7 +937,9 @@ def run(args):
         pools = {src: concurrent.futures.ThreadPoolExecutor(max_workers=per_source) for src in sources}
         try:
             futures = [pools[assignment[u["code"]]].submit(bench.initiate, u["code"], args.timeout) for u in units]
-            fig["at_n"], fig["seconds"] = wait_all(conc, fig["before"], len(units), t0, args.deadline)
+            fig["at_n"], fig["seconds"] = wait_all(
+                conc, fig["before"], len(units), t0, args.deadline,
+                finished=lambda: all(f.done() for f in futures) and not all(f.result()[1] for f in futures))
             cpu1 = os.times()  # this process and its finished children (swanctl, ssh); not the charons
             fig["control_cpu_s"] = sum(cpu1[:4]) - sum(cpu0[:4])
             fig["client_cpu_s"] = proc_cpu_s(bench.proc.pid) - client_cpu0
@@ -925,12 +961,22 @@ def run(args):
             res = bench.swanctl("--list-sas", "--noblock", timeout=300)
         except subprocess.TimeoutExpired:
             raise BenchError("the benchmark charon did not list its SAs in 300 s (log above)") from None
-        fig["client_ok"], fig["client_wrong"] = check_tunnels(parse_sas(res.stdout), units, False)
+        client_sas = parse_sas(res.stdout)
+        fig["client_ok"], fig["client_wrong"] = check_tunnels(client_sas, units, False)
+        if fig["client_ok"] < len(units):  # what the client's charon says of the ones it does not hold up
+            seen = {}
+            for sa in client_sas:
+                seen.setdefault(sa["name"], []).append(f"{sa['state']} {sorted(sa['children'].values())}")
+            fig["client_missing"] = [(u["code"], seen.get(u["code"], ["no IKE_SA"])) for u in units
+                                     if check_tunnels(client_sas, [u], False)[0] == 0][:5]
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # the teardown itself is not interrupted
         if bench.proc and (fig.get("failures") or fig.get("seconds") is None):
             log(f"the benchmark charon's log (last lines):\n{bench.tail_log(args.log_lines)}")
+        if args.keep_log and os.path.exists(bench.log_path):
+            shutil.copyfile(bench.log_path, args.keep_log)  # charon's log holds no key
+            log(f"the benchmark charon's log: {args.keep_log}")
         log("teardown: stopping the benchmark's charon (DELETE of its SAs)")
         bench.stop()
         try:
@@ -979,7 +1025,8 @@ def report(fig):
     wrong = fig.get("conc_wrong", []) + fig.get("client_wrong", []) + fig.get("spread_wrong", [])
     log(f"virtual IP = registry address: concentrator {fig.get('conc_ok', 0) - len(fig.get('conc_wrong', []))}/{count}, "
         f"client {fig.get('client_ok', 0) - len(fig.get('client_wrong', []))}/{count}"
-        + (f"; wrong: {wrong[:3]}" if wrong else ""))
+        + (f"; wrong: {wrong[:3]}" if wrong else "")
+        + (f"; not up on the client: {fig['client_missing']}" if fig.get("client_missing") else ""))
     per = (n["rss_kib"] - b["rss_kib"]) / count if n else 0
     per_pss = (n["pss_kib"] - b["pss_kib"]) / count if n else 0
     log(f"concentrator charon RSS {mib(b['rss_kib'])} -> {mib(n.get('rss_kib', 0))} (at {count}) -> "
@@ -1024,6 +1071,7 @@ def main(argv=None):
                     help="a concentrator of the benchmark's own (role templates, throw-away units), not the lab's")
     ap.add_argument("--swanctl", action="store_true",
                     help="initiate each tunnel with a swanctl process (the old way) instead of one vici session per thread")
+    ap.add_argument("--keep-log", metavar="FILE", help="keep the benchmark charon's whole log in FILE")
     ap.add_argument("--log-lines", type=int, default=20, help="lines of the benchmark charon's log shown on failure")
     args = ap.parse_args(argv)
     if args.units < 1 or args.concurrency < 1:
