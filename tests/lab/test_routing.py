@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 
 import pytest
@@ -325,6 +326,75 @@ def test_invalid_line_fails_rolls_back_and_router_stays_reachable(converged):
         if "must-not-stay" in running or "ip ospf cost 77" in running:  # not rolled back: put the plan back
             run(PLAYBOOK, inventory=LAB, args=["--limit", host])
         _assert_routing_settled()
+
+
+NFT_FILE = "/etc/nftables.conf"  # roles/router router_nftables_file
+NFT_STAMP = "/run/jincai-router-nftables.loaded"
+
+
+def _nft_state(host):
+    """What the FRR router's packet filter looks like: file digest and mode, the stamp, the kernel table,
+    nftables.service at boot."""
+    out = run_on(host, f"sha1sum {NFT_FILE}; stat -c %U:%G:%a {NFT_FILE}; cat {NFT_STAMP}; "
+                       "nft list table inet jincai_router > /dev/null && echo table-loaded; "
+                       "systemctl is-enabled nftables.service", check=True).stdout
+    return out
+
+
+def test_packet_filter_drift_of_each_kind_shows_in_check_and_is_restored_in_one_ssh_command(converged):
+    """roles/router's one-SSH-command packet filter (library/jincai_nftables.py) on an FRR router: a
+    hand-edited file (and its mode), a flushed kernel table and a disabled nftables.service each show in
+    --check --diff without being touched, and one run restores all three; the next run changes nothing."""
+    host = "220102-rtr"
+    good = _nft_state(host)
+    assert "table-loaded" in good and good.rstrip().endswith("enabled"), good
+    run_on(host, f"echo '# hand-made' >> {NFT_FILE}; chmod 0600 {NFT_FILE}; nft delete table inet jincai_router; "
+                 "systemctl disable nftables.service 2>/dev/null", check=True)
+    try:
+        broken = _nft_state_loose(host)
+        check = run(PLAYBOOK, inventory=LAB, check=True, diff=True, args=["--limit", host])
+        assert check.rc == 0, _tail(check)
+        assert check.recap[host]["changed"] == 1, _tail(check)
+        assert re.search(r"^-# hand-made$", check.output, re.M), _tail(check, 80)
+        assert _nft_state_loose(host) == broken, "check mode changed the router"
+        fix = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        assert fix.rc == 0 and fix.recap[host]["changed"] == 1, _tail(fix)
+        assert _nft_state(host) == good
+        again = run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        assert again.rc == 0 and again.recap[host]["changed"] == 0, _tail(again)
+    finally:
+        if _nft_state_loose(host) != good:
+            run(PLAYBOOK, inventory=LAB, args=["--limit", host])
+        _assert_routing_settled()
+
+
+def _nft_state_loose(host):
+    """:func:`_nft_state` that does not fail on a missing table or a disabled unit."""
+    return run_on(host, f"sha1sum {NFT_FILE}; stat -c %U:%G:%a {NFT_FILE}; cat {NFT_STAMP}; "
+                        "nft list table inet jincai_router > /dev/null 2>&1 && echo table-loaded; "
+                        "systemctl is-enabled nftables.service; true").stdout
+
+
+def test_an_invalid_packet_filter_is_refused_before_it_is_installed(converged):
+    """jincai_nftables with a ruleset nft -c refuses: the task fails with nft's message and the router's
+    file, stamp, table and unit are as they were."""
+    host = "220202-rtr"
+    good = _nft_state(host)
+    import yaml
+
+    with open(os.path.join(LAB, "group_vars", "all", "connection.yml"), encoding="utf-8") as fh:
+        conn = yaml.safe_load(fh)  # how the role reaches the router (ansible_user, key, SSH options)
+    args = json.dumps({"host": mgmt_address(host), "user": conn["ansible_user"],
+                       "key_file": conn["ansible_ssh_private_key_file"],
+                       "ssh_args": conn["ansible_ssh_common_args"], "path": NFT_FILE,
+                       "content": "table inet jincai_router {\n chain input { frobnicate; }\n}\n",
+                       "table": "inet jincai_router", "stamp": NFT_STAMP})
+    res = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-M", os.path.join(ROOT, "library"),
+                          "-m", "jincai_nftables", "-a", args], cwd=ROOT, capture_output=True, text=True,
+                         check=False, timeout=120)
+    assert res.returncode != 0, res.stdout
+    assert "not valid" in res.stdout and "frobnicate" in res.stdout, res.stdout[-2000:]
+    assert _nft_state(host) == good
 
 
 def _render(host, template):
