@@ -5,6 +5,8 @@ config tree behind a fake netmiko channel); the live proof against FRR is tests/
 """
 
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -497,3 +499,35 @@ def test_owned_parts_split_operator_lines_from_jincais():
     assert cmds == ["undo sysname", "undo ntp-service unicast-server 10.9.9.9", "interface GigabitEthernet0/0/1",
                     "undo ospf cost", "ospf cost 10", "quit", "sysname NEW"]
     assert nc.split_owned(running, intended, FRR) == (running, [])  # FRR: the lab's routers are all jincai's
+
+
+def test_host_keys_of_keeps_only_what_may_be_the_hosts_own_lines(tmp_path):
+    """The known_hosts copy paramiko loads: the host's plain and hashed lines, marker and wildcard lines,
+    nothing of the other hosts; a non-standard port is matched as [host]:port, as OpenSSH writes it."""
+    import base64 as b64
+    import hashlib
+    import hmac
+
+    salt = b"0123456789abcdefghij"
+    hashed = "|1|%s|%s" % (b64.b64encode(salt).decode(),
+                           b64.b64encode(hmac.new(salt, b"198.19.0.21", hashlib.sha1).digest()).decode())
+    other_hashed = "|1|%s|%s" % (b64.b64encode(salt).decode(),
+                                 b64.b64encode(hmac.new(salt, b"198.19.0.99", hashlib.sha1).digest()).decode())
+    lines = ["198.19.0.20 ssh-ed25519 AAAAother\n", "198.19.0.21 ssh-ed25519 AAAAmine\n",
+             "198.19.0.210,198.19.0.211 ssh-ed25519 AAAAprefix\n", f"{hashed} ecdsa-sha2-nistp256 AAAAhashed\n",
+             f"{other_hashed} ecdsa-sha2-nistp256 AAAAotherhashed\n", "@revoked * ssh-ed25519 AAAArevoked\n",
+             "198.19.0.* ssh-rsa AAAAwild\n", "# a comment\n", "\n", "[198.19.0.21]:2222 ssh-ed25519 AAAAport\n"]
+    kh = tmp_path / "known_hosts"
+    kh.write_text("".join(lines))
+    path = nc.host_keys_of(str(kh), "198.19.0.21")
+    try:
+        got = open(path, encoding="utf-8").read()
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    finally:
+        os.unlink(path)
+    assert got == "".join([lines[1], lines[3], lines[5], lines[6]])
+    path = nc.host_keys_of(str(kh), "198.19.0.21", port=2222)
+    try:
+        assert open(path, encoding="utf-8").read() == "".join([lines[5], lines[6], lines[9]])
+    finally:
+        os.unlink(path)

@@ -42,3 +42,21 @@ def test_an_unknown_party_kind_and_platform_are_refused():
     assert "parties[x-1].apps: 'treasury' is not allowed for kind insurer by the application catalogue (allowed: none)" in out
     assert "jincai_router.platform: 'junos' has no template" in out
     assert PUSH_TASK not in out
+
+
+def test_a_bad_router_that_is_not_the_first_is_named_and_no_router_is_contacted(tmp_path):
+    """The check runs once for the play's routers: it must still read every router's own variables
+    (here only 220202-rtr, the last of the lab's, has an unknown platform, from a second inventory source)."""
+    extra_inv = tmp_path / "bad.yml"
+    extra_inv.write_text(json.dumps({"all": {"hosts": {"220202-rtr": {"jincai_router": {
+        "platform": "junos", "hostname": "r", "loopback": "198.18.254.9", "router_id": "198.18.254.9",
+        "ospf": {"area": 0, "hello": 1, "dead": 4}}}}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    res = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "playbooks/routers.yml",
+                          "-i", "inventories/lab", "-i", str(extra_inv), "--check"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode != 0
+    assert "220202-rtr (site 220202): jincai_router.platform: 'junos' has no template" in out, out[-2000:]
+    assert "220000-rtr (site" not in out  # the good routers are not blamed
+    assert PUSH_TASK not in out
