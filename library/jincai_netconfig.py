@@ -359,27 +359,28 @@ def _fail_and_roll_back(module, dev, backup_text, exc, result):
                      rolled_back_by="control node", **result)
 
 
+#: The module's options (also read by plugins/action/jincai_netconfig.py, which validates with it).
+ARGUMENT_SPEC = dict(
+    platform=dict(type="str", required=True, choices=["frr", "cisco_ios", "huawei_vrp", "huawei_vrpv8", "h3c_comware"]),
+    host=dict(type="str", required=True),
+    port=dict(type="int", default=22),
+    username=dict(type="str", required=True),
+    key_file=dict(type="path"),
+    password=dict(type="str", no_log=True),
+    known_hosts=dict(type="path"),
+    config=dict(type="str", required=True, no_log=True),
+    backup_dir=dict(type="path"),
+    save=dict(type="bool", default=True),
+    timeout=dict(type="int", default=20),
+    rollback_timer=dict(type="int", default=300),
+    timer_scale=dict(type="float", default=1.0),
+)
+
+
 def main():
-    """Module entry point."""
-    module = AnsibleModule(
-        argument_spec=dict(
-            platform=dict(type="str", required=True,
-                          choices=["frr", "cisco_ios", "huawei_vrp", "huawei_vrpv8", "h3c_comware"]),
-            host=dict(type="str", required=True),
-            port=dict(type="int", default=22),
-            username=dict(type="str", required=True),
-            key_file=dict(type="path"),
-            password=dict(type="str", no_log=True),
-            known_hosts=dict(type="path"),
-            config=dict(type="str", required=True, no_log=True),
-            backup_dir=dict(type="path"),
-            save=dict(type="bool", default=True),
-            timeout=dict(type="int", default=20),
-            rollback_timer=dict(type="int", default=300),
-            timer_scale=dict(type="float", default=1.0),
-        ),
-        supports_check_mode=True,
-    )
+    """Module entry point (run as a module; the action plugin of the same name calls :func:`run` in
+    the Ansible worker instead)."""
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     module.exit_json(**run(module))
 
 

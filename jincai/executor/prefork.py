@@ -14,6 +14,9 @@ worker redid on the lab (py-spy profile of a converged baseline play, docs/speed
   fork the child freezes what it inherited (``gc.freeze()``: O(1), moves the inherited objects into the
   permanent generation); what the worker itself allocates is collected as before.
 
+- **Action plugins that import much** (:data:`PRELOAD_ACTIONS`): loaded in the parent right before the
+  first worker that runs one is forked (:func:`preload_action`).
+
 ``prepare()`` is called by the strategy plugin (plugins/strategy/mitogen_linear.py) when the play
 starts. ``JINCAI_PREFORK=0`` turns all of it off; ``JINCAI_JINJA_CACHE=0`` only the template cache.
 """
@@ -23,7 +26,13 @@ import os
 
 from jincai.executor import jinja_cache
 
-_STATE = {"prepared": False, "at_fork": False}
+_STATE = {"prepared": False, "at_fork": False, "actions": set()}
+
+#: Action plugins whose imports are worth loading once in the parent, before the first worker that runs
+#: them is forked: plugins/action/jincai_netconfig.py runs the router push in the worker and imports
+#: netmiko and paramiko (~0.22 s of CPU a process). Only when a play has such a task (the parent of a
+#: baseline play stays as small as it was: a fork costs more the larger the parent).
+PRELOAD_ACTIONS = frozenset({"jincai_netconfig", "ansible.legacy.jincai_netconfig"})
 
 
 def enabled():
@@ -36,6 +45,17 @@ def warm_plugins():
     lookup would). Returns how many of each were loaded."""
     from ansible.plugins.loader import filter_loader, test_loader
     return {"filter": sum(1 for _ in filter_loader.all()), "test": sum(1 for _ in test_loader.all())}
+
+
+def preload_action(name):
+    """Import action plugin ``name`` in this process if it is one of :data:`PRELOAD_ACTIONS` and not
+    loaded yet (the strategy calls this before it queues a task). True when it was loaded now."""
+    if name not in PRELOAD_ACTIONS or name in _STATE["actions"] or not enabled():
+        return False
+    _STATE["actions"].add(name)
+    from ansible.plugins.loader import action_loader
+    action_loader.get(name, class_only=True)
+    return True
 
 
 def _freeze_inherited():

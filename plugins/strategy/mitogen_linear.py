@@ -60,6 +60,8 @@ class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):
         skipped result goes on the workers' result queue directly (jincai.executor.early_skip)."""
         result = early_skip.skip_result(host, task, task_vars, play_context, self._loader) if early_skip else None
         if result is None:
+            if prefork and prefork.preload_action(task.action):
+                display.vv(f"jincai prefork: action plugin {task.action} loaded before the workers that run it")
             return super()._queue_task(host, task, task_vars, play_context)
         from ansible.executor.task_result import _RawTaskResult
         # What the base _queue_task and WorkerProcess._run do for a worker, in the same order.
