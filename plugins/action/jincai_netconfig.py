@@ -47,7 +47,7 @@ MODULE = _load_module()
 
 
 class _Exit(Exception):
-    """The module called fail_json (or exit_json): ``args[0]`` is the result."""
+    """The module called fail_json: ``args[0]`` is the result."""
 
 
 class _Module:
@@ -59,10 +59,6 @@ class _Module:
     def fail_json(self, **kw):
         """Stop with a failed result."""
         raise _Exit(dict(kw, failed=True))
-
-    def exit_json(self, **kw):
-        """Stop with a result."""
-        raise _Exit(kw)
 
 
 class ActionModule(ActionBase):
